@@ -1,0 +1,55 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "tlstap",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "tlstap", targets: ["tlstap"]),
+        .library(name: "TLSTapCore", targets: ["TLSTapCore"]),
+        .library(name: "TLSTapLoader", targets: ["TLSTapLoader"]),
+        .library(name: "TLSTapOutput", targets: ["TLSTapOutput"]),
+        .library(name: "TLSTapSession", targets: ["TLSTapSession"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLibbpf",
+            pkgConfig: "libbpf",
+            providers: [.apt(["libbpf-dev"])]
+        ),
+        .target(name: "CTLSTapABI"),
+        .target(name: "CTLSTapBPF", dependencies: ["CLibbpf", "CTLSTapABI"]),
+        .target(name: "TLSTapCore", dependencies: ["CTLSTapABI"]),
+        .target(
+            name: "TLSTapLoader",
+            dependencies: [
+                "CLibbpf", "CTLSTapABI", "CTLSTapBPF", "TLSTapCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(name: "TLSTapOutput", dependencies: ["TLSTapCore"]),
+        .target(
+            name: "TLSTapSession",
+            dependencies: [
+                "TLSTapCore", "TLSTapLoader", "TLSTapOutput",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "tlstap",
+            dependencies: [
+                "TLSTapCore", "TLSTapLoader", "TLSTapOutput", "TLSTapSession",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "TLSTapCoreTests", dependencies: ["TLSTapCore", "CTLSTapABI"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TLSTapOutputTests", dependencies: ["TLSTapOutput", "TLSTapCore"], resources: [.copy("Golden")]),
+        .testTarget(name: "TLSTapLoaderTests", dependencies: ["TLSTapLoader"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TLSTapCore"]),
+    ]
+)

@@ -1,0 +1,85 @@
+/*
+ * Thin C shims around the generated skeleton (tlstap.skel.h). They exist
+ * because the skeleton is made of static inline functions and a large embedded
+ * object, and because libbpf's options structs are filled with macros
+ * (LIBBPF_OPTS) that Swift cannot call. Everything else, Swift does with
+ * libbpf directly through the CLibbpf module.
+ */
+#ifndef CTLSTAPBPF_H
+#define CTLSTAPBPF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct tlstap_bpf;
+struct bpf_program;
+struct bpf_link;
+
+/* The kernel-side filters, written into the programs' rodata before load. */
+struct CTLSTapBPF_Filters {
+	uint32_t own_pid;
+	bool filter_pids;
+	bool filter_comms;
+	bool filter_cgroup;
+	uint64_t target_cgroup_id;
+};
+
+/* The programs of tlstap.bpf.c, by role. */
+enum CTLSTapBPF_Program {
+	CTLSTapBPF_SSL_WRITE_ENTER,
+	CTLSTapBPF_SSL_READ_ENTER,
+	CTLSTapBPF_SSL_WRITE_EX_ENTER,
+	CTLSTapBPF_SSL_READ_EX_ENTER,
+	CTLSTapBPF_SSL_WRITE_EXIT,
+	CTLSTapBPF_SSL_READ_EXIT,
+};
+
+/* The maps user space reads or fills. */
+enum CTLSTapBPF_Map {
+	CTLSTapBPF_MAP_EVENTS,
+	CTLSTapBPF_MAP_LOST_COUNTS,
+	CTLSTapBPF_MAP_TRACED_PIDS,
+	CTLSTapBPF_MAP_TRACED_COMMS,
+};
+
+/* Opens the embedded object. NULL with errno set on failure. */
+struct tlstap_bpf *CTLSTapBPF_open(void);
+
+/* Sets the filters and the ring buffer's size; between open and load. */
+int CTLSTapBPF_configure(struct tlstap_bpf *skel, const struct CTLSTapBPF_Filters *filters,
+			 uint32_t ring_buffer_bytes);
+
+/* Verifies and loads the programs and creates the maps. 0 or -errno. */
+int CTLSTapBPF_load(struct tlstap_bpf *skel);
+
+/* Detaches and unloads everything the skeleton owns. NULL is fine. */
+void CTLSTapBPF_destroy(struct tlstap_bpf *skel);
+
+struct bpf_program *CTLSTapBPF_program(struct tlstap_bpf *skel, enum CTLSTapBPF_Program program);
+
+/* The map's file descriptor once loaded, or -1. */
+int CTLSTapBPF_map_fd(struct tlstap_bpf *skel, enum CTLSTapBPF_Map map);
+
+/*
+ * Attaches `program` as a uprobe (or uretprobe) on `function` in the ELF file
+ * at `path`, for process `pid` or for all processes when pid is -1.
+ * NULL with errno set on failure.
+ */
+struct bpf_link *CTLSTapBPF_attach_uprobe(struct bpf_program *program, bool retprobe, pid_t pid,
+					  const char *path, const char *function);
+
+/*
+ * Whether the kernel loads an fentry program (BPF trampolines): loads a
+ * two-instruction program against a vmlinux function and unloads it.
+ * 0 if it loads, else -errno.
+ */
+int CTLSTapBPF_probe_fentry(void);
+
+/* Receives libbpf's log, one formatted message at a time. */
+typedef void (*CTLSTapBPF_LogHandler)(int level, const char *message);
+
+/* Routes libbpf's printf-style log to `handler` (formatting happens here). */
+void CTLSTapBPF_set_log_handler(CTLSTapBPF_LogHandler handler);
+
+#endif /* CTLSTAPBPF_H */

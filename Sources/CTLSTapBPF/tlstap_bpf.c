@@ -1,0 +1,125 @@
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include "CTLSTapBPF.h"
+#include "tlstap.skel.h"
+
+struct tlstap_bpf *CTLSTapBPF_open(void)
+{
+	return tlstap_bpf__open();
+}
+
+int CTLSTapBPF_configure(struct tlstap_bpf *skel, const struct CTLSTapBPF_Filters *filters,
+			 uint32_t ring_buffer_bytes)
+{
+	skel->rodata->own_pid = filters->own_pid;
+	skel->rodata->filter_pids = filters->filter_pids;
+	skel->rodata->filter_comms = filters->filter_comms;
+	skel->rodata->filter_cgroup = filters->filter_cgroup;
+	skel->rodata->target_cgroup_id = filters->target_cgroup_id;
+	return bpf_map__set_max_entries(skel->maps.events, ring_buffer_bytes);
+}
+
+int CTLSTapBPF_load(struct tlstap_bpf *skel)
+{
+	return tlstap_bpf__load(skel);
+}
+
+void CTLSTapBPF_destroy(struct tlstap_bpf *skel)
+{
+	tlstap_bpf__destroy(skel);
+}
+
+struct bpf_program *CTLSTapBPF_program(struct tlstap_bpf *skel, enum CTLSTapBPF_Program program)
+{
+	switch (program) {
+	case CTLSTapBPF_SSL_WRITE_ENTER:
+		return skel->progs.probe_ssl_write_enter;
+	case CTLSTapBPF_SSL_READ_ENTER:
+		return skel->progs.probe_ssl_read_enter;
+	case CTLSTapBPF_SSL_WRITE_EX_ENTER:
+		return skel->progs.probe_ssl_write_ex_enter;
+	case CTLSTapBPF_SSL_READ_EX_ENTER:
+		return skel->progs.probe_ssl_read_ex_enter;
+	case CTLSTapBPF_SSL_WRITE_EXIT:
+		return skel->progs.probe_ssl_write_exit;
+	case CTLSTapBPF_SSL_READ_EXIT:
+		return skel->progs.probe_ssl_read_exit;
+	}
+	return NULL;
+}
+
+int CTLSTapBPF_map_fd(struct tlstap_bpf *skel, enum CTLSTapBPF_Map map)
+{
+	switch (map) {
+	case CTLSTapBPF_MAP_EVENTS:
+		return bpf_map__fd(skel->maps.events);
+	case CTLSTapBPF_MAP_LOST_COUNTS:
+		return bpf_map__fd(skel->maps.lost_counts);
+	case CTLSTapBPF_MAP_TRACED_PIDS:
+		return bpf_map__fd(skel->maps.traced_pids);
+	case CTLSTapBPF_MAP_TRACED_COMMS:
+		return bpf_map__fd(skel->maps.traced_comms);
+	}
+	return -1;
+}
+
+struct bpf_link *CTLSTapBPF_attach_uprobe(struct bpf_program *program, bool retprobe, pid_t pid,
+					  const char *path, const char *function)
+{
+	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = retprobe, .func_name = function);
+
+	return bpf_program__attach_uprobe_opts(program, pid, path, 0, &opts);
+}
+
+static CTLSTapBPF_LogHandler log_handler;
+
+static int forward_log(enum libbpf_print_level level, const char *format, va_list args)
+{
+	char message[1024];
+	int length = vsnprintf(message, sizeof(message), format, args);
+
+	/* libbpf ends its lines with a newline; the logger adds its own. */
+	if (length > 0 && (size_t)length < sizeof(message) && message[length - 1] == '\n')
+		message[length - 1] = '\0';
+	if (log_handler)
+		log_handler((int)level, message);
+	return length;
+}
+
+void CTLSTapBPF_set_log_handler(CTLSTapBPF_LogHandler handler)
+{
+	log_handler = handler;
+	libbpf_set_print(handler ? forward_log : NULL);
+}
+
+int CTLSTapBPF_probe_fentry(void)
+{
+	struct bpf_insn return_zero[] = {
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 0 },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	int function, fd, err;
+
+	if (!vmlinux)
+		return -errno;
+	function = btf__find_by_name_kind(vmlinux, "do_nanosleep", BTF_KIND_FUNC);
+	btf__free(vmlinux);
+	if (function < 0)
+		return function;
+
+	LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_TRACE_FENTRY,
+		    .attach_btf_id = function);
+	fd = bpf_prog_load(BPF_PROG_TYPE_TRACING, NULL, "GPL", return_zero, 2, &opts);
+	err = fd < 0 ? -errno : 0;
+	if (fd >= 0)
+		close(fd);
+	return err;
+}

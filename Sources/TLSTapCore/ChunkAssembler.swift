@@ -1,0 +1,83 @@
+/// Joins the chunks of each TLS call back into one `DataEvent`.
+///
+/// BPF cuts a large buffer into chunks and sends them one after another from
+/// the thread that made the call, so the chunks of one call never interleave
+/// with a later call of the same thread. The assembler still accepts them in
+/// any order and at any split. A call whose chunks were lost in the kernel is
+/// emitted with what arrived as soon as the same thread's next call shows up,
+/// or at `flush()`; its `missingBytes` says how much is absent.
+public struct ChunkAssembler {
+    private struct PartialCall {
+        var first: DataChunk
+        var buffer: [UInt8]
+        var received: UInt64
+        /// Length of each chunk that arrived, by its offset.
+        var chunkLengths: [UInt64: Int]
+    }
+
+    private var pending: [UInt32: PartialCall] = [:]
+    private let clock: WallClock
+
+    /// - Parameter clock: converts the kernel's monotonic call times to wall-clock times.
+    public init(clock: WallClock) {
+        self.clock = clock
+    }
+
+    /// Calls still waiting for chunks.
+    public var pendingCalls: Int { pending.count }
+
+    /// Adds one chunk.
+    /// - Returns: the calls this chunk completed, oldest first (an incomplete
+    ///   earlier call of the same thread, then this one if it is whole).
+    public mutating func add(_ chunk: DataChunk) -> [DataEvent] {
+        var finished: [DataEvent] = []
+        if let partial = pending[chunk.tid], partial.first.callTimeNanoseconds != chunk.callTimeNanoseconds {
+            pending[chunk.tid] = nil
+            finished.append(incompleteEvent(partial))
+        }
+        if chunk.offset == 0 && UInt64(chunk.payload.count) == chunk.totalLength {
+            finished.append(event(chunk, payload: chunk.payload))
+            return finished
+        }
+        var partial =
+            pending[chunk.tid]
+            ?? PartialCall(
+                first: chunk, buffer: [UInt8](repeating: 0, count: Int(chunk.totalLength)), received: 0,
+                chunkLengths: [:])
+        if partial.chunkLengths.updateValue(chunk.payload.count, forKey: chunk.offset) == nil {
+            let start = Int(chunk.offset)
+            partial.buffer.replaceSubrange(start..<start + chunk.payload.count, with: chunk.payload)
+            partial.received += UInt64(chunk.payload.count)
+        }
+        if partial.received == chunk.totalLength {
+            pending[chunk.tid] = nil
+            finished.append(event(partial.first, payload: partial.buffer))
+        } else {
+            pending[chunk.tid] = partial
+        }
+        return finished
+    }
+
+    /// Emits every call still waiting, with the bytes that arrived.
+    public mutating func flush() -> [DataEvent] {
+        let calls = pending.values.sorted { $0.first.callTimeNanoseconds < $1.first.callTimeNanoseconds }
+        pending.removeAll()
+        return calls.map(incompleteEvent)
+    }
+
+    /// An incomplete call keeps the bytes that arrived in order, up to the first gap.
+    private func incompleteEvent(_ partial: PartialCall) -> DataEvent {
+        var end: UInt64 = 0
+        while let length = partial.chunkLengths[end], length > 0 {
+            end += UInt64(length)
+        }
+        return event(partial.first, payload: Array(partial.buffer[..<Int(end)]))
+    }
+
+    private func event(_ chunk: DataChunk, payload: [UInt8]) -> DataEvent {
+        DataEvent(
+            timeNanoseconds: clock.wallNanoseconds(fromMonotonic: chunk.callTimeNanoseconds), pid: chunk.pid,
+            tid: chunk.tid, comm: chunk.comm, library: chunk.library, function: chunk.function,
+            direction: chunk.direction, ssl: chunk.ssl, length: chunk.totalLength, payload: payload)
+    }
+}

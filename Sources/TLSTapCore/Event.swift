@@ -1,0 +1,102 @@
+/// The TLS library a captured call went through.
+public enum TLSLibrary: UInt8, Sendable, CaseIterable {
+    case openssl = 1
+
+    /// The name used in every output (`lib` in JSON).
+    public var name: String {
+        switch self {
+        case .openssl: "openssl"
+        }
+    }
+}
+
+/// The probed library function.
+public enum TLSFunction: UInt8, Sendable, CaseIterable {
+    case sslWrite = 1
+    case sslRead = 2
+    case sslWriteEx = 3
+    case sslReadEx = 4
+
+    /// The function's C name (`func` in JSON).
+    public var name: String {
+        switch self {
+        case .sslWrite: "SSL_write"
+        case .sslRead: "SSL_read"
+        case .sslWriteEx: "SSL_write_ex"
+        case .sslReadEx: "SSL_read_ex"
+        }
+    }
+}
+
+/// Which way plaintext went, seen from the traced process.
+public enum Direction: UInt8, Sendable, CaseIterable {
+    /// Written by the process: plaintext before encryption.
+    case outbound = 1
+    /// Read by the process: plaintext after decryption.
+    case inbound = 2
+
+    /// `out` or `in` (`dir` in JSON).
+    public var name: String {
+        switch self {
+        case .outbound: "out"
+        case .inbound: "in"
+        }
+    }
+}
+
+/// The plaintext one TLS call moved, joined from its chunks.
+public struct DataEvent: Sendable, Equatable {
+    /// Wall-clock time of the call's return, nanoseconds since the Unix epoch.
+    public var timeNanoseconds: UInt64
+    public var pid: UInt32
+    public var tid: UInt32
+    public var comm: String
+    public var library: TLSLibrary
+    public var function: TLSFunction
+    public var direction: Direction
+    /// The SSL object's address in the traced process.
+    public var ssl: UInt64
+    /// The byte count the call returned: what really went through.
+    public var length: UInt64
+    /// The payload. Shorter than `length` only when chunks were lost.
+    public var payload: [UInt8]
+
+    /// Bytes of this call that the ring buffer could not carry.
+    public var missingBytes: UInt64 { length - UInt64(payload.count) }
+
+    public init(
+        timeNanoseconds: UInt64, pid: UInt32, tid: UInt32, comm: String, library: TLSLibrary,
+        function: TLSFunction, direction: Direction, ssl: UInt64, length: UInt64, payload: [UInt8]
+    ) {
+        self.timeNanoseconds = timeNanoseconds
+        self.pid = pid
+        self.tid = tid
+        self.comm = comm
+        self.library = library
+        self.function = function
+        self.direction = direction
+        self.ssl = ssl
+        self.length = length
+        self.payload = payload
+    }
+}
+
+/// What the kernel side could not deliver because the ring buffer was full.
+public struct LostCounts: Sendable, Equatable {
+    /// Chunk records dropped.
+    public var records: UInt64
+    /// Payload bytes in them.
+    public var bytes: UInt64
+
+    public static let zero = LostCounts(records: 0, bytes: 0)
+
+    public init(records: UInt64, bytes: UInt64) {
+        self.records = records
+        self.bytes = bytes
+    }
+
+    /// The counts gained since `earlier`.
+    public func since(_ earlier: LostCounts) -> LostCounts {
+        LostCounts(records: records - earlier.records, bytes: bytes - earlier.bytes)
+    }
+}

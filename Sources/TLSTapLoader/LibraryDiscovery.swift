@@ -1,0 +1,75 @@
+import Glibc
+import TLSTapCore
+
+/// A TLS library file to put probes in.
+public struct LibraryTarget: Equatable, Sendable {
+    /// The path tlstap opens: through /proc/PID/root for files a process maps,
+    /// so that files in other mount namespaces are found too.
+    public var path: String
+    public var identity: FileIdentity
+    public var library: TLSLibrary
+    /// Why this file was chosen, for `tlstap check` and error messages.
+    public var reason: String
+}
+
+/// Finds the TLS libraries to attach to: the ones the traced processes map,
+/// and for scopes that include processes not yet started, the one the
+/// dynamic loader would pick.
+public enum LibraryDiscovery {
+    /// Whether a file name is OpenSSL's libssl (any soname version).
+    public static func isOpenSSL(path: String) -> Bool {
+        let name = path.split(separator: "/").last ?? ""
+        return name.hasPrefix("libssl.so")
+    }
+
+    /// The libssl files in the dynamic loader's cache.
+    public static func systemOpenSSL(cachePath: String = "/etc/ld.so.cache") -> [LibraryTarget] {
+        guard let bytes = try? ProcFS.readBytes(cachePath) else { return [] }
+        return LoaderCache.entries(bytes).filter { isOpenSSL(path: $0.name) }.compactMap { entry in
+            target(path: entry.path, reason: "the dynamic loader's cache names it for \(entry.name)")
+        }
+    }
+
+    /// The libssl files process `pid` maps.
+    /// - Throws: when the process does not exist or its maps cannot be read.
+    public static func openSSL(mappedBy pid: Int32) throws(LoaderError) -> [LibraryTarget] {
+        let maps: String
+        do {
+            maps = try ProcFS.readText("/proc/\(pid)/maps")
+        } catch {
+            throw ProcFS.exists("/proc/\(pid)") ? error : LoaderError("no process with PID \(pid) exists")
+        }
+        return ProcessMaps.mappedFiles(maps).filter { isOpenSSL(path: $0.path) }.compactMap { file in
+            target(path: "/proc/\(pid)/root" + file.path, reason: "process \(pid) maps \(file.path)")
+        }
+    }
+
+    /// The PIDs of every process now running.
+    public static func allProcesses() -> [Int32] {
+        guard let directory = opendir("/proc") else { return [] }
+        defer { closedir(directory) }
+        var pids: [Int32] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if let pid = Int32(name) { pids.append(pid) }
+        }
+        return pids
+    }
+
+    /// A process's comm, or nil if it is gone.
+    public static func comm(of pid: Int32) -> String? {
+        guard let text = try? ProcFS.readText("/proc/\(pid)/comm") else { return nil }
+        return text.hasSuffix("\n") ? String(text.dropLast()) : text
+    }
+
+    /// Every distinct file (by device and inode) among `targets`, first reason kept.
+    public static func distinct(_ targets: [LibraryTarget]) -> [LibraryTarget] {
+        var seen = Set<FileIdentity>()
+        return targets.filter { seen.insert($0.identity).inserted }
+    }
+
+    private static func target(path: String, reason: String) -> LibraryTarget? {
+        guard let identity = ProcFS.fileIdentity(path) else { return nil }
+        return LibraryTarget(path: path, identity: identity, library: .openssl, reason: reason)
+    }
+}

@@ -1,0 +1,53 @@
+import Glibc
+
+/// Small readers for /proc and /sys files, which report a size of 0 and must
+/// be read until EOF.
+enum ProcFS {
+    static func readBytes(_ path: String) throws(LoaderError) -> [UInt8] {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw .system("cannot open \(path)", errno: errno) }
+        defer { close(descriptor) }
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw .system("cannot read \(path)", errno: errno)
+            }
+            if count == 0 { return result }
+            result.append(contentsOf: chunk[..<count])
+        }
+    }
+
+    static func readText(_ path: String) throws(LoaderError) -> String {
+        String(decoding: try readBytes(path), as: UTF8.self)
+    }
+
+    static func exists(_ path: String) -> Bool {
+        access(path, F_OK) == 0
+    }
+
+    /// Writes `text` to an existing file such as a cgroup control file.
+    static func writeText(_ text: String, to path: String) throws(LoaderError) {
+        let descriptor = open(path, O_WRONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw .system("cannot open \(path)", errno: errno) }
+        defer { close(descriptor) }
+        let written = text.withCString { write(descriptor, $0, strlen($0)) }
+        guard written >= 0 else { throw .system("cannot write \(path)", errno: errno) }
+    }
+
+    /// Device and inode of a file, which name it whatever path reaches it.
+    static func fileIdentity(_ path: String) -> FileIdentity? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return FileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+    }
+}
+
+/// A file named by device and inode: uprobes attach to inodes, so two paths
+/// to one file must be attached once.
+public struct FileIdentity: Hashable, Sendable {
+    public var device: UInt64
+    public var inode: UInt64
+}

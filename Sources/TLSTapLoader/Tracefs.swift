@@ -1,0 +1,31 @@
+import Glibc
+
+/// tracefs, where tracepoint ids live. A fresh machine may not have it
+/// mounted; tlstap mounts it at the standard place when it needs it.
+public enum Tracefs {
+    static let standardPath = "/sys/kernel/tracing"
+
+    /// Where tracefs is mounted, from /proc/self/mountinfo.
+    public static func mountPoint() -> String? {
+        guard let mounts = try? ProcFS.readText("/proc/self/mountinfo") else { return nil }
+        for line in mounts.split(separator: "\n") {
+            // id parent major:minor root mountpoint options... - fstype source super-options
+            let halves = line.split(separator: " - ", maxSplits: 1)
+            guard halves.count == 2, halves[1].hasPrefix("tracefs ") else { continue }
+            let fields = halves[0].split(separator: " ")
+            if fields.count > 4 { return String(fields[4]) }
+        }
+        return nil
+    }
+
+    /// Mounts tracefs at /sys/kernel/tracing unless it is mounted already.
+    /// - Returns: the mount point.
+    @discardableResult
+    public static func ensureMounted() throws(LoaderError) -> String {
+        if let existing = mountPoint() { return existing }
+        guard mount("nodev", standardPath, "tracefs", 0, nil) == 0 else {
+            throw .system("cannot mount tracefs at \(standardPath)", errno: errno)
+        }
+        return standardPath
+    }
+}

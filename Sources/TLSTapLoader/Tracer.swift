@@ -1,0 +1,214 @@
+import CLibbpf
+import CTLSTapABI
+import CTLSTapBPF
+import Glibc
+import Logging
+import TLSTapCore
+
+/// Which processes the kernel side traces. Every filter that is set must
+/// match; an empty configuration traces the whole host.
+public struct TraceFilters: Sendable, Equatable {
+    /// Thread group ids (-p).
+    public var pids: [Int32] = []
+    /// Command names (-c), at most 15 bytes each, as the kernel keeps them.
+    public var comms: [String] = []
+    /// A cgroup v2 id (`tlstap -- COMMAND`).
+    public var cgroupID: UInt64?
+
+    public init(pids: [Int32] = [], comms: [String] = [], cgroupID: UInt64? = nil) {
+        self.pids = pids
+        self.comms = comms
+        self.cgroupID = cgroupID
+    }
+}
+
+/// The outcome of attaching one probe, reported with the file and symbol it was for.
+public struct AttachResult: Sendable {
+    public var path: String
+    public var symbol: String
+    public var returnProbe: Bool
+    /// nil on success, else what went wrong.
+    public var failure: String?
+}
+
+/// Owns the loaded BPF programs: the skeleton's lifecycle in its four steps
+/// (open, set rodata, load, attach), the probe links, and the ring buffer.
+/// `close()` (or deinit) detaches and unloads everything.
+public final class Tracer {
+    private var skeleton: OpaquePointer?
+    private var links: [OpaquePointer] = []
+    private var ringBuffer: OpaquePointer?
+    private let records: RecordCallbackBox
+    private let logger: Logger
+
+    /// The probes of one TLS library: entry and return programs per symbol.
+    struct ProbeSpec {
+        var symbol: String
+        var enter: CTLSTapBPF_Program
+        var exit: CTLSTapBPF_Program
+        /// Absent from older versions (OpenSSL < 1.1.1), so a miss is not an error.
+        var optional: Bool
+    }
+
+    static let openSSLProbes = [
+        ProbeSpec(symbol: "SSL_write", enter: CTLSTapBPF_SSL_WRITE_ENTER, exit: CTLSTapBPF_SSL_WRITE_EXIT, optional: false),
+        ProbeSpec(symbol: "SSL_read", enter: CTLSTapBPF_SSL_READ_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT, optional: false),
+        ProbeSpec(symbol: "SSL_write_ex", enter: CTLSTapBPF_SSL_WRITE_EX_ENTER, exit: CTLSTapBPF_SSL_WRITE_EXIT,
+                  optional: true),
+        ProbeSpec(symbol: "SSL_read_ex", enter: CTLSTapBPF_SSL_READ_EX_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT,
+                  optional: true),
+    ]
+
+    /// Opens, configures and loads the programs; attaches nothing yet.
+    /// - Parameters:
+    ///   - filters: the kernel-side scope.
+    ///   - ringBufferBytes: a power of two, at least one page.
+    ///   - onRecord: called on the polling thread with each raw record; the
+    ///     bytes are valid only during the call.
+    public init(
+        filters: TraceFilters, ringBufferBytes: UInt32, logger: Logger,
+        onRecord: @escaping (UnsafeRawBufferPointer) -> Void
+    ) throws(LoaderError) {
+        self.logger = logger
+        self.records = RecordCallbackBox(onRecord)
+        LibbpfLog.route(to: logger)
+
+        guard let skeleton = CTLSTapBPF_open() else { throw .system("cannot open the BPF object", errno: errno) }
+        self.skeleton = skeleton
+
+        var settings = CTLSTapBPF_Filters(
+            own_pid: UInt32(getpid()), filter_pids: !filters.pids.isEmpty, filter_comms: !filters.comms.isEmpty,
+            filter_cgroup: filters.cgroupID != nil, target_cgroup_id: filters.cgroupID ?? 0)
+        let configured = CTLSTapBPF_configure(skeleton, &settings, ringBufferBytes)
+        guard configured == 0 else { throw .system("cannot size the ring buffer", errno: -configured) }
+
+        let loaded = CTLSTapBPF_load(skeleton)
+        guard loaded == 0 else {
+            throw .system("the kernel refused tlstap's BPF programs (run with --verbose for the verifier log)",
+                          errno: -loaded)
+        }
+        try fillFilterMaps(filters)
+
+        let eventsFD = CTLSTapBPF_map_fd(skeleton, CTLSTapBPF_MAP_EVENTS)
+        let context = Unmanaged.passUnretained(records).toOpaque()
+        guard let ringBuffer = ring_buffer__new(eventsFD, deliverRecord, context, nil) else {
+            throw .system("cannot set up the ring buffer", errno: errno)
+        }
+        self.ringBuffer = ringBuffer
+    }
+
+    deinit {
+        close()
+    }
+
+    /// Attaches the library's entry and return probes in one file.
+    /// - Parameters:
+    ///   - target: the file.
+    ///   - pid: only this process, or -1 for every process that maps the file.
+    /// - Returns: one result per probe tried.
+    public func attach(_ target: LibraryTarget, pid: Int32 = -1) -> [AttachResult] {
+        guard let skeleton else { return [] }
+        var results: [AttachResult] = []
+        for probe in Self.openSSLProbes {
+            for (program, isReturn) in [(probe.enter, false), (probe.exit, true)] {
+                let link = CTLSTapBPF_attach_uprobe(
+                    CTLSTapBPF_program(skeleton, program), isReturn, pid, target.path, probe.symbol)
+                if let link {
+                    links.append(link)
+                    results.append(AttachResult(path: target.path, symbol: probe.symbol, returnProbe: isReturn))
+                } else {
+                    let reason = String(cString: strerror(errno))
+                    results.append(AttachResult(path: target.path, symbol: probe.symbol, returnProbe: isReturn,
+                                                failure: reason))
+                    if !probe.optional {
+                        logger.warning("cannot attach to \(probe.symbol) in \(target.path): \(reason)")
+                    }
+                    break  // no return probe without its entry probe
+                }
+            }
+        }
+        return results
+    }
+
+    /// Number of probes attached so far.
+    public var attachedProbes: Int { links.count }
+
+    /// Waits up to `timeoutMilliseconds` for records and delivers all that
+    /// are ready to `onRecord`.
+    /// - Returns: how many records were delivered.
+    @discardableResult
+    public func poll(timeoutMilliseconds: Int32) throws(LoaderError) -> Int {
+        guard let ringBuffer else { return 0 }
+        let count = ring_buffer__poll(ringBuffer, timeoutMilliseconds)
+        if count < 0 && count != -EINTR { throw .system("cannot read the ring buffer", errno: -count) }
+        return max(0, Int(count))
+    }
+
+    /// Delivers every record already in the ring buffer, without waiting.
+    @discardableResult
+    public func drain() throws(LoaderError) -> Int {
+        guard let ringBuffer else { return 0 }
+        let count = ring_buffer__consume(ringBuffer)
+        if count < 0 && count != -EINTR { throw .system("cannot read the ring buffer", errno: -count) }
+        return max(0, Int(count))
+    }
+
+    /// Records and bytes the kernel side could not put into the ring buffer
+    /// since load, summed over CPUs.
+    public func lostCounts() -> LostCounts {
+        guard let skeleton else { return .zero }
+        let cpus = Int(libbpf_num_possible_cpus())
+        guard cpus > 0 else { return .zero }
+        var perCPU = [tlstap_lost_counts](repeating: tlstap_lost_counts(), count: cpus)
+        var key: UInt32 = 0
+        let found = bpf_map_lookup_elem(CTLSTapBPF_map_fd(skeleton, CTLSTapBPF_MAP_LOST_COUNTS), &key, &perCPU)
+        guard found == 0 else { return .zero }
+        return perCPU.reduce(.zero) { LostCounts(records: $0.records + $1.records, bytes: $0.bytes + $1.bytes) }
+    }
+
+    /// Detaches every probe and unloads the programs. Safe to call twice.
+    public func close() {
+        if let ringBuffer { ring_buffer__free(ringBuffer) }
+        ringBuffer = nil
+        for link in links { bpf_link__destroy(link) }
+        links.removeAll()
+        if let skeleton { CTLSTapBPF_destroy(skeleton) }
+        skeleton = nil
+    }
+
+    private func fillFilterMaps(_ filters: TraceFilters) throws(LoaderError) {
+        guard let skeleton else { return }
+        var present: UInt8 = 1
+        let pidMap = CTLSTapBPF_map_fd(skeleton, CTLSTapBPF_MAP_TRACED_PIDS)
+        for pid in filters.pids {
+            var key = UInt32(bitPattern: pid)
+            guard bpf_map_update_elem(pidMap, &key, &present, UInt64(BPF_ANY)) == 0 else {
+                throw .system("cannot add PID \(pid) to the filter", errno: errno)
+            }
+        }
+        let commMap = CTLSTapBPF_map_fd(skeleton, CTLSTapBPF_MAP_TRACED_COMMS)
+        for comm in filters.comms {
+            var key = tlstap_comm_key()
+            withUnsafeMutableBytes(of: &key.comm) { buffer in
+                for (index, byte) in comm.utf8.prefix(Int(TLSTAP_COMM_LEN) - 1).enumerated() { buffer[index] = byte }
+            }
+            guard bpf_map_update_elem(commMap, &key, &present, UInt64(BPF_ANY)) == 0 else {
+                throw .system("cannot add command name \(comm) to the filter", errno: errno)
+            }
+        }
+    }
+}
+
+/// Holds the record handler where libbpf's C callback can reach it.
+private final class RecordCallbackBox {
+    let handler: (UnsafeRawBufferPointer) -> Void
+    init(_ handler: @escaping (UnsafeRawBufferPointer) -> Void) { self.handler = handler }
+}
+
+/// libbpf's ring buffer callback: hands the record to the Swift handler.
+private func deliverRecord(context: UnsafeMutableRawPointer?, data: UnsafeMutableRawPointer?, size: Int) -> Int32 {
+    guard let context, let data else { return 0 }
+    Unmanaged<RecordCallbackBox>.fromOpaque(context).takeUnretainedValue().handler(
+        UnsafeRawBufferPointer(start: data, count: size))
+    return 0
+}

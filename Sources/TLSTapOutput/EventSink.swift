@@ -1,0 +1,32 @@
+import TLSTapCore
+
+/// Where rendered events go. One implementation per output format; the
+/// pipeline hands every event and every loss report to the sink in order.
+public protocol EventSink: AnyObject {
+    /// Renders one captured call.
+    func write(_ event: DataEvent) throws(OutputError)
+    /// Reports records the kernel side had to drop since the last report.
+    func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError)
+    /// Writes out anything buffered; called periodically and at the end.
+    func flush() throws(OutputError)
+}
+
+/// The output formats of `--format`.
+public enum OutputFormat: String, CaseIterable, Sendable {
+    case text
+    case hex
+    case json
+
+    /// Makes the sink for this format.
+    /// - Parameters:
+    ///   - output: where events go.
+    ///   - diagnostics: where the text formats report losses (stderr).
+    ///   - timestamps: how times are shown in the text formats.
+    public func makeSink(output: OutputFile, diagnostics: OutputFile, timestamps: TimestampStyle) -> EventSink {
+        switch self {
+        case .text: TextSink(output: output, diagnostics: diagnostics, timestamps: timestamps, payload: .escaped)
+        case .hex: TextSink(output: output, diagnostics: diagnostics, timestamps: timestamps, payload: .hexDump)
+        case .json: JSONLinesSink(output: output)
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import TLSTapCore
+
+/// The human-readable formats: a header line per event, then the payload,
+/// either escaped text (`--format text`) or a hex dump (`--format hex`).
+public final class TextSink: EventSink {
+    /// How the payload is shown.
+    public enum PayloadStyle: Sendable {
+        /// Printable ASCII as is, CRLF and LF as line breaks, everything else `\xNN`.
+        case escaped
+        /// `offset  hex bytes  |ascii|`, 16 bytes a line.
+        case hexDump
+    }
+
+    private let output: OutputFile
+    private let diagnostics: OutputFile
+    private let timestamps: TimestampStyle
+    private let payloadStyle: PayloadStyle
+
+    public init(output: OutputFile, diagnostics: OutputFile, timestamps: TimestampStyle, payload: PayloadStyle) {
+        self.output = output
+        self.diagnostics = diagnostics
+        self.timestamps = timestamps
+        self.payloadStyle = payload
+    }
+
+    public func write(_ event: DataEvent) throws(OutputError) {
+        var text = header(event)
+        switch payloadStyle {
+        case .escaped: PayloadText.appendEscaped(event.payload, to: &text)
+        case .hexDump: PayloadText.appendHexDump(event.payload, to: &text)
+        }
+        try output.write(text)
+    }
+
+    public func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError) {
+        try diagnostics.write(
+            "tlstap: ring buffer full at \(timestamps.format(timeNanoseconds)): lost \(lost.records) records "
+                + "(\(lost.bytes) bytes of payload)\n")
+        try diagnostics.flush()
+    }
+
+    public func flush() throws(OutputError) {
+        try output.flush()
+    }
+
+    /// `12:00:01.123456789 curl[1234/1234] openssl SSL_write out ssl=0x5581… 78 bytes`
+    func header(_ event: DataEvent) -> String {
+        var line = timestamps.format(event.timeNanoseconds) + " \(event.comm)[\(event.pid)/\(event.tid)] "
+        line += "\(event.library.name) \(event.function.name) \(event.direction.name) ssl=0x"
+        line += String(event.ssl, radix: 16) + " \(event.length) bytes"
+        if event.missingBytes > 0 { line += " (\(event.missingBytes) lost)" }
+        return line + "\n"
+    }
+}
+
+/// Renderings of payload bytes for terminals: nothing the terminal could
+/// interpret (escape sequences, other control bytes) passes through raw.
+public enum PayloadText {
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    /// Appends the payload as escaped text, ending with a line break.
+    public static func appendEscaped(_ payload: [UInt8], to text: inout String) {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(payload.count + 16)
+        var index = 0
+        while index < payload.count {
+            let byte = payload[index]
+            switch byte {
+            case UInt8(ascii: "\r") where index + 1 < payload.count && payload[index + 1] == UInt8(ascii: "\n"):
+                break  // CRLF shows as a line break; hex shows the exact bytes
+            case UInt8(ascii: "\n"), UInt8(ascii: "\t"), 0x20...0x7e:
+                bytes.append(byte)
+            case UInt8(ascii: "\r"):
+                bytes.append(contentsOf: Array("\\r".utf8))
+            default:
+                bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "x"), hexDigits[Int(byte >> 4)],
+                                          hexDigits[Int(byte & 0xf)]])
+            }
+            index += 1
+        }
+        if bytes.last != UInt8(ascii: "\n") { bytes.append(UInt8(ascii: "\n")) }
+        text += String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends a hex dump: `0000  47 45 54 20 …  |GET …|`, 16 bytes a line.
+    public static func appendHexDump(_ payload: [UInt8], to text: inout String) {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(payload.count * 5)
+        for lineStart in stride(from: 0, to: payload.count, by: 16) {
+            let line = payload[lineStart..<min(lineStart + 16, payload.count)]
+            let offset = String(lineStart, radix: 16)
+            bytes.append(contentsOf: Array((String(repeating: "0", count: max(0, 8 - offset.count)) + offset).utf8))
+            bytes.append(contentsOf: [0x20, 0x20])
+            for position in 0..<16 {
+                if position == 8 { bytes.append(0x20) }
+                if position < line.count {
+                    let byte = line[lineStart + position]
+                    bytes.append(contentsOf: [hexDigits[Int(byte >> 4)], hexDigits[Int(byte & 0xf)], 0x20])
+                } else {
+                    bytes.append(contentsOf: [0x20, 0x20, 0x20])
+                }
+            }
+            bytes.append(contentsOf: [0x20, UInt8(ascii: "|")])
+            for byte in line { bytes.append((0x20...0x7e).contains(byte) ? byte : UInt8(ascii: ".")) }
+            bytes.append(contentsOf: [UInt8(ascii: "|"), UInt8(ascii: "\n")])
+        }
+        text += String(decoding: bytes, as: UTF8.self)
+    }
+}

@@ -1,0 +1,151 @@
+import Glibc
+import Logging
+import TLSTapCore
+import TLSTapLoader
+import TLSTapOutput
+
+/// What a trace run captured, for the exit summary.
+public struct TraceSummary: Sendable, Equatable {
+    public var events: UInt64 = 0
+    public var payloadBytes: UInt64 = 0
+    public var lost: LostCounts = .zero
+    /// Records that could not be decoded (a bug, reported rather than hidden).
+    public var malformedRecords: UInt64 = 0
+
+    /// `tlstap: 12 events, 3456 bytes captured, 0 records lost (0 bytes)`
+    public var line: String {
+        var text = "tlstap: \(events) events, \(payloadBytes) bytes captured, \(lost.records) records lost "
+            + "(\(lost.bytes) bytes)"
+        if malformedRecords > 0 { text += ", \(malformedRecords) malformed records" }
+        return text
+    }
+}
+
+/// One tracing run, wired end to end: BPF tracer → record decoding → chunk
+/// assembly → sink. Everything happens on the thread that calls `run`, so a
+/// slow reader of the output slows the draining of the ring buffer, and the
+/// overflow is counted in the kernel and reported, instead of piling up in
+/// tlstap's memory.
+public final class TraceSession {
+    private var tracer: Tracer?
+    private let sink: EventSink
+    private let logger: Logger
+    private var assembler = ChunkAssembler(clock: .measure())
+    private var rawLog: (file: OutputFile, buffer: [UInt8])?
+    private var outputError: OutputError?
+    private var reportedLost = LostCounts.zero
+    public private(set) var summary = TraceSummary()
+
+    /// Loads the programs with `filters`; attach with `attach(_:)`.
+    /// - Parameters:
+    ///   - rawLogPath: also save every raw record there (`RawRecordLog` format).
+    public init(
+        filters: TraceFilters, ringBufferBytes: UInt32, sink: EventSink, rawLogPath: String? = nil, logger: Logger
+    ) throws(LoaderError) {
+        self.sink = sink
+        self.logger = logger
+        if let rawLogPath {
+            do {
+                let file = try OutputFile.create(path: rawLogPath)
+                try file.write(RawRecordLog.magic)
+                rawLog = (file, [])
+            } catch {
+                throw LoaderError("\(error)")
+            }
+        }
+        // The handler runs inside `tracer.poll`, on this object's thread.
+        let handle: (UnsafeRawBufferPointer) -> Void = { [unowned self] record in self.handle(record) }
+        tracer = try Tracer(filters: filters, ringBufferBytes: ringBufferBytes, logger: logger, onRecord: handle)
+    }
+
+    /// Attaches the probes of `plan`.
+    /// - Throws: when not a single probe could be attached.
+    public func attach(_ plan: AttachPlan) throws(LoaderError) {
+        guard let tracer else { return }
+        for attachment in plan.attachments {
+            let attached = tracer.attach(attachment.library, pid: attachment.pid).filter { $0.failure == nil }.count
+            let scope = attachment.pid == -1 ? "all processes" : "PID \(attachment.pid)"
+            logger.info(
+                "attached \(attached) probes in \(attachment.library.path) for \(scope) (\(attachment.library.reason))")
+        }
+        guard tracer.attachedProbes > 0 else {
+            let paths = Set(plan.attachments.map(\.library.path)).sorted()
+            throw LoaderError(paths.isEmpty
+                ? "no OpenSSL library (libssl.so) found to trace"
+                : "could not attach to SSL_read or SSL_write in \(paths.joined(separator: ", "))")
+        }
+    }
+
+    /// Polls and renders until `shouldStop` says so, then drains what is left.
+    /// - Parameter shouldStop: asked after every poll (at least every 100 ms).
+    /// - Throws: `OutputError.writeFailed` when output cannot be written;
+    ///   a closed reader ends the run normally.
+    public func run(until shouldStop: () -> Bool) throws {
+        guard let tracer else { return }
+        while outputError == nil && !shouldStop() {
+            let delivered = try tracer.poll(timeoutMilliseconds: 100)
+            reportLoss()
+            if delivered > 0 { flushOutput() }
+        }
+        try finish()
+    }
+
+    /// Drains the ring buffer, emits incomplete calls, reports loss, flushes
+    /// and detaches. Called by `run`; safe to call again.
+    public func finish() throws {
+        if let tracer {
+            try tracer.drain()
+            for event in assembler.flush() { emit(event) }
+            reportLoss()
+            tracer.close()
+            self.tracer = nil
+            flushOutput()
+            if let rawLog { try? rawLog.file.write(rawLog.buffer); try? rawLog.file.flush() }
+            rawLog = nil
+        }
+        switch outputError {
+        case nil, .readerClosed?: return
+        case let error?: throw error
+        }
+    }
+
+    private func handle(_ record: UnsafeRawBufferPointer) {
+        if rawLog != nil { RawRecordLog.append(record, to: &rawLog!.buffer) }
+        do {
+            let chunk = try RecordDecoder.decode(record)
+            for event in assembler.add(chunk) { emit(event) }
+        } catch {
+            summary.malformedRecords += 1
+            logger.error("malformed record from the kernel: \(error)")
+        }
+    }
+
+    private func emit(_ event: DataEvent) {
+        summary.events += 1
+        summary.payloadBytes += UInt64(event.payload.count)
+        guard outputError == nil else { return }
+        do { try sink.write(event) } catch { outputError = error }
+    }
+
+    private func reportLoss() {
+        guard let tracer else { return }
+        let lost = tracer.lostCounts()
+        guard lost != reportedLost else { return }
+        let gained = lost.since(reportedLost)
+        reportedLost = lost
+        summary.lost = lost
+        guard outputError == nil else { return }
+        do {
+            try sink.writeLost(gained, timeNanoseconds: WallClock.nowNanoseconds())
+        } catch { outputError = error }
+    }
+
+    private func flushOutput() {
+        if rawLog.map({ $0.buffer.count > 1 << 20 }) == true {
+            try? rawLog!.file.write(rawLog!.buffer)
+            rawLog!.buffer.removeAll(keepingCapacity: true)
+        }
+        guard outputError == nil else { return }
+        do { try sink.flush() } catch { outputError = error }
+    }
+}

@@ -1,0 +1,44 @@
+import ArgumentParser
+import TLSTapLoader
+
+/// `tlstap check`: what this kernel and host allow, and what tlstap would trace.
+struct CheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Report the kernel features and TLS libraries tlstap can use here."
+    )
+
+    @Option(name: [.short, .customLong("pid")], help: "Also list what tlstap would attach to for this process.")
+    var pid: Int32?
+
+    func run() throws {
+        let check = HostCheck.run()
+        var report = "Kernel and host:\n"
+        for feature in check.features {
+            let name = feature.name.padding(toLength: 16)
+            report += "  \(feature.available ? "yes" : "no ")  \(name) \(feature.detail)\n"
+        }
+        report += "OpenSSL libraries for host-wide tracing:\n"
+        if check.libraries.isEmpty { report += "  none found in the dynamic loader's cache\n" }
+        for library in check.libraries { report += "  \(library.path)  (\(library.reason))\n" }
+        if let pid {
+            report += "Process \(pid):\n"
+            let plan = try AttachPlan.make(for: TraceFilters(pids: [pid]))
+            if plan.attachments.isEmpty { report += "  maps no OpenSSL library (libssl.so)\n" }
+            for attachment in plan.attachments {
+                report += "  \(attachment.library.path)  (\(attachment.library.reason))\n"
+            }
+        }
+        report += check.canTrace && Privileges.missingForTracing().isEmpty
+            ? "tlstap can trace OpenSSL on this host.\n"
+            : "tlstap cannot trace here: see the lines marked no above, and run as root.\n"
+        print(report, terminator: "")
+        if !check.canTrace { throw ExitCode(1) }
+    }
+}
+
+extension String {
+    func padding(toLength length: Int) -> String {
+        count >= length ? self : self + String(repeating: " ", count: length - count)
+    }
+}

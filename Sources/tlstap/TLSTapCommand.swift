@@ -1,0 +1,59 @@
+import ArgumentParser
+import Glibc
+import TLSTapLoader
+import TLSTapOutput
+
+@main
+struct TLSTapCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tlstap",
+        abstract: "See the plaintext that programs send and receive over TLS, live, with eBPF.",
+        discussion: """
+            tlstap puts uprobes on OpenSSL's SSL_read/SSL_write (and their _ex forms) and prints the
+            buffers after decryption and before encryption: no proxy, no certificates, no keys.
+            Needs root (or CAP_BPF and CAP_PERFMON).
+
+            Examples:
+              tlstap                                 trace every process on the host
+              tlstap -p 1234 --format json           one process, as JSON Lines
+              tlstap -- curl https://example.org     run a command and trace it and its children
+              tlstap demo                            a TLS conversation on loopback, traced
+              tlstap check                           what this host supports
+            """,
+        version: "0.1.0",
+        subcommands: [TraceCommand.self, CheckCommand.self, DemoCommand.self],
+        defaultSubcommand: TraceCommand.self
+    )
+
+    /// Parses, runs, and turns every error into one line and an exit code:
+    /// 2 for bad input, 1 when tracing failed, the command's own status in
+    /// `-- COMMAND` mode.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as LoaderError {
+            fail(error.description, code: 1)
+        } catch let error as OutputError {
+            fail(error.description, code: 1)
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                fail(message(for: error), code: 2)
+            }
+            exit(withError: error)
+        }
+    }
+
+    static func fail(_ message: String, code: Int32) -> Never {
+        FileHandleOutput.standardError("tlstap: \(message)\n")
+        Glibc.exit(code)
+    }
+}
+
+/// Writes straight to a descriptor, for the few lines outside the sinks.
+enum FileHandleOutput {
+    static func standardError(_ text: String) {
+        var text = text
+        text.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+    }
+}

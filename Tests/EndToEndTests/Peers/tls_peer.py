@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""TLS peers for tlstap's end-to-end tests, on loopback only.
+
+  tls_peer.py server CERT KEY PORTFILE [--count N]
+      HTTPS server: answers N POST or GET requests (default 1), then exits.
+      The response body is "got <sha256 of the request body>\n".
+      Writes its port to PORTFILE once listening.
+  tls_peer.py client URL CAFILE SIZE SEED
+      POSTs SIZE deterministic pseudo-random bytes (from SEED) with urllib,
+      which drives OpenSSL through SSL_write_ex/SSL_read_ex.
+      Prints the sha256 of the body it sent, then the response body.
+"""
+import hashlib
+import http.server
+import random
+import ssl
+import sys
+import urllib.request
+
+
+def body(size, seed):
+    return random.Random(seed).randbytes(size)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        received = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.answer(received)
+
+    def do_GET(self):
+        self.answer(b"")
+
+    def answer(self, received):
+        reply = ("got %s\n" % hashlib.sha256(received).hexdigest()).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args):
+        pass
+
+
+def serve(cert, key, port_file, count):
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    with open(port_file + ".tmp", "w") as f:
+        f.write(str(server.server_address[1]))
+    import os
+    os.rename(port_file + ".tmp", port_file)
+    for _ in range(count):
+        server.handle_request()
+
+
+def post(url, cafile, size, seed):
+    data = body(size, seed)
+    context = ssl.create_default_context(cafile=cafile)
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/octet-stream"})
+    with urllib.request.urlopen(request, context=context) as response:
+        answer = response.read()
+    print(hashlib.sha256(data).hexdigest())
+    sys.stdout.write(answer.decode())
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "server":
+        count = int(sys.argv[6]) if len(sys.argv) > 6 and sys.argv[5] == "--count" else 1
+        serve(sys.argv[2], sys.argv[3], sys.argv[4], count)
+    elif sys.argv[1] == "client":
+        post(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    else:
+        sys.exit("usage: see the docstring")

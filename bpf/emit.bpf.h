@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Sending a call's plaintext to user space without truncating it: the buffer
+ * is cut into chunks of at most TLSTAP_CHUNK_MAX bytes, each copied into a
+ * per-CPU scratch record and handed to the ring buffer with only the bytes
+ * copied. What does not fit is counted, never dropped silently.
+ */
+#ifndef TLSTAP_EMIT_BPF_H
+#define TLSTAP_EMIT_BPF_H
+
+/* Sized from user space before load (bpf_map__set_max_entries). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tlstap_lost_counts);
+} lost_counts SEC(".maps");
+
+/* A record as it goes into the ring buffer: header, then payload. */
+struct chunk_record {
+	struct tlstap_chunk_header header;
+	__u8 payload[TLSTAP_CHUNK_MAX];
+};
+
+/* Too large for the 512-byte BPF stack, so one per CPU in a map. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct chunk_record);
+} chunk_scratch SEC(".maps");
+
+struct emit_state {
+	struct tlstap_chunk_header header; /* chunk_len and chunk_offset unset */
+	__u64 buffer;			   /* user address of the plaintext */
+};
+
+static __always_inline void count_lost(__u64 bytes)
+{
+	__u32 zero = 0;
+	struct tlstap_lost_counts *lost = bpf_map_lookup_elem(&lost_counts, &zero);
+
+	if (!lost)
+		return;
+	lost->records += 1;
+	lost->bytes += bytes;
+}
+
+/* bpf_loop callback: sends chunk `index`; returns 1 to stop the loop. */
+static long emit_chunk(__u32 index, void *data)
+{
+	struct emit_state *state = data;
+	__u64 offset = (__u64)index * TLSTAP_CHUNK_MAX;
+	struct chunk_record *record;
+	__u32 zero = 0;
+	__u32 len;
+
+	if (offset >= state->header.total_len)
+		return 1;
+	len = state->header.total_len - offset > TLSTAP_CHUNK_MAX
+		      ? TLSTAP_CHUNK_MAX
+		      : state->header.total_len - offset;
+	if (len > TLSTAP_CHUNK_MAX) /* tells the verifier the bound */
+		return 1;
+
+	record = bpf_map_lookup_elem(&chunk_scratch, &zero);
+	if (!record)
+		return 1;
+	record->header = state->header;
+	record->header.chunk_len = len;
+	record->header.chunk_offset = offset;
+	if (bpf_probe_read_user(record->payload, len, (void *)(state->buffer + offset)) ||
+	    bpf_ringbuf_output(&events, record, sizeof(record->header) + len, 0))
+		count_lost(len);
+	return 0;
+}
+
+/* Sends `total_len` bytes at user address `buffer`, chunk by chunk. */
+static __always_inline void emit_payload(struct emit_state *state)
+{
+	__u64 chunks = (state->header.total_len + TLSTAP_CHUNK_MAX - 1) / TLSTAP_CHUNK_MAX;
+
+	bpf_loop(chunks, emit_chunk, state, 0);
+}
+
+#endif /* TLSTAP_EMIT_BPF_H */
