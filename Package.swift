@@ -47,9 +47,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "TLSTapCoreTests", dependencies: ["TLSTapCore", "CTLSTapABI"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "TLSTapOutputTests", dependencies: ["TLSTapOutput", "TLSTapCore"], resources: [.copy("Golden")]),
-        .testTarget(name: "TLSTapLoaderTests", dependencies: ["TLSTapLoader"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["TLSTapCore"]),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(
+            name: "TLSTapCoreTests", dependencies: ["TLSTapCore", "CTLSTapABI", "TestSupport"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(name: "TLSTapOutputTests", dependencies: ["TLSTapOutput", "TLSTapCore"], exclude: ["Golden"]),
+        .testTarget(name: "TLSTapLoaderTests", dependencies: ["TLSTapLoader", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"], exclude: ["Peers"]),
     ]
 )

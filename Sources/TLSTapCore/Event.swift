@@ -62,7 +62,10 @@ public struct DataEvent: Sendable, Equatable {
     public var payload: [UInt8]
 
     /// Bytes of this call that the ring buffer could not carry.
-    public var missingBytes: UInt64 { length - UInt64(payload.count) }
+    public var missingBytes: UInt64 {
+        let present = UInt64(payload.count)
+        return length > present ? length - present : 0
+    }
 
     public init(
         timeNanoseconds: UInt64, pid: UInt32, tid: UInt32, comm: String, library: TLSLibrary,

@@ -45,7 +45,8 @@ public final class TextSink: EventSink {
 
     /// `12:00:01.123456789 curl[1234/1234] openssl SSL_write out ssl=0x5581… 78 bytes`
     func header(_ event: DataEvent) -> String {
-        var line = timestamps.format(event.timeNanoseconds) + " \(event.comm)[\(event.pid)/\(event.tid)] "
+        var line = timestamps.format(event.timeNanoseconds) + " " + PayloadText.escapedName(event.comm)
+        line += "[\(event.pid)/\(event.tid)] "
         line += "\(event.library.name) \(event.function.name) \(event.direction.name) ssl=0x"
         line += String(event.ssl, radix: 16) + " \(event.length) bytes"
         if event.missingBytes > 0 { line += " (\(event.missingBytes) lost)" }
@@ -57,6 +58,20 @@ public final class TextSink: EventSink {
 /// interpret (escape sequences, other control bytes) passes through raw.
 public enum PayloadText {
     private static let hexDigits = Array("0123456789abcdef".utf8)
+    private static let hexCharacters = Array("0123456789abcdef")
+
+    /// A name a process chose for itself (its comm), printable on one line.
+    public static func escapedName(_ name: String) -> String {
+        var escaped = ""
+        for byte in name.utf8 {
+            if (0x20...0x7e).contains(byte) {
+                escaped.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                escaped += "\\x" + String(hexCharacters[Int(byte >> 4)]) + String(hexCharacters[Int(byte & 0xf)])
+            }
+        }
+        return escaped
+    }
 
     /// Appends the payload as escaped text, ending with a line break.
     public static func appendEscaped(_ payload: [UInt8], to text: inout String) {

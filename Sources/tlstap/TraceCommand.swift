@@ -17,7 +17,7 @@ struct TraceCommand: ParsableCommand {
     @Option(name: [.short, .customLong("comm")], help: "Trace processes with this command name (repeatable).")
     var comms: [String] = []
 
-    @Option(help: "Ring buffer size in MiB, a power of two.")
+    @Option(name: .customLong("ring-buffer-mib"), help: "Ring buffer size in MiB, a power of two.")
     var ringBufferMiB: Int = 64
 
     @Option(help: ArgumentHelp("Also save the raw ring buffer records to FILE (for bug reports and test fixtures).",

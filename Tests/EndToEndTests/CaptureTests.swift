@@ -1,0 +1,105 @@
+import Foundation
+import TestSupport
+import Testing
+
+extension EndToEnd {
+    @Suite struct CaptureTests {
+        /// curl talks to `openssl s_server`; both run under `tlstap -- sh -c …`,
+        /// so both sides of the conversation are traced through the cgroup.
+        @Test func curlAgainstOpenSSLServerIsCapturedByteExact() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let response = "HTTP/1.1 200 OK\r\nContent-Length: 12\r\nConnection: close\r\n\r\nhello, tls!\n"
+            let script = """
+                cd "$1"
+                (sleep 2; printf '\(response.replacingOccurrences(of: "\r\n", with: "\\r\\n").replacingOccurrences(of: "\n", with: "\\n"))') \
+                  | openssl s_server -naccept 1 -accept 127.0.0.1:0 -cert cert.pem -key key.pem >server.out 2>&1 &
+                until grep -q ACCEPT server.out; do sleep 0.05; done
+                port=$(sed -n 's/^ACCEPT .*:\\([0-9]*\\)$/\\1/p' server.out)
+                curl -sS --cacert cert.pem "https://localhost:$port/exact?x=1" -o body.out
+                wait
+                """
+            let run = try Harness.run(["--format", "json", "--", "/bin/sh", "-c", script, "sh", workspace.path])
+            #expect(run.status == 0, "\(run.standardError)")
+            let events = try Harness.dataEvents(run.output)
+            let curl = events.filter { $0.comm == "curl" }
+            let server = events.filter { $0.comm == "openssl" }
+
+            let request = String(decoding: curl.joined(direction: "out"), as: UTF8.self)
+            #expect(request.hasPrefix("GET /exact?x=1 HTTP/1.1\r\nHost: localhost:"))
+            #expect(request.hasSuffix("\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n"))
+            #expect(String(decoding: curl.joined(direction: "in"), as: UTF8.self) == response)
+            // The server read exactly what curl wrote, and wrote exactly what curl read.
+            #expect(server.joined(direction: "in") == curl.joined(direction: "out"))
+            #expect(server.joined(direction: "out") == curl.joined(direction: "in"))
+            #expect(curl.allSatisfy { $0.lib == "openssl" && $0.ssl.hasPrefix("0x") && $0.length == $0.payload.count })
+            #expect(Set(curl.map(\.function)).isSubset(of: ["SSL_write", "SSL_read"]))
+            #expect(
+                try String(contentsOf: workspace.appendingPathComponent("body.out"), encoding: .utf8) == "hello, tls!\n"
+            )
+            #expect(run.standardError.contains("records lost (0 bytes)"))
+        }
+
+        /// Python 3.10+ drives OpenSSL through SSL_write_ex / SSL_read_ex.
+        @Test func pythonUrllibIsCapturedThroughTheExForms() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let (server, port) = try Harness.startPythonServer(in: workspace)
+            let client = Harness.pythonClientScript(port: port, workspace: workspace, size: 3000, seed: 11)
+            let run = try Harness.run(["--format", "json", "--", "/bin/sh", "-c", client])
+            _ = server.wait()
+            #expect(run.status == 0, "\(run.standardError)")
+            let events = try Harness.dataEvents(run.output)
+            #expect(!events.isEmpty)
+            #expect(events.allSatisfy { $0.comm == "python3" })
+            #expect(Set(events.map(\.function)) == ["SSL_write_ex", "SSL_read_ex"])
+            let sent = events.joined(direction: "out")
+            let request = String(decoding: sent, as: UTF8.self)
+            #expect(request.hasPrefix("POST /upload HTTP/1.1\r\n"))
+            #expect(request.contains("\r\nContent-Length: 3000\r\n"))
+            let headerEnd = try #require(request.utf8.firstRange(of: Array("\r\n\r\n".utf8)))
+            let body = Array(sent[request.utf8.distance(from: request.utf8.startIndex, to: headerEnd.upperBound)...])
+            let digest = sha256Hex(body)
+            let received = String(decoding: events.joined(direction: "in"), as: UTF8.self)
+            #expect(received.hasPrefix("HTTP/1.1 200 OK\r\n"))
+            #expect(received.hasSuffix("\r\n\r\ngot \(digest)\n"))
+        }
+
+        /// Writes far larger than a chunk arrive whole: one event, every byte.
+        @Test(arguments: [1 << 20, 16 << 20])
+        func largeWritesArriveCompleteAndInOrder(size: Int) throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let (server, port) = try Harness.startPythonServer(in: workspace)
+            let client = Harness.pythonClientScript(port: port, workspace: workspace, size: size, seed: size)
+            let run = try Harness.run(["--format", "json", "--", "/bin/sh", "-c", client])
+            _ = server.wait()
+            #expect(run.status == 0, "\(run.standardError)")
+            let events = try Harness.dataEvents(run.output)
+            let body = try #require(events.first { $0.direction == "out" && $0.length == size })
+            #expect(body.function == "SSL_write_ex")
+            #expect(body.payload.count == size)
+            let digest = sha256Hex(body.payload)
+            // The client printed the hash of what it sent; the server answered with the hash of what it got.
+            let clientOutput = try String(contentsOf: workspace.appendingPathComponent("client.out"), encoding: .utf8)
+            #expect(clientOutput == "\(digest)\ngot \(digest)\n")
+            let answer = String(decoding: events.joined(direction: "in"), as: UTF8.self)
+            #expect(answer.hasSuffix("got \(digest)\n"))
+            #expect(run.standardError.contains(" 0 records lost (0 bytes)"))
+        }
+
+        /// `-- COMMAND` traces processes the command forks, and exits with its status.
+        @Test func commandModeFollowsForkedChildrenAndKeepsTheExitStatus() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let (server, port) = try Harness.startPythonServer(in: workspace)
+            let client = Harness.pythonClientScript(port: port, workspace: workspace, size: 100, seed: 3)
+            let run = try Harness.run(["--format", "json", "--", "/bin/sh", "-c", "\(client); exit 3"])
+            _ = server.wait()
+            #expect(run.status == 3)
+            let events = try Harness.dataEvents(run.output)
+            #expect(events.contains { $0.comm == "python3" && $0.text.hasPrefix("POST /upload HTTP/1.1\r\n") })
+            #expect(events.contains { $0.comm == "python3" && $0.direction == "in" && $0.text.hasPrefix("got ") })
+        }
+    }
+}

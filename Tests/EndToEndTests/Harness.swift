@@ -1,0 +1,163 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// The end-to-end suites, nested here so that they run one at a time: each
+/// loads real BPF programs and counts what is left in the kernel afterwards.
+@Suite(.serialized, .enabled(if: Harness.unavailableReason == nil, "\(Harness.unavailableReason ?? "")"))
+struct EndToEnd {}
+
+/// Running the real tlstap binary against real TLS peers. Every test traces
+/// only processes it starts itself: through `tlstap -- COMMAND` (a cgroup of
+/// their own) or `-p` with the PID of a peer it launched.
+enum Harness {
+    /// The tlstap executable built next to this test bundle.
+    static let tlstap: String = {
+        let beside = Bundle.main.executableURL?.deletingLastPathComponent().appendingPathComponent("tlstap").path
+        if let beside, FileManager.default.isExecutableFile(atPath: beside) { return beside }
+        return packageRoot.appendingPathComponent(".build/debug/tlstap").path
+    }()
+
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+
+    static let peer = packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/tls_peer.py").path
+
+    /// Debian's Python, which links the system libssl.
+    static let python = "/usr/bin/python3"
+
+    /// Why the end-to-end tests cannot run here, or nil. CI always runs
+    /// them: there, a missing feature is a failure, not a skip.
+    static let unavailableReason: String? = {
+        if ProcessInfo.processInfo.environment["CI"] != nil { return nil }
+        guard FileManager.default.fileExists(atPath: "/sys/kernel/btf/vmlinux") else {
+            return "the kernel has no BTF (/sys/kernel/btf/vmlinux)"
+        }
+        guard FileManager.default.fileExists(atPath: "/sys/bus/event_source/devices/uprobe/type") else {
+            return "the kernel has no uprobe PMU"
+        }
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+            let caps = UInt64(line.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16),
+            caps & (1 << 21) != 0 || caps & (3 << 38) == 3 << 38
+        else { return "loading BPF programs needs root or CAP_BPF+CAP_PERFMON" }
+        return nil
+    }()
+
+    /// A fresh directory with a throwaway certificate for localhost.
+    static func makeWorkspace() throws -> URL {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-e2e-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let made = try runProgram([
+            "/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", directory.appendingPathComponent("key.pem").path,
+            "-out", directory.appendingPathComponent("cert.pem").path, "-days", "1", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
+        #expect(made.status == 0, "openssl req: \(made.standardError)")
+        return directory
+    }
+
+    /// Starts the Python HTTPS peer (not traced unless a test says so) and waits for its port.
+    static func startPythonServer(in workspace: URL, requests: Int = 1) throws -> (LaunchedProgram, Int) {
+        let portFile = workspace.appendingPathComponent("port-\(UUID().uuidString)").path
+        let server = try LaunchedProgram([
+            python, peer, "server", workspace.appendingPathComponent("cert.pem").path,
+            workspace.appendingPathComponent("key.pem").path, portFile, "--count", String(requests),
+        ])
+        for _ in 0..<200 {
+            if let text = try? String(contentsOfFile: portFile, encoding: .utf8), let port = Int(text) {
+                return (server, port)
+            }
+            usleep(50_000)
+        }
+        Issue.record("the Python TLS server did not start: \(server.standardError)")
+        throw CancellationError()
+    }
+
+    /// The arguments of the Python client posting `size` bytes seeded with `seed`.
+    static func pythonClient(port: Int, workspace: URL, size: Int, seed: Int = 1) -> [String] {
+        [
+            python, peer, "client", "https://localhost:\(port)/upload",
+            workspace.appendingPathComponent("cert.pem").path,
+            String(size), String(seed),
+        ]
+    }
+
+    /// The Python client as a shell command whose output goes to client.out
+    /// in the workspace, away from tlstap's output on the shared stdout.
+    static func pythonClientScript(port: Int, workspace: URL, size: Int, seed: Int = 1) -> String {
+        pythonClient(port: port, workspace: workspace, size: size, seed: seed).map { "'\($0)'" }.joined(separator: " ")
+            + " >'\(workspace.appendingPathComponent("client.out").path)'"
+    }
+
+    /// Runs tlstap to its end.
+    static func run(_ arguments: [String]) throws -> (status: Int32, output: [UInt8], standardError: String) {
+        try LaunchedProgram([tlstap] + arguments).waitForBytes()
+    }
+
+    /// The JSON objects of tlstap's JSON Lines output.
+    static func records(_ output: [UInt8]) throws -> [[String: Any]] {
+        try output.split(separator: UInt8(ascii: "\n")).map { line in
+            try #require(try JSONSerialization.jsonObject(with: Data(line)) as? [String: Any])
+        }
+    }
+
+    /// The data events among the records.
+    static func dataEvents(_ output: [UInt8]) throws -> [DataRecord] {
+        try records(output).filter { $0["event"] as? String == "data" }.map(DataRecord.init)
+    }
+
+    /// IDs of tlstap's programs now loaded in the kernel (by their names).
+    static func loadedProbePrograms() throws -> Set<Int> {
+        let result = try runProgram(["/usr/sbin/bpftool", "-j", "prog", "show"])
+        let programs = try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [[String: Any]]
+        return Set(
+            (programs ?? []).filter { ($0["name"] as? String)?.hasPrefix("probe_ssl_") == true }
+                .compactMap { $0["id"] as? Int })
+    }
+
+    /// Program IDs that BPF links in the kernel point at.
+    static func linkedPrograms() throws -> Set<Int> {
+        let result = try runProgram(["/usr/sbin/bpftool", "-j", "link", "show"])
+        let links = try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [[String: Any]]
+        return Set((links ?? []).compactMap { $0["prog_id"] as? Int })
+    }
+}
+
+/// One `{"event":"data"}` record, typed.
+struct DataRecord {
+    var pid: Int
+    var tid: Int
+    var comm: String
+    var lib: String
+    var function: String
+    var direction: String
+    var ssl: String
+    var length: Int
+    var payload: [UInt8]
+    var timeNanoseconds: UInt64
+
+    init(_ object: [String: Any]) throws {
+        pid = try #require(object["pid"] as? Int)
+        tid = try #require(object["tid"] as? Int)
+        comm = try #require(object["comm"] as? String)
+        lib = try #require(object["lib"] as? String)
+        function = try #require(object["func"] as? String)
+        direction = try #require(object["dir"] as? String)
+        ssl = try #require(object["ssl"] as? String)
+        length = try #require(object["len"] as? Int)
+        let base64 = try #require(object["data"] as? String)
+        payload = Array(try #require(Data(base64Encoded: base64)))
+        timeNanoseconds = try #require(object["time_ns"] as? UInt64)
+    }
+
+    var text: String { String(decoding: payload, as: UTF8.self) }
+}
+
+extension Array where Element == DataRecord {
+    /// All payload bytes of one direction, in capture order.
+    func joined(direction: String) -> [UInt8] {
+        filter { $0.direction == direction }.flatMap(\.payload)
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import TestSupport
+import Testing
+
+extension EndToEnd {
+    @Suite struct LifecycleTests {
+        /// `-p` traces one running process; SIGINT stops tlstap cleanly, and
+        /// afterwards none of its programs or links remain in the kernel.
+        @Test func pidModeTracesOnlyThatProcessAndSIGINTDetachesEverything() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let (server, port) = try Harness.startPythonServer(in: workspace)
+            let serverPID = Int(server.process.processIdentifier)
+            let tracer = try LaunchedProgram([Harness.tlstap, "--format", "json", "-p", String(serverPID)])
+            #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
+            let ourPrograms = try Harness.loadedProbePrograms()
+            #expect(ourPrograms.count == 6)
+            #expect(!ourPrograms.isDisjoint(with: try Harness.linkedPrograms()))
+
+            let client = try runProgram(Harness.pythonClient(port: port, workspace: workspace, size: 500, seed: 5))
+            #expect(client.status == 0)
+            _ = server.wait()
+            usleep(300_000)
+            tracer.signal(SIGINT)
+            let run = tracer.waitForBytes()
+            #expect(run.status == 0, "\(run.standardError)")
+            #expect(run.standardError.contains("tlstap: "), "a summary line")
+
+            let events = try Harness.dataEvents(run.output)
+            #expect(!events.isEmpty)
+            #expect(events.allSatisfy { $0.pid == serverPID })
+            let request = String(decoding: events.joined(direction: "in"), as: UTF8.self)
+            #expect(request.hasPrefix("POST /upload HTTP/1.1\r\n"))
+            let sentDigest = client.standardOutput.split(separator: "\n").first.map(String.init) ?? ""
+            #expect(String(decoding: events.joined(direction: "out"), as: UTF8.self).hasSuffix("got \(sentDigest)\n"))
+
+            #expect(try Harness.loadedProbePrograms().isDisjoint(with: ourPrograms))
+            #expect(try Harness.linkedPrograms().isDisjoint(with: ourPrograms))
+        }
+
+        @Test(arguments: [
+            (["-p", "999999"], "tlstap: no process with PID 999999 exists\n"),
+            (["-p", "0"], "tlstap: '0' is not a valid PID\n"),
+            (["-p", "abc"], "tlstap: The value 'abc' is invalid for '-p <pid>'\n"),
+            (
+                ["--format", "xml"],
+                "tlstap: The value 'xml' is invalid for '--format <format>'. Please provide one of 'text', 'hex' or 'json'.\n"
+            ),
+            (["--ring-buffer-mib", "3"], "tlstap: --ring-buffer-mib must be a power of two from 1 to 1024\n"),
+            (
+                ["-c", "a-name-longer-than-15"],
+                "tlstap: command name 'a-name-longer-than-15' must be 1 to 15 bytes long, as the kernel keeps it\n"
+            ),
+            (
+                ["--", "no-such-program-tlstap"],
+                "tlstap: cannot run 'no-such-program-tlstap': no such command in PATH\n"
+            ),
+        ])
+        func badInputIsRefusedWithOneLineAndExitCode2(arguments: [String], message: String) throws {
+            let run = try Harness.run(arguments)
+            #expect(run.status == 2)
+            #expect(run.standardError == message)
+            #expect(run.output.isEmpty)
+        }
+
+        /// The README's first command.
+        @Test func demoShowsTheRequestAndTheResponse() throws {
+            let run = try Harness.run(["demo"])
+            #expect(run.status == 0, "\(run.standardError)")
+            let text = String(decoding: run.output, as: UTF8.self)
+            #expect(text.contains("curl["))
+            #expect(text.contains("GET /hello.txt HTTP/1.1\n"))
+            #expect(text.contains("HTTP/1.0 200 ok\n"))
+            #expect(text.contains("Hello from the tlstap demo: this line crossed TLS and was read in plaintext.\n"))
+            #expect(run.standardError.contains("captured the request and the response in plaintext"))
+        }
+
+        /// `tlstap … | head -c 100`: the closed pipe ends tlstap quietly.
+        @Test func aClosedOutputPipeEndsTheRunCleanly() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let (server, port) = try Harness.startPythonServer(in: workspace)
+            let client = Harness.pythonClientScript(port: port, workspace: workspace, size: 200_000, seed: 9)
+            let script =
+                "set -o pipefail; '\(Harness.tlstap)' --format hex -- /bin/sh -c \"\(client)\" | head -c 100 >/dev/null; "
+                + "echo \"status=${PIPESTATUS[0]}\""
+            let run = try runProgram(["/bin/bash", "-c", script])
+            _ = server.wait()
+            #expect(run.standardOutput == "status=0\n")
+            #expect(!run.standardError.contains("Fatal error"))
+        }
+    }
+}

@@ -1,0 +1,19 @@
+import CTLSTapABI
+import Testing
+
+/// The BPF side compiles against the same header and asserts the same
+/// numbers with _Static_assert; this catches a Swift importer that sees
+/// the struct differently.
+@Test func chunkHeaderLayoutMatchesTheBPFSide() {
+    #expect(MemoryLayout<tlstap_chunk_header>.size == 64)
+    #expect(MemoryLayout<tlstap_chunk_header>.offset(of: \.pid) == 4)
+    #expect(MemoryLayout<tlstap_chunk_header>.offset(of: \.tid) == 8)
+    #expect(MemoryLayout<tlstap_chunk_header>.offset(of: \.chunk_len) == 12)
+    #expect(MemoryLayout<tlstap_chunk_header>.offset(of: \.call_time_ns) == 16)
+    #expect(MemoryLayout<tlstap_chunk_header>.offset(of: \.ssl) == 24)
+    #expect(MemoryLayout<tlstap_chunk_header>.offset(of: \.total_len) == 32)
+    #expect(MemoryLayout<tlstap_chunk_header>.offset(of: \.chunk_offset) == 40)
+    #expect(MemoryLayout<tlstap_chunk_header>.offset(of: \.comm) == 48)
+    #expect(MemoryLayout<tlstap_lost_counts>.size == 16)
+    #expect(TLSTAP_CHUNK_MAX == 16 * 1024)
+}

@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+@testable import TLSTapCore
+import TestSupport
+
+@Suite struct RecordDecoderTests {
+    @Test func decodesEveryHeaderField() throws {
+        let bytes = ChunkBuilder.record(
+            function: 4, direction: 2, pid: 4242, tid: 4243, callTime: 123_456_789, ssl: 0x5555_0000_1234,
+            total: 10, offset: 4, comm: "python3", payload: Array("abcdef".utf8))
+        let chunk = try bytes.withUnsafeBytes { try RecordDecoder.decode($0) }
+        #expect(chunk.function == .sslReadEx)
+        #expect(chunk.direction == .inbound)
+        #expect(chunk.library == .openssl)
+        #expect(chunk.pid == 4242)
+        #expect(chunk.tid == 4243)
+        #expect(chunk.callTimeNanoseconds == 123_456_789)
+        #expect(chunk.ssl == 0x5555_0000_1234)
+        #expect(chunk.totalLength == 10)
+        #expect(chunk.offset == 4)
+        #expect(chunk.comm == "python3")
+        #expect(chunk.payload == Array("abcdef".utf8))
+    }
+
+    @Test func refusesMalformedRecords() {
+        func decode(_ bytes: [UInt8]) -> RecordDecodingError? {
+            do {
+                _ = try bytes.withUnsafeBytes { try RecordDecoder.decode($0) }
+                return nil
+            } catch { return error as? RecordDecodingError }
+        }
+        #expect(decode([1, 2, 3]) == .tooShort(size: 3))
+        #expect(decode(ChunkBuilder.record(total: 1, payload: [1], kind: 9)) == .unknownKind(9))
+        #expect(decode(ChunkBuilder.record(function: 0, total: 1, payload: [1])) == .unknownValue(field: "function", value: 0))
+        var short = ChunkBuilder.record(total: 4, payload: [1, 2, 3, 4])
+        short.removeLast()
+        #expect(decode(short) == .lengthMismatch(declared: 4, present: 3))
+        #expect(decode(ChunkBuilder.record(total: 4, offset: 2, payload: [1, 2, 3]))
+                == .chunkOutsideCall(offset: 2, length: 3, total: 4))
+        #expect(decode(ChunkBuilder.record(total: 4, offset: UInt64.max, payload: [1]))
+                == .chunkOutsideCall(offset: UInt64.max, length: 1, total: 4))
+    }
+
+    /// A capture recorded with `tlstap --save-raw` from Python's urllib
+    /// POSTing 40000 bytes (random.Random(7).randbytes) to a local server.
+    @Test func replaysARecordedCapture() throws {
+        let url = try #require(Bundle.module.url(forResource: "Fixtures/python-post-40000", withExtension: "tlstapraw"))
+        let records = try RawRecordLog.records(in: Array(try Data(contentsOf: url)))
+        var assembler = ChunkAssembler(clock: WallClock(offsetNanoseconds: 0))
+        var events: [DataEvent] = []
+        for record in records {
+            let chunk = try record.withUnsafeBytes { try RecordDecoder.decode($0) }
+            events += assembler.add(chunk)
+        }
+        #expect(assembler.pendingCalls == 0)
+        #expect(records.count == 6)  // headers, 3 chunks of the body, response headers, response body
+        #expect(events.map(\.function) == [.sslWriteEx, .sslWriteEx, .sslReadEx, .sslReadEx])
+        #expect(events.map(\.direction) == [.outbound, .outbound, .inbound, .inbound])
+        #expect(events.allSatisfy { $0.comm == "python3" && $0.missingBytes == 0 })
+        let request = String(decoding: events[0].payload, as: UTF8.self)
+        #expect(request.hasPrefix("POST /upload HTTP/1.1\r\n"))
+        #expect(request.contains("Content-Length: 40000\r\n"))
+        #expect(events[1].length == 40000)
+        #expect(sha256Hex(events[1].payload) == "1807e5036ee223f44da87dcfe9d58e965394b5951ea884328fd0336862ba6ae4")
+        #expect(String(decoding: events[3].payload, as: UTF8.self)
+                == "got 1807e5036ee223f44da87dcfe9d58e965394b5951ea884328fd0336862ba6ae4\n")
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+import TLSTapCore
+@testable import TLSTapOutput
+
+/// Golden files under Golden/ hold the exact rendering of `sampleEvents`.
+/// Re-record them with TLSTAP_RECORD_GOLDEN=1 swift test; never edit by hand.
+@Suite struct SinkTests {
+    static let sampleEvents = [
+        DataEvent(
+            timeNanoseconds: 1_700_000_000_123_456_789, pid: 1234, tid: 1235, comm: "curl", library: .openssl,
+            function: .sslWrite, direction: .outbound, ssl: 0x5581_0000_beef, length: 83,
+            payload: Array("GET /hello.txt HTTP/1.1\r\nHost: localhost:8443\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n".utf8)),
+        DataEvent(
+            timeNanoseconds: 1_700_000_000_200_000_001, pid: 1234, tid: 1235, comm: "we\"ird\\\u{1}", library: .openssl,
+            function: .sslReadEx, direction: .inbound, ssl: 0x10, length: 41,
+            payload: Array("HTTP/1.0 200 ok\r\n\r\n\u{1b}[31mred\ttab\rcr".utf8) + [0x00, 0xff, 0x80]),
+        DataEvent(
+            timeNanoseconds: 1_700_000_000_300_000_000, pid: 9, tid: 9, comm: "lossy", library: .openssl,
+            function: .sslRead, direction: .inbound, ssl: 0x20, length: 20_000, payload: Array(repeating: 0x41, count: 18)),
+    ]
+
+    static func render(_ format: OutputFormat) throws -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-sink-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let output = try OutputFile.create(path: directory.appendingPathComponent("out").path)
+        let diagnostics = try OutputFile.create(path: directory.appendingPathComponent("err").path)
+        let sink = format.makeSink(output: output, diagnostics: diagnostics, timestamps: .utc)
+        for event in sampleEvents { try sink.write(event) }
+        try sink.writeLost(LostCounts(records: 3, bytes: 49152), timeNanoseconds: 1_700_000_000_400_000_000)
+        try sink.flush()
+        try diagnostics.flush()
+        let out = try String(contentsOf: directory.appendingPathComponent("out"), encoding: .utf8)
+        let err = try String(contentsOf: directory.appendingPathComponent("err"), encoding: .utf8)
+        return out + (err.isEmpty ? "" : "--- stderr ---\n" + err)
+    }
+
+    @Test(arguments: OutputFormat.allCases)
+    func renderingMatchesTheGoldenFile(format: OutputFormat) throws {
+        let rendered = try Self.render(format)
+        let name = "sample.\(format.rawValue)"
+        let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden/\(name)")
+        if ProcessInfo.processInfo.environment["TLSTAP_RECORD_GOLDEN"] == "1" {
+            try rendered.write(to: golden, atomically: true, encoding: .utf8)
+        }
+        #expect(rendered == (try String(contentsOf: golden, encoding: .utf8)))
+    }
+
+    /// Every JSON line parses, with the keys spelled as documented.
+    @Test func jsonLinesParseWithTheDocumentedKeys() throws {
+        let lines = try Self.render(.json).split(separator: "\n")
+        #expect(lines.count == 4)
+        let objects = try lines.map { try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        let first = objects[0]
+        #expect(first["event"] as? String == "data")
+        #expect(first["time_ns"] as? UInt64 == 1_700_000_000_123_456_789)
+        #expect(first["pid"] as? Int == 1234)
+        #expect(first["tid"] as? Int == 1235)
+        #expect(first["comm"] as? String == "curl")
+        #expect(first["lib"] as? String == "openssl")
+        #expect(first["func"] as? String == "SSL_write")
+        #expect(first["dir"] as? String == "out")
+        #expect(first["ssl"] as? String == "0x55810000beef")
+        #expect(first["len"] as? Int == 83)
+        #expect(Data(base64Encoded: first["data"] as? String ?? "") == Data(Self.sampleEvents[0].payload))
+        #expect(objects[1]["comm"] as? String == "we\"ird\\\u{1}")
+        #expect(Data(base64Encoded: objects[1]["data"] as? String ?? "") == Data(Self.sampleEvents[1].payload))
+        #expect(objects[2]["lost_bytes"] as? Int == 19_982)
+        #expect(objects[3]["event"] as? String == "lost")
+        #expect(objects[3]["records"] as? Int == 3)
+        #expect(objects[3]["bytes"] as? Int == 49152)
+    }
+
+    @Test func escapedTextNeverPassesControlBytes() {
+        var text = ""
+        PayloadText.appendEscaped([0x1b, 0x5b, 0x32, 0x4a, 0x0d, 0x0a, 0x07, 0xc3, 0xa9], to: &text)
+        #expect(text == "\\x1b[2J\n\\x07\\xc3\\xa9\n")
+    }
+
+    @Test func timestampsUseTheGivenOffset() {
+        #expect(TimestampStyle.utc.format(1_700_000_000_000_000_042) == "22:13:20.000000042")
+        #expect(TimestampStyle(utcOffsetSeconds: 3600).format(1_700_000_000_000_000_042) == "23:13:20.000000042")
+    }
+
+    @Test func outputFilesAreCreatedPrivateAndRefuseSymlinks() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-files-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("capture.jsonl").path
+        _ = try OutputFile.create(path: path)
+        let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        let link = directory.appendingPathComponent("link").path
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: path)
+        #expect(throws: OutputError.openFailed(name: link, errno: ELOOP)) { try OutputFile.create(path: link) }
+    }
+}
