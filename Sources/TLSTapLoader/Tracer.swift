@@ -72,6 +72,11 @@ public final class Tracer {
         self.logger = logger
         self.records = RecordCallbackBox(onRecord)
         LibbpfLog.route(to: logger)
+        guard ProcFS.exists("/sys/kernel/btf/vmlinux") else {
+            throw LoaderError(
+                "this kernel exposes no BTF (/sys/kernel/btf/vmlinux); tlstap's CO-RE programs need a kernel "
+                    + "built with CONFIG_DEBUG_INFO_BTF")
+        }
 
         guard let skeleton = CTLSTapBPF_open() else { throw .system("cannot open the BPF object", errno: errno) }
         self.skeleton = skeleton

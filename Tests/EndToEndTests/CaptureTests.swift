@@ -101,5 +101,33 @@ extension EndToEnd {
             #expect(events.contains { $0.comm == "python3" && $0.text.hasPrefix("POST /upload HTTP/1.1\r\n") })
             #expect(events.contains { $0.comm == "python3" && $0.direction == "in" && $0.text.hasPrefix("got ") })
         }
+
+        /// A ring buffer far smaller than one write: the loss is counted exactly
+        /// in the kernel and reported, and what did arrive is the true prefix.
+        @Test func ringBufferOverflowIsReportedNotHidden() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let (server, port) = try Harness.startPythonServer(in: workspace)
+            let size = 16 << 20
+            let client = Harness.pythonClientScript(port: port, workspace: workspace, size: size, seed: 77)
+            let run = try Harness.run(["--format", "json", "--ring-buffer-mib", "1", "--", "/bin/sh", "-c", client])
+            _ = server.wait()
+            #expect(run.status == 0, "\(run.standardError)")
+            let records = try Harness.records(run.output)
+            let lost = records.filter { $0["event"] as? String == "lost" }
+            let lostRecords = lost.compactMap { $0["records"] as? Int }.reduce(0, +)
+            let lostBytes = lost.compactMap { $0["bytes"] as? Int }.reduce(0, +)
+            #expect(lostRecords > 0)
+            #expect(lostBytes > 0 && lostBytes <= size)
+            #expect(run.standardError.contains(" \(lostRecords) records lost (\(lostBytes) bytes)"))
+
+            let events = try Harness.dataEvents(run.output)
+            let body = try #require(events.first { $0.direction == "out" && $0.length == size })
+            let sent = Array(try Data(contentsOf: workspace.appendingPathComponent("body.bin")))
+            #expect(body.payload.count < size)
+            #expect(body.payload == Array(sent.prefix(body.payload.count)))
+            let bodyRecord = try #require(records.first { ($0["len"] as? Int) == size })
+            #expect(bodyRecord["lost_bytes"] as? Int == size - body.payload.count)
+        }
     }
 }

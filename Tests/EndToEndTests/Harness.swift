@@ -75,12 +75,15 @@ enum Harness {
         throw CancellationError()
     }
 
-    /// The arguments of the Python client posting `size` bytes seeded with `seed`.
-    static func pythonClient(port: Int, workspace: URL, size: Int, seed: Int = 1) -> [String] {
+    /// The arguments of the Python client posting `size` bytes seeded with
+    /// `seed`; it also saves the body as body.bin in the workspace.
+    static func pythonClient(port: Int, workspace: URL, size: Int, seed: Int = 1, program: String = python)
+        -> [String]
+    {
         [
-            python, peer, "client", "https://localhost:\(port)/upload",
+            program, peer, "client", "https://localhost:\(port)/upload",
             workspace.appendingPathComponent("cert.pem").path,
-            String(size), String(seed),
+            String(size), String(seed), workspace.appendingPathComponent("body.bin").path,
         ]
     }
 

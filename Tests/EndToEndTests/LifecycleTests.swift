@@ -89,5 +89,43 @@ extension EndToEnd {
             #expect(run.standardOutput == "status=0\n")
             #expect(!run.standardError.contains("Fatal error"))
         }
+
+        @Test func checkReportsTheKernelFeaturesAndTheSystemLibssl() throws {
+            let run = try Harness.run(["check"])
+            let text = String(decoding: run.output, as: UTF8.self)
+            #expect(run.status == 0, "\(text)\(run.standardError)")
+            for feature in ["BTF", "ring buffer", "bpf_loop", "uprobe", "uretprobe", "tracepoint", "raw tracepoint"] {
+                #expect(text.contains("  yes  \(feature.padding(toLength: 16, withPad: " ", startingAt: 0)) "))
+            }
+            for feature in ["kprobe", "fentry", "tracefs"] {
+                #expect(text.contains(" \(feature.padding(toLength: 16, withPad: " ", startingAt: 0)) "))
+            }
+            #expect(text.contains("libssl.so.3  (the dynamic loader's cache names it for libssl.so.3)"))
+            #expect(text.hasSuffix("tlstap can trace OpenSSL on this host.\n"))
+        }
+
+        /// `-c NAME` traces a process by its command name. The client runs
+        /// through a symlink with a name nothing else on the host has.
+        @Test func commFilterTracesOnlyThatName() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let alias = workspace.appendingPathComponent("tlstappeer").path
+            try FileManager.default.createSymbolicLink(atPath: alias, withDestinationPath: Harness.python)
+            let (server, port) = try Harness.startPythonServer(in: workspace)
+            let tracer = try LaunchedProgram([Harness.tlstap, "--format", "json", "-c", "tlstappeer"])
+            #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
+            let client = try runProgram(
+                Harness.pythonClient(port: port, workspace: workspace, size: 700, seed: 2, program: alias))
+            #expect(client.status == 0, "\(client.standardError)")
+            _ = server.wait()
+            usleep(300_000)
+            tracer.signal(SIGTERM)
+            let run = tracer.waitForBytes()
+            #expect(run.status == 0, "\(run.standardError)")
+            let events = try Harness.dataEvents(run.output)
+            #expect(events.allSatisfy { $0.comm == "tlstappeer" })
+            let sentDigest = client.standardOutput.split(separator: "\n").first.map(String.init) ?? ""
+            #expect(String(decoding: events.joined(direction: "in"), as: UTF8.self).hasSuffix("got \(sentDigest)\n"))
+        }
     }
 }

@@ -5,10 +5,11 @@
       HTTPS server: answers N POST or GET requests (default 1), then exits.
       The response body is "got <sha256 of the request body>\n".
       Writes its port to PORTFILE once listening.
-  tls_peer.py client URL CAFILE SIZE SEED
+  tls_peer.py client URL CAFILE SIZE SEED [BODYFILE]
       POSTs SIZE deterministic pseudo-random bytes (from SEED) with urllib,
       which drives OpenSSL through SSL_write_ex/SSL_read_ex.
-      Prints the sha256 of the body it sent, then the response body.
+      Prints the sha256 of the body it sent, then the response body; saves
+      the body to BODYFILE if given.
 """
 import hashlib
 import http.server
@@ -57,8 +58,11 @@ def serve(cert, key, port_file, count):
         server.handle_request()
 
 
-def post(url, cafile, size, seed):
+def post(url, cafile, size, seed, body_file=None):
     data = body(size, seed)
+    if body_file:
+        with open(body_file, "wb") as f:
+            f.write(data)
     context = ssl.create_default_context(cafile=cafile)
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/octet-stream"})
     with urllib.request.urlopen(request, context=context) as response:
@@ -72,6 +76,6 @@ if __name__ == "__main__":
         count = int(sys.argv[6]) if len(sys.argv) > 6 and sys.argv[5] == "--count" else 1
         serve(sys.argv[2], sys.argv[3], sys.argv[4], count)
     elif sys.argv[1] == "client":
-        post(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+        post(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] if len(sys.argv) > 6 else None)
     else:
         sys.exit("usage: see the docstring")
