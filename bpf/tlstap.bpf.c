@@ -10,6 +10,7 @@
 #include "tlstap_abi.h"
 #include "filter.bpf.h"
 #include "emit.bpf.h"
+#include "sockets.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -19,7 +20,8 @@ struct tls_call {
 	__u64 buffer;
 	__u64 length_out; /* size_t * of the _ex forms */
 	__u8 function;	  /* enum tlstap_function */
-	__u8 pad[7];
+	__u8 pad[3];
+	__s32 fd;	  /* the socket the call read or wrote, once a syscall names it */
 };
 
 /*
@@ -41,10 +43,28 @@ static __always_inline void remember_call(struct pt_regs *ctx, __u8 function, __
 		.buffer = PT_REGS_PARM2(ctx),
 		.length_out = length_out,
 		.function = function,
+		.fd = -1,
 	};
 
 	/* An inner probed call replaces the outer one, so bytes go out once. */
 	bpf_map_update_elem(&tls_calls, &thread, &call, BPF_ANY);
+}
+
+/*
+ * The fd behind a call: the one its own syscall named, else the one the SSL
+ * object used last (a read served from OpenSSL's buffer makes no syscall).
+ */
+static __always_inline int call_fd(struct tls_call *call, __u32 tgid)
+{
+	struct ssl_key key = { .tgid = tgid, .ssl = call->ssl };
+	__s32 *known;
+
+	if (call->fd >= 0) {
+		bpf_map_update_elem(&ssl_fds, &key, &call->fd, BPF_ANY);
+		return call->fd;
+	}
+	known = bpf_map_lookup_elem(&ssl_fds, &key);
+	return known ? *known : -1;
 }
 
 static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
@@ -52,8 +72,10 @@ static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
 	__u64 thread = bpf_get_current_pid_tgid();
 	struct tls_call *call = bpf_map_lookup_elem(&tls_calls, &thread);
 	struct emit_state state = {};
+	struct socket_state *socket = NULL;
 	long ret = PT_REGS_RC(ctx);
 	__u64 moved = 0;
+	int fd;
 
 	if (!call)
 		return;
@@ -75,10 +97,16 @@ static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
 	state.header.ssl = call->ssl;
 	state.header.total_len = moved;
 	state.buffer = call->buffer;
+	fd = call_fd(call, thread >> 32);
 	bpf_map_delete_elem(&tls_calls, &thread);
 
 	if (!moved)
 		return;
+	if (fd >= 0)
+		socket = socket_in_use(fd);
+	if (socket ? !socket->wanted : (filter_ports || filter_hosts))
+		return;
+	state.header.fd = socket ? fd : -1;
 	bpf_get_current_comm(state.header.comm, sizeof(state.header.comm));
 	emit_payload(&state);
 }
@@ -131,5 +159,145 @@ SEC("uretprobe")
 int probe_ssl_read_exit(struct pt_regs *ctx)
 {
 	finish_call(ctx, TLSTAP_DIR_IN);
+	return 0;
+}
+
+/*
+ * Socket syscalls made inside a TLS call name the call's fd, whether the
+ * application used SSL_set_fd or a socket BIO.
+ */
+static __always_inline void note_call_fd(int fd)
+{
+	__u64 thread = bpf_get_current_pid_tgid();
+	struct tls_call *call = bpf_map_lookup_elem(&tls_calls, &thread);
+
+	if (call && call->fd < 0)
+		call->fd = fd;
+}
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int probe_read_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	note_call_fd(ctx->args[0]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int probe_write_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	note_call_fd(ctx->args[0]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_readv")
+int probe_readv_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	note_call_fd(ctx->args[0]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int probe_writev_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	note_call_fd(ctx->args[0]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int probe_sendto_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	note_call_fd(ctx->args[0]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int probe_recvfrom_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	note_call_fd(ctx->args[0]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int probe_sendmsg_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	note_call_fd(ctx->args[0]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int probe_recvmsg_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	note_call_fd(ctx->args[0]);
+	return 0;
+}
+
+/* connect(fd, addr, len): the addresses are read from the socket on return. */
+SEC("tracepoint/syscalls/sys_enter_connect")
+int probe_connect_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 thread = bpf_get_current_pid_tgid();
+	__s32 fd = ctx->args[0];
+
+	if (tracing_this_process())
+		bpf_map_update_elem(&pending_connects, &thread, &fd, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int probe_connect_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 thread = bpf_get_current_pid_tgid();
+	__s32 *fd = bpf_map_lookup_elem(&pending_connects, &thread);
+	__s32 connected;
+
+	if (!fd)
+		return 0;
+	connected = *fd;
+	bpf_map_delete_elem(&pending_connects, &thread);
+	/* A non-blocking connect has its local port once it returns EINPROGRESS. */
+	if (ctx->ret == 0 || ctx->ret == -TLSTAP_EINPROGRESS)
+		track_socket(connected, TLSTAP_SOCKET_CONNECT, TLSTAP_ROLE_CLIENT);
+	return 0;
+}
+
+static __always_inline void accepted(struct trace_event_raw_sys_exit *ctx)
+{
+	if (ctx->ret >= 0 && tracing_this_process())
+		track_socket(ctx->ret, TLSTAP_SOCKET_ACCEPT, TLSTAP_ROLE_SERVER);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int probe_accept_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	accepted(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int probe_accept4_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	accepted(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int probe_close_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	int fd = ctx->args[0];
+	__u64 key = socket_key(bpf_get_current_pid_tgid() >> 32, fd);
+
+	if (bpf_map_delete_elem(&sockets, &key) == 0)
+		send_socket_end(TLSTAP_SOCKET_CLOSE, fd);
+	return 0;
+}
+
+/* The process is gone, and every fd with it (exit closes them without close()). */
+SEC("tracepoint/sched/sched_process_exit")
+int probe_process_exit(void *ctx)
+{
+	__u64 thread = bpf_get_current_pid_tgid();
+
+	if ((__u32)thread == thread >> 32 && tracing_this_process())
+		send_socket_end(TLSTAP_SOCKET_EXIT, -1);
 	return 0;
 }

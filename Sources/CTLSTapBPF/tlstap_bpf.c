@@ -22,6 +22,8 @@ int CTLSTapBPF_configure(struct tlstap_bpf *skel, const struct CTLSTapBPF_Filter
 	skel->rodata->filter_pids = filters->filter_pids;
 	skel->rodata->filter_comms = filters->filter_comms;
 	skel->rodata->filter_cgroup = filters->filter_cgroup;
+	skel->rodata->filter_ports = filters->filter_ports;
+	skel->rodata->filter_hosts = filters->filter_hosts;
 	skel->rodata->target_cgroup_id = filters->target_cgroup_id;
 	return bpf_map__set_max_entries(skel->maps.events, ring_buffer_bytes);
 }
@@ -66,6 +68,10 @@ int CTLSTapBPF_map_fd(struct tlstap_bpf *skel, enum CTLSTapBPF_Map map)
 		return bpf_map__fd(skel->maps.traced_pids);
 	case CTLSTapBPF_MAP_TRACED_COMMS:
 		return bpf_map__fd(skel->maps.traced_comms);
+	case CTLSTapBPF_MAP_TRACED_PORTS:
+		return bpf_map__fd(skel->maps.traced_ports);
+	case CTLSTapBPF_MAP_TRACED_HOSTS:
+		return bpf_map__fd(skel->maps.traced_hosts);
 	}
 	return -1;
 }
@@ -76,6 +82,42 @@ struct bpf_link *CTLSTapBPF_attach_uprobe(struct bpf_program *program, bool retp
 	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = retprobe, .func_name = function);
 
 	return bpf_program__attach_uprobe_opts(program, pid, path, 0, &opts);
+}
+
+int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, const char **failed)
+{
+	/* Each link is kept in the skeleton, so destroy() detaches it. */
+	struct {
+		struct bpf_program *program;
+		struct bpf_link **link;
+	} probes[] = {
+		{ skel->progs.probe_read_enter, &skel->links.probe_read_enter },
+		{ skel->progs.probe_write_enter, &skel->links.probe_write_enter },
+		{ skel->progs.probe_readv_enter, &skel->links.probe_readv_enter },
+		{ skel->progs.probe_writev_enter, &skel->links.probe_writev_enter },
+		{ skel->progs.probe_sendto_enter, &skel->links.probe_sendto_enter },
+		{ skel->progs.probe_recvfrom_enter, &skel->links.probe_recvfrom_enter },
+		{ skel->progs.probe_sendmsg_enter, &skel->links.probe_sendmsg_enter },
+		{ skel->progs.probe_recvmsg_enter, &skel->links.probe_recvmsg_enter },
+		{ skel->progs.probe_connect_enter, &skel->links.probe_connect_enter },
+		{ skel->progs.probe_connect_exit, &skel->links.probe_connect_exit },
+		{ skel->progs.probe_accept_exit, &skel->links.probe_accept_exit },
+		{ skel->progs.probe_accept4_exit, &skel->links.probe_accept4_exit },
+		{ skel->progs.probe_close_enter, &skel->links.probe_close_enter },
+		{ skel->progs.probe_process_exit, &skel->links.probe_process_exit },
+	};
+
+	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+		*probes[i].link = bpf_program__attach(probes[i].program);
+		if (!*probes[i].link) {
+			int err = -errno;
+
+			if (failed)
+				*failed = bpf_program__section_name(probes[i].program);
+			return err;
+		}
+	}
+	return 0;
 }
 
 static CTLSTapBPF_LogHandler log_handler;

@@ -78,6 +78,6 @@ public struct ChunkAssembler {
         DataEvent(
             timeNanoseconds: clock.wallNanoseconds(fromMonotonic: chunk.callTimeNanoseconds), pid: chunk.pid,
             tid: chunk.tid, comm: chunk.comm, library: chunk.library, function: chunk.function,
-            direction: chunk.direction, ssl: chunk.ssl, length: chunk.totalLength, payload: payload)
+            direction: chunk.direction, ssl: chunk.ssl, length: chunk.totalLength, payload: payload, fd: chunk.fd)
     }
 }

@@ -1,5 +1,9 @@
 import CTLSTapABI
 
+/// Address families as the kernel numbers them (the same on every Linux architecture).
+let AF_INET_VALUE: Int32 = 2
+let AF_INET6_VALUE: Int32 = 10
+
 /// One ring buffer record as BPF sent it: part (or all) of one call's payload.
 public struct DataChunk: Sendable, Equatable {
     public var library: TLSLibrary
@@ -16,11 +20,13 @@ public struct DataChunk: Sendable, Equatable {
     public var offset: UInt64
     public var comm: String
     public var payload: [UInt8]
+    /// The socket, -1 when unknown.
+    public var fd: Int32
 
     public init(
         library: TLSLibrary, function: TLSFunction, direction: Direction, pid: UInt32, tid: UInt32,
         callTimeNanoseconds: UInt64, ssl: UInt64, totalLength: UInt64, offset: UInt64, comm: String,
-        payload: [UInt8]
+        payload: [UInt8], fd: Int32 = -1
     ) {
         self.library = library
         self.function = function
@@ -33,6 +39,7 @@ public struct DataChunk: Sendable, Equatable {
         self.offset = offset
         self.comm = comm
         self.payload = payload
+        self.fd = fd
     }
 }
 
@@ -57,7 +64,13 @@ public enum RecordDecodingError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// Turns raw ring buffer records into `DataChunk`s.
+/// One decoded ring buffer record.
+public enum Record: Sendable, Equatable {
+    case chunk(DataChunk)
+    case socket(SocketEvent)
+}
+
+/// Turns raw ring buffer records into `DataChunk`s and `SocketEvent`s.
 ///
 /// The header layout is `struct tlstap_chunk_header` from CTLSTapABI, the same
 /// definition the BPF programs compile against; nothing is decoded by hand.
@@ -65,7 +78,51 @@ public enum RecordDecoder {
     /// Size of the fixed header in front of every payload.
     public static let headerSize = MemoryLayout<tlstap_chunk_header>.size
 
-    /// Decodes one record.
+    /// Size of a socket record.
+    public static let socketRecordSize = MemoryLayout<tlstap_socket_record>.size
+
+    /// Decodes one record of either kind.
+    public static func decodeRecord(_ record: UnsafeRawBufferPointer) throws(RecordDecodingError) -> Record {
+        guard let kind = record.first else { throw .tooShort(size: 0) }
+        switch UInt32(kind) {
+        case TLSTAP_RECORD_DATA.rawValue: return .chunk(try decode(record))
+        case TLSTAP_RECORD_SOCKET.rawValue: return .socket(try decodeSocket(record))
+        default: throw .unknownKind(kind)
+        }
+    }
+
+    /// Decodes a socket record.
+    public static func decodeSocket(_ record: UnsafeRawBufferPointer) throws(RecordDecodingError) -> SocketEvent {
+        guard record.count == socketRecordSize else { throw .tooShort(size: record.count) }
+        let raw = record.loadUnaligned(as: tlstap_socket_record.self)
+        guard raw.kind == UInt8(TLSTAP_RECORD_SOCKET.rawValue) else { throw .unknownKind(raw.kind) }
+        guard let kind = SocketEvent.Kind(rawValue: raw.event) else {
+            throw .unknownValue(field: "socket event", value: raw.event)
+        }
+        let addressLength: Int
+        switch Int32(raw.family) {
+        case AF_INET_VALUE: addressLength = 4
+        case AF_INET6_VALUE: addressLength = 16
+        default: addressLength = 0
+        }
+        func address(_ bytes: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                               UInt8, UInt8, UInt8, UInt8), port: UInt16) -> SocketAddress? {
+            guard addressLength > 0 else { return nil }
+            return withUnsafeBytes(of: bytes) { SocketAddress(ip: Array($0.prefix(addressLength)), port: port) }
+        }
+        let role: ConnectionRole
+        switch UInt32(raw.role) {
+        case TLSTAP_ROLE_CLIENT.rawValue: role = .client
+        case TLSTAP_ROLE_SERVER.rawValue: role = .server
+        default: role = .unknown
+        }
+        return SocketEvent(
+            kind: kind, pid: raw.pid, tid: raw.tid, fd: raw.fd, monotonicNanoseconds: raw.time_ns,
+            local: address(raw.local_addr, port: raw.local_port), remote: address(raw.remote_addr, port: raw.remote_port),
+            role: role, comm: commString(raw.comm))
+    }
+
+    /// Decodes a data record.
     /// - Parameter record: the bytes as the ring buffer delivered them.
     /// - Returns: the chunk, with its payload copied out of `record`.
     public static func decode(_ record: UnsafeRawBufferPointer) throws(RecordDecodingError) -> DataChunk {
@@ -93,7 +150,7 @@ public enum RecordDecoder {
             library: library, function: function, direction: direction, pid: header.pid, tid: header.tid,
             callTimeNanoseconds: header.call_time_ns, ssl: header.ssl, totalLength: header.total_len,
             offset: header.chunk_offset, comm: commString(header.comm),
-            payload: Array(UnsafeRawBufferPointer(rebasing: record[headerSize...])))
+            payload: Array(UnsafeRawBufferPointer(rebasing: record[headerSize...])), fd: header.fd)
     }
 
     /// The comm up to its first NUL, as UTF-8 with invalid bytes replaced.

@@ -1,11 +1,14 @@
 /// The TLS library a captured call went through.
 public enum TLSLibrary: UInt8, Sendable, CaseIterable {
     case openssl = 1
+    /// Plaintext TCP through syscalls (`--plaintext`).
+    case socket = 2
 
     /// The name used in every output (`lib` in JSON).
     public var name: String {
         switch self {
         case .openssl: "openssl"
+        case .socket: "socket"
         }
     }
 }
@@ -16,6 +19,10 @@ public enum TLSFunction: UInt8, Sendable, CaseIterable {
     case sslRead = 2
     case sslWriteEx = 3
     case sslReadEx = 4
+    case write = 10
+    case read = 11
+    case sendto = 12
+    case recvfrom = 13
 
     /// The function's C name (`func` in JSON).
     public var name: String {
@@ -24,6 +31,10 @@ public enum TLSFunction: UInt8, Sendable, CaseIterable {
         case .sslRead: "SSL_read"
         case .sslWriteEx: "SSL_write_ex"
         case .sslReadEx: "SSL_read_ex"
+        case .write: "write"
+        case .read: "read"
+        case .sendto: "sendto"
+        case .recvfrom: "recvfrom"
         }
     }
 }
@@ -60,6 +71,10 @@ public struct DataEvent: Sendable, Equatable {
     public var length: UInt64
     /// The payload. Shorter than `length` only when chunks were lost.
     public var payload: [UInt8]
+    /// The socket the bytes went through, -1 when unknown.
+    public var fd: Int32
+    /// The connection, once the tracker has named it.
+    public var connection: Connection?
 
     /// Bytes of this call that the ring buffer could not carry.
     public var missingBytes: UInt64 {
@@ -69,7 +84,8 @@ public struct DataEvent: Sendable, Equatable {
 
     public init(
         timeNanoseconds: UInt64, pid: UInt32, tid: UInt32, comm: String, library: TLSLibrary,
-        function: TLSFunction, direction: Direction, ssl: UInt64, length: UInt64, payload: [UInt8]
+        function: TLSFunction, direction: Direction, ssl: UInt64, length: UInt64, payload: [UInt8], fd: Int32 = -1,
+        connection: Connection? = nil
     ) {
         self.timeNanoseconds = timeNanoseconds
         self.pid = pid
@@ -81,6 +97,8 @@ public struct DataEvent: Sendable, Equatable {
         self.ssl = ssl
         self.length = length
         self.payload = payload
+        self.fd = fd
+        self.connection = connection
     }
 }
 

@@ -14,11 +14,20 @@ public struct TraceFilters: Sendable, Equatable {
     public var comms: [String] = []
     /// A cgroup v2 id (`tlstap -- COMMAND`).
     public var cgroupID: UInt64?
+    /// Connections with one of these ports, local or remote (--port).
+    public var ports: [UInt16] = []
+    /// Connections with one of these addresses, local or remote (--host).
+    public var hosts: [SocketAddress] = []
 
-    public init(pids: [Int32] = [], comms: [String] = [], cgroupID: UInt64? = nil) {
+    public init(
+        pids: [Int32] = [], comms: [String] = [], cgroupID: UInt64? = nil, ports: [UInt16] = [],
+        hosts: [SocketAddress] = []
+    ) {
         self.pids = pids
         self.comms = comms
         self.cgroupID = cgroupID
+        self.ports = ports
+        self.hosts = hosts
     }
 }
 
@@ -83,7 +92,8 @@ public final class Tracer {
 
         var settings = CTLSTapBPF_Filters(
             own_pid: UInt32(getpid()), filter_pids: !filters.pids.isEmpty, filter_comms: !filters.comms.isEmpty,
-            filter_cgroup: filters.cgroupID != nil, target_cgroup_id: filters.cgroupID ?? 0)
+            filter_cgroup: filters.cgroupID != nil, filter_ports: !filters.ports.isEmpty,
+            filter_hosts: !filters.hosts.isEmpty, target_cgroup_id: filters.cgroupID ?? 0)
         let configured = CTLSTapBPF_configure(skeleton, &settings, ringBufferBytes)
         guard configured == 0 else { throw .system("cannot size the ring buffer", errno: -configured) }
 
@@ -93,6 +103,13 @@ public final class Tracer {
                           errno: -loaded)
         }
         try fillFilterMaps(filters)
+        try Tracefs.ensureMounted()
+        var failedProbe: UnsafePointer<CChar>?
+        let socketProbes = CTLSTapBPF_attach_socket_probes(skeleton, &failedProbe)
+        guard socketProbes == 0 else {
+            let name = failedProbe.map { String(cString: $0) } ?? "a tracepoint"
+            throw .system("cannot attach \(name)", errno: -socketProbes)
+        }
 
         let eventsFD = CTLSTapBPF_map_fd(skeleton, CTLSTapBPF_MAP_EVENTS)
         let context = Unmanaged.passUnretained(records).toOpaque()
@@ -199,6 +216,21 @@ public final class Tracer {
             }
             guard bpf_map_update_elem(commMap, &key, &present, UInt64(BPF_ANY)) == 0 else {
                 throw .system("cannot add command name \(comm) to the filter", errno: errno)
+            }
+        }
+        let portMap = CTLSTapBPF_map_fd(skeleton, CTLSTapBPF_MAP_TRACED_PORTS)
+        for port in filters.ports {
+            var key = port
+            guard bpf_map_update_elem(portMap, &key, &present, UInt64(BPF_ANY)) == 0 else {
+                throw .system("cannot add port \(port) to the filter", errno: errno)
+            }
+        }
+        let hostMap = CTLSTapBPF_map_fd(skeleton, CTLSTapBPF_MAP_TRACED_HOSTS)
+        for host in filters.hosts {
+            var key = [UInt8](repeating: 0, count: 16)
+            key.replaceSubrange(0..<host.ip.count, with: host.ip)
+            guard bpf_map_update_elem(hostMap, &key, &present, UInt64(BPF_ANY)) == 0 else {
+                throw .system("cannot add host \(host.host) to the filter", errno: errno)
             }
         }
     }

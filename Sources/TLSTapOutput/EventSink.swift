@@ -5,6 +5,8 @@ import TLSTapCore
 public protocol EventSink: AnyObject {
     /// Renders one captured call.
     func write(_ event: DataEvent) throws(OutputError)
+    /// Renders a connection opening (first data seen) or closing.
+    func write(_ event: ConnectionEvent) throws(OutputError)
     /// Reports records the kernel side had to drop since the last report.
     func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError)
     /// Writes out anything buffered; called periodically and at the end.

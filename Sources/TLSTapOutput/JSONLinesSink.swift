@@ -21,6 +21,10 @@ public final class JSONLinesSink: EventSink {
         try output.write(Self.line(for: event))
     }
 
+    public func write(_ event: ConnectionEvent) throws(OutputError) {
+        try output.write(Self.line(for: event))
+    }
+
     public func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError) {
         try output.write(
             "{\"event\":\"lost\",\"time_ns\":\(timeNanoseconds),\"records\":\(lost.records),\"bytes\":\(lost.bytes)}\n")
@@ -36,12 +40,38 @@ public final class JSONLinesSink: EventSink {
         line += ",\"comm\":"
         JSONText.appendQuoted(event.comm, to: &line)
         line += ",\"lib\":\"\(event.library.name)\",\"func\":\"\(event.function.name)\",\"dir\":\"\(event.direction.name)\""
-        line += ",\"ssl\":\"0x" + String(event.ssl, radix: 16) + "\",\"len\":\(event.length)"
+        line += ",\"ssl\":\"0x" + String(event.ssl, radix: 16) + "\",\"len\":\(event.length),\"fd\":\(event.fd)"
+        if let connection = event.connection {
+            line += ",\"conn\":\(connection.id),\"local\":\"\(connection.local)\",\"remote\":\"\(connection.remote)\""
+            line += ",\"role\":\"\(connection.role.rawValue)\""
+        }
         if event.missingBytes > 0 { line += ",\"lost_bytes\":\(event.missingBytes)" }
         line += ",\"data\":\""
         line += Data(event.payload).base64EncodedString()
         line += "\"}\n"
         return line
+    }
+}
+
+extension JSONLinesSink {
+    /// The JSON line of a connection's open or close, newline included.
+    public static func line(for event: ConnectionEvent) -> String {
+        let (name, connection, time): (String, Connection, UInt64)
+        switch event {
+        case .opened(let opened, let at): (name, connection, time) = ("open", opened, at)
+        case .closed(let closed, let at): (name, connection, time) = ("close", closed, at)
+        }
+        var line = "{\"event\":\"\(name)\",\"time_ns\":\(time),\"conn\":\(connection.id),\"pid\":\(connection.pid)"
+        line += ",\"comm\":"
+        JSONText.appendQuoted(connection.comm, to: &line)
+        line += ",\"fd\":\(connection.fd),\"local\":\"\(connection.local)\",\"remote\":\"\(connection.remote)\""
+        line += ",\"role\":\"\(connection.role.rawValue)\",\"seen_from\":\"\(connection.origin.rawValue)\""
+        line += ",\"opened_ns\":\(connection.openedNanoseconds)"
+        if case .closed = event {
+            line += ",\"bytes_in\":\(connection.bytesIn),\"bytes_out\":\(connection.bytesOut)"
+            line += ",\"duration_ns\":\(time >= connection.openedNanoseconds ? time - connection.openedNanoseconds : 0)"
+        }
+        return line + "}\n"
     }
 }
 

@@ -15,6 +15,8 @@ public final class TextSink: EventSink {
     private let diagnostics: OutputFile
     private let timestamps: TimestampStyle
     private let payloadStyle: PayloadStyle
+    /// The connection of the last event shown, to print a connection line when it changes.
+    private var currentConnection: UInt64?
 
     public init(output: OutputFile, diagnostics: OutputFile, timestamps: TimestampStyle, payload: PayloadStyle) {
         self.output = output
@@ -24,12 +26,39 @@ public final class TextSink: EventSink {
     }
 
     public func write(_ event: DataEvent) throws(OutputError) {
-        var text = header(event)
+        var text = ""
+        if let connection = event.connection, connection.id != currentConnection {
+            currentConnection = connection.id
+            text += connectionLine(connection) + "\n"
+        }
+        text += header(event)
         switch payloadStyle {
         case .escaped: PayloadText.appendEscaped(event.payload, to: &text)
         case .hexDump: PayloadText.appendHexDump(event.payload, to: &text)
         }
         try output.write(text)
+    }
+
+    public func write(_ event: ConnectionEvent) throws(OutputError) {
+        guard case .closed(let connection, let time) = event else { return }
+        let duration = Double(time >= connection.openedNanoseconds ? time - connection.openedNanoseconds : 0) / 1e6
+        try output.write(
+            connectionLine(connection) + " closed: \(connection.bytesOut) bytes out, \(connection.bytesIn) bytes in, "
+                + "\(Self.milliseconds(duration)) ms\n")
+        if currentConnection == connection.id { currentConnection = nil }
+    }
+
+    /// `curl[1234] 127.0.0.1:50412 → 127.0.0.1:8443 client conn=7`
+    func connectionLine(_ connection: Connection) -> String {
+        PayloadText.escapedName(connection.comm) + "[\(connection.pid)] \(connection.local) → \(connection.remote) "
+            + "\(connection.role.rawValue) conn=\(connection.id)"
+            + (connection.origin == .mid ? " (joined mid-connection)" : "")
+    }
+
+    static func milliseconds(_ value: Double) -> String {
+        let hundredths = Int((value * 100).rounded())
+        let fraction = hundredths % 100
+        return "\(hundredths / 100)." + (fraction < 10 ? "0" : "") + "\(fraction)"
     }
 
     public func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError) {

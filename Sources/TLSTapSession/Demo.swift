@@ -145,6 +145,10 @@ private final class GreetingObserver: EventSink {
         try inner.write(event)
     }
 
+    func write(_ event: ConnectionEvent) throws(OutputError) {
+        try inner.write(event)
+    }
+
     func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError) {
         try inner.writeLost(lost, timeNanoseconds: timeNanoseconds)
     }

@@ -30,7 +30,8 @@ public final class TraceSession {
     private var tracer: Tracer?
     private let sink: EventSink
     private let logger: Logger
-    private var assembler = ChunkAssembler(clock: .measure())
+    private var assembler: ChunkAssembler
+    private var connections: ConnectionTracker
     private var rawLog: (file: OutputFile, buffer: [UInt8])?
     private var outputError: OutputError?
     private var reportedLost = LostCounts.zero
@@ -44,6 +45,9 @@ public final class TraceSession {
     ) throws(LoaderError) {
         self.sink = sink
         self.logger = logger
+        let clock = WallClock.measure()
+        assembler = ChunkAssembler(clock: clock)
+        connections = ConnectionTracker(clock: clock, roleOfMidConnection: ListeningPorts.role)
         if let rawLogPath {
             do {
                 let file = try OutputFile.create(path: rawLogPath)
@@ -112,8 +116,12 @@ public final class TraceSession {
     private func handle(_ record: UnsafeRawBufferPointer) {
         if rawLog != nil { RawRecordLog.append(record, to: &rawLog!.buffer) }
         do {
-            let chunk = try RecordDecoder.decode(record)
-            for event in assembler.add(chunk) { emit(event) }
+            switch try RecordDecoder.decodeRecord(record) {
+            case .chunk(let chunk):
+                for event in assembler.add(chunk) { emit(event) }
+            case .socket(let socket):
+                for ended in connections.handle(socket) { emit(ended) }
+            }
         } catch {
             summary.malformedRecords += 1
             logger.error("malformed record from the kernel: \(error)")
@@ -121,8 +129,18 @@ public final class TraceSession {
     }
 
     private func emit(_ event: DataEvent) {
+        var event = event
+        let opened = connections.attach(&event)
         summary.events += 1
         summary.payloadBytes += UInt64(event.payload.count)
+        guard outputError == nil else { return }
+        do {
+            if let opened { try sink.write(opened) }
+            try sink.write(event)
+        } catch { outputError = error }
+    }
+
+    private func emit(_ event: ConnectionEvent) {
         guard outputError == nil else { return }
         do { try sink.write(event) } catch { outputError = error }
     }

@@ -47,16 +47,29 @@ import TestSupport
         let url = try #require(Bundle.module.url(forResource: "Fixtures/python-post-40000", withExtension: "tlstapraw"))
         let records = try RawRecordLog.records(in: Array(try Data(contentsOf: url)))
         var assembler = ChunkAssembler(clock: WallClock(offsetNanoseconds: 0))
+        var tracker = ConnectionTracker(clock: WallClock(offsetNanoseconds: 0))
         var events: [DataEvent] = []
+        var sockets: [SocketEvent] = []
+        var lifecycle: [ConnectionEvent] = []
         for record in records {
-            let chunk = try record.withUnsafeBytes { try RecordDecoder.decode($0) }
-            events += assembler.add(chunk)
+            switch try record.withUnsafeBytes({ try RecordDecoder.decodeRecord($0) }) {
+            case .chunk(let chunk):
+                for var event in assembler.add(chunk) {
+                    if let opened = tracker.attach(&event) { lifecycle.append(opened) }
+                    events.append(event)
+                }
+            case .socket(let socket):
+                sockets.append(socket)
+                lifecycle += tracker.handle(socket)
+            }
         }
         #expect(assembler.pendingCalls == 0)
-        #expect(records.count == 6)  // headers, 3 chunks of the body, response headers, response body
+        // connect, request headers, 3 chunks of the body, response headers and body, close, exit
+        #expect(records.count == 9)
+        #expect(sockets.map(\.kind) == [.connect, .close, .exit])
         #expect(events.map(\.function) == [.sslWriteEx, .sslWriteEx, .sslReadEx, .sslReadEx])
         #expect(events.map(\.direction) == [.outbound, .outbound, .inbound, .inbound])
-        #expect(events.allSatisfy { $0.comm == "python3" && $0.missingBytes == 0 })
+        #expect(events.allSatisfy { $0.comm == "python3" && $0.missingBytes == 0 && $0.fd == sockets[0].fd })
         let request = String(decoding: events[0].payload, as: UTF8.self)
         #expect(request.hasPrefix("POST /upload HTTP/1.1\r\n"))
         #expect(request.contains("Content-Length: 40000\r\n"))
@@ -64,5 +77,23 @@ import TestSupport
         #expect(sha256Hex(events[1].payload) == "1807e5036ee223f44da87dcfe9d58e965394b5951ea884328fd0336862ba6ae4")
         #expect(String(decoding: events[3].payload, as: UTF8.self)
                 == "got 1807e5036ee223f44da87dcfe9d58e965394b5951ea884328fd0336862ba6ae4\n")
+
+        // The connection: the client's side of 127.0.0.1, to the port the Host header names.
+        let connect = sockets[0]
+        let remote = try #require(connect.remote)
+        #expect(connect.role == .client)
+        #expect(connect.local?.ip == [127, 0, 0, 1])
+        #expect(remote.ip == [127, 0, 0, 1])
+        #expect(request.contains("Host: localhost:\(remote.port)\r\n"))
+        let connection = try #require(events[0].connection)
+        #expect(events.allSatisfy { $0.connection?.id == connection.id })
+        guard lifecycle.count == 2, case .opened(let opened, _) = lifecycle[0], case .closed(let closed, _) = lifecycle[1]
+        else {
+            Issue.record("expected open then close, got \(lifecycle)")
+            return
+        }
+        #expect(opened.origin == .connect)
+        #expect(closed.bytesOut == 189 + 40000)
+        #expect(closed.bytesIn == 138 + 69)
     }
 }

@@ -6,11 +6,21 @@ import TLSTapCore
 /// Golden files under Golden/ hold the exact rendering of `sampleEvents`.
 /// Re-record them with TLSTAP_RECORD_GOLDEN=1 swift test; never edit by hand.
 @Suite struct SinkTests {
+    static let sampleConnection: Connection = {
+        var connection = Connection(
+            id: 7, pid: 1234, comm: "curl", fd: 5, local: SocketAddress(ip: [127, 0, 0, 1], port: 50412),
+            remote: SocketAddress(ip: [127, 0, 0, 1], port: 8443), role: .client, origin: .connect,
+            openedNanoseconds: 1_700_000_000_100_000_000)
+        connection.bytesOut = 83
+        return connection
+    }()
+
     static let sampleEvents = [
         DataEvent(
             timeNanoseconds: 1_700_000_000_123_456_789, pid: 1234, tid: 1235, comm: "curl", library: .openssl,
             function: .sslWrite, direction: .outbound, ssl: 0x5581_0000_beef, length: 83,
-            payload: Array("GET /hello.txt HTTP/1.1\r\nHost: localhost:8443\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n".utf8)),
+            payload: Array("GET /hello.txt HTTP/1.1\r\nHost: localhost:8443\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n".utf8),
+            fd: 5, connection: sampleConnection),
         DataEvent(
             timeNanoseconds: 1_700_000_000_200_000_001, pid: 1234, tid: 1235, comm: "we\"ird\\\u{1}", library: .openssl,
             function: .sslReadEx, direction: .inbound, ssl: 0x10, length: 41,
@@ -27,7 +37,15 @@ import TLSTapCore
         let output = try OutputFile.create(path: directory.appendingPathComponent("out").path)
         let diagnostics = try OutputFile.create(path: directory.appendingPathComponent("err").path)
         let sink = format.makeSink(output: output, diagnostics: diagnostics, timestamps: .utc)
+        try sink.write(.opened(sampleConnection, timeNanoseconds: 1_700_000_000_123_456_789))
         for event in sampleEvents { try sink.write(event) }
+        var v6 = Connection(
+            id: 8, pid: 77, comm: "python3", fd: 9, local: SocketAddress(ip: Array(repeating: 0, count: 15) + [1], port: 443),
+            remote: SocketAddress(ip: Array(repeating: 0, count: 15) + [1], port: 40000), role: .server, origin: .mid,
+            openedNanoseconds: 1_700_000_000_000_000_000)
+        v6.bytesIn = 10
+        try sink.write(.closed(sampleConnection, timeNanoseconds: 1_700_000_000_102_150_000))
+        try sink.write(.closed(v6, timeNanoseconds: 1_700_000_001_000_000_000))
         try sink.writeLost(LostCounts(records: 3, bytes: 49152), timeNanoseconds: 1_700_000_000_400_000_000)
         try sink.flush()
         try diagnostics.flush()
@@ -50,9 +68,22 @@ import TLSTapCore
     /// Every JSON line parses, with the keys spelled as documented.
     @Test func jsonLinesParseWithTheDocumentedKeys() throws {
         let lines = try Self.render(.json).split(separator: "\n")
-        #expect(lines.count == 4)
-        let objects = try lines.map { try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        #expect(lines.count == 7)
+        var objects = try lines.map { try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        let open = objects.removeFirst()
+        #expect(open["event"] as? String == "open")
+        #expect(open["conn"] as? Int == 7)
+        #expect(open["local"] as? String == "127.0.0.1:50412")
+        #expect(open["remote"] as? String == "127.0.0.1:8443")
+        #expect(open["role"] as? String == "client")
+        #expect(open["seen_from"] as? String == "connect")
         let first = objects[0]
+        #expect(first["fd"] as? Int == 5)
+        #expect(first["conn"] as? Int == 7)
+        #expect(first["local"] as? String == "127.0.0.1:50412")
+        #expect(first["remote"] as? String == "127.0.0.1:8443")
+        #expect(first["role"] as? String == "client")
+        #expect(objects[1]["conn"] == nil)
         #expect(first["event"] as? String == "data")
         #expect(first["time_ns"] as? UInt64 == 1_700_000_000_123_456_789)
         #expect(first["pid"] as? Int == 1234)
@@ -67,9 +98,14 @@ import TLSTapCore
         #expect(objects[1]["comm"] as? String == "we\"ird\\\u{1}")
         #expect(Data(base64Encoded: objects[1]["data"] as? String ?? "") == Data(Self.sampleEvents[1].payload))
         #expect(objects[2]["lost_bytes"] as? Int == 19_982)
-        #expect(objects[3]["event"] as? String == "lost")
-        #expect(objects[3]["records"] as? Int == 3)
-        #expect(objects[3]["bytes"] as? Int == 49152)
+        #expect(objects[3]["event"] as? String == "close")
+        #expect(objects[3]["bytes_out"] as? Int == 83)
+        #expect(objects[3]["duration_ns"] as? Int == 2_150_000)
+        #expect(objects[4]["local"] as? String == "[::1]:443")
+        #expect(objects[4]["seen_from"] as? String == "mid")
+        #expect(objects[5]["event"] as? String == "lost")
+        #expect(objects[5]["records"] as? Int == 3)
+        #expect(objects[5]["bytes"] as? Int == 49152)
     }
 
     @Test func escapedTextNeverPassesControlBytes() {

@@ -27,14 +27,19 @@
 #define TLSTAP_MAX_THREADS 16384
 #define TLSTAP_MAX_FILTER_ENTRIES 1024
 
+/* Sockets tracked per process, and SSL objects bound to their fds. */
+#define TLSTAP_MAX_SOCKETS 65536
+
 /* What a ring buffer record is; the first byte of every record. */
 enum tlstap_record_kind {
-	TLSTAP_RECORD_DATA = 1,
+	TLSTAP_RECORD_DATA = 1,   /* struct tlstap_chunk_header + payload */
+	TLSTAP_RECORD_SOCKET = 2, /* struct tlstap_socket_record */
 };
 
-/* The TLS library whose function produced a record. */
+/* The library (or syscall layer) whose function produced a data record. */
 enum tlstap_library {
 	TLSTAP_LIB_OPENSSL = 1,
+	TLSTAP_LIB_SOCKET = 2, /* plaintext TCP through syscalls (--plaintext) */
 };
 
 /* The probed function. */
@@ -43,6 +48,26 @@ enum tlstap_function {
 	TLSTAP_FUNC_SSL_READ = 2,
 	TLSTAP_FUNC_SSL_WRITE_EX = 3,
 	TLSTAP_FUNC_SSL_READ_EX = 4,
+	TLSTAP_FUNC_SYS_WRITE = 10,
+	TLSTAP_FUNC_SYS_READ = 11,
+	TLSTAP_FUNC_SYS_SENDTO = 12,
+	TLSTAP_FUNC_SYS_RECVFROM = 13,
+};
+
+/* What happened to a socket. */
+enum tlstap_socket_event {
+	TLSTAP_SOCKET_CONNECT = 1, /* connect() returned 0 or EINPROGRESS */
+	TLSTAP_SOCKET_ACCEPT = 2,  /* accept()/accept4() returned this fd */
+	TLSTAP_SOCKET_MID = 3,	   /* first seen in use: opened before tlstap, or inherited */
+	TLSTAP_SOCKET_CLOSE = 4,   /* close() of a tracked fd */
+	TLSTAP_SOCKET_EXIT = 5,	   /* the process exited: all its fds are gone */
+};
+
+/* Who opened the connection. */
+enum tlstap_role {
+	TLSTAP_ROLE_UNKNOWN = 0,
+	TLSTAP_ROLE_CLIENT = 1, /* the process connected */
+	TLSTAP_ROLE_SERVER = 2, /* the process accepted */
 };
 
 /* Which way the plaintext went, seen from the traced process. */
@@ -72,6 +97,30 @@ struct tlstap_chunk_header {
 	__u64 total_len;    /* bytes the call returned: the whole payload */
 	__u64 chunk_offset; /* where this chunk starts within the payload */
 	char comm[TLSTAP_COMM_LEN];
+	__s32 fd;	    /* the socket the bytes went through, -1 if unknown */
+	__u32 reserved;
+};
+
+/*
+ * A TCP socket of a traced process opened, first seen, or closed. Addresses
+ * are in network byte order, IPv4 in the first 4 bytes; ports in host order.
+ * CLOSE and EXIT carry no addresses (EXIT no fd either).
+ */
+struct tlstap_socket_record {
+	__u8 kind;   /* TLSTAP_RECORD_SOCKET */
+	__u8 event;  /* enum tlstap_socket_event */
+	__u8 family; /* AF_INET or AF_INET6; 0 for CLOSE and EXIT */
+	__u8 role;   /* enum tlstap_role */
+	__u32 pid;
+	__u32 tid;
+	__s32 fd;
+	__u64 time_ns; /* CLOSE/EXIT: when; others: when connect/accept returned, or first use */
+	__u8 local_addr[16];
+	__u8 remote_addr[16];
+	__u16 local_port;
+	__u16 remote_port;
+	__u32 reserved;
+	char comm[TLSTAP_COMM_LEN];
 };
 
 /*
@@ -94,7 +143,11 @@ struct tlstap_comm_key {
 #define TLSTAP_STATIC_ASSERT _Static_assert
 #endif
 
-TLSTAP_STATIC_ASSERT(sizeof(struct tlstap_chunk_header) == 64, "chunk header size");
+TLSTAP_STATIC_ASSERT(sizeof(struct tlstap_chunk_header) == 72, "chunk header size");
+TLSTAP_STATIC_ASSERT(__builtin_offsetof(struct tlstap_chunk_header, fd) == 64, "fd offset");
+TLSTAP_STATIC_ASSERT(sizeof(struct tlstap_socket_record) == 80, "socket record size");
+TLSTAP_STATIC_ASSERT(__builtin_offsetof(struct tlstap_socket_record, local_addr) == 24, "local_addr offset");
+TLSTAP_STATIC_ASSERT(__builtin_offsetof(struct tlstap_socket_record, comm) == 64, "socket comm offset");
 TLSTAP_STATIC_ASSERT(__builtin_offsetof(struct tlstap_chunk_header, call_time_ns) == 16,
 		     "call_time_ns offset");
 TLSTAP_STATIC_ASSERT(__builtin_offsetof(struct tlstap_chunk_header, comm) == 48, "comm offset");

@@ -22,6 +22,8 @@ struct CTLSTapBPF_Filters {
 	bool filter_pids;
 	bool filter_comms;
 	bool filter_cgroup;
+	bool filter_ports;
+	bool filter_hosts;
 	uint64_t target_cgroup_id;
 };
 
@@ -41,6 +43,8 @@ enum CTLSTapBPF_Map {
 	CTLSTapBPF_MAP_LOST_COUNTS,
 	CTLSTapBPF_MAP_TRACED_PIDS,
 	CTLSTapBPF_MAP_TRACED_COMMS,
+	CTLSTapBPF_MAP_TRACED_PORTS,
+	CTLSTapBPF_MAP_TRACED_HOSTS,
 };
 
 /* Opens the embedded object. NULL with errno set on failure. */
@@ -75,6 +79,13 @@ struct bpf_link *CTLSTapBPF_attach_uprobe(struct bpf_program *program, bool retp
  * 0 if it loads, else -errno.
  */
 int CTLSTapBPF_probe_fentry(void);
+
+/*
+ * Attaches the syscall and scheduler tracepoints that tie TLS calls to
+ * sockets. Needs tracefs mounted. 0 on success; else -errno, with the
+ * failing tracepoint's name in `failed` (may be NULL).
+ */
+int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, const char **failed);
 
 /* Receives libbpf's log, one formatted message at a time. */
 typedef void (*CTLSTapBPF_LogHandler)(int level, const char *message);

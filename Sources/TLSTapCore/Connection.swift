@@ -1,0 +1,137 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An IP address and port, as users write them: `127.0.0.1:8443`, `[::1]:443`.
+public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
+    /// 4 bytes for IPv4, 16 for IPv6, network order.
+    public var ip: [UInt8]
+    public var port: UInt16
+
+    public init(ip: [UInt8], port: UInt16) {
+        self.ip = ip
+        self.port = port
+    }
+
+    /// Parses an address without a port (for `--host`): IPv4 or IPv6 text.
+    public init?(host: String) {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 {
+            ip = withUnsafeBytes(of: v4) { Array($0) }
+        } else if inet_pton(AF_INET6, host, &v6) == 1 {
+            ip = withUnsafeBytes(of: v6) { Array($0) }
+        } else {
+            return nil
+        }
+        port = 0
+    }
+
+    /// The address alone, as inet_ntop writes it.
+    public var host: String {
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        let family = ip.count == 4 ? AF_INET : AF_INET6
+        _ = ip.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)) }
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    public var description: String {
+        ip.count == 4 ? "\(host):\(port)" : "[\(host)]:\(port)"
+    }
+}
+
+/// Who opened a connection.
+public enum ConnectionRole: String, Sendable {
+    /// The traced process connected.
+    case client
+    /// The traced process accepted.
+    case server
+    /// tlstap joined mid-connection and could not tell.
+    case unknown
+}
+
+/// How tlstap learned of a connection (`seen_from` in JSON).
+public enum ConnectionOrigin: String, Sendable {
+    case connect
+    case accept
+    /// Already open when first seen: before tlstap started, or inherited.
+    case mid
+}
+
+/// What a socket event from the kernel says.
+public struct SocketEvent: Sendable, Equatable {
+    public enum Kind: UInt8, Sendable {
+        case connect = 1
+        case accept = 2
+        case mid = 3
+        case close = 4
+        /// The process exited; all its sockets are gone.
+        case exit = 5
+    }
+
+    public var kind: Kind
+    public var pid: UInt32
+    public var tid: UInt32
+    public var fd: Int32
+    /// CLOCK_MONOTONIC of the event.
+    public var monotonicNanoseconds: UInt64
+    public var local: SocketAddress?
+    public var remote: SocketAddress?
+    public var role: ConnectionRole
+    public var comm: String
+
+    public init(
+        kind: Kind, pid: UInt32, tid: UInt32, fd: Int32, monotonicNanoseconds: UInt64, local: SocketAddress? = nil,
+        remote: SocketAddress? = nil, role: ConnectionRole = .unknown, comm: String
+    ) {
+        self.kind = kind
+        self.pid = pid
+        self.tid = tid
+        self.fd = fd
+        self.monotonicNanoseconds = monotonicNanoseconds
+        self.local = local
+        self.remote = remote
+        self.role = role
+        self.comm = comm
+    }
+}
+
+/// A TCP connection of a traced process, as the output names it.
+public struct Connection: Sendable, Equatable {
+    /// Unique within one tlstap run (`conn` in JSON).
+    public var id: UInt64
+    public var pid: UInt32
+    public var comm: String
+    public var fd: Int32
+    public var local: SocketAddress
+    public var remote: SocketAddress
+    public var role: ConnectionRole
+    public var origin: ConnectionOrigin
+    /// Wall-clock time of connect/accept, or of first sight for `mid`.
+    public var openedNanoseconds: UInt64
+    public var bytesIn: UInt64 = 0
+    public var bytesOut: UInt64 = 0
+
+    public init(
+        id: UInt64, pid: UInt32, comm: String, fd: Int32, local: SocketAddress, remote: SocketAddress,
+        role: ConnectionRole, origin: ConnectionOrigin, openedNanoseconds: UInt64
+    ) {
+        self.id = id
+        self.pid = pid
+        self.comm = comm
+        self.fd = fd
+        self.local = local
+        self.remote = remote
+        self.role = role
+        self.origin = origin
+        self.openedNanoseconds = openedNanoseconds
+    }
+}
+
+/// A connection's lifecycle, as the sinks render it.
+public enum ConnectionEvent: Sendable, Equatable {
+    /// First data seen on it (`{"event":"open"}`).
+    case opened(Connection, timeNanoseconds: UInt64)
+    /// Closed, or its process exited (`{"event":"close"}`).
+    case closed(Connection, timeNanoseconds: UInt64)
+}

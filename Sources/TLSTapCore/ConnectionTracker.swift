@@ -1,0 +1,88 @@
+/// Joins data events to the TCP connections that socket events describe.
+///
+/// Connections are keyed by (pid, fd). A connection is announced (`opened`)
+/// when its first data event arrives, so untouched sockets of a traced
+/// process stay out of the output; it ends at close, at its process's exit,
+/// or when the fd is reused for a new socket. Everything about a connection
+/// is dropped when it ends, so memory follows the open connections only.
+public struct ConnectionTracker {
+    private struct Key: Hashable {
+        var pid: UInt32
+        var fd: Int32
+    }
+
+    private struct Entry {
+        var connection: Connection
+        var announced = false
+    }
+
+    private var entries: [Key: Entry] = [:]
+    private var nextID: UInt64 = 1
+    private let clock: WallClock
+    private let roleOfMidConnection: (SocketEvent) -> ConnectionRole
+
+    /// - Parameters:
+    ///   - clock: converts the kernel's monotonic times.
+    ///   - roleOfMidConnection: decides the role of a connection first seen
+    ///     mid-stream, where no connect or accept told it.
+    public init(clock: WallClock, roleOfMidConnection: @escaping (SocketEvent) -> ConnectionRole = { _ in .unknown }) {
+        self.clock = clock
+        self.roleOfMidConnection = roleOfMidConnection
+    }
+
+    /// Connections currently known.
+    public var count: Int { entries.count }
+
+    /// Takes a socket event.
+    /// - Returns: the connections it ended that had been announced.
+    public mutating func handle(_ socket: SocketEvent) -> [ConnectionEvent] {
+        let time = clock.wallNanoseconds(fromMonotonic: socket.monotonicNanoseconds)
+        let key = Key(pid: socket.pid, fd: socket.fd)
+        switch socket.kind {
+        case .connect, .accept, .mid:
+            var ended: [ConnectionEvent] = []
+            if let previous = entries.removeValue(forKey: key), previous.announced {
+                ended.append(.closed(previous.connection, timeNanoseconds: time))
+            }
+            guard let local = socket.local, let remote = socket.remote else { return ended }
+            let origin: ConnectionOrigin = socket.kind == .connect ? .connect : socket.kind == .accept ? .accept : .mid
+            let role = socket.kind == .mid ? roleOfMidConnection(socket) : socket.role
+            entries[key] = Entry(connection: Connection(
+                id: nextID, pid: socket.pid, comm: socket.comm, fd: socket.fd, local: local, remote: remote,
+                role: role, origin: origin, openedNanoseconds: time))
+            nextID += 1
+            return ended
+        case .close:
+            guard let entry = entries.removeValue(forKey: key), entry.announced else { return [] }
+            return [.closed(entry.connection, timeNanoseconds: time)]
+        case .exit:
+            let gone = entries.filter { $0.key.pid == socket.pid }
+            for key in gone.keys { entries[key] = nil }
+            return gone.values.filter(\.announced).sorted { $0.connection.id < $1.connection.id }
+                .map { .closed($0.connection, timeNanoseconds: time) }
+        }
+    }
+
+    /// Names the connection of a data event and counts its bytes.
+    /// - Returns: `opened` if this is the connection's first data.
+    public mutating func attach(_ event: inout DataEvent) -> ConnectionEvent? {
+        let key = Key(pid: event.pid, fd: event.fd)
+        guard event.fd >= 0, var entry = entries[key] else { return nil }
+        switch event.direction {
+        case .inbound: entry.connection.bytesIn += event.length
+        case .outbound: entry.connection.bytesOut += event.length
+        }
+        entry.connection.comm = event.comm
+        let opened: ConnectionEvent? = entry.announced ? nil : .opened(entry.connection, timeNanoseconds: event.timeNanoseconds)
+        entry.announced = true
+        entries[key] = entry
+        event.connection = entry.connection
+        return opened
+    }
+
+    /// Ends every announced connection (tlstap is stopping); they are not
+    /// reported as closed, since they are not.
+    public mutating func removeAll() {
+        entries.removeAll()
+    }
+}

@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The floor: what any uprobe tracer of OpenSSL pays before it does any work.
+ * Two empty programs, attached by floor.c on entry and return of exactly the
+ * functions tlstap probes (SSL_write, SSL_read, SSL_write_ex, SSL_read_ex).
+ * All the cost measured with them is the trap into the kernel and back.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+SEC("uprobe")
+int floor_enter(struct pt_regs *ctx)
+{
+	return 0;
+}
+
+SEC("uretprobe")
+int floor_exit(struct pt_regs *ctx)
+{
+	return 0;
+}

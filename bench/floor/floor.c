@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * floor -p PID -l LIBSSL: attaches floor.bpf.c's empty programs on entry and
+ * return of SSL_write, SSL_read, SSL_write_ex and SSL_read_ex in LIBSSL, for
+ * process PID only (as `tlstap -p PID` does), prints "floor: attached N
+ * probes" on stderr and waits for SIGINT or SIGTERM.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bpf/libbpf.h>
+#include "floor.skel.h"
+
+static volatile sig_atomic_t stopping;
+
+static void stop(int signal)
+{
+	(void)signal;
+	stopping = 1;
+}
+
+static const char *const functions[] = { "SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex" };
+
+int main(int argc, char **argv)
+{
+	struct bpf_link *links[2 * sizeof(functions) / sizeof(functions[0])] = {};
+	const char *library = NULL;
+	struct floor_bpf *skel;
+	int attached = 0, status = 1;
+	pid_t pid = -1;
+	int option;
+
+	while ((option = getopt(argc, argv, "p:l:")) != -1) {
+		switch (option) {
+		case 'p':
+			pid = atoi(optarg);
+			break;
+		case 'l':
+			library = optarg;
+			break;
+		default:
+			goto usage;
+		}
+	}
+	if (pid <= 0 || !library)
+		goto usage;
+
+	skel = floor_bpf__open_and_load();
+	if (!skel) {
+		fprintf(stderr, "floor: cannot load the BPF programs: %s\n", strerror(errno));
+		return 1;
+	}
+	for (size_t i = 0; i < sizeof(functions) / sizeof(functions[0]); i++) {
+		for (int ret = 0; ret <= 1; ret++) {
+			LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret, .func_name = functions[i]);
+			struct bpf_program *program = ret ? skel->progs.floor_exit : skel->progs.floor_enter;
+			struct bpf_link *link = bpf_program__attach_uprobe_opts(program, pid, library, 0, &opts);
+
+			if (!link) {
+				fprintf(stderr, "floor: cannot attach %s%s in %s: %s\n", ret ? "return of " : "",
+					functions[i], library, strerror(errno));
+				goto out;
+			}
+			links[attached++] = link;
+		}
+	}
+	signal(SIGINT, stop);
+	signal(SIGTERM, stop);
+	fprintf(stderr, "floor: attached %d probes\n", attached);
+	while (!stopping)
+		sleep(1); /* a signal cuts it short; the bound covers the race */
+	status = 0;
+out:
+	for (int i = 0; i < attached; i++)
+		bpf_link__destroy(links[i]);
+	floor_bpf__destroy(skel);
+	return status;
+
+usage:
+	fprintf(stderr, "usage: floor -p PID -l /path/to/libssl.so\n");
+	return 2;
+}

@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Turns the raw files of one benchmark cell into one JSON line.
+
+bench/run leaves in a cell's folder what the load tool, nginx, the tracer and
+/usr/bin/time wrote; this reads them, counts what tlstap captured (the JSON
+Lines file is read once and then deleted by bench/run, it can be gigabytes),
+and appends one JSON object to the results file.
+
+    cell.py server DIR RESULTS key=value...   an nginx cell
+    cell.py capacity DIR RESULTS key=value... a generator cell
+"""
+import base64
+import json
+import os
+import re
+import statistics
+import sys
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def read(path, default=""):
+    try:
+        with open(path, errors="replace") as file:
+            return file.read()
+    except FileNotFoundError:
+        return default
+
+
+def parse_wrk(text):
+    """Requests/s, latency percentiles in ms and counts from `wrk --latency`."""
+    out = {}
+    match = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    out["rps"] = float(match.group(1)) if match else None
+    match = re.search(r"(\d+) requests in ([\d.]+)(\w+),\s+([\d.]+)(\w+) read", text)
+    if match:
+        out["requests"] = int(match.group(1))
+    for percent in ("50", "99"):
+        match = re.search(r"^\s+" + percent + r"%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)
+        out["p" + percent + "_ms"] = float(match.group(1)) * UNITS[match.group(2)] if match else None
+    errors = 0
+    match = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if match:
+        errors += sum(int(group) for group in match.groups())
+    match = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if match:
+        errors += int(match.group(1))
+    out["errors"] = errors
+    return out
+
+
+def parse_h2load(text, log_path):
+    """Requests/s, exact plaintext bytes received, and percentiles from --log-file."""
+    out = {}
+    match = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text)
+    out["rps"] = float(match.group(1)) if match else None
+    match = re.search(r"traffic: \S+ \((\d+)\) total", text)
+    out["client_bytes_in"] = int(match.group(1)) if match else None
+    match = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                      r"(\d+) errored, (\d+) timeout", text)
+    if match:
+        out["requests"] = int(match.group(4))
+        out["errors"] = int(match.group(5)) + int(match.group(6)) + int(match.group(7))
+    durations = []
+    for line in read(log_path).splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 3 and fields[1] == "200":
+            durations.append(int(fields[2]) / 1000.0)
+    durations.sort()
+    for percent in (50, 99):
+        index = min(len(durations) - 1, int(len(durations) * percent / 100))
+        out["p%d_ms" % percent] = durations[index] if durations else None
+    return out
+
+
+def parse_access_log(path):
+    """Plaintext bytes nginx wrote ($bytes_sent) and read ($request_length)."""
+    sent = received = lines = 0
+    for line in read(path).splitlines():
+        fields = line.split()
+        if len(fields) >= 2:
+            sent += int(fields[0])
+            received += int(fields[1])
+            lines += 1
+    return {"served_out": sent, "served_in": received, "logged_requests": lines}
+
+
+def parse_time(path):
+    """`/usr/bin/time -f '%e %U %S %M'`: wall, user, sys seconds, max RSS in KiB."""
+    numbers = read(path).split()
+    if len(numbers) < 4:
+        return {}
+    try:
+        wall, user, system, rss = (float(value) for value in numbers[-4:])
+    except ValueError:
+        return {}
+    return {"tracer_wall_s": wall, "tracer_user_s": user, "tracer_sys_s": system, "tracer_maxrss_kib": rss}
+
+
+def parse_status(path):
+    """VmHWM, VmRSS, RssAnon, RssFile of the tracer, sampled just before it was stopped."""
+    out = {}
+    for line in read(path).splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem"):
+            out[name] = int(value.split()[0])
+    return out
+
+
+SUMMARY = re.compile(r"tlstap: (\d+) events, (\d+) bytes captured, (\d+) records lost \((\d+) bytes\)")
+CONSUMER = re.compile(r"consumer: records=(\d+) calls=(\d+) bytes=(\d+) lost_records=(\d+) lost_bytes=(\d+)")
+HEAD = re.compile(rb'"pid":(\d+),.*?"dir":"(\w+)".*?"len":(\d+)(,"lost_bytes":(\d+))?,"data":"')
+
+
+def parse_tracer_output(stderr_text):
+    out = {}
+    match = SUMMARY.search(stderr_text)
+    if match:
+        out.update(events=int(match.group(1)), bytes=int(match.group(2)), lost_records=int(match.group(3)),
+                   lost_bytes=int(match.group(4)))
+    match = CONSUMER.search(stderr_text)
+    if match:
+        out.update(records=int(match.group(1)), events=int(match.group(2)), bytes=int(match.group(3)),
+                   lost_records=int(match.group(4)), lost_bytes=int(match.group(5)))
+    return out
+
+
+def count_jsonl(path, pid, body):
+    """Sums `len` per direction of one PID's data events, and checks each event.
+
+    Every line must parse as far as its `data` field, and the base64 text
+    must be exactly as long as `len` bytes encode to; the first 2,000 events
+    are also decoded. With `body` (the file nginx served), the out events of
+    a keep-alive HTTP/1.1 response of that size must end with it.
+    """
+    out = {"captured_out": 0, "captured_in": 0, "json_events": 0, "json_lost_records": 0, "json_lost_bytes": 0,
+           "json_bad_events": 0, "json_other_pid": 0, "body_checked": 0, "body_mismatch": 0}
+    if not os.path.exists(path):
+        return out
+    with open(path, "rb") as file:
+        for line in file:
+            if line.startswith(b'{"event":"lost"'):
+                record = json.loads(line)
+                out["json_lost_records"] += record.get("records", 0)
+                out["json_lost_bytes"] += record.get("bytes", 0)
+                continue
+            if not line.startswith(b'{"event":"data"'):
+                continue
+            match = HEAD.search(line, 0, 600)
+            if not match:
+                out["json_bad_events"] += 1
+                continue
+            out["json_events"] += 1
+            if int(match.group(1)) != pid:
+                out["json_other_pid"] += 1
+                continue
+            length = int(match.group(3))
+            missing = int(match.group(5) or 0)
+            data = line[match.end():].rstrip(b"\n")
+            if not data.endswith(b'"}'):
+                out["json_bad_events"] += 1
+                continue
+            data = data[:-2]
+            delivered = length - missing
+            if len(data) != 4 * ((delivered + 2) // 3):
+                out["json_bad_events"] += 1
+                continue
+            if out["json_events"] <= 2000:
+                payload = base64.b64decode(data)
+                if len(payload) != delivered:
+                    out["json_bad_events"] += 1
+                    continue
+                if body and match.group(2) == b"out" and len(payload) > len(body) and len(payload) < len(body) + 1024:
+                    out["body_checked"] += 1
+                    out["body_mismatch"] += not payload.endswith(body)
+            out["captured_out" if match.group(2) == b"out" else "captured_in"] += delivered
+    return out
+
+
+def main():
+    kind, folder, results = sys.argv[1], sys.argv[2], sys.argv[3]
+    record = dict(argument.split("=", 1) for argument in sys.argv[4:])
+    for key in ("round", "worker", "size", "count"):
+        if key in record:
+            record[key] = int(record[key])
+    load = read(os.path.join(folder, "load.txt"))
+    tracer_err = read(os.path.join(folder, "tracer.err"))
+    record.update(parse_time(os.path.join(folder, "time.txt")))
+    record.update(parse_status(os.path.join(folder, "status.txt")))
+    record.update(parse_tracer_output(tracer_err + read(os.path.join(folder, "tracer.out"))))
+    if kind == "server":
+        if record.get("tool") == "h2load":
+            record.update(parse_h2load(load, os.path.join(folder, "h2load.log")))
+        else:
+            record.update(parse_wrk(load))
+        record.update(parse_access_log(os.path.join(folder, "access.log")))
+        body = None
+        if record.get("body") and record.get("tool") == "wrk" and record.get("keepalive") == "yes":
+            with open(record["body"], "rb") as file:
+                body = file.read()
+        if record.get("mode") == "tlstap":
+            record.update(count_jsonl(os.path.join(folder, "out.jsonl"), record["worker"], body))
+    else:
+        match = re.search(r"gen: size=(\d+) writes=(\d+) write_bytes=(\d+) reads=(\d+) read_bytes=(\d+) "
+                          r"seconds=([\d.]+)", load)
+        if match:
+            record.update(gen_writes=int(match.group(2)), gen_write_bytes=int(match.group(3)),
+                          gen_reads=int(match.group(4)), gen_read_bytes=int(match.group(5)),
+                          gen_seconds=float(match.group(6)))
+        if record.get("mode") == "tlstap":
+            record.update(count_jsonl(os.path.join(folder, "out.jsonl"), record["worker"], None))
+    problems = [line for line in tracer_err.splitlines() if "warning" in line or "error" in line]
+    if problems:
+        record["tracer_messages"] = problems[:5]
+    with open(results, "a") as file:
+        file.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()

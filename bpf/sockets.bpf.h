@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Tying TLS calls to TCP sockets. Sockets of traced processes are tracked
+ * from connect/accept to close, keyed by (tgid, fd); their addresses are read
+ * from the kernel's struct sock with CO-RE at that moment, so a connection
+ * that closes before user space looks is still named. A socket first seen in
+ * use (opened before tlstap, or inherited) is read the same way then.
+ */
+#ifndef TLSTAP_SOCKETS_BPF_H
+#define TLSTAP_SOCKETS_BPF_H
+
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+/* Macros vmlinux.h cannot carry. */
+#define TLSTAP_AF_INET 2
+#define TLSTAP_AF_INET6 10
+#define TLSTAP_SOCK_STREAM 1
+#define TLSTAP_IPPROTO_TCP 6
+#define TLSTAP_S_IFMT 00170000
+#define TLSTAP_S_IFSOCK 0140000
+#define TLSTAP_EINPROGRESS 115
+
+/* Kernel-side connection filters (--port, --host). */
+const volatile bool filter_ports = false;
+const volatile bool filter_hosts = false;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TLSTAP_MAX_FILTER_ENTRIES);
+	__type(key, __u16);
+	__type(value, __u8);
+} traced_ports SEC(".maps");
+
+/* Addresses as 16 bytes: IPv6, or IPv4 in the first 4 bytes and zeros. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TLSTAP_MAX_FILTER_ENTRIES);
+	__type(key, __u8[16]);
+	__type(value, __u8);
+} traced_hosts SEC(".maps");
+
+/* What BPF keeps about a tracked socket. */
+struct socket_state {
+	__u64 sk;     /* the struct sock, to notice an fd reused for another socket */
+	__u8 wanted;  /* passes --port/--host */
+	__u8 pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TLSTAP_MAX_SOCKETS);
+	__type(key, __u64); /* tgid << 32 | fd */
+	__type(value, struct socket_state);
+} sockets SEC(".maps");
+
+/* The fd an SSL object last used, for reads served from OpenSSL's buffer. */
+struct ssl_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 ssl;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TLSTAP_MAX_SOCKETS);
+	__type(key, struct ssl_key);
+	__type(value, __s32);
+} ssl_fds SEC(".maps");
+
+/* fd of a connect() in flight, per thread. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TLSTAP_MAX_THREADS);
+	__type(key, __u64);
+	__type(value, __s32);
+} pending_connects SEC(".maps");
+
+static __always_inline __u64 socket_key(__u32 tgid, int fd)
+{
+	return (__u64)tgid << 32 | (__u32)fd;
+}
+
+/* The TCP socket behind the current task's fd, or NULL. */
+static __always_inline struct sock *tcp_sock_of_fd(int fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *table = BPF_CORE_READ(task, files, fdt);
+	struct file **files = BPF_CORE_READ(table, fd);
+	unsigned int max_fds = BPF_CORE_READ(table, max_fds);
+	struct file *file = NULL;
+	struct socket *socket;
+	struct sock *sk;
+
+	if (fd < 0 || (unsigned int)fd >= max_fds)
+		return NULL;
+	bpf_core_read(&file, sizeof(file), &files[fd]);
+	if (!file || (BPF_CORE_READ(file, f_inode, i_mode) & TLSTAP_S_IFMT) != TLSTAP_S_IFSOCK)
+		return NULL;
+	socket = BPF_CORE_READ(file, private_data);
+	sk = BPF_CORE_READ(socket, sk);
+	if (!sk || BPF_CORE_READ(sk, sk_type) != TLSTAP_SOCK_STREAM ||
+	    BPF_CORE_READ(sk, sk_protocol) != TLSTAP_IPPROTO_TCP)
+		return NULL;
+	return sk;
+}
+
+static __always_inline bool address_wanted(struct tlstap_socket_record *record)
+{
+	__u16 local = record->local_port, remote = record->remote_port;
+
+	if (filter_ports && !bpf_map_lookup_elem(&traced_ports, &local) &&
+	    !bpf_map_lookup_elem(&traced_ports, &remote))
+		return false;
+	if (filter_hosts && !bpf_map_lookup_elem(&traced_hosts, record->remote_addr) &&
+	    !bpf_map_lookup_elem(&traced_hosts, record->local_addr))
+		return false;
+	return true;
+}
+
+/*
+ * Starts tracking `fd` of the current process and tells user space.
+ * Returns the new state, or NULL if the fd is not an IPv4/IPv6 TCP socket.
+ */
+static __always_inline struct socket_state *track_socket(int fd, __u8 event, __u8 role)
+{
+	struct sock *sk = tcp_sock_of_fd(fd);
+	struct tlstap_socket_record *record;
+	struct socket_state state = {};
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 key = socket_key(pid_tgid >> 32, fd);
+	__u16 family;
+
+	if (!sk)
+		return NULL;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != TLSTAP_AF_INET && family != TLSTAP_AF_INET6)
+		return NULL;
+
+	record = bpf_ringbuf_reserve(&events, sizeof(*record), 0);
+	if (!record) {
+		count_lost(0);
+		return NULL;
+	}
+	__builtin_memset(record, 0, sizeof(*record));
+	record->kind = TLSTAP_RECORD_SOCKET;
+	record->event = event;
+	record->family = family;
+	record->role = role;
+	record->pid = pid_tgid >> 32;
+	record->tid = (__u32)pid_tgid;
+	record->fd = fd;
+	record->time_ns = bpf_ktime_get_ns();
+	/* Explicit sizes: the destinations are byte arrays, the sources are not. */
+	if (family == TLSTAP_AF_INET) {
+		bpf_core_read(record->local_addr, sizeof(__be32), &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(record->remote_addr, sizeof(__be32), &sk->__sk_common.skc_daddr);
+	} else {
+		bpf_core_read(record->local_addr, sizeof(struct in6_addr), &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(record->remote_addr, sizeof(struct in6_addr), &sk->__sk_common.skc_v6_daddr);
+	}
+	record->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	record->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	bpf_get_current_comm(record->comm, sizeof(record->comm));
+	state.sk = (__u64)sk;
+	state.wanted = address_wanted(record);
+	bpf_ringbuf_submit(record, 0);
+
+	bpf_map_update_elem(&sockets, &key, &state, BPF_ANY);
+	return bpf_map_lookup_elem(&sockets, &key);
+}
+
+/* The state of `fd`, tracking it now (as MID) if it is new or was reused. */
+static __always_inline struct socket_state *socket_in_use(int fd)
+{
+	__u64 key = socket_key(bpf_get_current_pid_tgid() >> 32, fd);
+	struct socket_state *state = bpf_map_lookup_elem(&sockets, &key);
+
+	if (state && state->sk == (__u64)tcp_sock_of_fd(fd))
+		return state;
+	return track_socket(fd, TLSTAP_SOCKET_MID, TLSTAP_ROLE_UNKNOWN);
+}
+
+/* Sends a CLOSE or EXIT record. */
+static __always_inline void send_socket_end(__u8 event, int fd)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct tlstap_socket_record *record = bpf_ringbuf_reserve(&events, sizeof(*record), 0);
+
+	if (!record) {
+		count_lost(0);
+		return;
+	}
+	__builtin_memset(record, 0, sizeof(*record));
+	record->kind = TLSTAP_RECORD_SOCKET;
+	record->event = event;
+	record->pid = pid_tgid >> 32;
+	record->tid = (__u32)pid_tgid;
+	record->fd = fd;
+	record->time_ns = bpf_ktime_get_ns();
+	bpf_get_current_comm(record->comm, sizeof(record->comm));
+	bpf_ringbuf_submit(record, 0);
+}
+
+#endif /* TLSTAP_SOCKETS_BPF_H */
