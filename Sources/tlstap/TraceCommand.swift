@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import TLSTapCore
 import TLSTapLoader
 import TLSTapSession
 
@@ -16,6 +17,12 @@ struct TraceCommand: ParsableCommand {
 
     @Option(name: [.short, .customLong("comm")], help: "Trace processes with this command name (repeatable).")
     var comms: [String] = []
+
+    @Option(name: .customLong("port"), help: "Only connections with this local or remote TCP port (repeatable).")
+    var ports: [UInt16] = []
+
+    @Option(name: .customLong("host"), help: "Only connections with this local or remote IP address (repeatable).")
+    var hosts: [String] = []
 
     @Option(name: .customLong("ring-buffer-mib"), help: "Ring buffer size in MiB, a power of two.")
     var ringBufferMiB: Int = 64
@@ -39,6 +46,10 @@ struct TraceCommand: ParsableCommand {
                 throw ValidationError("command name '\(comm)' must be 1 to 15 bytes long, as the kernel keeps it")
             }
         }
+        if ports.contains(0) { throw ValidationError("--port must be from 1 to 65535") }
+        for host in hosts where SocketAddress(host: host) == nil {
+            throw ValidationError("--host '\(host)' is not an IPv4 or IPv6 address")
+        }
         guard (1...1024).contains(ringBufferMiB), ringBufferMiB & (ringBufferMiB - 1) == 0 else {
             throw ValidationError("--ring-buffer-mib must be a power of two from 1 to 1024")
         }
@@ -55,7 +66,8 @@ struct TraceCommand: ParsableCommand {
         try Privileges.requireTracing()
         let signals = StopSignals()
 
-        var filters = TraceFilters(pids: pids, comms: comms)
+        var filters = TraceFilters(
+            pids: pids, comms: comms, ports: ports, hosts: hosts.compactMap { SocketAddress(host: $0) })
         let cgroup = command.isEmpty ? nil : try CommandCgroup()
         filters.cgroupID = cgroup?.id
 

@@ -52,7 +52,7 @@ enum Harness {
             "/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
             "-keyout", directory.appendingPathComponent("key.pem").path,
             "-out", directory.appendingPathComponent("cert.pem").path, "-days", "1", "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1",
         ])
         #expect(made.status == 0, "openssl req: \(made.standardError)")
         return directory
@@ -140,8 +140,18 @@ struct DataRecord {
     var length: Int
     var payload: [UInt8]
     var timeNanoseconds: UInt64
+    var fd: Int
+    var connection: Int?
+    var local: String?
+    var remote: String?
+    var role: String?
 
     init(_ object: [String: Any]) throws {
+        fd = try #require(object["fd"] as? Int)
+        connection = object["conn"] as? Int
+        local = object["local"] as? String
+        remote = object["remote"] as? String
+        role = object["role"] as? String
         pid = try #require(object["pid"] as? Int)
         tid = try #require(object["tid"] as? Int)
         comm = try #require(object["comm"] as? String)

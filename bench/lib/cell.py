@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import re
-import statistics
 import sys
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
@@ -187,6 +186,9 @@ def main():
     tracer_err = read(os.path.join(folder, "tracer.err"))
     record.update(parse_time(os.path.join(folder, "time.txt")))
     record.update(parse_status(os.path.join(folder, "status.txt")))
+    stop_ms = read(os.path.join(folder, "stop_ms.txt")).strip()
+    if stop_ms:
+        record["tracer_stop_ms"] = int(stop_ms)
     record.update(parse_tracer_output(tracer_err + read(os.path.join(folder, "tracer.out"))))
     if kind == "server":
         if record.get("tool") == "h2load":

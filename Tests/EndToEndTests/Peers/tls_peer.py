@@ -10,6 +10,12 @@
       which drives OpenSSL through SSL_write_ex/SSL_read_ex.
       Prints the sha256 of the body it sent, then the response body; saves
       the body to BODYFILE if given.
+  tls_peer.py threads URL CAFILE COUNT SIZE
+      COUNT threads at once, each POSTing its own SIZE random bytes over its
+      own connection; prints "INDEX SHA256" per thread.
+  tls_peer.py late URL CAFILE GOFILE
+      Connects (TLS handshake done), prints "connected", waits until GOFILE
+      exists, then sends a GET and prints the response body.
 """
 import hashlib
 import http.server
@@ -21,6 +27,10 @@ import urllib.request
 
 def body(size, seed):
     return random.Random(seed).randbytes(size)
+
+
+class Server(http.server.HTTPServer):
+    request_queue_size = 128
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -46,7 +56,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 def serve(cert, key, port_file, count):
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    server = Server(("127.0.0.1", 0), Handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
@@ -71,11 +81,57 @@ def post(url, cafile, size, seed, body_file=None):
     sys.stdout.write(answer.decode())
 
 
+def threads(url, cafile, count, size):
+    import threading
+
+    context = ssl.create_default_context(cafile=cafile)
+    results = {}
+    start = threading.Barrier(count)
+
+    def one(index):
+        data = random.Random(1000 + index).randbytes(size)
+        start.wait()
+        request = urllib.request.Request(url, data=data)
+        with urllib.request.urlopen(request, context=context) as response:
+            response.read()
+        results[index] = hashlib.sha256(data).hexdigest()
+
+    workers = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    for index in sorted(results):
+        print(index, results[index])
+
+
+def late(url, cafile, go_file):
+    import http.client
+    import os
+    import time
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    context = ssl.create_default_context(cafile=cafile)
+    connection = http.client.HTTPSConnection(parts.hostname, parts.port, context=context)
+    connection.connect()
+    print("connected", flush=True)
+    deadline = time.time() + 30
+    while not os.path.exists(go_file) and time.time() < deadline:
+        time.sleep(0.05)
+    connection.request("GET", parts.path)
+    sys.stdout.write(connection.getresponse().read().decode())
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "server":
         count = int(sys.argv[6]) if len(sys.argv) > 6 and sys.argv[5] == "--count" else 1
         serve(sys.argv[2], sys.argv[3], sys.argv[4], count)
     elif sys.argv[1] == "client":
         post(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] if len(sys.argv) > 6 else None)
+    elif sys.argv[1] == "threads":
+        threads(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    elif sys.argv[1] == "late":
+        late(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         sys.exit("usage: see the docstring")

@@ -1,0 +1,155 @@
+import Foundation
+import Testing
+import TestSupport
+
+extension EndToEnd {
+    @Suite struct ConnectionTests {
+        /// curl → openssl s_server, both traced: the client's fd and addresses
+        /// equal what `ss -tnp` reports for the connection while it is open,
+        /// and the server's events carry role server and the mirrored addresses.
+        @Test(arguments: ["127.0.0.1", "::1"])
+        func eventsNameTheirSocketAsSsDoes(host: String) throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let urlHost = host.contains(":") ? "[\(host)]" : host
+            let script = """
+                cd "$1"
+                (sleep 2; printf 'HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\nConnection: close\\r\\n\\r\\nok\\n') \
+                  | openssl s_server -naccept 1 -accept '\(urlHost):0' -cert cert.pem -key key.pem >server.out 2>&1 &
+                until grep -q ACCEPT server.out; do sleep 0.05; done
+                port=$(sed -n 's/^ACCEPT .*:\\([0-9]*\\)$/\\1/p' server.out)
+                (sleep 1; ss -tnpH state established "( dport = :$port )" >ss.out) &
+                curl -sS --cacert cert.pem "https://\(urlHost):$port/named" -o body.out
+                wait
+                """
+            let run = try Harness.run(["--format", "json", "--", "/bin/sh", "-c", script, "sh", workspace.path])
+            #expect(run.status == 0, "\(run.standardError)")
+            let ss = try String(contentsOf: workspace.appendingPathComponent("ss.out"), encoding: .utf8)
+            // Recv-Q Send-Q Local:Port Peer:Port users:(("curl",pid=N,fd=N))
+            let fields = ss.split(separator: "\n").first { $0.contains("\"curl\"") }?.split(separator: " ") ?? []
+            try #require(fields.count >= 5, "ss said: \(ss)")
+            let (ssLocal, ssRemote) = (String(fields[2]), String(fields[3]))
+            let ssPID = try #require(fields[4].firstMatch(of: /pid=(\d+)/).flatMap { Int($0.1) })
+            let ssFD = try #require(fields[4].firstMatch(of: /fd=(\d+)/).flatMap { Int($0.1) })
+
+            let events = try Harness.dataEvents(run.output)
+            let curl = events.filter { $0.comm == "curl" }
+            let server = events.filter { $0.comm == "openssl" }
+            #expect(!curl.isEmpty && !server.isEmpty)
+            for event in curl {
+                #expect(event.pid == ssPID)
+                #expect(event.fd == ssFD)
+                #expect(event.local == ssLocal)
+                #expect(event.remote == ssRemote)
+                #expect(event.role == "client")
+            }
+            for event in server {
+                #expect(event.local == ssRemote)
+                #expect(event.remote == ssLocal)
+                #expect(event.role == "server")
+            }
+            #expect(Set(curl.compactMap(\.connection)).count == 1)
+            #expect(Set(server.compactMap(\.connection)).count == 1)
+            #expect(curl.first?.connection != server.first?.connection)
+
+            let records = try Harness.records(run.output)
+            let opens = records.filter { $0["event"] as? String == "open" }
+            let closes = records.filter { $0["event"] as? String == "close" }
+            #expect(opens.count == 2 && closes.count == 2)
+            let curlClose = try #require(closes.first { $0["comm"] as? String == "curl" })
+            #expect(curlClose["seen_from"] as? String == "connect")
+            #expect(curlClose["bytes_out"] as? Int == curl.joined(direction: "out").count)
+            #expect(curlClose["bytes_in"] as? Int == curl.joined(direction: "in").count)
+            #expect((curlClose["duration_ns"] as? Int ?? 0) > 1_000_000_000)  // the server waited 2 s to answer
+            let serverOpen = try #require(opens.first { $0["comm"] as? String == "openssl" })
+            #expect(serverOpen["seen_from"] as? String == "accept")
+        }
+
+        /// 50 threads of one process, 50 connections at once, each with its
+        /// own random body: every byte lands on the right connection.
+        @Test func concurrentConnectionsOfOneProcessKeepTheirBytesApart() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let count = 50
+            let (server, port) = try Harness.startPythonServer(in: workspace, requests: count)
+            let output = workspace.appendingPathComponent("threads.out").path
+            let client = [Harness.python, Harness.peer, "threads", "https://localhost:\(port)/t",
+                          workspace.appendingPathComponent("cert.pem").path, String(count), "20000"]
+                .map { "'\($0)'" }.joined(separator: " ") + " >'\(output)'"
+            let run = try Harness.run(["--format", "json", "--", "/bin/sh", "-c", client])
+            _ = server.wait()
+            #expect(run.status == 0, "\(run.standardError)")
+            let sent = Set(try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n")
+                .compactMap { $0.split(separator: " ").last.map(String.init) })
+            #expect(sent.count == count)
+
+            let events = try Harness.dataEvents(run.output)
+            let byConnection = Dictionary(grouping: events) { $0.connection ?? -1 }
+            #expect(byConnection[-1] == nil, "every event is on a connection")
+            #expect(byConnection.count == count)
+            var captured = Set<String>()
+            for (_, connectionEvents) in byConnection {
+                let out = connectionEvents.joined(direction: "out")
+                let headerEnd = try #require(out.firstRange(of: Array("\r\n\r\n".utf8)))
+                let digest = sha256Hex(Array(out[headerEnd.upperBound...]))
+                captured.insert(digest)
+                // The answer on this connection is about this connection's body.
+                #expect(String(decoding: connectionEvents.joined(direction: "in"), as: UTF8.self)
+                    .hasSuffix("got \(digest)\n"))
+                #expect(Set(connectionEvents.map(\.remote)) == ["127.0.0.1:\(port)"])
+            }
+            #expect(captured == sent)
+        }
+
+        /// A connection opened before tlstap started is named when first used.
+        @Test func aConnectionOpenedBeforeTlstapIsNamedMidStream() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let (server, port) = try Harness.startPythonServer(in: workspace)
+            let go = workspace.appendingPathComponent("go").path
+            let client = try LaunchedProgram([Harness.python, Harness.peer, "late", "https://localhost:\(port)/late",
+                                              workspace.appendingPathComponent("cert.pem").path, go])
+            for _ in 0..<200 where !String(decoding: client.standardOutputBytes, as: UTF8.self).contains("connected") {
+                usleep(50_000)
+            }
+            let tracer = try LaunchedProgram([Harness.tlstap, "--format", "json", "-p",
+                                              String(client.process.processIdentifier)])
+            #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
+            _ = FileManager.default.createFile(atPath: go, contents: nil)
+            let finished = client.wait()
+            _ = server.wait()
+            #expect(finished.standardOutput.hasPrefix("connected\ngot "))
+            usleep(300_000)
+            tracer.signal(SIGINT)
+            let run = tracer.waitForBytes()
+            #expect(run.status == 0, "\(run.standardError)")
+            let records = try Harness.records(run.output)
+            let open = try #require(records.first { $0["event"] as? String == "open" })
+            #expect(open["seen_from"] as? String == "mid")
+            #expect(open["role"] as? String == "client")
+            #expect(open["remote"] as? String == "127.0.0.1:\(port)")
+            let events = try Harness.dataEvents(run.output)
+            #expect(String(decoding: events.joined(direction: "out"), as: UTF8.self).hasPrefix("GET /late HTTP/1.1\r\n"))
+            #expect(events.allSatisfy { $0.connection == open["conn"] as? Int })
+        }
+
+        /// --port keeps only the connections with that port, decided in the kernel.
+        @Test func portFilterKeepsOnlyThatPort() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let (first, firstPort) = try Harness.startPythonServer(in: workspace)
+            let (second, secondPort) = try Harness.startPythonServer(in: workspace)
+            let script = [firstPort, secondPort].map { port in
+                Harness.pythonClient(port: port, workspace: workspace, size: 100, seed: port)
+                    .map { "'\($0)'" }.joined(separator: " ") + " >/dev/null"
+            }.joined(separator: "; ")
+            let run = try Harness.run(["--format", "json", "--port", String(secondPort), "--", "/bin/sh", "-c", script])
+            _ = first.wait()
+            _ = second.wait()
+            #expect(run.status == 0, "\(run.standardError)")
+            let events = try Harness.dataEvents(run.output)
+            #expect(!events.isEmpty)
+            #expect(events.allSatisfy { $0.remote == "127.0.0.1:\(secondPort)" })
+        }
+    }
+}

@@ -1,0 +1,502 @@
+#!/usr/bin/env python3
+"""Turns bench/run's results into the tables of BENCHMARKS.md.
+
+    report.py --line < one-result.json          a progress line for the terminal
+    report.py --results R --cells DIR --report BENCHMARKS.md ...
+
+The report replaces what is between the bench:begin and bench:end markers of
+BENCHMARKS.md (or appends the section when the markers are missing), so every
+number in that section comes from one run. "-" as --report prints it instead.
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+BEGIN = "<!-- bench:begin: written by bench/run, edit outside these markers -->"
+END = "<!-- bench:end -->"
+MODES = ("none", "floor", "tlstap")
+MODE_NAMES = {"none": "no tracer", "floor": "floor (empty uprobes)", "tlstap": "tlstap, JSON to a file"}
+WORKLOAD_NAMES = {
+    "h1-1k": "HTTP/1.1 keep-alive, 1 KiB (wrk)",
+    "h1-64k": "HTTP/1.1 keep-alive, 64 KiB (wrk)",
+    "h2-1k": "HTTP/2, 1 KiB (h2load)",
+    "h2-64k": "HTTP/2, 64 KiB (h2load)",
+    "h1close-1k": "HTTP/1.1 new connection per request, 1 KiB (wrk, Connection: close)",
+}
+MIB = 1024 * 1024
+
+
+def median(values):
+    values = [value for value in values if value is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(value, digits=0, unit=""):
+    if value is None:
+        return "–"
+    if isinstance(value, float) and digits == 0:
+        value = round(value)
+    if isinstance(value, int) or digits == 0:
+        return f"{value:,}{unit}"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def ratio(value):
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def cpu(record):
+    if "tracer_user_s" not in record:
+        return None
+    return record["tracer_user_s"] + record["tracer_sys_s"]
+
+
+def progress_line(record):
+    """One line per cell on stderr while bench/run goes."""
+    name = record.get("workload") or f"gen {record.get('size')} B x{record.get('count')}"
+    parts = [f"{record.get('phase')}", name, record.get("mode", "")]
+    if record.get("rps") is not None:
+        parts.append(f"{record['rps']:,.0f} req/s p99 {fmt(record.get('p99_ms'), 2)} ms")
+    if record.get("gen_seconds"):
+        parts.append(f"{(record['gen_write_bytes'] + record['gen_read_bytes']) / record['gen_seconds'] / 1e6:,.0f} "
+                     f"MB/s payload")
+    if cpu(record) is not None:
+        parts.append(f"tracer cpu {cpu(record):.2f}s")
+    if "events" in record:
+        parts.append(f"{record['events']:,} events, {record.get('lost_records', 0):,} lost")
+    if "served_out" in record and "captured_out" in record:
+        parts.append(f"out captured {record['captured_out']:,} / served {record['served_out']:,}")
+    return "bench:   " + " | ".join(parts)
+
+
+def command_output(command):
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=10)
+        return (result.stdout + result.stderr).strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def machine(tlstap):
+    cpu_model = "unknown"
+    with open("/proc/cpuinfo") as file:
+        for line in file:
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as file:
+        memory = int(file.readline().split()[1]) // 1024 // 1024
+    nginx = command_output(["nginx", "-v"]).replace("nginx version: ", "")
+    openssl = command_output(["openssl", "version"])
+    wrk = command_output(["wrk", "-v"]).splitlines()[0:1]
+    h2load = command_output(["h2load", "--version"])
+    commit = command_output(["git", "rev-parse", "--short", "HEAD"])
+    dirty = command_output(["git", "status", "--porcelain", "--untracked-files=no", "--", "Sources", "bpf"])
+    return [
+        f"- CPU: {os.cpu_count()} × {cpu_model}; {memory} GiB memory; kernel {os.uname().release}",
+        f"- Software: {nginx}, {openssl}, {wrk[0] if wrk else 'wrk'}, {h2load}; "
+        f"tlstap {command_output([tlstap, '--version'])} at commit {commit}"
+        + (" with uncommitted changes in Sources/ or bpf/" if dirty else ""),
+    ]
+
+
+def server_section(results, lines):
+    main = [r for r in results if r.get("phase") == "main"]
+    workloads = [w for w in WORKLOAD_NAMES if any(r["workload"] == w for r in main)]
+    summary = {}
+    lines += [
+        "### Server overhead",
+        "",
+        "Medians over the rounds. Ratios are medians of the per-round ratios (each round runs the three modes "
+        "back to back). Tracer CPU is user + system seconds of the tracer process over the whole cell (start, "
+        "load, drain); peak RSS is its maximum resident set (the ring buffer's mapping included) and, in "
+        "brackets, its private memory (RssAnon) just before it was stopped.",
+        "",
+        "| workload | tracer | req/s | × no tracer | × floor | p50 ms | p99 ms | tracer CPU s | tracer CPU µs/req "
+        "| peak RSS MiB (private) | events | MB captured | lost records |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for workload in workloads:
+        cells = {mode: [r for r in main if r["workload"] == workload and r["mode"] == mode] for mode in MODES}
+        by_round = {}
+        for r in main:
+            if r["workload"] == workload:
+                by_round.setdefault(r["round"], {})[r["mode"]] = r.get("rps")
+
+        def per_round(numerator, denominator):
+            values = [rounds[numerator] / rounds[denominator] for rounds in by_round.values()
+                      if rounds.get(numerator) and rounds.get(denominator)]
+            return median(values)
+
+        summary[workload] = {"tlstap/floor": per_round("tlstap", "floor"), "tlstap/none": per_round("tlstap", "none"),
+                             "floor/none": per_round("floor", "none")}
+        for mode in MODES:
+            rows = cells[mode]
+            if not rows:
+                continue
+            rps = median([r.get("rps") for r in rows])
+            summary[workload][mode] = rps
+            cpu_seconds = median([cpu(r) for r in rows])
+            cpu_per_request = median([cpu(r) / r["requests"] * 1e6 for r in rows
+                                      if cpu(r) is not None and r.get("requests")])
+            rss = median([r.get("tracer_maxrss_kib") for r in rows])
+            anon = median([r.get("RssAnon") for r in rows])
+            rss_text = "–" if rss is None else f"{rss / 1024:.0f}" + ("" if anon is None else f" ({anon / 1024:.1f})")
+            none_ratio = {"none": "1.00×", "floor": ratio(summary[workload]["floor/none"]),
+                          "tlstap": ratio(summary[workload]["tlstap/none"])}[mode]
+            floor_ratio = {"none": "–", "floor": "1.00×", "tlstap": ratio(summary[workload]["tlstap/floor"])}[mode]
+            lines.append(
+                f"| {WORKLOAD_NAMES[workload]} | {MODE_NAMES[mode]} | {fmt(rps)} | {none_ratio} | {floor_ratio} "
+                f"| {fmt(median([r.get('p50_ms') for r in rows]), 2)} | {fmt(median([r.get('p99_ms') for r in rows]), 2)} "
+                f"| {fmt(cpu_seconds, 2)} | {fmt(cpu_per_request, 1)} | {rss_text} "
+                f"| {fmt(median([r.get('events') for r in rows]))} "
+                f"| {fmt(median([r['bytes'] / 1e6 for r in rows if 'bytes' in r]), 1)} "
+                f"| {fmt(median([r.get('lost_records') for r in rows]))} |")
+        lines.append(f"| {WORKLOAD_NAMES[workload]} | tlstap with HTTP parsing and pcapng | not built yet "
+                     "| | | | | | | | | | |")
+    lines.append("")
+    return summary
+
+
+def correctness_section(results, lines):
+    cells = [r for r in results if r.get("mode") == "tlstap" and r.get("phase") in ("main", "soak")]
+    lines += [
+        "### Every byte captured?",
+        "",
+        "For each tlstap cell: the plaintext bytes tlstap captured from the nginx worker (sum of `len` of its "
+        "JSON `data` events, per direction) against what nginx itself counted. HTTP/1.1: nginx's access log "
+        "(`$bytes_sent` is what it handed to SSL_write, `$request_length` what it took from SSL_read), so the two "
+        "must be equal. HTTP/2: nginx logs per stream, without the connection's own frames, so the out bytes are "
+        "compared with h2load's exact count of plaintext received (`traffic: … (N) total`); the server may write "
+        "a few bytes the client no longer reads when h2load stops. Every event's base64 must be exactly as long "
+        "as its `len` encodes to; the first 2,000 are decoded, and the 1 KiB HTTP/1.1 responses compared with "
+        "the file served.",
+        "",
+        "| cell | out captured | out reference | Δ | in captured | in reference | Δ | lost (summary / JSON) "
+        "| bad events | responses checked (mismatched) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    verdict = {}
+    for r in cells:
+        name = f"{r['phase']} {r['workload']} r{r['round']}"
+        if r.get("tool") == "h2load":
+            out_reference = r.get("client_bytes_in")
+            in_reference = None
+        else:
+            out_reference = r.get("served_out")
+            in_reference = r.get("served_in")
+        out_delta = None if out_reference is None else r.get("captured_out", 0) - out_reference
+        in_delta = None if in_reference is None else r.get("captured_in", 0) - in_reference
+        exact = (out_delta == 0 and (in_delta in (0, None)) and r.get("lost_records", 1) == 0
+                 and r.get("json_bad_events", 1) == 0 and r.get("body_mismatch", 0) == 0)
+        if r.get("tool") == "h2load":
+            exact = out_delta is not None and 0 <= out_delta < 4096 and r.get("lost_records", 1) == 0 \
+                and r.get("json_bad_events", 1) == 0
+        verdict.setdefault(r["workload"] if r["phase"] == "main" else "soak", []).append(exact)
+        lines.append(
+            f"| {name} | {fmt(r.get('captured_out'))} | {fmt(out_reference)} | {fmt(out_delta)} "
+            f"| {fmt(r.get('captured_in'))} | {fmt(in_reference)} | {fmt(in_delta)} "
+            f"| {fmt(r.get('lost_records'))} / {fmt(r.get('json_lost_records'))} | {fmt(r.get('json_bad_events'))} "
+            f"| {fmt(r.get('body_checked'))} ({fmt(r.get('body_mismatch'))}) |")
+    lines.append("")
+    return verdict
+
+
+def capacity_section(results, lines):
+    cells = [r for r in results if r.get("phase") == "capacity"]
+    if not cells:
+        return {}
+    idle = {r["mode"]: cpu(r) or 0.0 for r in cells if r.get("count") == 1}
+    idle_user = {r["mode"]: r.get("tracer_user_s", 0.0) for r in cells if r.get("count") == 1}
+    lines += [
+        "### Pipeline capacity",
+        "",
+        "`bench/capacity/gen` makes SSL_write calls of the given size to an in-process TLS server that "
+        "SSL_reads them back (memory BIO pair; a 256 KiB write is read as 16 records of 16 KiB), so every "
+        "write is captured twice: out and in. Each traced run is the same fixed count of writes. "
+        "*consumer* is `bench/capacity/consumer`: tlstap's own BPF programs and attach, a libbpf ring buffer "
+        "callback that only counts. CPU per event is the tracer's CPU for the run minus an idle run's "
+        f"(start, one write, stop: consumer {idle.get('consumer', 0):.2f} s, tlstap {idle.get('tlstap', 0):.2f} s), "
+        "divided by the events (calls; a 256 KiB write is one event of 16 records). Payload MB/s = bytes "
+        "captured / the generator's run time; drain = time from SIGINT to the tracer's exit.",
+        "",
+        "| write size | tracer | gen writes/s | events | payload MB | payload MB/s | lost records "
+        "| complete | CPU user s | CPU sys s | user µs/event | total µs/event | total ms/MB | drain ms |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    per_event = {}
+    for size in sorted({r["size"] for r in cells if r.get("count", 0) > 1 and r.get("rate") == "0"}):
+        for mode in ("none", "consumer", "tlstap"):
+            rows = [r for r in cells if r["size"] == size and r["mode"] == mode and r.get("rate") == "0"
+                    and r.get("count", 0) > 1]
+            if not rows:
+                continue
+            r = rows[0]
+            seconds = r.get("gen_seconds") or 0
+            expected_events = r.get("gen_writes", 0) + r.get("gen_reads", 0)
+            expected_bytes = r.get("gen_write_bytes", 0) + r.get("gen_read_bytes", 0)
+            writes_per_second = r.get("gen_writes", 0) / seconds if seconds else None
+            if mode == "none":
+                lines.append(f"| {size:,} B | none (generator alone) | {fmt(writes_per_second)} "
+                             f"| ({fmt(expected_events)} calls) | ({fmt(expected_bytes / 1e6, 1)}) "
+                             f"| ({fmt(expected_bytes / seconds / 1e6 if seconds else None)}) | | | | | | | | |")
+                per_event.setdefault(size, {})["gen_mbps"] = expected_bytes / seconds / 1e6 if seconds else None
+                continue
+            events = r.get("events")
+            complete = events == expected_events and r.get("bytes") == expected_bytes and r.get("lost_records") == 0
+            net = (cpu(r) - idle.get(mode, 0.0)) if cpu(r) is not None else None
+            net_user = (r["tracer_user_s"] - idle_user.get(mode, 0.0)) if "tracer_user_s" in r else None
+            user_per_event = net_user / events * 1e6 if events and net_user is not None else None
+            total_per_event = net / events * 1e6 if events and net is not None else None
+            per_mb = net / (r["bytes"] / 1e6) * 1e3 if r.get("bytes") and net is not None else None
+            mbps = r["bytes"] / seconds / 1e6 if seconds and "bytes" in r else None
+            per_event.setdefault(size, {})[mode] = {"user": user_per_event, "total": total_per_event,
+                                                    "mbps": mbps, "complete": complete, "per_mb": per_mb}
+            lines.append(
+                f"| {size:,} B | {mode} | {fmt(writes_per_second)} | {fmt(events)} "
+                f"| {fmt(r['bytes'] / 1e6 if 'bytes' in r else None, 1)} | {fmt(mbps)} | {fmt(r.get('lost_records'))} "
+                f"| {'yes' if complete else 'no'} | {fmt(r.get('tracer_user_s'), 2)} | {fmt(r.get('tracer_sys_s'), 2)} "
+                f"| {fmt(user_per_event, 2)} | {fmt(total_per_event, 2)} | {fmt(per_mb, 2)} "
+                f"| {fmt(r.get('tracer_stop_ms'))} |")
+    lines.append("")
+    paced = sorted((r for r in cells if r.get("rate") not in (None, "0")), key=lambda r: float(r["rate"]))
+    ladder = []
+    if paced:
+        lines += [
+            "Paced large writes (256 KiB), tlstap: the generator writes at a fixed rate for a few seconds; "
+            "payload is out + in, twice the write rate.",
+            "",
+            "| offered payload MB/s | achieved payload MB/s | captured MB | lost records (MB) | complete "
+            "| tlstap CPU s | drain ms |",
+            "| ---: | ---: | ---: | ---: | --- | ---: | ---: |",
+        ]
+        for r in paced:
+            seconds = r.get("gen_seconds") or 0
+            expected = r.get("gen_write_bytes", 0) + r.get("gen_read_bytes", 0)
+            achieved = expected / seconds / 1e6 if seconds else None
+            complete = r.get("bytes") == expected and r.get("lost_records") == 0
+            ladder.append((2 * float(r["rate"]), achieved, complete))
+            lines.append(f"| {2 * float(r['rate']):,.0f} | {fmt(achieved)} | {fmt(r.get('bytes', 0) / 1e6, 1)} "
+                         f"| {fmt(r.get('lost_records'))} ({fmt(r.get('lost_bytes', 0) / 1e6, 1)}) "
+                         f"| {'yes' if complete else 'no'} | {fmt(cpu(r), 2)} | {fmt(r.get('tracer_stop_ms'))} |")
+        lines.append("")
+    per_event["ladder"] = ladder
+    return per_event
+
+
+def soak_section(results, cells_dir, lines):
+    soak = [r for r in results if r.get("phase") == "soak"]
+    if not soak:
+        return None
+    r = soak[0]
+    samples = []
+    for path in glob.glob(os.path.join(cells_dir, "soak-*", "rss-samples.txt")):
+        with open(path) as file:
+            for line in file:
+                values = dict(re.findall(r"(\w+): (\d+) kB", line))
+                if values:
+                    samples.append({key: int(value) for key, value in values.items()})
+    max_rss = max((s.get("VmRSS", 0) for s in samples), default=None)
+    max_anon = max((s.get("RssAnon", 0) for s in samples), default=None)
+    anon_series = ", ".join(f"{s.get('RssAnon', 0) / 1024:.1f}" for s in samples)
+    lines += [
+        "### Memory with 1,000 connections",
+        "",
+        f"tlstap on nginx's worker while wrk holds 1,000 keep-alive connections for {r.get('seconds')} s "
+        "(1 KiB responses; a shortened version of the issue's 10 minutes). RSS sampled every 5 s.",
+        "",
+        f"- {fmt(r.get('rps'))} req/s, p99 {fmt(r.get('p99_ms'), 1)} ms; {fmt(r.get('events'))} events, "
+        f"{fmt(r.get('bytes', 0) / 1e6, 1)} MB captured, {fmt(r.get('lost_records'))} records lost; "
+        f"out captured {fmt(r.get('captured_out'))} of {fmt(r.get('served_out'))} bytes served",
+        f"- peak RSS (VmHWM at the end / /usr/bin/time): {fmt((r.get('VmHWM') or 0) / 1024, 1)} / "
+        f"{fmt((r.get('tracer_maxrss_kib') or 0) / 1024, 1)} MiB; largest sample VmRSS "
+        f"{fmt((max_rss or 0) / 1024, 1)} MiB, of which private (RssAnon) at most {fmt((max_anon or 0) / 1024, 1)} MiB",
+        f"- RssAnon samples, MiB: {anon_series}",
+        "",
+    ]
+    return {"hwm": r.get("tracer_maxrss_kib"), "anon": max_anon, "lost": r.get("lost_records")}
+
+
+def profile_section(results, cells_dir, summary, lines):
+    cells = [r for r in results if r.get("phase") == "profile"]
+    if not cells:
+        return
+    lines += [
+        "### Where the time goes",
+        "",
+        "Profile cells (one each, same load, with `kernel.bpf_stats_enabled=1`, which adds a little to every "
+        "program run): the BPF programs the tracer loaded, with `bpftool prog show`'s run counts and run time, "
+        "per request of the load.",
+        "",
+        "| workload | tracer | program | runs | runs/request | avg ns/run | BPF µs/request |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    hits = {}
+    for r in cells:
+        folder = os.path.join(cells_dir, f"profile-{r['workload']}-{r['mode']}-1")
+        try:
+            with open(os.path.join(folder, "bpf_before.json")) as file:
+                before = {p["id"] for p in json.load(file)}
+            with open(os.path.join(folder, "bpf_after.json")) as file:
+                after = json.load(file)
+        except (OSError, ValueError):
+            continue
+        requests = r.get("requests") or 0
+        total_runs = 0
+        for program in after:
+            if program["id"] in before or program.get("type") != "kprobe":
+                continue
+            runs = program.get("run_cnt", 0)
+            run_ns = program.get("run_time_ns", 0)
+            total_runs += runs
+            lines.append(
+                f"| {r['workload']} | {r['mode']} | {program['name']} | {runs:,} "
+                f"| {runs / requests if requests else 0:.2f} | {run_ns / runs if runs else 0:,.0f} "
+                f"| {run_ns / requests / 1e3 if requests else 0:.2f} |")
+        hits[(r["workload"], r["mode"])] = total_runs / requests if requests else None
+    lines.append("")
+    estimates = []
+    for workload in ("h1-1k", "h1-64k"):
+        s = summary.get(workload, {})
+        per_request = hits.get((workload, "floor"))
+        if s.get("none") and s.get("floor") and per_request:
+            extra_us = (1 / s["floor"] - 1 / s["none"]) * 1e6
+            estimates.append(
+                f"- {workload}: {per_request:.1f} probe hits per request; the floor adds "
+                f"{extra_us:.1f} µs per request to nginx's loop (1/req/s), so about "
+                f"{extra_us / per_request:.1f} µs per probe hit (trap, uprobe/uretprobe bookkeeping, return), "
+                "before any program work.")
+        if s.get("floor") and s.get("tlstap"):
+            estimates.append(
+                f"- {workload}: tlstap adds {(1 / s['tlstap'] - 1 / s['floor']) * 1e6:.1f} µs per request "
+                "on top of the floor (its programs' run time above, plus contention: nginx, wrk and tlstap share "
+                "2 cores).")
+    if estimates:
+        lines += ["Estimated from the medians above:", ""] + estimates + [""]
+    for r in cells:
+        if r["mode"] != "tlstap":
+            continue
+        folder = os.path.join(cells_dir, f"profile-{r['workload']}-{r['mode']}-1")
+        for name, title, limit in (("perf-dso.txt", "by binary", 12), ("perf.txt", "by symbol", 30)):
+            try:
+                with open(os.path.join(folder, name)) as file:
+                    text = [line.rstrip()[:150] for line in file if line.strip() and not line.startswith("#")]
+            except OSError:
+                continue
+            if text:
+                lines += [f"perf, tlstap's samples {title}, {r['workload']} (`perf record -e cpu-clock -F 999`; "
+                          "self time):", "", "```"] + text[:limit] + ["```", ""]
+
+
+def targets_section(summary, verdict, capacity, soak, lines):
+    lines += ["### Targets of the issue", ""]
+
+    def status(ok):
+        return "**met**" if ok else "**not met**"
+
+    for workload in ("h1-1k", "h1-64k"):
+        s = summary.get(workload)
+        if not s:
+            continue
+        ratio_value = s.get("tlstap/floor")
+        complete = all(verdict.get(workload, [False]))
+        lines.append(
+            f"- Throughput ≥ 0.95× the floor, {WORKLOAD_NAMES[workload]}: {ratio(ratio_value)} "
+            f"({fmt(s.get('tlstap'))} vs {fmt(s.get('floor'))} req/s) — {status(ratio_value and ratio_value >= 0.95)}; "
+            f"zero loss and every byte captured in every round: {status(complete)}.")
+    one_k = capacity.get(1024, {})
+    if one_k.get("tlstap") and one_k.get("consumer"):
+        t, c = one_k["tlstap"], one_k["consumer"]
+        user_ratio = t["user"] / c["user"] if t["user"] and c["user"] else None
+        total_ratio = t["total"] / c["total"] if t["total"] and c["total"] else None
+        lines.append(
+            f"- Pipeline, user-space CPU per event ≤ 2× the bare consumer's at 1 KiB: user time "
+            f"{fmt(t['user'], 2)} vs {fmt(c['user'], 2)} µs/event = {ratio(user_ratio)} — "
+            f"{status(user_ratio is not None and user_ratio <= 2)}; user + system "
+            f"{fmt(t['total'], 2)} vs {fmt(c['total'], 2)} µs/event = {ratio(total_ratio)} — "
+            f"{status(total_ratio is not None and total_ratio <= 2)}.")
+    big = capacity.get(262144, {})
+    ladder = capacity.get("ladder", [])
+    best = max((achieved for offered, achieved, complete in ladder if complete and achieved), default=None)
+    if big or ladder:
+        consumer = big.get("consumer", {})
+        tlstap = big.get("tlstap", {})
+        generator = big.get("gen_mbps")
+        lines.append(
+            f"- Sustained capture without loss of ≥ 500 MB/s of payload in large writes (256 KiB): tlstap's "
+            f"highest loss-free paced rate {fmt(best)} MB/s; unpaced, tlstap {fmt(tlstap.get('mbps'))} MB/s "
+            f"({'complete' if tlstap.get('complete') else 'with loss'}), the bare consumer {fmt(consumer.get('mbps'))} "
+            f"MB/s ({'complete' if consumer.get('complete') else 'with loss'}); the generator alone, untraced, "
+            f"{fmt(generator)} MB/s — {status(best is not None and best >= 500)}.")
+    if soak:
+        lines.append(
+            f"- RSS < 100 MiB with 1,000 connections (shortened run): peak RSS {fmt((soak['hwm'] or 0) / 1024, 1)} MiB "
+            f"— {status((soak['hwm'] or 1e12) < 100 * 1024)}; private memory (RssAnon) at most "
+            f"{fmt((soak['anon'] or 0) / 1024, 1)} MiB — {status((soak['anon'] or 1e12) < 100 * 1024)}.")
+    lines.append("")
+
+
+def write_report(args):
+    with open(args.results) as file:
+        results = [json.loads(line) for line in file if line.strip()]
+    lines = [BEGIN, "", "## Results", ""]
+    lines += [f"Written by `bench/run` on {command_output(['date', '-u', '+%Y-%m-%d %H:%M UTC'])} in "
+              f"{args.elapsed} s ({args.settings}).", ""]
+    lines += machine(args.tlstap)
+    if args.other_tracers and args.other_tracers != "0":
+        lines.append(f"- Warning: {args.other_tracers} uprobe programs of another tlstap or floor were loaded "
+                     "when the run started; they may have slowed the traced processes.")
+    lines.append("")
+    body = []
+    summary = server_section(results, body)
+    verdict = correctness_section(results, body)
+    capacity = capacity_section(results, body)
+    soak = soak_section(results, args.cells, body)
+    profile_section(results, args.cells, summary, body)
+    targets = []
+    targets_section(summary, verdict, capacity, soak, targets)
+    lines += targets + body + [END]
+    section = "\n".join(lines) + "\n"
+    if args.report == "-":
+        sys.stdout.write(section)
+        return
+    text = ""
+    if os.path.exists(args.report):
+        with open(args.report) as file:
+            text = file.read()
+    start, end = text.find(BEGIN), text.find(END)
+    if start >= 0 and end > start:
+        text = text[:start] + section + text[end + len(END) + 1:]
+    else:
+        text = text + ("\n" if text and not text.endswith("\n") else "") + section
+    with open(args.report, "w") as file:
+        file.write(text)
+    print(section, end="")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--line", action="store_true")
+    parser.add_argument("--results")
+    parser.add_argument("--cells")
+    parser.add_argument("--report", default="BENCHMARKS.md")
+    parser.add_argument("--elapsed", default="?")
+    parser.add_argument("--tlstap", default="tlstap")
+    parser.add_argument("--settings", default="")
+    parser.add_argument("--other-tracers", default="0")
+    args = parser.parse_args()
+    if args.line:
+        for line in sys.stdin:
+            if line.strip():
+                print(progress_line(json.loads(line)), file=sys.stderr)
+        return
+    write_report(args)
+
+
+if __name__ == "__main__":
+    main()
