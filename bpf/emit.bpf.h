@@ -35,9 +35,16 @@ struct {
 	__type(value, struct chunk_record);
 } chunk_scratch SEC(".maps");
 
+/*
+ * One contiguous user buffer holding bytes [segment_offset, segment_offset +
+ * segment_len) of a call's payload: the whole payload for SSL calls, one
+ * iovec for vectored syscalls.
+ */
 struct emit_state {
 	struct tlstap_chunk_header header; /* chunk_len and chunk_offset unset */
-	__u64 buffer;			   /* user address of the plaintext */
+	__u64 buffer;			   /* user address of the segment */
+	__u64 segment_offset;
+	__u64 segment_len;
 };
 
 static __always_inline void count_lost(__u64 bytes)
@@ -60,11 +67,10 @@ static long emit_chunk(__u32 index, void *data)
 	__u32 zero = 0;
 	__u32 len;
 
-	if (offset >= state->header.total_len)
+	if (offset >= state->segment_len)
 		return 1;
-	len = state->header.total_len - offset > TLSTAP_CHUNK_MAX
-		      ? TLSTAP_CHUNK_MAX
-		      : state->header.total_len - offset;
+	len = state->segment_len - offset > TLSTAP_CHUNK_MAX ? TLSTAP_CHUNK_MAX
+							      : state->segment_len - offset;
 	if (len > TLSTAP_CHUNK_MAX) /* tells the verifier the bound */
 		return 1;
 
@@ -73,19 +79,27 @@ static long emit_chunk(__u32 index, void *data)
 		return 1;
 	record->header = state->header;
 	record->header.chunk_len = len;
-	record->header.chunk_offset = offset;
+	record->header.chunk_offset = state->segment_offset + offset;
 	if (bpf_probe_read_user(record->payload, len, (void *)(state->buffer + offset)) ||
 	    bpf_ringbuf_output(&events, record, sizeof(record->header) + len, 0))
 		count_lost(len);
 	return 0;
 }
 
-/* Sends `total_len` bytes at user address `buffer`, chunk by chunk. */
-static __always_inline void emit_payload(struct emit_state *state)
+/* Sends the segment's bytes, chunk by chunk. */
+static __always_inline void emit_segment(struct emit_state *state)
 {
-	__u64 chunks = (state->header.total_len + TLSTAP_CHUNK_MAX - 1) / TLSTAP_CHUNK_MAX;
+	__u64 chunks = (state->segment_len + TLSTAP_CHUNK_MAX - 1) / TLSTAP_CHUNK_MAX;
 
 	bpf_loop(chunks, emit_chunk, state, 0);
+}
+
+/* Sends a whole call's `total_len` bytes at user address `buffer`. */
+static __always_inline void emit_payload(struct emit_state *state)
+{
+	state->segment_offset = 0;
+	state->segment_len = state->header.total_len;
+	emit_segment(state);
 }
 
 #endif /* TLSTAP_EMIT_BPF_H */

@@ -44,7 +44,8 @@ struct {
 struct socket_state {
 	__u64 sk;     /* the struct sock, to notice an fd reused for another socket */
 	__u8 wanted;  /* passes --port/--host */
-	__u8 pad[7];
+	__u8 is_tls;  /* carries TLS records: its syscalls are never plaintext */
+	__u8 pad[6];
 };
 
 struct {

@@ -11,29 +11,10 @@
 #include "filter.bpf.h"
 #include "emit.bpf.h"
 #include "sockets.bpf.h"
+#include "calls.bpf.h"
+#include "plaintext.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-/* The arguments of a TLS call in flight, kept from entry to return. */
-struct tls_call {
-	__u64 ssl;
-	__u64 buffer;
-	__u64 length_out; /* size_t * of the _ex forms */
-	__u8 function;	  /* enum tlstap_function */
-	__u8 pad[3];
-	__s32 fd;	  /* the socket the call read or wrote, once a syscall names it */
-};
-
-/*
- * One call in flight per thread. LRU, so a return probe that never fires
- * (the thread died inside the call) cannot fill the map for good.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, TLSTAP_MAX_THREADS);
-	__type(key, __u64);
-	__type(value, struct tls_call);
-} tls_calls SEC(".maps");
 
 static __always_inline void remember_call(struct pt_regs *ctx, __u8 function, __u64 length_out)
 {
@@ -106,6 +87,8 @@ static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
 		socket = socket_in_use(fd);
 	if (socket ? !socket->wanted : (filter_ports || filter_hosts))
 		return;
+	if (socket)
+		socket->is_tls = 1; /* its syscalls carry ciphertext from now on */
 	state.header.fd = socket ? fd : -1;
 	bpf_get_current_comm(state.header.comm, sizeof(state.header.comm));
 	emit_payload(&state);
@@ -179,6 +162,7 @@ SEC("tracepoint/syscalls/sys_enter_read")
 int probe_read_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	note_call_fd(ctx->args[0]);
+	remember_plain_call(ctx->args[0], ctx->args[1], 0, TLSTAP_FUNC_SYS_READ, TLSTAP_DIR_IN);
 	return 0;
 }
 
@@ -186,6 +170,7 @@ SEC("tracepoint/syscalls/sys_enter_write")
 int probe_write_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	note_call_fd(ctx->args[0]);
+	remember_plain_call(ctx->args[0], ctx->args[1], 0, TLSTAP_FUNC_SYS_WRITE, TLSTAP_DIR_OUT);
 	return 0;
 }
 
@@ -193,6 +178,7 @@ SEC("tracepoint/syscalls/sys_enter_readv")
 int probe_readv_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	note_call_fd(ctx->args[0]);
+	remember_plain_call(ctx->args[0], ctx->args[1], ctx->args[2], TLSTAP_FUNC_SYS_READV, TLSTAP_DIR_IN);
 	return 0;
 }
 
@@ -200,6 +186,7 @@ SEC("tracepoint/syscalls/sys_enter_writev")
 int probe_writev_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	note_call_fd(ctx->args[0]);
+	remember_plain_call(ctx->args[0], ctx->args[1], ctx->args[2], TLSTAP_FUNC_SYS_WRITEV, TLSTAP_DIR_OUT);
 	return 0;
 }
 
@@ -207,6 +194,7 @@ SEC("tracepoint/syscalls/sys_enter_sendto")
 int probe_sendto_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	note_call_fd(ctx->args[0]);
+	remember_plain_call(ctx->args[0], ctx->args[1], 0, TLSTAP_FUNC_SYS_SENDTO, TLSTAP_DIR_OUT);
 	return 0;
 }
 
@@ -214,6 +202,7 @@ SEC("tracepoint/syscalls/sys_enter_recvfrom")
 int probe_recvfrom_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	note_call_fd(ctx->args[0]);
+	remember_plain_call(ctx->args[0], ctx->args[1], 0, TLSTAP_FUNC_SYS_RECVFROM, TLSTAP_DIR_IN);
 	return 0;
 }
 
@@ -221,6 +210,7 @@ SEC("tracepoint/syscalls/sys_enter_sendmsg")
 int probe_sendmsg_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	note_call_fd(ctx->args[0]);
+	remember_plain_msg(ctx->args[0], ctx->args[1], TLSTAP_FUNC_SYS_SENDMSG, TLSTAP_DIR_OUT);
 	return 0;
 }
 
@@ -228,6 +218,64 @@ SEC("tracepoint/syscalls/sys_enter_recvmsg")
 int probe_recvmsg_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	note_call_fd(ctx->args[0]);
+	remember_plain_msg(ctx->args[0], ctx->args[1], TLSTAP_FUNC_SYS_RECVMSG, TLSTAP_DIR_IN);
+	return 0;
+}
+
+/* The returns of the same syscalls, attached only with --plaintext. */
+SEC("tracepoint/syscalls/sys_exit_read")
+int probe_read_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	finish_plain_call(ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_write")
+int probe_write_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	finish_plain_call(ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_readv")
+int probe_readv_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	finish_plain_call(ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_writev")
+int probe_writev_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	finish_plain_call(ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendto")
+int probe_sendto_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	finish_plain_call(ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvfrom")
+int probe_recvfrom_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	finish_plain_call(ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmsg")
+int probe_sendmsg_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	finish_plain_call(ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int probe_recvmsg_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	finish_plain_call(ctx->ret);
 	return 0;
 }
 

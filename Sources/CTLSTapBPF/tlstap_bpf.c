@@ -24,6 +24,19 @@ int CTLSTapBPF_configure(struct tlstap_bpf *skel, const struct CTLSTapBPF_Filter
 	skel->rodata->filter_cgroup = filters->filter_cgroup;
 	skel->rodata->filter_ports = filters->filter_ports;
 	skel->rodata->filter_hosts = filters->filter_hosts;
+	skel->rodata->capture_plaintext = filters->capture_plaintext;
+	if (!filters->capture_plaintext) {
+		/* Not even loaded: their tracepoints would fire on every read and write. */
+		struct bpf_program *plaintext_only[] = {
+			skel->progs.probe_read_exit,	skel->progs.probe_write_exit,
+			skel->progs.probe_readv_exit,	skel->progs.probe_writev_exit,
+			skel->progs.probe_sendto_exit,	skel->progs.probe_recvfrom_exit,
+			skel->progs.probe_sendmsg_exit, skel->progs.probe_recvmsg_exit,
+		};
+
+		for (size_t i = 0; i < sizeof(plaintext_only) / sizeof(plaintext_only[0]); i++)
+			bpf_program__set_autoload(plaintext_only[i], false);
+	}
 	skel->rodata->target_cgroup_id = filters->target_cgroup_id;
 	return bpf_map__set_max_entries(skel->maps.events, ring_buffer_bytes);
 }
@@ -84,30 +97,15 @@ struct bpf_link *CTLSTapBPF_attach_uprobe(struct bpf_program *program, bool retp
 	return bpf_program__attach_uprobe_opts(program, pid, path, 0, &opts);
 }
 
-int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, const char **failed)
-{
-	/* Each link is kept in the skeleton, so destroy() detaches it. */
-	struct {
-		struct bpf_program *program;
-		struct bpf_link **link;
-	} probes[] = {
-		{ skel->progs.probe_read_enter, &skel->links.probe_read_enter },
-		{ skel->progs.probe_write_enter, &skel->links.probe_write_enter },
-		{ skel->progs.probe_readv_enter, &skel->links.probe_readv_enter },
-		{ skel->progs.probe_writev_enter, &skel->links.probe_writev_enter },
-		{ skel->progs.probe_sendto_enter, &skel->links.probe_sendto_enter },
-		{ skel->progs.probe_recvfrom_enter, &skel->links.probe_recvfrom_enter },
-		{ skel->progs.probe_sendmsg_enter, &skel->links.probe_sendmsg_enter },
-		{ skel->progs.probe_recvmsg_enter, &skel->links.probe_recvmsg_enter },
-		{ skel->progs.probe_connect_enter, &skel->links.probe_connect_enter },
-		{ skel->progs.probe_connect_exit, &skel->links.probe_connect_exit },
-		{ skel->progs.probe_accept_exit, &skel->links.probe_accept_exit },
-		{ skel->progs.probe_accept4_exit, &skel->links.probe_accept4_exit },
-		{ skel->progs.probe_close_enter, &skel->links.probe_close_enter },
-		{ skel->progs.probe_process_exit, &skel->links.probe_process_exit },
-	};
+/* A program and the skeleton slot for its link, so destroy() detaches it. */
+struct probe_slot {
+	struct bpf_program *program;
+	struct bpf_link **link;
+};
 
-	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+static int attach_all(struct probe_slot *probes, size_t count, const char **failed)
+{
+	for (size_t i = 0; i < count; i++) {
 		*probes[i].link = bpf_program__attach(probes[i].program);
 		if (!*probes[i].link) {
 			int err = -errno;
@@ -118,6 +116,29 @@ int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, const char **failed
 		}
 	}
 	return 0;
+}
+
+#define SLOT(name) { skel->progs.name, &skel->links.name }
+
+int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, bool plaintext, const char **failed)
+{
+	struct probe_slot always[] = {
+		SLOT(probe_read_enter),	   SLOT(probe_write_enter),    SLOT(probe_readv_enter),
+		SLOT(probe_writev_enter),  SLOT(probe_sendto_enter),   SLOT(probe_recvfrom_enter),
+		SLOT(probe_sendmsg_enter), SLOT(probe_recvmsg_enter),  SLOT(probe_connect_enter),
+		SLOT(probe_connect_exit),  SLOT(probe_accept_exit),    SLOT(probe_accept4_exit),
+		SLOT(probe_close_enter),   SLOT(probe_process_exit),
+	};
+	struct probe_slot plaintext_only[] = {
+		SLOT(probe_read_exit),	  SLOT(probe_write_exit),    SLOT(probe_readv_exit),
+		SLOT(probe_writev_exit),  SLOT(probe_sendto_exit),   SLOT(probe_recvfrom_exit),
+		SLOT(probe_sendmsg_exit), SLOT(probe_recvmsg_exit),
+	};
+	int err = attach_all(always, sizeof(always) / sizeof(always[0]), failed);
+
+	if (err || !plaintext)
+		return err;
+	return attach_all(plaintext_only, sizeof(plaintext_only) / sizeof(plaintext_only[0]), failed);
 }
 
 static CTLSTapBPF_LogHandler log_handler;

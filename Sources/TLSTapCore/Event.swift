@@ -23,6 +23,10 @@ public enum TLSFunction: UInt8, Sendable, CaseIterable {
     case read = 11
     case sendto = 12
     case recvfrom = 13
+    case writev = 14
+    case readv = 15
+    case sendmsg = 16
+    case recvmsg = 17
 
     /// The function's C name (`func` in JSON).
     public var name: String {
@@ -35,6 +39,10 @@ public enum TLSFunction: UInt8, Sendable, CaseIterable {
         case .read: "read"
         case .sendto: "sendto"
         case .recvfrom: "recvfrom"
+        case .writev: "writev"
+        case .readv: "readv"
+        case .sendmsg: "sendmsg"
+        case .recvmsg: "recvmsg"
         }
     }
 }

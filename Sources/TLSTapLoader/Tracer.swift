@@ -18,6 +18,8 @@ public struct TraceFilters: Sendable, Equatable {
     public var ports: [UInt16] = []
     /// Connections with one of these addresses, local or remote (--host).
     public var hosts: [SocketAddress] = []
+    /// Also capture unencrypted TCP payload of the traced processes (--plaintext).
+    public var plaintext = false
 
     public init(
         pids: [Int32] = [], comms: [String] = [], cgroupID: UInt64? = nil, ports: [UInt16] = [],
@@ -93,7 +95,8 @@ public final class Tracer {
         var settings = CTLSTapBPF_Filters(
             own_pid: UInt32(getpid()), filter_pids: !filters.pids.isEmpty, filter_comms: !filters.comms.isEmpty,
             filter_cgroup: filters.cgroupID != nil, filter_ports: !filters.ports.isEmpty,
-            filter_hosts: !filters.hosts.isEmpty, target_cgroup_id: filters.cgroupID ?? 0)
+            filter_hosts: !filters.hosts.isEmpty, capture_plaintext: filters.plaintext,
+            target_cgroup_id: filters.cgroupID ?? 0)
         let configured = CTLSTapBPF_configure(skeleton, &settings, ringBufferBytes)
         guard configured == 0 else { throw .system("cannot size the ring buffer", errno: -configured) }
 
@@ -105,7 +108,7 @@ public final class Tracer {
         try fillFilterMaps(filters)
         try Tracefs.ensureMounted()
         var failedProbe: UnsafePointer<CChar>?
-        let socketProbes = CTLSTapBPF_attach_socket_probes(skeleton, &failedProbe)
+        let socketProbes = CTLSTapBPF_attach_socket_probes(skeleton, filters.plaintext, &failedProbe)
         guard socketProbes == 0 else {
             let name = failedProbe.map { String(cString: $0) } ?? "a tracepoint"
             throw .system("cannot attach \(name)", errno: -socketProbes)

@@ -76,8 +76,9 @@ public final class TextSink: EventSink {
     func header(_ event: DataEvent) -> String {
         var line = timestamps.format(event.timeNanoseconds) + " " + PayloadText.escapedName(event.comm)
         line += "[\(event.pid)/\(event.tid)] "
-        line += "\(event.library.name) \(event.function.name) \(event.direction.name) ssl=0x"
-        line += String(event.ssl, radix: 16) + " \(event.length) bytes"
+        line += "\(event.library.name) \(event.function.name) \(event.direction.name) "
+        if event.library != .socket { line += "ssl=0x" + String(event.ssl, radix: 16) + " " }
+        line += "\(event.length) bytes"
         if event.missingBytes > 0 { line += " (\(event.missingBytes) lost)" }
         return line + "\n"
     }

@@ -24,6 +24,9 @@ struct TraceCommand: ParsableCommand {
     @Option(name: .customLong("host"), help: "Only connections with this local or remote IP address (repeatable).")
     var hosts: [String] = []
 
+    @Flag(help: "Also capture unencrypted TCP payload (lib \"socket\"); TLS sockets' ciphertext is never shown.")
+    var plaintext = false
+
     @Option(name: .customLong("ring-buffer-mib"), help: "Ring buffer size in MiB, a power of two.")
     var ringBufferMiB: Int = 64
 
@@ -68,6 +71,7 @@ struct TraceCommand: ParsableCommand {
 
         var filters = TraceFilters(
             pids: pids, comms: comms, ports: ports, hosts: hosts.compactMap { SocketAddress(host: $0) })
+        filters.plaintext = plaintext
         let cgroup = command.isEmpty ? nil : try CommandCgroup()
         filters.cgroupID = cgroup?.id
 

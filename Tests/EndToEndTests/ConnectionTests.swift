@@ -153,3 +153,43 @@ extension EndToEnd {
         }
     }
 }
+
+extension EndToEnd.ConnectionTests {
+    /// --plaintext: a plain HTTP exchange is captured from the socket
+    /// syscalls, while a TLS connection in the same run shows no ciphertext.
+    @Test func plaintextCapturesPlainSocketsAndNeverCiphertext() throws {
+        let workspace = try Harness.makeWorkspace()
+        defer { try? FileManager.default.removeItem(at: workspace) }
+        try "plain hello\n".write(to: workspace.appendingPathComponent("hello.txt"), atomically: true, encoding: .utf8)
+        let plainServer = try LaunchedProgram([
+            Harness.python, "-u", "-m", "http.server", "--bind", "127.0.0.1", "--directory", workspace.path, "0",
+        ])
+        // SIGKILL: children of the test runner start with every signal blocked.
+        defer { plainServer.signal(SIGKILL); _ = plainServer.wait() }
+        var plainPort = 0
+        for _ in 0..<200 where plainPort == 0 {
+            let text = String(decoding: plainServer.standardOutputBytes, as: UTF8.self)
+            plainPort = text.firstMatch(of: /port (\d+)/).flatMap { Int($0.1) } ?? 0
+            usleep(50_000)
+        }
+        try #require(plainPort != 0, "http.server did not start")
+        let (tlsServer, tlsPort) = try Harness.startPythonServer(in: workspace)
+        let script = "curl -sS http://127.0.0.1:\(plainPort)/hello.txt -o /dev/null; "
+            + Harness.pythonClientScript(port: tlsPort, workspace: workspace, size: 300, seed: 4)
+        let run = try Harness.run(["--format", "json", "--plaintext", "--", "/bin/sh", "-c", script])
+        _ = tlsServer.wait()
+        #expect(run.status == 0, "\(run.standardError)")
+        let events = try Harness.dataEvents(run.output)
+        let plain = events.filter { $0.remote == "127.0.0.1:\(plainPort)" }
+        let tls = events.filter { $0.remote == "127.0.0.1:\(tlsPort)" }
+        #expect(plain.allSatisfy { $0.lib == "socket" && $0.comm == "curl" })
+        #expect(String(decoding: plain.joined(direction: "out"), as: UTF8.self)
+            == "GET /hello.txt HTTP/1.1\r\nHost: 127.0.0.1:\(plainPort)\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n")
+        let response = String(decoding: plain.joined(direction: "in"), as: UTF8.self)
+        #expect(response.hasPrefix("HTTP/1.0 200 OK\r\n"))
+        #expect(response.hasSuffix("\r\n\r\nplain hello\n"))
+        #expect(!tls.isEmpty)
+        #expect(tls.allSatisfy { $0.lib == "openssl" }, "no ciphertext from the TLS socket's syscalls")
+        #expect(events.count == plain.count + tls.count)
+    }
+}

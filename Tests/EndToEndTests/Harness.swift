@@ -111,13 +111,26 @@ enum Harness {
         try records(output).filter { $0["event"] as? String == "data" }.map(DataRecord.init)
     }
 
-    /// IDs of tlstap's programs now loaded in the kernel (by their names).
-    static func loadedProbePrograms() throws -> Set<Int> {
+    /// IDs of the BPF programs a process holds, from its fds' fdinfo:
+    /// other tracers running at the same time do not count.
+    static func programIDs(heldBy pid: Int32) -> Set<Int> {
+        let directory = "/proc/\(pid)/fdinfo"
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        var ids = Set<Int>()
+        for fd in fds {
+            guard let info = try? String(contentsOfFile: "\(directory)/\(fd)", encoding: .utf8) else { continue }
+            for line in info.split(separator: "\n") where line.hasPrefix("prog_id:") {
+                if let id = Int(line.dropFirst("prog_id:".count).trimmingCharacters(in: .whitespaces)) { ids.insert(id) }
+            }
+        }
+        return ids
+    }
+
+    /// IDs of every BPF program loaded in the kernel.
+    static func loadedPrograms() throws -> Set<Int> {
         let result = try runProgram(["/usr/sbin/bpftool", "-j", "prog", "show"])
         let programs = try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [[String: Any]]
-        return Set(
-            (programs ?? []).filter { ($0["name"] as? String)?.hasPrefix("probe_ssl_") == true }
-                .compactMap { $0["id"] as? Int })
+        return Set((programs ?? []).compactMap { $0["id"] as? Int })
     }
 
     /// Program IDs that BPF links in the kernel point at.

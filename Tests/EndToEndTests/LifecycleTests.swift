@@ -13,8 +13,9 @@ extension EndToEnd {
             let serverPID = Int(server.process.processIdentifier)
             let tracer = try LaunchedProgram([Harness.tlstap, "--format", "json", "-p", String(serverPID)])
             #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
-            let ourPrograms = try Harness.loadedProbePrograms()
-            #expect(ourPrograms.count == 6)
+            let ourPrograms = Harness.programIDs(heldBy: tracer.process.processIdentifier)
+            #expect(ourPrograms.count >= 20)  // 6 uprobe programs, 14 tracepoint programs
+            #expect(ourPrograms.isSubset(of: try Harness.loadedPrograms()))
             #expect(!ourPrograms.isDisjoint(with: try Harness.linkedPrograms()))
 
             let client = try runProgram(Harness.pythonClient(port: port, workspace: workspace, size: 500, seed: 5))
@@ -34,7 +35,7 @@ extension EndToEnd {
             let sentDigest = client.standardOutput.split(separator: "\n").first.map(String.init) ?? ""
             #expect(String(decoding: events.joined(direction: "out"), as: UTF8.self).hasSuffix("got \(sentDigest)\n"))
 
-            #expect(try Harness.loadedProbePrograms().isDisjoint(with: ourPrograms))
+            #expect(try Harness.loadedPrograms().isDisjoint(with: ourPrograms))
             #expect(try Harness.linkedPrograms().isDisjoint(with: ourPrograms))
         }
 
@@ -126,6 +127,15 @@ extension EndToEnd {
             #expect(events.allSatisfy { $0.comm == "tlstappeer" })
             let sentDigest = client.standardOutput.split(separator: "\n").first.map(String.init) ?? ""
             #expect(String(decoding: events.joined(direction: "in"), as: UTF8.self).hasSuffix("got \(sentDigest)\n"))
+        }
+
+        /// The traced command starts as it would from a shell: no signal
+        /// blocked or ignored by tlstap leaks into it (SIGPIPE ends `yes`).
+        @Test func theTracedCommandSeesDefaultSignals() throws {
+            let run = try Harness.run(["--", "/bin/sh", "-c", "yes | head -n 2; grep SigBlk /proc/self/status"])
+            #expect(run.status == 0)
+            #expect(String(decoding: run.output, as: UTF8.self) == "y\ny\nSigBlk:\t0000000000000000\n")
+            #expect(!run.standardError.contains("Broken pipe"), "\(run.standardError)")
         }
     }
 }

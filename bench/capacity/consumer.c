@@ -1,17 +1,28 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * consumer -p PID -l LIBSSL: the bare user-space limit for the pipeline
- * capacity benchmark. It loads tlstap's own BPF object (bpf/tlstap.bpf.c,
- * compiled by bench/run exactly as scripts/gen-bpf does), attaches it the way
- * `tlstap -p PID` does (entry and return of SSL_write, SSL_read, SSL_write_ex
- * and SSL_read_ex, for PID only), and then only counts the records and
- * payload bytes arriving from the ring buffer: no decoding, no reassembly, no
- * output. So the kernel side is identical to tlstap's, and the difference in
- * CPU time is what tlstap's user space does with each record.
+ * capacity benchmark. It loads tlstap's own BPF object (the skeleton
+ * Sources/CTLSTapBPF/tlstap.skel.h that tlstap is built with), attaches its
+ * OpenSSL probes the way `tlstap -p PID` does (entry and return of
+ * SSL_write, SSL_read, SSL_write_ex and SSL_read_ex, for PID only), and then
+ * only counts the records and payload bytes arriving from the ring buffer:
+ * no decoding, no reassembly, no output. So the BPF programs that copy the
+ * plaintext are tlstap's, and the difference in the two processes' CPU time
+ * is what tlstap's user space does with each record.
+ *
+ * Programs of the object that are not uprobes (tlstap's syscall tracepoints,
+ * which tie calls to sockets) are left unattached: they run in the traced
+ * process, not in the consumer, and the generator makes no socket calls.
+ * A uprobe program this file does not know stops it with a message, so a
+ * change in tlstap's probes cannot go unnoticed.
+ *
+ * With -i MS it also empties the ring buffer every MS milliseconds without
+ * waiting to be woken: for the wakeup experiment of bench/run, which builds
+ * it against a copy of tlstap's programs that submit with BPF_RB_NO_WAKEUP.
  *
  * Prints "consumer: attached N probes" on stderr when ready; on SIGINT or
  * SIGTERM drains the ring buffer and prints one line on stdout:
- *   consumer: records=N calls=C bytes=B lost_records=L lost_bytes=M
+ *   consumer: records=N calls=C bytes=B lost_records=L lost_bytes=M other_records=O
  */
 #include <errno.h>
 #include <signal.h>
@@ -25,8 +36,10 @@
 #include "tlstap_abi.h"
 #include "tlstap.skel.h"
 
+#define MAX_LINKS 32
+
 struct counts {
-	unsigned long long records, calls, bytes;
+	unsigned long long records, calls, bytes, other;
 };
 
 static volatile sig_atomic_t stopping;
@@ -42,8 +55,10 @@ static int count_record(void *context, void *data, size_t size)
 	const struct tlstap_chunk_header *header = data;
 	struct counts *counts = context;
 
-	if (size < sizeof(*header))
+	if (size < sizeof(*header) || header->kind != TLSTAP_RECORD_DATA) {
+		counts->other++;
 		return 0;
+	}
 	counts->records++;
 	counts->bytes += header->chunk_len;
 	counts->calls += header->chunk_offset == 0;
@@ -55,13 +70,14 @@ int main(int argc, char **argv)
 	const char *library = NULL;
 	struct counts counts = {};
 	struct ring_buffer *ring = NULL;
-	struct bpf_link *links[8] = {};
+	struct bpf_link *links[MAX_LINKS] = {};
 	struct tlstap_bpf *skel;
 	int attached = 0, status = 1, option;
 	__u32 ring_mib = 64;
+	int interval_ms = 0;
 	pid_t pid = -1;
 
-	while ((option = getopt(argc, argv, "p:l:m:")) != -1) {
+	while ((option = getopt(argc, argv, "p:l:m:i:")) != -1) {
 		switch (option) {
 		case 'p':
 			pid = atoi(optarg);
@@ -71,6 +87,9 @@ int main(int argc, char **argv)
 			break;
 		case 'm':
 			ring_mib = strtoul(optarg, NULL, 0);
+			break;
+		case 'i':
+			interval_ms = atoi(optarg);
 			break;
 		default:
 			goto usage;
@@ -98,24 +117,42 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	struct {
-		const char *function;
-		struct bpf_program *enter, *exit;
-	} probes[] = {
-		{ "SSL_write", skel->progs.probe_ssl_write_enter, skel->progs.probe_ssl_write_exit },
-		{ "SSL_read", skel->progs.probe_ssl_read_enter, skel->progs.probe_ssl_read_exit },
-		{ "SSL_write_ex", skel->progs.probe_ssl_write_ex_enter, skel->progs.probe_ssl_write_exit },
-		{ "SSL_read_ex", skel->progs.probe_ssl_read_ex_enter, skel->progs.probe_ssl_read_exit },
+	/* Where tlstap attaches each of its uprobe programs. */
+	static const struct {
+		const char *program, *functions[2];
+	} targets[] = {
+		{ "probe_ssl_write_enter", { "SSL_write" } },
+		{ "probe_ssl_read_enter", { "SSL_read" } },
+		{ "probe_ssl_write_ex_enter", { "SSL_write_ex" } },
+		{ "probe_ssl_read_ex_enter", { "SSL_read_ex" } },
+		{ "probe_ssl_write_exit", { "SSL_write", "SSL_write_ex" } },
+		{ "probe_ssl_read_exit", { "SSL_read", "SSL_read_ex" } },
 	};
-	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
-		for (int ret = 0; ret <= 1; ret++) {
-			LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret, .func_name = probes[i].function);
-			struct bpf_link *link = bpf_program__attach_uprobe_opts(ret ? probes[i].exit : probes[i].enter,
-										pid, library, 0, &opts);
+	struct bpf_program *program;
+
+	bpf_object__for_each_program(program, skel->obj) {
+		const char *section = bpf_program__section_name(program);
+		const char *name = bpf_program__name(program);
+		bool ret = strcmp(section, "uretprobe") == 0;
+		size_t i;
+
+		if (strcmp(section, "uprobe") != 0 && !ret)
+			continue;
+		for (i = 0; i < sizeof(targets) / sizeof(targets[0]); i++)
+			if (strcmp(targets[i].program, name) == 0)
+				break;
+		if (i == sizeof(targets) / sizeof(targets[0])) {
+			fprintf(stderr, "consumer: tlstap has a uprobe program %s that bench/capacity/consumer.c "
+					"does not know where to attach\n", name);
+			goto out;
+		}
+		for (int f = 0; f < 2 && targets[i].functions[f] && attached < MAX_LINKS; f++) {
+			LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret, .func_name = targets[i].functions[f]);
+			struct bpf_link *link = bpf_program__attach_uprobe_opts(program, pid, library, 0, &opts);
 
 			if (!link) {
-				fprintf(stderr, "consumer: cannot attach %s%s in %s: %s\n", ret ? "return of " : "",
-					probes[i].function, library, strerror(errno));
+				fprintf(stderr, "consumer: cannot attach %s to %s in %s: %s\n", name,
+					targets[i].functions[f], library, strerror(errno));
 				goto out;
 			}
 			links[attached++] = link;
@@ -132,8 +169,10 @@ int main(int argc, char **argv)
 	fprintf(stderr, "consumer: attached %d probes\n", attached);
 	/* The same wait as tlstap's: up to 100 ms per poll. */
 	while (!stopping) {
-		int err = ring_buffer__poll(ring, 100);
+		int err = ring_buffer__poll(ring, interval_ms > 0 ? interval_ms : 100);
 
+		if (err >= 0 && interval_ms > 0)
+			err = ring_buffer__consume(ring);
 		if (err < 0 && err != -EINTR) {
 			fprintf(stderr, "consumer: cannot read the ring buffer: %s\n", strerror(-err));
 			goto out;
@@ -153,8 +192,8 @@ int main(int argc, char **argv)
 		}
 	}
 	free(lost);
-	printf("consumer: records=%llu calls=%llu bytes=%llu lost_records=%llu lost_bytes=%llu\n", counts.records,
-	       counts.calls, counts.bytes, lost_records, lost_bytes);
+	printf("consumer: records=%llu calls=%llu bytes=%llu lost_records=%llu lost_bytes=%llu other_records=%llu\n",
+	       counts.records, counts.calls, counts.bytes, lost_records, lost_bytes, counts.other);
 	status = 0;
 out:
 	ring_buffer__free(ring);
@@ -164,6 +203,6 @@ out:
 	return status;
 
 usage:
-	fprintf(stderr, "usage: consumer -p PID -l /path/to/libssl.so [-m RING_BUFFER_MIB]\n");
+	fprintf(stderr, "usage: consumer -p PID -l /path/to/libssl.so [-m RING_BUFFER_MIB] [-i POLL_MS]\n");
 	return 2;
 }

@@ -108,7 +108,7 @@ def parse_status(path):
 
 SUMMARY = re.compile(r"tlstap: (\d+) events, (\d+) bytes captured, (\d+) records lost \((\d+) bytes\)")
 CONSUMER = re.compile(r"consumer: records=(\d+) calls=(\d+) bytes=(\d+) lost_records=(\d+) lost_bytes=(\d+)")
-HEAD = re.compile(rb'"pid":(\d+),.*?"dir":"(\w+)".*?"len":(\d+)(,"lost_bytes":(\d+))?,"data":"')
+DATA_FIELD = b',"data":"'
 
 
 def parse_tracer_output(stderr_text):
@@ -145,22 +145,27 @@ def count_jsonl(path, pid, body):
                 continue
             if not line.startswith(b'{"event":"data"'):
                 continue
-            match = HEAD.search(line, 0, 600)
-            if not match:
+            split = line.find(DATA_FIELD, 0, 2000)
+            if split < 0:
+                out["json_bad_events"] += 1
+                continue
+            try:
+                fields = json.loads(line[:split] + b"}")
+            except ValueError:
                 out["json_bad_events"] += 1
                 continue
             out["json_events"] += 1
-            if int(match.group(1)) != pid:
+            if fields.get("pid") != pid:
                 out["json_other_pid"] += 1
                 continue
-            length = int(match.group(3))
-            missing = int(match.group(5) or 0)
-            data = line[match.end():].rstrip(b"\n")
+            length = fields.get("len", 0)
+            delivered = length - fields.get("lost_bytes", 0)
+            direction = fields.get("dir")
+            data = line[split + len(DATA_FIELD):].rstrip(b"\n")
             if not data.endswith(b'"}'):
                 out["json_bad_events"] += 1
                 continue
             data = data[:-2]
-            delivered = length - missing
             if len(data) != 4 * ((delivered + 2) // 3):
                 out["json_bad_events"] += 1
                 continue
@@ -169,17 +174,17 @@ def count_jsonl(path, pid, body):
                 if len(payload) != delivered:
                     out["json_bad_events"] += 1
                     continue
-                if body and match.group(2) == b"out" and len(payload) > len(body) and len(payload) < len(body) + 1024:
+                if body and direction == "out" and len(body) < len(payload) < len(body) + 1024:
                     out["body_checked"] += 1
                     out["body_mismatch"] += not payload.endswith(body)
-            out["captured_out" if match.group(2) == b"out" else "captured_in"] += delivered
+            out["captured_out" if direction == "out" else "captured_in"] += delivered
     return out
 
 
 def main():
     kind, folder, results = sys.argv[1], sys.argv[2], sys.argv[3]
     record = dict(argument.split("=", 1) for argument in sys.argv[4:])
-    for key in ("round", "worker", "size", "count"):
+    for key in ("round", "worker", "size", "count", "others_before", "others_after"):
         if key in record:
             record[key] = int(record[key])
     load = read(os.path.join(folder, "load.txt"))

@@ -71,6 +71,9 @@ def progress_line(record):
         parts.append(f"{record['events']:,} events, {record.get('lost_records', 0):,} lost")
     if "served_out" in record and "captured_out" in record:
         parts.append(f"out captured {record['captured_out']:,} / served {record['served_out']:,}")
+    if record.get("others_before") or record.get("others_after"):
+        parts.append(f"other tools' tracing programs loaded: {record.get('others_before')} before, "
+                     f"{record.get('others_after')} after")
     return "bench:   " + " | ".join(parts)
 
 
@@ -223,7 +226,8 @@ def capacity_section(results, lines):
         "callback that only counts. CPU per event is the tracer's CPU for the run minus an idle run's "
         f"(start, one write, stop: consumer {idle.get('consumer', 0):.2f} s, tlstap {idle.get('tlstap', 0):.2f} s), "
         "divided by the events (calls; a 256 KiB write is one event of 16 records). Payload MB/s = bytes "
-        "captured / the generator's run time; drain = time from SIGINT to the tracer's exit.",
+        "captured / the generator's run time; drain = time from SIGINT to the tracer's exit (draining, and "
+        "detaching every probe: about 1 s for 8 uprobes here, more with tlstap's tracepoints).",
         "",
         "| write size | tracer | gen writes/s | events | payload MB | payload MB/s | lost records "
         "| complete | CPU user s | CPU sys s | user µs/event | total µs/event | total ms/MB | drain ms |",
@@ -242,7 +246,7 @@ def capacity_section(results, lines):
             expected_bytes = r.get("gen_write_bytes", 0) + r.get("gen_read_bytes", 0)
             writes_per_second = r.get("gen_writes", 0) / seconds if seconds else None
             if mode == "none":
-                lines.append(f"| {size:,} B | none (generator alone) | {fmt(writes_per_second)} "
+                lines.append(f"| {size:,} B | none (generator alone, {seconds:.0f} s) | {fmt(writes_per_second)} "
                              f"| ({fmt(expected_events)} calls) | ({fmt(expected_bytes / 1e6, 1)}) "
                              f"| ({fmt(expected_bytes / seconds / 1e6 if seconds else None)}) | | | | | | | | |")
                 per_event.setdefault(size, {})["gen_mbps"] = expected_bytes / seconds / 1e6 if seconds else None
@@ -331,12 +335,14 @@ def profile_section(results, cells_dir, summary, lines):
         "",
         "Profile cells (one each, same load, with `kernel.bpf_stats_enabled=1`, which adds a little to every "
         "program run): the BPF programs the tracer loaded, with `bpftool prog show`'s run counts and run time, "
-        "per request of the load.",
+        "per request of the load (programs that never ran are left out; uprobes show as type kprobe, "
+        "tracepoints fire for every process on the host).",
         "",
-        "| workload | tracer | program | runs | runs/request | avg ns/run | BPF µs/request |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+        "| workload | tracer | program | type | runs | runs/request | avg ns/run | BPF µs/request |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |",
     ]
     hits = {}
+    programs_of = {}
     for r in cells:
         folder = os.path.join(cells_dir, f"profile-{r['workload']}-{r['mode']}-1")
         try:
@@ -349,17 +355,59 @@ def profile_section(results, cells_dir, summary, lines):
         requests = r.get("requests") or 0
         total_runs = 0
         for program in after:
-            if program["id"] in before or program.get("type") != "kprobe":
+            if program["id"] in before:
                 continue
             runs = program.get("run_cnt", 0)
             run_ns = program.get("run_time_ns", 0)
-            total_runs += runs
+            programs_of.setdefault((r["workload"], r["mode"]), {})[program["name"]] = (runs, run_ns)
+            if program.get("type") == "kprobe":  # uprobes; tracepoints also fire for other processes
+                total_runs += runs
+            if runs == 0 or r["mode"] in ("consumer", "consumer-nowake"):
+                continue
             lines.append(
-                f"| {r['workload']} | {r['mode']} | {program['name']} | {runs:,} "
+                f"| {r['workload']} | {r['mode']} | {program['name']} | {program.get('type')} | {runs:,} "
                 f"| {runs / requests if requests else 0:.2f} | {run_ns / runs if runs else 0:,.0f} "
                 f"| {run_ns / requests / 1e3 if requests else 0:.2f} |")
         hits[(r["workload"], r["mode"])] = total_runs / requests if requests else None
     lines.append("")
+    experiment = [r for r in cells if r["mode"] in ("consumer", "consumer-nowake")]
+    if experiment:
+        lines += [
+            "**Wakeup experiment.** *consumer* is the bare consumer on tlstap's programs; *consumer-nowake* "
+            "the same on a copy of `bpf/` (taken at run time) whose `bpf_ringbuf_output` calls pass "
+            "`BPF_RB_NO_WAKEUP`, emptied every 10 ms instead. Same profile conditions as above.",
+            "",
+            "| workload | tracer | req/s | × floor | return probes, avg ns/run | tracer CPU s | events | lost records |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for workload in ("h1-1k", "h1-64k"):
+            floor = next((r.get("rps") for r in cells if r["workload"] == workload and r["mode"] == "floor"), None)
+            for mode in ("floor", "tlstap", "consumer", "consumer-nowake"):
+                r = next((r for r in cells if r["workload"] == workload and r["mode"] == mode), None)
+                if not r:
+                    continue
+                programs = programs_of.get((workload, mode), {})
+                exits = [programs[name] for name in ("probe_ssl_write_exit", "probe_ssl_read_exit", "floor_exit")
+                         if name in programs]
+                runs = sum(runs for runs, _ in exits)
+                average = sum(ns for _, ns in exits) / runs if runs else None
+                lines.append(
+                    f"| {workload} | {mode} | {fmt(r.get('rps'))} "
+                    f"| {ratio(r['rps'] / floor) if floor and r.get('rps') else '–'} | {fmt(average)} "
+                    f"| {fmt(cpu(r), 2)} | {fmt(r.get('events'))} | {fmt(r.get('lost_records'))} |")
+        capacity = {r["mode"]: r for r in results if r.get("phase") == "capacity" and r.get("size") == 1024
+                    and r.get("count") == 60000 and r.get("rate") == "0"}
+        if "consumer" in capacity and "consumer-nowake" in capacity:
+            lines.append("")
+            for mode in ("consumer", "consumer-nowake"):
+                r = capacity[mode]
+                seconds = r.get("gen_seconds") or 0
+                lines.append(
+                    f"- generator, 1 KiB writes, under {mode}: {fmt(r.get('gen_writes', 0) / seconds if seconds else None)} "
+                    f"writes/s; tracer CPU {fmt(cpu(r), 2)} s for {fmt(r.get('events'))} events "
+                    f"({fmt(cpu(r) / r['events'] * 1e6 if r.get('events') and cpu(r) is not None else None, 2)} µs/event), "
+                    f"{fmt(r.get('lost_records'))} lost")
+        lines.append("")
     estimates = []
     for workload in ("h1-1k", "h1-64k"):
         s = summary.get(workload, {})
@@ -451,6 +499,14 @@ def write_report(args):
     if args.other_tracers and args.other_tracers != "0":
         lines.append(f"- Warning: {args.other_tracers} uprobe programs of another tlstap or floor were loaded "
                      "when the run started; they may have slowed the traced processes.")
+    disturbed = [r for r in results if r.get("others_before") or r.get("others_after")]
+    if disturbed:
+        names = ", ".join(f"{r.get('phase')} {r.get('workload') or r.get('size')} {r.get('mode')} r{r.get('round', 1)}"
+                          for r in disturbed)
+        lines.append(f"- Other tools' tracing BPF programs were loaded around {len(disturbed)} cells (their uprobes "
+                     f"or tracepoints may have slowed those cells): {names}")
+    else:
+        lines.append("- No other tool's tracing BPF program was loaded before or after any cell.")
     lines.append("")
     body = []
     summary = server_section(results, body)

@@ -52,7 +52,14 @@ enum tlstap_function {
 	TLSTAP_FUNC_SYS_READ = 11,
 	TLSTAP_FUNC_SYS_SENDTO = 12,
 	TLSTAP_FUNC_SYS_RECVFROM = 13,
+	TLSTAP_FUNC_SYS_WRITEV = 14,
+	TLSTAP_FUNC_SYS_READV = 15,
+	TLSTAP_FUNC_SYS_SENDMSG = 16,
+	TLSTAP_FUNC_SYS_RECVMSG = 17,
 };
+
+/* Vectored syscalls: how many iovecs --plaintext copies; bytes beyond count as lost. */
+#define TLSTAP_MAX_IOVECS 8
 
 /* What happened to a socket. */
 enum tlstap_socket_event {

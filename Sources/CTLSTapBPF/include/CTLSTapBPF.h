@@ -24,6 +24,7 @@ struct CTLSTapBPF_Filters {
 	bool filter_cgroup;
 	bool filter_ports;
 	bool filter_hosts;
+	bool capture_plaintext; /* also load the syscall return probes of --plaintext */
 	uint64_t target_cgroup_id;
 };
 
@@ -85,7 +86,7 @@ int CTLSTapBPF_probe_fentry(void);
  * sockets. Needs tracefs mounted. 0 on success; else -errno, with the
  * failing tracepoint's name in `failed` (may be NULL).
  */
-int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, const char **failed);
+int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, bool plaintext, const char **failed);
 
 /* Receives libbpf's log, one formatted message at a time. */
 typedef void (*CTLSTapBPF_LogHandler)(int level, const char *message);
