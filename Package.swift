@@ -14,6 +14,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.82.0"),
+        .package(url: "https://github.com/apple/swift-nio-http2", from: "1.46.0"),
     ],
     targets: [
         .systemLibrary(
@@ -32,6 +34,14 @@ let package = Package(
             ]
         ),
         .target(name: "TLSTapOutput", dependencies: ["TLSTapCore"]),
+        .target(
+            name: "TLSTapHTTP",
+            dependencies: [
+                "TLSTapCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+            ]
+        ),
         .target(
             name: "TLSTapSession",
             dependencies: [
@@ -52,6 +62,7 @@ let package = Package(
             name: "TLSTapCoreTests", dependencies: ["TLSTapCore", "CTLSTapABI", "TestSupport"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "TLSTapOutputTests", dependencies: ["TLSTapOutput", "TLSTapCore"], exclude: ["Golden"]),
+        .testTarget(name: "TLSTapHTTPTests", dependencies: ["TLSTapHTTP", "TLSTapCore"]),
         .testTarget(name: "TLSTapLoaderTests", dependencies: ["TLSTapLoader", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"], exclude: ["Peers"]),
     ]

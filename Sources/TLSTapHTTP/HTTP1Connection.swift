@@ -1,0 +1,137 @@
+/// Pairs the requests and responses of one HTTP/1.x connection into
+/// exchanges: keep-alive, pipelining (responses answer requests in order),
+/// 1xx interim responses, bodies that HEAD, 204 and 304 forbid, bodies
+/// ended by close, and upgrades (after which parsing stops).
+struct HTTP1Connection {
+    private var requests: HTTP1StreamParser
+    private var responses: HTTP1StreamParser
+    /// Requests waiting for their response, oldest first.
+    private var pending: [HTTPExchange] = []
+    /// The response being read belongs to pending[0]; set once its head arrived.
+    private var responseStarted = false
+    private let template: HTTPExchange
+    private let limits: HTTPLimits
+    private var stopped = false
+
+    init(template: HTTPExchange, limits: HTTPLimits) {
+        self.template = template
+        self.limits = limits
+        requests = HTTP1StreamParser(limits: limits)
+        responses = HTTP1StreamParser(limits: limits)
+    }
+
+    /// Bytes the client sent.
+    mutating func feedRequest(_ bytes: [UInt8], time: UInt64) -> [HTTPExchange] {
+        guard !stopped else { return [] }
+        for event in requests.feed(bytes, time: time, bodyMode: Self.requestBodyMode) {
+            switch event {
+            case .head(let head, let start):
+                var exchange = template
+                exchange.protocolVersion = head.third
+                exchange.method = head.first
+                exchange.path = head.second
+                exchange.requestHeaders = head.headers
+                exchange.authority = head.headers.first("host") ?? ""
+                exchange.startNanoseconds = start
+                exchange.endNanoseconds = start
+                if limits.captureBodies { exchange.requestBody = [] }
+                pending.append(exchange)
+            case .body(let bytes):
+                guard !pending.isEmpty else { continue }
+                pending[pending.count - 1].appendRequestBody(bytes, limit: limits.maxBodyBytes)
+            case .trailers(let trailers):
+                if !pending.isEmpty { pending[pending.count - 1].requestHeaders += trailers }
+            case .end, .stop:
+                continue
+            }
+        }
+        return []
+    }
+
+    /// Bytes the server sent.
+    mutating func feedResponse(_ bytes: [UInt8], time: UInt64) -> [HTTPExchange] {
+        guard !stopped else { return [] }
+        var finished: [HTTPExchange] = []
+        // The parser asks for each head's body mode while it parses, before the
+        // events below move the queue on: count the final heads of this feed.
+        let methods = pending.map(\.method)
+        var answering = responseStarted ? 1 : 0
+        let bodyMode = { (head: HTTP1Head) -> HTTP1BodyMode in
+            let status = Int(head.second) ?? 0
+            let method = answering < methods.count ? methods[answering] : nil
+            if !(100...199).contains(status) || status == 101 { answering += 1 }
+            return Self.responseBodyMode(head, requestMethod: method)
+        }
+        for event in responses.feed(bytes, time: time, bodyMode: bodyMode) {
+            switch event {
+            case .head(let head, _):
+                let status = Int(head.second) ?? 0
+                if (100...199).contains(status) && status != 101 { continue }  // interim: the real one follows
+                if pending.isEmpty { pending.append(template) }  // a response to a request we did not see
+                pending[0].status = status
+                pending[0].reason = head.third
+                pending[0].responseHeaders = head.headers
+                if pending[0].protocolVersion.isEmpty { pending[0].protocolVersion = head.first }
+                if limits.captureBodies { pending[0].responseBody = [] }
+                responseStarted = true
+            case .body(let bytes):
+                guard responseStarted else { continue }
+                pending[0].appendResponseBody(bytes, limit: limits.maxBodyBytes)
+            case .trailers(let trailers):
+                if responseStarted { pending[0].responseHeaders += trailers }
+            case .end(let end):
+                guard responseStarted else { continue }
+                var exchange = pending.removeFirst()
+                exchange.endNanoseconds = end
+                finished.append(exchange)
+                responseStarted = false
+            case .stop(let reason):
+                if responseStarted {
+                    var exchange = pending.removeFirst()
+                    exchange.endNanoseconds = time
+                    exchange.note = reason
+                    finished.append(exchange)
+                    responseStarted = false
+                }
+                stopped = true
+            }
+        }
+        return finished
+    }
+
+    /// The connection closed: a close-delimited response ends, the rest end unanswered.
+    mutating func close(time: UInt64) -> [HTTPExchange] {
+        var finished = feedResponseEvents(responses.finish(time: time))
+        for var exchange in pending {
+            exchange.endNanoseconds = time
+            exchange.note = "connection closed"
+            finished.append(exchange)
+        }
+        pending = []
+        stopped = true
+        return finished
+    }
+
+    private mutating func feedResponseEvents(_ events: [HTTP1ParseEvent]) -> [HTTPExchange] {
+        guard case .end(let end)? = events.first, responseStarted, !pending.isEmpty else { return [] }
+        var exchange = pending.removeFirst()
+        exchange.endNanoseconds = end
+        responseStarted = false
+        return [exchange]
+    }
+
+    static func requestBodyMode(_ head: HTTP1Head) -> HTTP1BodyMode {
+        if head.headers.first("transfer-encoding")?.lowercased().contains("chunked") == true { return .chunked }
+        if let length = head.headers.first("content-length").flatMap({ Int($0) }), length >= 0 { return .length(length) }
+        return .none
+    }
+
+    static func responseBodyMode(_ head: HTTP1Head, requestMethod: String?) -> HTTP1BodyMode {
+        let status = Int(head.second) ?? 0
+        if status == 101 || (requestMethod == "CONNECT" && (200...299).contains(status)) { return .notHTTP }
+        if requestMethod == "HEAD" || (100...199).contains(status) || status == 204 || status == 304 { return .none }
+        if head.headers.first("transfer-encoding")?.lowercased().contains("chunked") == true { return .chunked }
+        if let length = head.headers.first("content-length").flatMap({ Int($0) }), length >= 0 { return .length(length) }
+        return .untilClose
+    }
+}

@@ -1,0 +1,228 @@
+/// How the body of an HTTP/1.x message is delimited (RFC 9112 section 6).
+enum HTTP1BodyMode: Equatable {
+    case none
+    case length(Int)
+    case chunked
+    /// Ends when the connection closes (responses without length).
+    case untilClose
+    /// The connection stops being HTTP (CONNECT tunnel, 101 upgrade).
+    case notHTTP
+}
+
+/// A parsed start line and header section.
+struct HTTP1Head: Equatable {
+    /// Request: method, target, version. Response: version, status, reason.
+    var first: String
+    var second: String
+    var third: String
+    var headers: [HTTPHeader]
+}
+
+/// What the parser found, in order.
+enum HTTP1ParseEvent: Equatable {
+    case head(HTTP1Head, time: UInt64)
+    case body(ArraySlice<UInt8>)
+    case trailers([HTTPHeader])
+    case end(time: UInt64)
+    /// The rest of the stream is not HTTP/1 (why).
+    case stop(String)
+}
+
+/// Incremental parser of one direction of an HTTP/1.x connection.
+///
+/// Feed it bytes in any split; it produces the same events. Only a head or
+/// chunk-size line being assembled is buffered (capped by
+/// `HTTPLimits.maxHeaderBytes`); body bytes pass straight through.
+struct HTTP1StreamParser {
+    private enum State: Equatable {
+        case head
+        case body(remaining: Int)
+        case chunkSize
+        case chunkData(remaining: Int)
+        case chunkDataEnd
+        case trailers
+        case untilClose
+        case stopped
+    }
+
+    private var state = State.head
+    /// A partial line.
+    private var buffer: [UInt8] = []
+    /// The complete lines of the head or trailer section being assembled.
+    private var section: [UInt8] = []
+    private var messageStart: UInt64?
+    private let limits: HTTPLimits
+
+    init(limits: HTTPLimits) {
+        self.limits = limits
+    }
+
+    var isStopped: Bool { state == .stopped }
+
+    /// Parses `bytes` that arrived at `time`.
+    /// - Parameter bodyMode: decides, from a complete head, how its body ends.
+    mutating func feed(_ bytes: [UInt8], time: UInt64, bodyMode: (HTTP1Head) -> HTTP1BodyMode) -> [HTTP1ParseEvent] {
+        guard state != .stopped else { return [] }
+        var events: [HTTP1ParseEvent] = []
+        var input = bytes[...]
+        while !input.isEmpty {
+            switch state {
+            case .head:
+                if buffer.isEmpty && section.isEmpty {
+                    input = input.drop { $0 == 0x0d || $0 == 0x0a }  // blank lines between messages
+                    if input.isEmpty { return events }
+                }
+                if messageStart == nil { messageStart = time }
+                guard let head = takeSection(from: &input) else {
+                    if buffer.count + section.count > limits.maxHeaderBytes {
+                        return events + stop("header section over the limit")
+                    }
+                    return events
+                }
+                guard let parsed = Self.parseHead(head) else { return events + stop("malformed start line or header") }
+                events.append(.head(parsed, time: messageStart ?? time))
+                switch bodyMode(parsed) {
+                case .none: events.append(endMessage(time))
+                case .length(let count): state = count > 0 ? .body(remaining: count) : .head
+                    if count == 0 { events.append(endMessage(time)) }
+                case .chunked: state = .chunkSize
+                case .untilClose: state = .untilClose
+                case .notHTTP: return events + stop("upgrade")
+                }
+            case .body(let remaining):
+                let taken = input.prefix(remaining)
+                input = input.dropFirst(taken.count)
+                events.append(.body(taken))
+                if remaining == taken.count {
+                    state = .head
+                    events.append(endMessage(time))
+                } else {
+                    state = .body(remaining: remaining - taken.count)
+                }
+            case .chunkSize:
+                guard let line = takeLine(from: &input) else {
+                    if buffer.count > limits.maxHeaderBytes { return events + stop("chunk size line over the limit") }
+                    return events
+                }
+                let digits = line.prefix { $0 != UInt8(ascii: ";") }.filter { $0 != 0x20 && $0 != 0x09 }
+                guard !digits.isEmpty, digits.count <= 15, let size = Int(String(decoding: digits, as: UTF8.self), radix: 16)
+                else { return events + stop("malformed chunk size") }
+                state = size == 0 ? .trailers : .chunkData(remaining: size)
+            case .chunkData(let remaining):
+                let taken = input.prefix(remaining)
+                input = input.dropFirst(taken.count)
+                events.append(.body(taken))
+                state = remaining == taken.count ? .chunkDataEnd : .chunkData(remaining: remaining - taken.count)
+            case .chunkDataEnd:
+                guard let line = takeLine(from: &input) else {
+                    return buffer.count > 1 ? events + stop("chunk data longer than its size") : events
+                }
+                guard line.isEmpty else { return events + stop("chunk data longer than its size") }
+                state = .chunkSize
+            case .trailers:
+                guard let section = takeSection(from: &input, allowEmpty: true) else {
+                    if buffer.count + section.count > limits.maxHeaderBytes {
+                        return events + stop("trailer section over the limit")
+                    }
+                    return events
+                }
+                let lines = Self.lines(section)
+                let trailers = lines.compactMap(Self.parseHeader)
+                guard trailers.count == lines.count else { return events + stop("malformed trailer") }
+                if !trailers.isEmpty { events.append(.trailers(trailers)) }
+                state = .head
+                events.append(endMessage(time))
+            case .untilClose:
+                events.append(.body(input))
+                input = input.dropFirst(input.count)
+            case .stopped:
+                return events
+            }
+        }
+        return events
+    }
+
+    /// The connection closed: a body delimited by close ends here.
+    mutating func finish(time: UInt64) -> [HTTP1ParseEvent] {
+        defer { state = .stopped }
+        return state == .untilClose ? [endMessage(time)] : []
+    }
+
+    private mutating func endMessage(_ time: UInt64) -> HTTP1ParseEvent {
+        messageStart = nil
+        return .end(time: time)
+    }
+
+    private mutating func stop(_ reason: String) -> [HTTP1ParseEvent] {
+        state = .stopped
+        buffer = []
+        section = []
+        return [.stop(reason)]
+    }
+
+    /// Takes lines up to the blank one that ends a header section.
+    /// - Returns: the section's lines, each ending in LF, or nil while incomplete.
+    private mutating func takeSection(from input: inout ArraySlice<UInt8>, allowEmpty: Bool = false) -> [UInt8]? {
+        while section.count + buffer.count <= limits.maxHeaderBytes, let line = takeLine(from: &input) {
+            if line.isEmpty {
+                if section.isEmpty && !allowEmpty { continue }
+                defer { section = [] }
+                return section
+            }
+            section += line + [0x0a]
+        }
+        return nil
+    }
+
+    /// Takes one line (without its CRLF or LF) from buffer + input, or nil.
+    private mutating func takeLine(from input: inout ArraySlice<UInt8>) -> [UInt8]? {
+        guard let newline = input.firstIndex(of: 0x0a) else {
+            buffer += input
+            input = input.dropFirst(input.count)
+            return nil
+        }
+        var line = buffer + input[input.startIndex..<newline]
+        buffer = []
+        input = input[(newline + 1)...]
+        if line.last == 0x0d { line.removeLast() }
+        return line
+    }
+
+    static func lines(_ section: [UInt8]) -> [ArraySlice<UInt8>] {
+        section.split(separator: 0x0a, omittingEmptySubsequences: true)
+    }
+
+    static func parseHead(_ section: [UInt8]) -> HTTP1Head? {
+        let lines = lines(section)
+        guard let startLine = lines.first else { return nil }
+        let parts = startLine.split(separator: 0x20, maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count >= 2 else { return nil }
+        var headers: [HTTPHeader] = []
+        for line in lines.dropFirst() {
+            if line.first == 0x20 || line.first == 0x09, !headers.isEmpty {  // obsolete line folding
+                headers[headers.count - 1].value += " " + String(decoding: line, as: UTF8.self).trimmed
+                continue
+            }
+            guard let header = parseHeader(line) else { return nil }
+            headers.append(header)
+        }
+        let text = parts.map { String(decoding: $0, as: UTF8.self) }
+        return HTTP1Head(first: text[0], second: text[1], third: text.count > 2 ? text[2] : "", headers: headers)
+    }
+
+    static func parseHeader(_ line: ArraySlice<UInt8>) -> HTTPHeader? {
+        guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex else { return nil }
+        let name = String(decoding: line[..<colon], as: UTF8.self)
+        guard !name.contains(" "), !name.contains("\t") else { return nil }
+        return HTTPHeader(name, String(decoding: line[(colon + 1)...], as: UTF8.self).trimmed)
+    }
+}
+
+extension String {
+    var trimmed: String {
+        var scalars = Substring(self)
+        while let first = scalars.first, first == " " || first == "\t" { scalars = scalars.dropFirst() }
+        while let last = scalars.last, last == " " || last == "\t" { scalars = scalars.dropLast() }
+        return String(scalars)
+    }
+}

@@ -1,0 +1,112 @@
+/// One header field as it appeared on the wire.
+public struct HTTPHeader: Sendable, Equatable {
+    public var name: String
+    public var value: String
+
+    public init(_ name: String, _ value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
+extension Array where Element == HTTPHeader {
+    /// The first value of a header, by case-insensitive name.
+    public func first(_ name: String) -> String? {
+        first { $0.name.lowercased() == name.lowercased() }?.value
+    }
+}
+
+/// What gRPC framing inside an HTTP/2 exchange said.
+public struct GRPCCall: Sendable, Equatable {
+    public var service: String
+    public var method: String
+    public var status: Int?
+    public var message: String?
+    public var requestMessageSizes: [Int] = []
+    public var responseMessageSizes: [Int] = []
+
+    public init(service: String, method: String) {
+        self.service = service
+        self.method = method
+    }
+}
+
+/// A request and its response, as users think of them.
+public struct HTTPExchange: Sendable, Equatable {
+    public var connection: UInt64
+    public var pid: UInt32
+    public var comm: String
+    /// "HTTP/1.0", "HTTP/1.1" or "HTTP/2".
+    public var protocolVersion: String
+    /// The HTTP/2 stream id.
+    public var stream: UInt32?
+    public var method: String = ""
+    public var scheme: String = ""
+    public var authority: String = ""
+    public var path: String = ""
+    /// nil when no response came (connection closed, stream reset).
+    public var status: Int?
+    public var reason: String?
+    public var requestHeaders: [HTTPHeader] = []
+    public var responseHeaders: [HTTPHeader] = []
+    public var requestBodyLength = 0
+    public var responseBodyLength = 0
+    /// Captured body bytes (with --bodies), at most the configured cap.
+    public var requestBody: [UInt8]?
+    public var responseBody: [UInt8]?
+    /// Wall-clock time of the first request byte.
+    public var startNanoseconds: UInt64 = 0
+    /// Wall-clock time of the last response byte (or of the end, without a response).
+    public var endNanoseconds: UInt64 = 0
+    public var grpc: GRPCCall?
+    /// Why the exchange ended oddly: "reset", "connection closed", "upgrade", "headers incomplete".
+    public var note: String?
+
+    public init(connection: UInt64, pid: UInt32, comm: String, protocolVersion: String) {
+        self.connection = connection
+        self.pid = pid
+        self.comm = comm
+        self.protocolVersion = protocolVersion
+    }
+
+    /// Counts request body bytes, keeping up to `limit` when bodies are captured.
+    mutating func appendRequestBody<Bytes: Collection>(_ bytes: Bytes, limit: Int) where Bytes.Element == UInt8 {
+        requestBodyLength += bytes.count
+        Self.keep(bytes, in: &requestBody, limit: limit)
+    }
+
+    /// Counts response body bytes, keeping up to `limit` when bodies are captured.
+    mutating func appendResponseBody<Bytes: Collection>(_ bytes: Bytes, limit: Int) where Bytes.Element == UInt8 {
+        responseBodyLength += bytes.count
+        Self.keep(bytes, in: &responseBody, limit: limit)
+    }
+
+    private static func keep<Bytes: Collection>(_ bytes: Bytes, in body: inout [UInt8]?, limit: Int)
+    where Bytes.Element == UInt8 {
+        guard var kept = body, kept.count < limit else { return }
+        body = nil  // keep the array uniquely referenced while appending
+        kept.append(contentsOf: bytes.prefix(limit - kept.count))
+        body = kept
+    }
+
+    /// First request byte to last response byte.
+    public var latencyNanoseconds: UInt64 { endNanoseconds >= startNanoseconds ? endNanoseconds - startNanoseconds : 0 }
+}
+
+/// Limits that keep memory bounded on any input.
+public struct HTTPLimits: Sendable {
+    /// Largest request line + headers (or HTTP/2 header block) kept; larger ones are skipped.
+    public var maxHeaderBytes = 64 * 1024
+    /// Bytes of each body kept when bodies are captured; the rest is counted.
+    public var maxBodyBytes = 1 << 20
+    /// Whether bodies are captured at all (--bodies).
+    public var captureBodies = false
+    /// Buffered, unparsed bytes per connection direction before giving up on it.
+    public var maxBufferedBytes = 256 * 1024
+
+    public init(maxHeaderBytes: Int = 64 * 1024, maxBodyBytes: Int = 1 << 20, captureBodies: Bool = false) {
+        self.maxHeaderBytes = maxHeaderBytes
+        self.maxBodyBytes = maxBodyBytes
+        self.captureBodies = captureBodies
+    }
+}
