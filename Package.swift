@@ -62,7 +62,14 @@ let package = Package(
             name: "TLSTapCoreTests", dependencies: ["TLSTapCore", "CTLSTapABI", "TestSupport"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "TLSTapOutputTests", dependencies: ["TLSTapOutput", "TLSTapCore"], exclude: ["Golden"]),
-        .testTarget(name: "TLSTapHTTPTests", dependencies: ["TLSTapHTTP", "TLSTapCore"]),
+        .testTarget(
+            name: "TLSTapHTTPTests",
+            dependencies: [
+                "TLSTapHTTP", "TLSTapCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+            ]
+        ),
         .testTarget(name: "TLSTapLoaderTests", dependencies: ["TLSTapLoader", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"], exclude: ["Peers"]),
     ]

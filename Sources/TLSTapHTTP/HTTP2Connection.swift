@@ -1,0 +1,335 @@
+import NIOCore
+import NIOHPACK
+
+/// One HTTP/2 frame (RFC 9113 section 4.1).
+struct HTTP2Frame {
+    var type: UInt8
+    var flags: UInt8
+    var stream: UInt32
+    var payload: ArraySlice<UInt8>
+}
+
+/// Cuts one direction's byte stream into frames, at any split.
+struct HTTP2FrameReader {
+    static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    private var buffer: [UInt8] = []
+    private var prefaceLeft: Int
+    /// Largest frame payload accepted; larger means the stream is not what we think.
+    var maxFramePayload: Int
+
+    init(expectPreface: Bool, maxFramePayload: Int) {
+        prefaceLeft = expectPreface ? Self.preface.count : 0
+        self.maxFramePayload = maxFramePayload
+    }
+
+    /// The frames completed by `bytes`, or nil if the stream is not HTTP/2.
+    mutating func feed(_ bytes: [UInt8]) -> [HTTP2Frame]? {
+        var input = bytes[...]
+        if prefaceLeft > 0 {
+            let expected = Self.preface[(Self.preface.count - prefaceLeft)...].prefix(input.count)
+            guard input.prefix(expected.count).elementsEqual(expected) else { return nil }
+            prefaceLeft -= expected.count
+            input = input.dropFirst(expected.count)
+        }
+        buffer += input
+        var frames: [HTTP2Frame] = []
+        var offset = 0
+        while buffer.count - offset >= 9 {
+            let length = Int(buffer[offset]) << 16 | Int(buffer[offset + 1]) << 8 | Int(buffer[offset + 2])
+            guard length <= maxFramePayload else { return nil }
+            guard buffer.count - offset >= 9 + length else { break }
+            let stream = (UInt32(buffer[offset + 5]) << 24 | UInt32(buffer[offset + 6]) << 16
+                | UInt32(buffer[offset + 7]) << 8 | UInt32(buffer[offset + 8])) & 0x7fff_ffff
+            frames.append(HTTP2Frame(
+                type: buffer[offset + 3], flags: buffer[offset + 4], stream: stream,
+                payload: buffer[(offset + 9)..<(offset + 9 + length)]))
+            offset += 9 + length
+        }
+        frames = frames.map { frame in
+            var copy = frame
+            copy.payload = Array(frame.payload)[...]
+            return copy
+        }
+        buffer.removeFirst(offset)
+        return frames
+    }
+}
+
+/// Counts gRPC's length-prefixed messages (1 flag byte, 4 length bytes) in one
+/// direction of a stream, across DATA frames.
+struct GRPCMessageCounter {
+    private var prefix: [UInt8] = []
+    private var remaining = 0
+    private(set) var sizes: [Int] = []
+
+    mutating func feed(_ data: ArraySlice<UInt8>) {
+        var input = data
+        while !input.isEmpty {
+            if remaining > 0 {
+                let taken = min(remaining, input.count)
+                remaining -= taken
+                input = input.dropFirst(taken)
+                continue
+            }
+            let needed = 5 - prefix.count
+            prefix += input.prefix(needed)
+            input = input.dropFirst(needed)
+            if prefix.count == 5 {
+                let length = Int(prefix[1]) << 24 | Int(prefix[2]) << 16 | Int(prefix[3]) << 8 | Int(prefix[4])
+                sizes.append(length)
+                remaining = length
+                prefix = []
+            }
+        }
+    }
+}
+
+/// Turns an HTTP/2 connection's two streams into exchanges: frames,
+/// HEADERS + CONTINUATION decoded with NIOHPACK (one decoder per direction,
+/// so the dynamic tables follow each encoder), interleaved streams, padding,
+/// RST_STREAM, PUSH_PROMISE, and gRPC framing and trailers.
+struct HTTP2Connection {
+    private enum FrameType: UInt8 {
+        case data = 0, headers = 1, priority = 2, resetStream = 3, settings = 4, pushPromise = 5, ping = 6
+        case goAway = 7, windowUpdate = 8, continuation = 9
+    }
+
+    private struct StreamState {
+        var exchange: HTTPExchange
+        var requestMessages = GRPCMessageCounter()
+        var responseMessages = GRPCMessageCounter()
+    }
+
+    /// A header block split over HEADERS/PUSH_PROMISE and CONTINUATION frames.
+    private struct PendingBlock {
+        var stream: UInt32
+        var fromClient: Bool
+        var block: [UInt8]
+        var endStream: Bool
+    }
+
+    private var clientFrames: HTTP2FrameReader
+    private var serverFrames: HTTP2FrameReader
+    private var requestDecoder = HPACKDecoder(allocator: ByteBufferAllocator())
+    private var responseDecoder = HPACKDecoder(allocator: ByteBufferAllocator())
+    /// Once a header block fails to decode, the dynamic table is unknown for that direction.
+    private var requestTableLost = false
+    private var responseTableLost = false
+    private var streams: [UInt32: StreamState] = [:]
+    private var pendingBlock: PendingBlock?
+    private let template: HTTPExchange
+    private let limits: HTTPLimits
+    private(set) var failed: String?
+
+    init(template: HTTPExchange, limits: HTTPLimits) {
+        var template = template
+        template.protocolVersion = "HTTP/2"
+        self.template = template
+        self.limits = limits
+        let maxPayload = max(16_384, limits.maxBufferedBytes)
+        clientFrames = HTTP2FrameReader(expectPreface: true, maxFramePayload: maxPayload)
+        serverFrames = HTTP2FrameReader(expectPreface: false, maxFramePayload: maxPayload)
+    }
+
+    /// Bytes one side sent at `time`.
+    /// - Returns: the exchanges these bytes completed.
+    mutating func feed(fromClient: Bool, _ bytes: [UInt8], time: UInt64) -> [HTTPExchange] {
+        guard failed == nil else { return [] }
+        let frames = fromClient ? clientFrames.feed(bytes) : serverFrames.feed(bytes)
+        guard let frames else {
+            failed = "not HTTP/2 framing"
+            return []
+        }
+        var finished: [HTTPExchange] = []
+        for frame in frames { finished += handle(frame, fromClient: fromClient, time: time) }
+        return finished
+    }
+
+    /// The connection closed: every open stream ends without its response.
+    mutating func close(time: UInt64) -> [HTTPExchange] {
+        defer { streams = [:] }
+        return streams.keys.sorted().compactMap { id in
+            guard var exchange = streams[id]?.exchange else { return nil }
+            exchange.endNanoseconds = time
+            exchange.note = exchange.note ?? "connection closed"
+            return exchange
+        }
+    }
+
+    private mutating func handle(_ frame: HTTP2Frame, fromClient: Bool, time: UInt64) -> [HTTPExchange] {
+        if let pending = pendingBlock, frame.type != FrameType.continuation.rawValue || frame.stream != pending.stream {
+            pendingBlock = nil  // a header block must continue at once; drop the broken one
+            markTableLost(fromClient: pending.fromClient)
+        }
+        switch FrameType(rawValue: frame.type) {
+        case .data:
+            guard let data = Self.unpadded(frame) else { return [] }
+            if fromClient {
+                streams[frame.stream]?.exchange.appendRequestBody(data, limit: limits.maxBodyBytes)
+                streams[frame.stream]?.requestMessages.feed(data)
+            } else {
+                streams[frame.stream]?.exchange.appendResponseBody(data, limit: limits.maxBodyBytes)
+                streams[frame.stream]?.responseMessages.feed(data)
+            }
+            return frame.flags & 0x1 != 0 && !fromClient ? finish(frame.stream, time: time) : []
+        case .headers:
+            guard var fragment = Self.unpadded(frame) else { return [] }
+            if frame.flags & 0x20 != 0 { fragment = fragment.dropFirst(5) }  // PRIORITY fields
+            return startBlock(stream: frame.stream, fromClient: fromClient, fragment: fragment, flags: frame.flags,
+                              time: time)
+        case .pushPromise:
+            guard let payload = Self.unpadded(frame), payload.count >= 4 else { return [] }
+            let promised = (UInt32(payload[payload.startIndex]) << 24 | UInt32(payload[payload.startIndex + 1]) << 16
+                | UInt32(payload[payload.startIndex + 2]) << 8 | UInt32(payload[payload.startIndex + 3])) & 0x7fff_ffff
+            // The promise carries the pushed request's headers, encoded by the server.
+            return startBlock(stream: promised, fromClient: false, fragment: payload.dropFirst(4),
+                              flags: frame.flags & 0x4, time: time, promise: true)
+        case .continuation:
+            guard var pending = pendingBlock, pending.stream == frame.stream else { return [] }
+            pending.block += frame.payload
+            guard pending.block.count <= limits.maxHeaderBytes else {
+                pendingBlock = nil
+                markTableLost(fromClient: pending.fromClient)
+                return []
+            }
+            if frame.flags & 0x4 == 0 {
+                pendingBlock = pending
+                return []
+            }
+            pendingBlock = nil
+            return decodeBlock(pending, time: time, promise: false)
+        case .resetStream:
+            streams[frame.stream]?.exchange.note = "reset"
+            return finish(frame.stream, time: time)
+        case .settings:
+            if frame.flags & 0x1 == 0 { applySettings(frame.payload, fromClient: fromClient) }
+            return []
+        case .priority, .ping, .goAway, .windowUpdate, nil:
+            return []
+        }
+    }
+
+    private var promisedStreams = Set<UInt32>()
+
+    private mutating func startBlock(
+        stream: UInt32, fromClient: Bool, fragment: ArraySlice<UInt8>, flags: UInt8, time: UInt64,
+        promise: Bool = false
+    ) -> [HTTPExchange] {
+        let block = PendingBlock(stream: stream, fromClient: fromClient, block: Array(fragment),
+                                 endStream: flags & 0x1 != 0)
+        if promise { promisedStreams.insert(stream) }
+        if flags & 0x4 == 0 {  // END_HEADERS not set: CONTINUATION follows
+            pendingBlock = block
+            return []
+        }
+        return decodeBlock(block, time: time, promise: promise)
+    }
+
+    private mutating func decodeBlock(_ block: PendingBlock, time: UInt64, promise: Bool) -> [HTTPExchange] {
+        let isPromise = promise || (promisedStreams.contains(block.stream) && streams[block.stream] == nil)
+        let decodesRequest = block.fromClient || isPromise
+        var headers: [HTTPHeader] = []
+        var complete = !(block.fromClient ? requestTableLost : responseTableLost)
+        if complete {
+            var buffer = ByteBuffer(bytes: block.block)
+            do {
+                let decoded = block.fromClient
+                    ? try requestDecoder.decodeHeaders(from: &buffer) : try responseDecoder.decodeHeaders(from: &buffer)
+                headers = decoded.map { HTTPHeader($0.name, $0.value) }
+            } catch {
+                markTableLost(fromClient: block.fromClient)
+                complete = false
+            }
+        }
+        if isPromise { promisedStreams.remove(block.stream) }
+
+        var state = streams[block.stream] ?? StreamState(exchange: template)
+        if streams[block.stream] == nil {
+            state.exchange.stream = block.stream
+            state.exchange.startNanoseconds = time
+            state.exchange.endNanoseconds = time
+            if limits.captureBodies {
+                state.exchange.requestBody = []
+                state.exchange.responseBody = []
+            }
+        }
+        if !complete { state.exchange.note = "headers incomplete" }
+        if decodesRequest {
+            apply(requestHeaders: headers, to: &state.exchange)
+        } else {
+            apply(responseHeaders: headers, to: &state.exchange)
+        }
+        streams[block.stream] = state
+        return block.endStream && !block.fromClient && !isPromise ? finish(block.stream, time: time) : []
+    }
+
+    private func apply(requestHeaders headers: [HTTPHeader], to exchange: inout HTTPExchange) {
+        let isTrailer = !exchange.requestHeaders.isEmpty
+        exchange.requestHeaders += headers
+        guard !isTrailer else { return }
+        exchange.method = headers.first(":method") ?? exchange.method
+        exchange.scheme = headers.first(":scheme") ?? exchange.scheme
+        exchange.authority = headers.first(":authority") ?? exchange.authority
+        exchange.path = headers.first(":path") ?? exchange.path
+        if headers.first("content-type")?.hasPrefix("application/grpc") == true {
+            let parts = exchange.path.split(separator: "/", omittingEmptySubsequences: true)
+            exchange.grpc = GRPCCall(service: parts.first.map(String.init) ?? "",
+                                     method: parts.dropFirst().first.map(String.init) ?? "")
+        }
+    }
+
+    private func apply(responseHeaders headers: [HTTPHeader], to exchange: inout HTTPExchange) {
+        if exchange.status == nil, let status = headers.first(":status").flatMap({ Int($0) }) {
+            if (100...199).contains(status) { return }  // interim
+            exchange.status = status
+        }
+        exchange.responseHeaders += headers
+        if exchange.grpc != nil {
+            if let status = headers.first("grpc-status").flatMap({ Int($0) }) { exchange.grpc?.status = status }
+            if let message = headers.first("grpc-message") { exchange.grpc?.message = message }
+        }
+    }
+
+    private mutating func finish(_ stream: UInt32, time: UInt64) -> [HTTPExchange] {
+        guard let state = streams.removeValue(forKey: stream) else { return [] }
+        var exchange = state.exchange
+        exchange.endNanoseconds = time
+        if exchange.grpc != nil {
+            exchange.grpc?.requestMessageSizes = state.requestMessages.sizes
+            exchange.grpc?.responseMessageSizes = state.responseMessages.sizes
+        }
+        return [exchange]
+    }
+
+    private mutating func markTableLost(fromClient: Bool) {
+        if fromClient { requestTableLost = true } else { responseTableLost = true }
+    }
+
+    private mutating func applySettings(_ payload: ArraySlice<UInt8>, fromClient: Bool) {
+        var offset = payload.startIndex
+        while offset + 6 <= payload.endIndex {
+            let identifier = UInt16(payload[offset]) << 8 | UInt16(payload[offset + 1])
+            let value = Int(payload[offset + 2]) << 24 | Int(payload[offset + 3]) << 16
+                | Int(payload[offset + 4]) << 8 | Int(payload[offset + 5])
+            switch identifier {
+            case 0x1:  // HEADER_TABLE_SIZE: bounds the *other* side's encoder (capped: memory stays bounded)
+                let size = min(value, 1 << 20)
+                if fromClient { responseDecoder.maxDynamicTableLength = size } else { requestDecoder.maxDynamicTableLength = size }
+            case 0x5:  // MAX_FRAME_SIZE: what the *other* side may send
+                let allowed = min(value, max(16_384, limits.maxBufferedBytes))
+                if fromClient { serverFrames.maxFramePayload = allowed } else { clientFrames.maxFramePayload = allowed }
+            default:
+                break
+            }
+            offset += 6
+        }
+    }
+
+    /// The frame payload without its padding, or nil if the padding is malformed.
+    private static func unpadded(_ frame: HTTP2Frame) -> ArraySlice<UInt8>? {
+        guard frame.flags & 0x8 != 0 else { return frame.payload }
+        guard let padLength = frame.payload.first, Int(padLength) < frame.payload.count else { return nil }
+        return frame.payload.dropFirst().dropLast(Int(padLength))
+    }
+}

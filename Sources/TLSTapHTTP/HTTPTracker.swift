@@ -1,0 +1,149 @@
+import TLSTapCore
+
+/// Turns the data events of every connection into HTTP exchanges.
+///
+/// Per connection, the client's stream is recognised from its first bytes:
+/// the HTTP/2 client preface, or an HTTP/1.x request line; anything else is
+/// raw and ignored from then on. Which direction is the client's follows
+/// from the connection's role, or, when tlstap joined mid-connection, from
+/// which side sent the request. Parse errors mark a connection raw; they
+/// never stop tlstap. State is dropped when the connection closes.
+public struct HTTPTracker {
+    private enum Parser {
+        case undecided
+        case http1(HTTP1Connection)
+        case http2(HTTP2Connection)
+        case raw
+    }
+
+    private struct ConnectionState {
+        var parser = Parser.undecided
+        /// Whether outbound bytes are the client's; nil until known.
+        var clientIsOutbound: Bool?
+        /// Bytes seen before the protocol was recognised, replayed after.
+        var early: [(outbound: Bool, bytes: [UInt8], time: UInt64)] = []
+        var earlyBytes = 0
+    }
+
+    private var connections: [UInt64: ConnectionState] = [:]
+    private let limits: HTTPLimits
+
+    public init(limits: HTTPLimits = HTTPLimits()) {
+        self.limits = limits
+    }
+
+    /// Connections with parser state.
+    public var count: Int { connections.count }
+
+    /// Feeds one data event (which must carry its connection).
+    /// - Returns: the exchanges it completed.
+    public mutating func feed(_ event: DataEvent) -> [HTTPExchange] {
+        guard let connection = event.connection else { return [] }
+        var state = connections[connection.id] ?? ConnectionState()
+        if state.clientIsOutbound == nil {
+            switch connection.role {
+            case .client: state.clientIsOutbound = true
+            case .server: state.clientIsOutbound = false
+            case .unknown: break
+            }
+        }
+        let outbound = event.direction == .outbound
+        var finished: [HTTPExchange] = []
+        switch state.parser {
+        case .raw:
+            break
+        case .undecided:
+            state.early.append((outbound, event.payload, event.timeNanoseconds))
+            state.earlyBytes += event.payload.count
+            decide(&state, event: event)
+            if case .undecided = state.parser, state.earlyBytes > limits.maxHeaderBytes { state.parser = .raw }
+            if case .undecided = state.parser {} else {
+                let early = state.early
+                state.early = []
+                state.earlyBytes = 0
+                for chunk in early {
+                    finished += feed(&state, outbound: chunk.outbound, bytes: chunk.bytes, time: chunk.time)
+                }
+            }
+        default:
+            finished = feed(&state, outbound: outbound, bytes: event.payload, time: event.timeNanoseconds)
+        }
+        if case .raw = state.parser { state.early = [] }
+        connections[connection.id] = state
+        return finished
+    }
+
+    /// The connection closed: exchanges still open end now.
+    public mutating func close(connection id: UInt64, time: UInt64) -> [HTTPExchange] {
+        guard let state = connections.removeValue(forKey: id) else { return [] }
+        switch state.parser {
+        case .http1(var parser): return parser.close(time: time)
+        case .http2(var parser): return parser.close(time: time)
+        case .undecided, .raw: return []
+        }
+    }
+
+    private func feed(_ state: inout ConnectionState, outbound: Bool, bytes: [UInt8], time: UInt64) -> [HTTPExchange] {
+        guard let clientIsOutbound = state.clientIsOutbound else { return [] }
+        let fromClient = outbound == clientIsOutbound
+        switch state.parser {
+        case .http1(var parser):
+            let done = fromClient ? parser.feedRequest(bytes, time: time) : parser.feedResponse(bytes, time: time)
+            state.parser = .http1(parser)
+            return done
+        case .http2(var parser):
+            let done = parser.feed(fromClient: fromClient, bytes, time: time)
+            state.parser = parser.failed == nil ? .http2(parser) : .raw
+            return done
+        case .undecided, .raw:
+            return []
+        }
+    }
+
+    /// Recognises the protocol from the client's first bytes.
+    private func decide(_ state: inout ConnectionState, event: DataEvent) {
+        guard let connection = event.connection else { return }
+        let template = HTTPExchange(
+            connection: connection.id, pid: connection.pid, comm: event.comm, protocolVersion: "")
+        var withScheme = template
+        withScheme.scheme = event.library == .socket ? "http" : "https"
+        // The client's bytes so far: all of one direction, if the role is known.
+        let candidates: [Bool] = state.clientIsOutbound.map { [$0] } ?? [true, false]
+        for clientOutbound in candidates {
+            let bytes = state.early.filter { $0.outbound == clientOutbound }.flatMap(\.bytes)
+            switch Self.recognise(bytes) {
+            case .some(true):
+                state.clientIsOutbound = clientOutbound
+                state.parser = .http2(HTTP2Connection(template: withScheme, limits: limits))
+                return
+            case .some(false):
+                state.clientIsOutbound = clientOutbound
+                state.parser = .http1(HTTP1Connection(template: withScheme, limits: limits))
+                return
+            case nil:
+                if !bytes.isEmpty && !Self.mayStillBeHTTP(bytes) && state.clientIsOutbound != nil { state.parser = .raw }
+            }
+        }
+    }
+
+    /// true: HTTP/2 preface; false: an HTTP/1 request line; nil: not (yet) either.
+    static func recognise(_ bytes: [UInt8]) -> Bool? {
+        if bytes.count >= HTTP2FrameReader.preface.count {
+            if bytes.starts(with: HTTP2FrameReader.preface) { return true }
+        }
+        guard let newline = bytes.firstIndex(of: 0x0a) else { return nil }
+        let line = bytes[..<newline]
+        let parts = line.split(separator: 0x20)
+        guard parts.count == 3, parts[0].allSatisfy({ (0x41...0x5a).contains($0) || $0 == 0x2d }),
+            parts[2].starts(with: Array("HTTP/1.".utf8))
+        else { return nil }
+        return false
+    }
+
+    /// Whether more bytes could still make `bytes` a preface or a request line.
+    static func mayStillBeHTTP(_ bytes: [UInt8]) -> Bool {
+        if HTTP2FrameReader.preface.starts(with: bytes.prefix(HTTP2FrameReader.preface.count)) { return true }
+        return bytes.firstIndex(of: 0x0a) == nil && bytes.count < 8 * 1024
+            && bytes.prefix { $0 != 0x20 }.allSatisfy { (0x41...0x5a).contains($0) || $0 == 0x2d }
+    }
+}

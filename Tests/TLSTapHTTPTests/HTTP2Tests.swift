@@ -1,0 +1,174 @@
+import NIOCore
+import NIOHPACK
+import Testing
+import TLSTapCore
+@testable import TLSTapHTTP
+
+/// Builds HTTP/2 byte streams the way a client and a server would, with
+/// NIOHPACK's encoder (one per direction, as on the wire).
+struct HTTP2Writer {
+    var encoder = HPACKEncoder(allocator: ByteBufferAllocator())
+
+    static func frame(type: UInt8, flags: UInt8, stream: UInt32, payload: [UInt8]) -> [UInt8] {
+        let length = payload.count
+        return [UInt8(length >> 16 & 0xff), UInt8(length >> 8 & 0xff), UInt8(length & 0xff), type, flags,
+                UInt8(stream >> 24 & 0x7f), UInt8(stream >> 16 & 0xff), UInt8(stream >> 8 & 0xff), UInt8(stream & 0xff)]
+            + payload
+    }
+
+    mutating func block(_ headers: [(String, String)]) -> [UInt8] {
+        var buffer = ByteBuffer()
+        try! encoder.encode(headers: HPACKHeaders(headers), to: &buffer)
+        return Array(buffer.readableBytesView)
+    }
+
+    /// HEADERS, split into HEADERS + CONTINUATION frames when `split` is set.
+    mutating func headers(_ headers: [(String, String)], stream: UInt32, endStream: Bool, split: Bool = false,
+                          padding: Int = 0) -> [UInt8] {
+        let block = self.block(headers)
+        let end: UInt8 = endStream ? 0x1 : 0
+        if split && block.count > 2 {
+            let half = block.count / 2
+            return Self.frame(type: 1, flags: end, stream: stream, payload: Array(block[..<half]))
+                + Self.frame(type: 9, flags: 0x4, stream: stream, payload: Array(block[half...]))
+        }
+        if padding > 0 {
+            return Self.frame(type: 1, flags: end | 0x4 | 0x8, stream: stream,
+                              payload: [UInt8(padding)] + block + Array(repeating: 0, count: padding))
+        }
+        return Self.frame(type: 1, flags: end | 0x4, stream: stream, payload: block)
+    }
+
+    static func data(_ bytes: [UInt8], stream: UInt32, endStream: Bool, padding: Int = 0) -> [UInt8] {
+        if padding > 0 {
+            return frame(type: 0, flags: (endStream ? 1 : 0) | 0x8, stream: stream,
+                         payload: [UInt8(padding)] + bytes + Array(repeating: 0, count: padding))
+        }
+        return frame(type: 0, flags: endStream ? 1 : 0, stream: stream, payload: bytes)
+    }
+
+    static let settings = frame(type: 4, flags: 0, stream: 0, payload: [0, 3, 0, 0, 0, 100])
+    static let settingsAck = frame(type: 4, flags: 1, stream: 0, payload: [])
+}
+
+@Suite struct HTTP2Tests {
+    /// A client stream and a server stream with two interleaved requests,
+    /// CONTINUATION, padding, a reset, and a gRPC call with trailers.
+    static func conversation() -> (client: [UInt8], server: [UInt8]) {
+        var client = HTTP2Writer()
+        var server = HTTP2Writer()
+        let grpcRequest: [UInt8] = [0, 0, 0, 0, 3, 1, 2, 3] + [0, 0, 0, 0, 2, 9, 9]
+        let clientBytes = HTTP2FrameReader.preface + HTTP2Writer.settings
+            + client.headers([(":method", "GET"), (":scheme", "https"), (":authority", "example.test"),
+                              (":path", "/index.html"), ("user-agent", "test/1")], stream: 1, endStream: true)
+            + client.headers([(":method", "POST"), (":scheme", "https"), (":authority", "example.test"),
+                              (":path", "/upload"), ("content-length", "5")], stream: 3, endStream: false, split: true)
+            + HTTP2Writer.data(Array("hel".utf8), stream: 3, endStream: false, padding: 4)
+            + HTTP2Writer.data(Array("lo".utf8), stream: 3, endStream: true)
+            + client.headers([(":method", "GET"), (":scheme", "https"), (":authority", "example.test"),
+                              (":path", "/slow")], stream: 5, endStream: true)
+            + client.headers([(":method", "POST"), (":scheme", "https"), (":authority", "example.test"),
+                              (":path", "/helloworld.Greeter/SayHello"), ("content-type", "application/grpc"),
+                              ("te", "trailers")], stream: 7, endStream: false)
+            + HTTP2Writer.data(Array(grpcRequest[..<6]), stream: 7, endStream: false)
+            + HTTP2Writer.data(Array(grpcRequest[6...]), stream: 7, endStream: true)
+        let serverBytes = HTTP2Writer.settings + HTTP2Writer.settingsAck
+            + server.headers([(":status", "200"), ("content-type", "text/plain")], stream: 3, endStream: false,
+                             padding: 3)
+            + server.headers([(":status", "200"), ("content-type", "text/html")], stream: 1, endStream: false)
+            + HTTP2Writer.data(Array("<html>".utf8), stream: 1, endStream: false)
+            + HTTP2Writer.data(Array("ok".utf8), stream: 3, endStream: true)
+            + HTTP2Writer.data(Array("</html>".utf8), stream: 1, endStream: true)
+            + HTTP2Writer.frame(type: 3, flags: 0, stream: 5, payload: [0, 0, 0, 8])
+            + server.headers([(":status", "200"), ("content-type", "application/grpc")], stream: 7, endStream: false)
+            + HTTP2Writer.data([0, 0, 0, 0, 4, 7, 7, 7, 7], stream: 7, endStream: false)
+            + server.headers([("grpc-status", "5"), ("grpc-message", "not found")], stream: 7, endStream: true)
+        return (clientBytes, serverBytes)
+    }
+
+    static func run(piece: Int) -> [HTTPExchange] {
+        let (client, server) = conversation()
+        var connection = HTTP2Connection(
+            template: HTTPExchange(connection: 1, pid: 2, comm: "c", protocolVersion: ""), limits: HTTPLimits())
+        var result: [HTTPExchange] = []
+        for start in stride(from: 0, to: client.count, by: piece) {
+            result += connection.feed(fromClient: true, Array(client[start..<min(start + piece, client.count)]), time: 10)
+        }
+        for start in stride(from: 0, to: server.count, by: piece) {
+            result += connection.feed(fromClient: false, Array(server[start..<min(start + piece, server.count)]), time: 20)
+        }
+        return result + connection.close(time: 30)
+    }
+
+    @Test(arguments: [1, 2, 5, 9, 100, 100_000])
+    func framesHeadersAndStreamsAtAnySplit(piece: Int) throws {
+        let result = Self.run(piece: piece)
+        #expect(result.map(\.stream) == [3, 1, 5, 7])
+        #expect(result.allSatisfy { $0.protocolVersion == "HTTP/2" && $0.note != "headers incomplete" })
+        let post = try #require(result.first { $0.stream == 3 })
+        #expect(post.method == "POST" && post.path == "/upload" && post.authority == "example.test")
+        #expect(post.scheme == "https")
+        #expect(post.status == 200)
+        #expect(post.requestBodyLength == 5)
+        #expect(post.responseBodyLength == 2)
+        #expect(post.requestHeaders.first("content-length") == "5")
+        #expect(post.latencyNanoseconds == 10)
+        let get = try #require(result.first { $0.stream == 1 })
+        #expect(get.path == "/index.html" && get.responseBodyLength == 13)
+        #expect(get.requestHeaders.map(\.name) == [":method", ":scheme", ":authority", ":path", "user-agent"])
+        #expect(get.responseHeaders == [HTTPHeader(":status", "200"), HTTPHeader("content-type", "text/html")])
+        let reset = try #require(result.first { $0.stream == 5 })
+        #expect(reset.note == "reset" && reset.status == nil)
+        let grpc = try #require(result.first { $0.stream == 7 }?.grpc)
+        #expect(grpc.service == "helloworld.Greeter" && grpc.method == "SayHello")
+        #expect(grpc.status == 5 && grpc.message == "not found")
+        #expect(grpc.requestMessageSizes == [3, 2])
+        #expect(grpc.responseMessageSizes == [4])
+    }
+
+    /// A header block that does not decode (as when tlstap joins a
+    /// connection whose dynamic table it never saw) marks the headers
+    /// incomplete instead of inventing them, for every later block too.
+    @Test func anUnknownDynamicTableMarksHeadersIncomplete() {
+        var writer = HTTP2Writer()
+        _ = writer.block([("x-custom", "value")])  // an entry in the encoder's table we never see
+        let client = HTTP2FrameReader.preface
+            + writer.headers([(":method", "GET"), (":path", "/"), ("x-custom", "value")], stream: 1, endStream: true)
+        var connection = HTTP2Connection(
+            template: HTTPExchange(connection: 1, pid: 2, comm: "c", protocolVersion: ""), limits: HTTPLimits())
+        _ = connection.feed(fromClient: true, client, time: 1)
+        let result = connection.close(time: 2)
+        #expect(result.count == 1)
+        #expect(result.first?.note == "headers incomplete")
+    }
+
+    @Test func trackerRecognisesBothProtocolsAndIgnoresRawStreams() {
+        var tracker = HTTPTracker()
+        let (client, server) = Self.conversation()
+        func event(_ connection: UInt64, _ direction: Direction, _ bytes: [UInt8], role: ConnectionRole = .client)
+            -> DataEvent
+        {
+            DataEvent(timeNanoseconds: 5, pid: 1, tid: 1, comm: "c", library: .openssl, function: .sslWrite,
+                      direction: direction, ssl: 1, length: UInt64(bytes.count), payload: bytes, fd: 3,
+                      connection: Connection(id: connection, pid: 1, comm: "c", fd: 3,
+                                             local: SocketAddress(ip: [127, 0, 0, 1], port: 1),
+                                             remote: SocketAddress(ip: [127, 0, 0, 1], port: 2), role: role,
+                                             origin: .connect, openedNanoseconds: 0))
+        }
+        var result = tracker.feed(event(1, .outbound, client)) + tracker.feed(event(1, .inbound, server))
+        // A server-side connection of HTTP/1: inbound is the client's.
+        result += tracker.feed(event(2, .inbound, Array("GET /x HTTP/1.1\r\nHost: h\r\n\r\n".utf8), role: .server))
+        result += tracker.feed(event(2, .outbound, Array("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".utf8), role: .server))
+        // Role unknown: the side that sent the request line is the client.
+        result += tracker.feed(event(3, .inbound, Array("DELETE /y HTTP/1.1\r\n\r\n".utf8), role: .unknown))
+        result += tracker.feed(event(3, .outbound, Array("HTTP/1.1 204 No Content\r\n\r\n".utf8), role: .unknown))
+        // Not HTTP at all.
+        result += tracker.feed(event(4, .outbound, Array("\u{16}\u{3}\u{1}binary".utf8)))
+        result += tracker.close(connection: 1, time: 9) + tracker.close(connection: 4, time: 9)
+        #expect(result.filter { $0.connection == 1 }.count == 4)
+        #expect(result.filter { $0.connection == 2 }.map(\.path) == ["/x"])
+        #expect(result.filter { $0.connection == 3 }.map(\.method) == ["DELETE"])
+        #expect(result.filter { $0.connection == 4 }.isEmpty)
+        #expect(tracker.count == 2)  // connections 2 and 3 are still open
+    }
+}
