@@ -33,7 +33,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "TLSTapOutput", dependencies: ["TLSTapCore"]),
+        .target(name: "TLSTapOutput", dependencies: ["TLSTapCore", "TLSTapHTTP"]),
         .target(
             name: "TLSTapHTTP",
             dependencies: [
@@ -45,14 +45,14 @@ let package = Package(
         .target(
             name: "TLSTapSession",
             dependencies: [
-                "TLSTapCore", "TLSTapLoader", "TLSTapOutput",
+                "TLSTapCore", "TLSTapLoader", "TLSTapOutput", "TLSTapHTTP",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "tlstap",
             dependencies: [
-                "TLSTapCore", "TLSTapLoader", "TLSTapOutput", "TLSTapSession",
+                "TLSTapCore", "TLSTapLoader", "TLSTapOutput", "TLSTapSession", "TLSTapHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -61,7 +61,8 @@ let package = Package(
         .testTarget(
             name: "TLSTapCoreTests", dependencies: ["TLSTapCore", "CTLSTapABI", "TestSupport"],
             resources: [.copy("Fixtures")]),
-        .testTarget(name: "TLSTapOutputTests", dependencies: ["TLSTapOutput", "TLSTapCore"], exclude: ["Golden"]),
+        .testTarget(
+            name: "TLSTapOutputTests", dependencies: ["TLSTapOutput", "TLSTapCore", "TLSTapHTTP"], exclude: ["Golden"]),
         .testTarget(
             name: "TLSTapHTTPTests",
             dependencies: [

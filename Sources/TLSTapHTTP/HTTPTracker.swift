@@ -35,6 +35,9 @@ public struct HTTPTracker {
     /// Connections with parser state.
     public var count: Int { connections.count }
 
+    /// The ids of the connections with parser state.
+    public var connectionIDs: [UInt64] { connections.keys.sorted() }
+
     /// Feeds one data event (which must carry its connection).
     /// - Returns: the exchanges it completed.
     public mutating func feed(_ event: DataEvent) -> [HTTPExchange] {

@@ -1,4 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import TLSTapCore
+import TLSTapHTTP
 
 /// Where rendered events go. One implementation per output format; the
 /// pipeline hands every event and every loss report to the sink in order.
@@ -7,6 +11,8 @@ public protocol EventSink: AnyObject {
     func write(_ event: DataEvent) throws(OutputError)
     /// Renders a connection opening (first data seen) or closing.
     func write(_ event: ConnectionEvent) throws(OutputError)
+    /// Renders a completed HTTP exchange.
+    func write(_ exchange: HTTPExchange) throws(OutputError)
     /// Reports records the kernel side had to drop since the last report.
     func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError)
     /// Writes out anything buffered; called periodically and at the end.
@@ -18,6 +24,11 @@ public enum OutputFormat: String, CaseIterable, Sendable {
     case text
     case hex
     case json
+    /// One line per HTTP exchange.
+    case http
+
+    /// Whether this format shows HTTP exchanges, so they must be parsed.
+    public var showsExchanges: Bool { self == .json || self == .http }
 
     /// Makes the sink for this format.
     /// - Parameters:
@@ -29,6 +40,8 @@ public enum OutputFormat: String, CaseIterable, Sendable {
         case .text: TextSink(output: output, diagnostics: diagnostics, timestamps: timestamps, payload: .escaped)
         case .hex: TextSink(output: output, diagnostics: diagnostics, timestamps: timestamps, payload: .hexDump)
         case .json: JSONLinesSink(output: output)
+        case .http: HTTPLineSink(output: output, diagnostics: diagnostics, timestamps: timestamps,
+                                 colors: isatty(output.descriptor) != 0)
         }
     }
 }

@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import TLSTapCore
+import TLSTapHTTP
 
 /// `--format json`: one JSON object per line.
 ///
@@ -23,6 +24,10 @@ public final class JSONLinesSink: EventSink {
 
     public func write(_ event: ConnectionEvent) throws(OutputError) {
         try output.write(Self.line(for: event))
+    }
+
+    public func write(_ exchange: HTTPExchange) throws(OutputError) {
+        try output.write(Self.line(for: exchange))
     }
 
     public func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError) {
@@ -72,6 +77,60 @@ extension JSONLinesSink {
             line += ",\"duration_ns\":\(time >= connection.openedNanoseconds ? time - connection.openedNanoseconds : 0)"
         }
         return line + "}\n"
+    }
+}
+
+extension JSONLinesSink {
+    /// The `{"event":"http"}` line of an exchange, newline included.
+    public static func line(for exchange: HTTPExchange) -> String {
+        var line = "{\"event\":\"http\",\"time_ns\":\(exchange.endNanoseconds),\"conn\":\(exchange.connection)"
+        line += ",\"pid\":\(exchange.pid),\"comm\":"
+        JSONText.appendQuoted(exchange.comm, to: &line)
+        line += ",\"protocol\":"
+        JSONText.appendQuoted(exchange.protocolVersion, to: &line)
+        if let stream = exchange.stream { line += ",\"stream\":\(stream)" }
+        for (key, value) in [("method", exchange.method), ("scheme", exchange.scheme),
+                             ("authority", exchange.authority), ("path", exchange.path)] {
+            line += ",\"\(key)\":"
+            JSONText.appendQuoted(value, to: &line)
+        }
+        line += ",\"status\":" + (exchange.status.map(String.init) ?? "null")
+        line += ",\"req_headers\":"
+        appendHeaders(exchange.requestHeaders, to: &line)
+        line += ",\"resp_headers\":"
+        appendHeaders(exchange.responseHeaders, to: &line)
+        line += ",\"req_body_len\":\(exchange.requestBodyLength),\"resp_body_len\":\(exchange.responseBodyLength)"
+        line += ",\"start_ns\":\(exchange.startNanoseconds),\"latency_ns\":\(exchange.latencyNanoseconds)"
+        if let body = exchange.requestBody { line += ",\"req_body\":\"" + Data(body).base64EncodedString() + "\"" }
+        if let body = exchange.responseBody { line += ",\"resp_body\":\"" + Data(body).base64EncodedString() + "\"" }
+        if let grpc = exchange.grpc {
+            line += ",\"grpc\":{\"service\":"
+            JSONText.appendQuoted(grpc.service, to: &line)
+            line += ",\"method\":"
+            JSONText.appendQuoted(grpc.method, to: &line)
+            line += ",\"status\":" + (grpc.status.map(String.init) ?? "null") + ",\"message\":"
+            if let message = grpc.message { JSONText.appendQuoted(message, to: &line) } else { line += "null" }
+            line += ",\"req_messages\":\(grpc.requestMessageSizes.count),\"resp_messages\":\(grpc.responseMessageSizes.count)"
+            line += ",\"req_message_sizes\":[" + grpc.requestMessageSizes.map(String.init).joined(separator: ",") + "]"
+            line += ",\"resp_message_sizes\":[" + grpc.responseMessageSizes.map(String.init).joined(separator: ",") + "]}"
+        }
+        if let note = exchange.note {
+            line += ",\"note\":"
+            JSONText.appendQuoted(note, to: &line)
+        }
+        return line + "}\n"
+    }
+
+    private static func appendHeaders(_ headers: [HTTPHeader], to line: inout String) {
+        line += "["
+        for (index, header) in headers.enumerated() {
+            line += index == 0 ? "[" : ",["
+            JSONText.appendQuoted(header.name, to: &line)
+            line += ","
+            JSONText.appendQuoted(header.value, to: &line)
+            line += "]"
+        }
+        line += "]"
     }
 }
 

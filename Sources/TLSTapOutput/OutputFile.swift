@@ -26,7 +26,8 @@ public enum OutputError: Error, Equatable, CustomStringConvertible {
 public final class OutputFile {
     /// Name used in error messages (`stdout` or the path).
     public let name: String
-    private let descriptor: Int32
+    /// The file descriptor written to.
+    public let descriptor: Int32
     private let ownsDescriptor: Bool
     private var buffer: [UInt8] = []
     private let flushThreshold = 256 * 1024

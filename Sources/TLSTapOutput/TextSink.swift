@@ -1,4 +1,5 @@
 import TLSTapCore
+import TLSTapHTTP
 
 /// The human-readable formats: a header line per event, then the payload,
 /// either escaped text (`--format text`) or a hex dump (`--format hex`).
@@ -47,6 +48,9 @@ public final class TextSink: EventSink {
                 + "\(Self.milliseconds(duration)) ms\n")
         if currentConnection == connection.id { currentConnection = nil }
     }
+
+    /// The text views show raw payloads; exchanges belong to `--format http` and JSON.
+    public func write(_ exchange: HTTPExchange) throws(OutputError) {}
 
     /// `curl[1234] 127.0.0.1:50412 → 127.0.0.1:8443 client conn=7`
     func connectionLine(_ connection: Connection) -> String {

@@ -1,6 +1,7 @@
 import Glibc
 import Logging
 import TLSTapCore
+import TLSTapHTTP
 import TLSTapLoader
 import TLSTapOutput
 
@@ -147,6 +148,10 @@ private final class GreetingObserver: EventSink {
 
     func write(_ event: ConnectionEvent) throws(OutputError) {
         try inner.write(event)
+    }
+
+    func write(_ exchange: HTTPExchange) throws(OutputError) {
+        try inner.write(exchange)
     }
 
     func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError) {

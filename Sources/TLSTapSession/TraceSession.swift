@@ -1,6 +1,7 @@
 import Glibc
 import Logging
 import TLSTapCore
+import TLSTapHTTP
 import TLSTapLoader
 import TLSTapOutput
 
@@ -9,6 +10,8 @@ public struct TraceSummary: Sendable, Equatable {
     public var events: UInt64 = 0
     public var payloadBytes: UInt64 = 0
     public var lost: LostCounts = .zero
+    /// HTTP exchanges completed (when parsing).
+    public var exchanges: UInt64 = 0
     /// Records that could not be decoded (a bug, reported rather than hidden).
     public var malformedRecords: UInt64 = 0
 
@@ -16,6 +19,7 @@ public struct TraceSummary: Sendable, Equatable {
     public var line: String {
         var text = "tlstap: \(events) events, \(payloadBytes) bytes captured, \(lost.records) records lost "
             + "(\(lost.bytes) bytes)"
+        if exchanges > 0 { text += ", \(exchanges) HTTP exchanges" }
         if malformedRecords > 0 { text += ", \(malformedRecords) malformed records" }
         return text
     }
@@ -32,6 +36,7 @@ public final class TraceSession {
     private let logger: Logger
     private var assembler: ChunkAssembler
     private var connections: ConnectionTracker
+    private var exchanges: HTTPTracker?
     private var rawLog: (file: OutputFile, buffer: [UInt8])?
     private var outputError: OutputError?
     private var reportedLost = LostCounts.zero
@@ -39,15 +44,18 @@ public final class TraceSession {
 
     /// Loads the programs with `filters`; attach with `attach(_:)`.
     /// - Parameters:
+    ///   - http: parse HTTP exchanges with these limits; nil to skip parsing.
     ///   - rawLogPath: also save every raw record there (`RawRecordLog` format).
     public init(
-        filters: TraceFilters, ringBufferBytes: UInt32, sink: EventSink, rawLogPath: String? = nil, logger: Logger
+        filters: TraceFilters, ringBufferBytes: UInt32, sink: EventSink, http: HTTPLimits? = nil,
+        rawLogPath: String? = nil, logger: Logger
     ) throws(LoaderError) {
         self.sink = sink
         self.logger = logger
         let clock = WallClock.measure()
         assembler = ChunkAssembler(clock: clock)
         connections = ConnectionTracker(clock: clock, roleOfMidConnection: ListeningPorts.role)
+        exchanges = http.map { HTTPTracker(limits: $0) }
         if let rawLogPath {
             do {
                 let file = try OutputFile.create(path: rawLogPath)
@@ -100,6 +108,16 @@ public final class TraceSession {
         if let tracer {
             try tracer.drain()
             for event in assembler.flush() { emit(event) }
+            if var tracker = exchanges {
+                let now = WallClock.nowNanoseconds()
+                for id in tracker.connectionIDs {
+                    for var exchange in tracker.close(connection: id, time: now) {
+                        if exchange.note == "connection closed" { exchange.note = "capture stopped" }
+                        emit(exchange)
+                    }
+                }
+                exchanges = tracker
+            }
             reportLoss()
             tracer.close()
             self.tracer = nil
@@ -138,11 +156,21 @@ public final class TraceSession {
             if let opened { try sink.write(opened) }
             try sink.write(event)
         } catch { outputError = error }
+        for exchange in exchanges?.feed(event) ?? [] { emit(exchange) }
     }
 
     private func emit(_ event: ConnectionEvent) {
+        if case .closed(let connection, let time) = event {
+            for exchange in exchanges?.close(connection: connection.id, time: time) ?? [] { emit(exchange) }
+        }
         guard outputError == nil else { return }
         do { try sink.write(event) } catch { outputError = error }
+    }
+
+    private func emit(_ exchange: HTTPExchange) {
+        summary.exchanges += 1
+        guard outputError == nil else { return }
+        do { try sink.write(exchange) } catch { outputError = error }
     }
 
     private func reportLoss() {

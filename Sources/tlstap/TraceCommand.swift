@@ -77,7 +77,7 @@ struct TraceCommand: ParsableCommand {
 
         let session = try TraceSession(
             filters: filters, ringBufferBytes: UInt32(ringBufferMiB) << 20, sink: output.makeSink(),
-            rawLogPath: saveRaw, logger: logger)
+            http: output.httpLimits, rawLogPath: saveRaw, logger: logger)
         try session.attach(try AttachPlan.make(for: filters))
 
         // Started only now, with every probe in place, so its first call is seen.

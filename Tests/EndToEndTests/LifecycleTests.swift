@@ -45,7 +45,7 @@ extension EndToEnd {
             (["-p", "abc"], "tlstap: The value 'abc' is invalid for '-p <pid>'\n"),
             (
                 ["--format", "xml"],
-                "tlstap: The value 'xml' is invalid for '--format <format>'. Please provide one of 'text', 'hex' or 'json'.\n"
+                "tlstap: The value 'xml' is invalid for '--format <format>'. Please provide one of 'text', 'hex', 'json' or 'http'.\n"
             ),
             (["--ring-buffer-mib", "3"], "tlstap: --ring-buffer-mib must be a power of two from 1 to 1024\n"),
             (

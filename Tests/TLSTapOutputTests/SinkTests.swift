@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TLSTapCore
+import TLSTapHTTP
 @testable import TLSTapOutput
 
 /// Golden files under Golden/ hold the exact rendering of `sampleEvents`.
@@ -30,6 +31,45 @@ import TLSTapCore
             function: .sslRead, direction: .inbound, ssl: 0x20, length: 20_000, payload: Array(repeating: 0x41, count: 18)),
     ]
 
+    static let sampleExchanges: [HTTPExchange] = {
+        var h1 = HTTPExchange(connection: 7, pid: 1234, comm: "curl", protocolVersion: "HTTP/1.1")
+        h1.method = "GET"
+        h1.scheme = "https"
+        h1.authority = "localhost:8443"
+        h1.path = "/api/items?q=\"x\""
+        h1.status = 200
+        h1.reason = "OK"
+        h1.requestHeaders = [HTTPHeader("Host", "localhost:8443"), HTTPHeader("Accept", "*/*")]
+        h1.responseHeaders = [HTTPHeader("Content-Length", "5")]
+        h1.responseBodyLength = 5
+        h1.responseBody = Array("hello".utf8)
+        h1.startNanoseconds = 1_700_000_000_123_456_789
+        h1.endNanoseconds = 1_700_000_000_125_556_789
+        var grpc = HTTPExchange(connection: 8, pid: 77, comm: "client", protocolVersion: "HTTP/2")
+        grpc.stream = 3
+        grpc.method = "POST"
+        grpc.scheme = "https"
+        grpc.authority = "api.test"
+        grpc.path = "/helloworld.Greeter/SayHello"
+        grpc.status = 200
+        grpc.requestHeaders = [HTTPHeader(":method", "POST"), HTTPHeader("content-type", "application/grpc")]
+        grpc.responseHeaders = [HTTPHeader(":status", "200"), HTTPHeader("grpc-status", "5")]
+        grpc.requestBodyLength = 12
+        grpc.responseBodyLength = 0
+        grpc.startNanoseconds = 1_700_000_000_200_000_000
+        grpc.endNanoseconds = 1_700_000_000_201_000_000
+        grpc.grpc = GRPCCall(service: "helloworld.Greeter", method: "SayHello")
+        grpc.grpc?.status = 5
+        grpc.grpc?.message = "not found"
+        grpc.grpc?.requestMessageSizes = [7]
+        var reset = HTTPExchange(connection: 8, pid: 77, comm: "client", protocolVersion: "HTTP/2")
+        reset.stream = 5
+        reset.method = "GET"
+        reset.path = "/slow"
+        reset.note = "reset"
+        return [h1, grpc, reset]
+    }()
+
     static func render(_ format: OutputFormat) throws -> String {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-sink-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -44,6 +84,7 @@ import TLSTapCore
             remote: SocketAddress(ip: Array(repeating: 0, count: 15) + [1], port: 40000), role: .server, origin: .mid,
             openedNanoseconds: 1_700_000_000_000_000_000)
         v6.bytesIn = 10
+        for exchange in sampleExchanges { try sink.write(exchange) }
         try sink.write(.closed(sampleConnection, timeNanoseconds: 1_700_000_000_102_150_000))
         try sink.write(.closed(v6, timeNanoseconds: 1_700_000_001_000_000_000))
         try sink.writeLost(LostCounts(records: 3, bytes: 49152), timeNanoseconds: 1_700_000_000_400_000_000)
@@ -68,7 +109,7 @@ import TLSTapCore
     /// Every JSON line parses, with the keys spelled as documented.
     @Test func jsonLinesParseWithTheDocumentedKeys() throws {
         let lines = try Self.render(.json).split(separator: "\n")
-        #expect(lines.count == 7)
+        #expect(lines.count == 10)
         var objects = try lines.map { try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
         let open = objects.removeFirst()
         #expect(open["event"] as? String == "open")
@@ -98,6 +139,20 @@ import TLSTapCore
         #expect(objects[1]["comm"] as? String == "we\"ird\\\u{1}")
         #expect(Data(base64Encoded: objects[1]["data"] as? String ?? "") == Data(Self.sampleEvents[1].payload))
         #expect(objects[2]["lost_bytes"] as? Int == 19_982)
+        let exchanges = objects.filter { $0["event"] as? String == "http" }
+        objects.removeAll { $0["event"] as? String == "http" }
+        #expect(exchanges.count == 3)
+        #expect(exchanges[0]["path"] as? String == "/api/items?q=\"x\"")
+        #expect(exchanges[0]["status"] as? Int == 200)
+        #expect(exchanges[0]["latency_ns"] as? Int == 2_100_000)
+        #expect(exchanges[0]["req_headers"] as? [[String]] == [["Host", "localhost:8443"], ["Accept", "*/*"]])
+        #expect(exchanges[0]["resp_body"] as? String == "aGVsbG8=")
+        #expect(exchanges[0]["stream"] == nil)
+        let grpc = try #require(exchanges[1]["grpc"] as? [String: Any])
+        #expect(grpc["service"] as? String == "helloworld.Greeter" && grpc["status"] as? Int == 5)
+        #expect(grpc["req_message_sizes"] as? [Int] == [7])
+        #expect(exchanges[1]["stream"] as? Int == 3)
+        #expect(exchanges[2]["status"] is NSNull && exchanges[2]["note"] as? String == "reset")
         #expect(objects[3]["event"] as? String == "close")
         #expect(objects[3]["bytes_out"] as? Int == 83)
         #expect(objects[3]["duration_ns"] as? Int == 2_150_000)

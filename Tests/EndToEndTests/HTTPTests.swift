@@ -1,0 +1,141 @@
+import Foundation
+import Testing
+import TestSupport
+
+extension EndToEnd {
+    /// HTTP exchanges from real traffic: curl against Debian's nginx, over
+    /// HTTP/1.1 and HTTP/2 on one run. nginx is not traced; curl is.
+    @Suite struct HTTPTests {
+        @Test func curlExchangesWithNginxOverHTTP1AndHTTP2() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let nginx = try Nginx(workspace: workspace)
+            defer { nginx.stop() }
+            let body = String(repeating: "0123456789abcdef", count: 64)  // 1 KiB
+            try body.write(to: workspace.appendingPathComponent("www/one-k.txt"), atomically: true, encoding: .utf8)
+            let cert = workspace.appendingPathComponent("cert.pem").path
+            let url = "https://localhost:\(nginx.port)/one-k.txt"
+            let script = "curl -sS --http1.1 --cacert '\(cert)' '\(url)?v=1' -o /dev/null "
+                + "&& curl -sS --http2 --cacert '\(cert)' '\(url)?v=2' '\(url)?v=2b' -o /dev/null -o /dev/null"
+            let run = try Harness.run(["--format", "json", "--events", "http", "--", "/bin/sh", "-c", script])
+            #expect(run.status == 0, "\(run.standardError)")
+            let records = try Harness.records(run.output)
+            #expect(records.allSatisfy { $0["event"] as? String == "http" })
+            #expect(records.count == 3)
+            let h1 = try #require(records.first { $0["path"] as? String == "/one-k.txt?v=1" })
+            #expect(h1["protocol"] as? String == "HTTP/1.1")
+            #expect(h1["method"] as? String == "GET")
+            #expect(h1["scheme"] as? String == "https")
+            #expect(h1["authority"] as? String == "localhost:\(nginx.port)")
+            #expect(h1["status"] as? Int == 200)
+            #expect(h1["resp_body_len"] as? Int == 1024)
+            #expect(h1["req_body_len"] as? Int == 0)
+            #expect(h1["comm"] as? String == "curl")
+            #expect(((h1["latency_ns"] as? Int) ?? 0) > 0)
+            let responseHeaders = (h1["resp_headers"] as? [[String]]) ?? []
+            #expect(responseHeaders.contains(["Content-Length", "1024"]))
+            #expect(responseHeaders.first?.first == "Server")
+
+            let h2 = records.filter { ($0["path"] as? String)?.hasPrefix("/one-k.txt?v=2") == true }
+            #expect(h2.count == 2)
+            #expect(h2.allSatisfy { $0["protocol"] as? String == "HTTP/2" && $0["status"] as? Int == 200 })
+            #expect(h2.allSatisfy { $0["resp_body_len"] as? Int == 1024 && $0["authority"] as? String == "localhost:\(nginx.port)" })
+            #expect(Set(h2.compactMap { $0["stream"] as? Int }) == [1, 3])
+            #expect(Set(h2.compactMap { $0["conn"] as? Int }).count == 1, "both requests on one connection")
+            let h2Headers = (h2.first?["req_headers"] as? [[String]]) ?? []
+            #expect(h2Headers.prefix(4).map { $0[0] } == [":method", ":path", ":scheme", ":authority"])
+        }
+
+        /// `--format http`: one line per exchange, no colours into a pipe.
+        @Test func httpFormatPrintsOneLinePerExchange() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let nginx = try Nginx(workspace: workspace)
+            defer { nginx.stop() }
+            let cert = workspace.appendingPathComponent("cert.pem").path
+            let run = try Harness.run([
+                "--format", "http", "--", "/usr/bin/curl", "-sS", "--http1.1", "--cacert", cert, "-o", "/dev/null",
+                "https://localhost:\(nginx.port)/missing",
+            ])
+            #expect(run.status == 0, "\(run.standardError)")
+            let text = String(decoding: run.output, as: UTF8.self)
+            let lines = text.split(separator: "\n")
+            #expect(lines.count == 1)
+            #expect(lines.first?.contains(" curl[") == true)
+            #expect(lines.first?.contains(" GET https://localhost:\(nginx.port)/missing → 404 Not Found  ") == true)
+            #expect(!text.contains("\u{1b}["))
+        }
+    }
+}
+
+/// Debian's nginx with TLS and HTTP/2 on a free loopback port, files from www/.
+final class Nginx {
+    let port: Int
+    private let process: LaunchedProgram
+
+    init(workspace: URL) throws {
+        let www = workspace.appendingPathComponent("www")
+        try FileManager.default.createDirectory(at: www, withIntermediateDirectories: true)
+        var lastError = ""
+        for _ in 0..<5 {
+            let port = Int.random(in: 20_000...60_000)
+            let config = """
+                worker_processes 1;
+                daemon off;
+                master_process off;
+                pid \(workspace.path)/nginx.pid;
+                error_log \(workspace.path)/error.log;
+                events { worker_connections 64; }
+                http {
+                    access_log off;
+                    client_body_temp_path \(workspace.path)/tmp;
+                    proxy_temp_path \(workspace.path)/tmp;
+                    fastcgi_temp_path \(workspace.path)/tmp;
+                    uwsgi_temp_path \(workspace.path)/tmp;
+                    scgi_temp_path \(workspace.path)/tmp;
+                    server {
+                        listen 127.0.0.1:\(port) ssl http2;
+                        ssl_certificate \(workspace.path)/cert.pem;
+                        ssl_certificate_key \(workspace.path)/key.pem;
+                        root \(www.path);
+                    }
+                }
+                """
+            let configPath = workspace.appendingPathComponent("nginx.conf").path
+            try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+            let process = try LaunchedProgram(["/usr/sbin/nginx", "-c", configPath, "-p", workspace.path])
+            for _ in 0..<100 {
+                if Nginx.accepts(port: port) {
+                    self.port = port
+                    self.process = process
+                    return
+                }
+                if !process.process.isRunning { break }
+                usleep(50_000)
+            }
+            process.signal(SIGKILL)
+            lastError = process.wait().standardError
+        }
+        Issue.record("nginx did not start: \(lastError)")
+        throw CancellationError()
+    }
+
+    func stop() {
+        process.signal(SIGKILL)  // children of the test runner start with every signal blocked
+        _ = process.wait()
+    }
+
+    static func accepts(port: Int) -> Bool {
+        let socketFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socketFD) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(socketFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
+}
