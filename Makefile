@@ -1,7 +1,7 @@
 # The two commands of README.md, and the steps they are made of.
 SWIFT ?= swift
 
-.PHONY: demo test build bpf
+.PHONY: demo test build bpf fuzz
 
 # Set up a fresh Debian 12 machine and run the demo (needs root).
 demo:
@@ -13,8 +13,13 @@ demo:
 test:
 	scripts/bootstrap --test
 	scripts/gen-bpf --check
+	scripts/fuzz 30
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+# A longer fuzzing run: make fuzz SECONDS=600
+fuzz:
+	scripts/fuzz $(or $(SECONDS),300)
 
 # Regenerate the committed skeleton after changing bpf/.
 bpf:

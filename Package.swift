@@ -57,6 +57,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .executableTarget(name: "tlstap-fuzz", dependencies: ["TLSTapCore", "TLSTapHTTP"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(
             name: "TLSTapCoreTests", dependencies: ["TLSTapCore", "CTLSTapABI", "TestSupport"],

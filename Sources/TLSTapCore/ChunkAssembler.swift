@@ -9,13 +9,15 @@
 public struct ChunkAssembler {
     private struct PartialCall {
         var first: DataChunk
-        var buffer: [UInt8]
-        var received: UInt64
-        /// Length of each chunk that arrived, by its offset.
-        var chunkLengths: [UInt64: Int]
+        /// The chunks that arrived, by offset: memory follows what arrived,
+        /// whatever total length a (possibly corrupt) header claims.
+        var chunks: [UInt64: [UInt8]] = [:]
+        var received: UInt64 = 0
     }
 
     private var pending: [UInt32: PartialCall] = [:]
+    /// Threads with a call in flight at most; beyond, the oldest is emitted as it is.
+    private let maxPendingCalls = 4096
     private let clock: WallClock
 
     /// - Parameter clock: converts the kernel's monotonic call times to wall-clock times.
@@ -39,21 +41,21 @@ public struct ChunkAssembler {
             finished.append(event(chunk, payload: chunk.payload))
             return finished
         }
-        var partial =
-            pending[chunk.tid]
-            ?? PartialCall(
-                first: chunk, buffer: [UInt8](repeating: 0, count: Int(chunk.totalLength)), received: 0,
-                chunkLengths: [:])
-        if partial.chunkLengths.updateValue(chunk.payload.count, forKey: chunk.offset) == nil {
-            let start = Int(chunk.offset)
-            partial.buffer.replaceSubrange(start..<start + chunk.payload.count, with: chunk.payload)
+        var partial = pending[chunk.tid] ?? PartialCall(first: chunk)
+        if partial.chunks.updateValue(chunk.payload, forKey: chunk.offset) == nil {
             partial.received += UInt64(chunk.payload.count)
         }
         if partial.received == chunk.totalLength {
             pending[chunk.tid] = nil
-            finished.append(event(partial.first, payload: partial.buffer))
+            finished.append(event(partial.first, payload: Self.contiguousPrefix(partial)))
         } else {
             pending[chunk.tid] = partial
+            if pending.count > maxPendingCalls, let oldest = pending.min(by: {
+                $0.value.first.callTimeNanoseconds < $1.value.first.callTimeNanoseconds
+            }) {
+                pending[oldest.key] = nil
+                finished.append(incompleteEvent(oldest.value))
+            }
         }
         return finished
     }
@@ -67,11 +69,17 @@ public struct ChunkAssembler {
 
     /// An incomplete call keeps the bytes that arrived in order, up to the first gap.
     private func incompleteEvent(_ partial: PartialCall) -> DataEvent {
-        var end: UInt64 = 0
-        while let length = partial.chunkLengths[end], length > 0 {
-            end += UInt64(length)
+        event(partial.first, payload: Self.contiguousPrefix(partial))
+    }
+
+    /// The chunks joined from offset 0 up to the first gap (all of them when complete).
+    private static func contiguousPrefix(_ partial: PartialCall) -> [UInt8] {
+        var joined: [UInt8] = []
+        joined.reserveCapacity(Int(clamping: partial.received))
+        while let chunk = partial.chunks[UInt64(joined.count)], !chunk.isEmpty {
+            joined += chunk
         }
-        return event(partial.first, payload: Array(partial.buffer[..<Int(end)]))
+        return joined
     }
 
     private func event(_ chunk: DataChunk, payload: [UInt8]) -> DataEvent {

@@ -184,7 +184,7 @@ def count_jsonl(path, pid, body):
 def main():
     kind, folder, results = sys.argv[1], sys.argv[2], sys.argv[3]
     record = dict(argument.split("=", 1) for argument in sys.argv[4:])
-    for key in ("round", "worker", "size", "count", "others_before", "others_after"):
+    for key in ("round", "worker", "size", "count", "others_before", "others_after", "connections"):
         if key in record:
             record[key] = int(record[key])
     load = read(os.path.join(folder, "load.txt"))

@@ -29,6 +29,10 @@ WORKLOAD_NAMES = {
     "h1close-1k": "HTTP/1.1 new connection per request, 1 KiB (wrk, Connection: close)",
 }
 MIB = 1024 * 1024
+# Frames nginx sends on every HTTP/2 connection outside any stream: SETTINGS
+# (9 + 18), WINDOW_UPDATE (9 + 4), SETTINGS ACK (9).
+H2_CONNECTION_BYTES = 49
+H2_LARGEST_RESPONSE = 65536
 
 
 def median(values):
@@ -48,6 +52,11 @@ def fmt(value, digits=0, unit=""):
 
 def ratio(value):
     return "–" if value is None else f"{value:.2f}×"
+
+
+def disturbed(record):
+    """Whether another tool's tracing programs were loaded around the cell."""
+    return bool(record.get("others_before") or record.get("others_after"))
 
 
 def cpu(record):
@@ -115,8 +124,9 @@ def server_section(results, lines):
     lines += [
         "### Server overhead",
         "",
-        "Medians over the rounds. Ratios are medians of the per-round ratios (each round runs the three modes "
-        "back to back). Tracer CPU is user + system seconds of the tracer process over the whole cell (start, "
+        "Medians over the rounds that no other tool disturbed (rounds with another tool's tracing programs "
+        "loaded are rerun and left out; all rounds count only when none was clean). Ratios are medians of "
+        "the per-round ratios (each round runs the three modes back to back). Tracer CPU is user + system seconds of the tracer process over the whole cell (start, "
         "load, drain); peak RSS is its maximum resident set (the ring buffer's mapping included) and, in "
         "brackets, its private memory (RssAnon) just before it was stopped.",
         "",
@@ -125,19 +135,23 @@ def server_section(results, lines):
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for workload in workloads:
-        cells = {mode: [r for r in main if r["workload"] == workload and r["mode"] == mode] for mode in MODES}
-        by_round = {}
+        rounds = {}
         for r in main:
             if r["workload"] == workload:
-                by_round.setdefault(r["round"], {})[r["mode"]] = r.get("rps")
+                rounds.setdefault(r["round"], []).append(r)
+        clean_rounds = {n: cells for n, cells in rounds.items() if not any(disturbed(r) for r in cells)}
+        used = clean_rounds or rounds
+        cells = {mode: [r for n in used for r in used[n] if r["mode"] == mode] for mode in MODES}
+        by_round = {n: {r["mode"]: r.get("rps") for r in cells_of_round} for n, cells_of_round in used.items()}
+        summary[workload] = {"rounds": len(used), "rounds_run": len(rounds)}
 
         def per_round(numerator, denominator):
             values = [rounds[numerator] / rounds[denominator] for rounds in by_round.values()
                       if rounds.get(numerator) and rounds.get(denominator)]
             return median(values)
 
-        summary[workload] = {"tlstap/floor": per_round("tlstap", "floor"), "tlstap/none": per_round("tlstap", "none"),
-                             "floor/none": per_round("floor", "none")}
+        summary[workload].update({"tlstap/floor": per_round("tlstap", "floor"),
+                                  "tlstap/none": per_round("tlstap", "none"), "floor/none": per_round("floor", "none")})
         for mode in MODES:
             rows = cells[mode]
             if not rows:
@@ -172,40 +186,48 @@ def correctness_section(results, lines):
         "### Every byte captured?",
         "",
         "For each tlstap cell: the plaintext bytes tlstap captured from the nginx worker (sum of `len` of its "
-        "JSON `data` events, per direction) against what nginx itself counted. HTTP/1.1: nginx's access log "
-        "(`$bytes_sent` is what it handed to SSL_write, `$request_length` what it took from SSL_read), so the two "
-        "must be equal. HTTP/2: nginx logs per stream, without the connection's own frames, so the out bytes are "
-        "compared with h2load's exact count of plaintext received (`traffic: … (N) total`); the server may write "
-        "a few bytes the client no longer reads when h2load stops. Every event's base64 must be exactly as long "
-        "as its `len` encodes to; the first 2,000 are decoded, and the 1 KiB HTTP/1.1 responses compared with "
-        "the file served.",
+        "JSON `data` events, per direction) against what nginx itself counted in its access log. HTTP/1.1: "
+        "`$bytes_sent` is what nginx handed to SSL_write and `$request_length` what it took from SSL_read, so "
+        "captured and reference must be equal. HTTP/2: nginx logs per stream, so the reference is the streams' "
+        f"`$bytes_sent` plus the {H2_CONNECTION_BYTES} bytes of frames every connection sends outside streams "
+        "(SETTINGS, WINDOW_UPDATE, SETTINGS ACK); it is exact for every stream that finished, but nginx "
+        "undercounts streams the client abandons when h2load stops, so up to one response per connection "
+        "may be captured above the reference (there is no exact reference for the in direction). Every "
+        "event's base64 must be exactly as long as its `len` encodes to; the first 2,000 events are decoded, "
+        "and the 1 KiB HTTP/1.1 responses compared with the file served.",
         "",
         "| cell | out captured | out reference | Δ | in captured | in reference | Δ | lost (summary / JSON) "
-        "| bad events | responses checked (mismatched) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| bad events | responses checked (mismatched) | verdict |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     verdict = {}
     for r in cells:
-        name = f"{r['phase']} {r['workload']} r{r['round']}"
+        name = f"{r['phase']} {r['workload']} r{r['round']}" + (" (disturbed)" if disturbed(r) else "")
+        connections = r.get("connections") or 20
+        clean = r.get("lost_records", 1) == 0 and r.get("json_bad_events", 1) == 0 and r.get("body_mismatch", 0) == 0
         if r.get("tool") == "h2load":
-            out_reference = r.get("client_bytes_in")
+            out_reference = r.get("served_out", 0) + H2_CONNECTION_BYTES * connections
             in_reference = None
         else:
             out_reference = r.get("served_out")
             in_reference = r.get("served_in")
         out_delta = None if out_reference is None else r.get("captured_out", 0) - out_reference
         in_delta = None if in_reference is None else r.get("captured_in", 0) - in_reference
-        exact = (out_delta == 0 and (in_delta in (0, None)) and r.get("lost_records", 1) == 0
-                 and r.get("json_bad_events", 1) == 0 and r.get("body_mismatch", 0) == 0)
-        if r.get("tool") == "h2load":
-            exact = out_delta is not None and 0 <= out_delta < 4096 and r.get("lost_records", 1) == 0 \
-                and r.get("json_bad_events", 1) == 0
-        verdict.setdefault(r["workload"] if r["phase"] == "main" else "soak", []).append(exact)
+        if not clean or out_delta is None:
+            text, ok = "lost or damaged", False
+        elif out_delta == 0 and in_delta in (0, None):
+            text, ok = "exact", True
+        elif r.get("tool") == "h2load" and 0 < out_delta <= connections * (H2_LARGEST_RESPONSE + 1024):
+            text, ok = "complete (+ streams abandoned at stop)", True
+        else:
+            text, ok = "missing bytes" if (out_delta or 0) < 0 or (in_delta or 0) < 0 else "extra bytes", False
+        workload = r["workload"] if r["phase"] == "main" else "soak"
+        verdict.setdefault(workload, []).append((r["round"], ok, disturbed(r), r.get("lost_records")))
         lines.append(
             f"| {name} | {fmt(r.get('captured_out'))} | {fmt(out_reference)} | {fmt(out_delta)} "
             f"| {fmt(r.get('captured_in'))} | {fmt(in_reference)} | {fmt(in_delta)} "
             f"| {fmt(r.get('lost_records'))} / {fmt(r.get('json_lost_records'))} | {fmt(r.get('json_bad_events'))} "
-            f"| {fmt(r.get('body_checked'))} ({fmt(r.get('body_mismatch'))}) |")
+            f"| {fmt(r.get('body_checked'))} ({fmt(r.get('body_mismatch'))}) | {text} |")
     lines.append("")
     return verdict
 
@@ -452,11 +474,15 @@ def targets_section(summary, verdict, capacity, soak, lines):
         if not s:
             continue
         ratio_value = s.get("tlstap/floor")
-        complete = all(verdict.get(workload, [False]))
+        outcomes = verdict.get(workload, [])
+        clean = [ok for _, ok, was_disturbed, _ in outcomes if not was_disturbed] or [ok for _, ok, _, _ in outcomes]
+        others = [f"round {n}: {fmt(lost)} records lost{' (disturbed)' if was_disturbed else ''}"
+                  for n, ok, was_disturbed, lost in outcomes if not ok]
         lines.append(
             f"- Throughput ≥ 0.95× the floor, {WORKLOAD_NAMES[workload]}: {ratio(ratio_value)} "
             f"({fmt(s.get('tlstap'))} vs {fmt(s.get('floor'))} req/s) — {status(ratio_value and ratio_value >= 0.95)}; "
-            f"zero loss and every byte captured in every round: {status(complete)}.")
+            f"zero loss and every byte captured: {sum(clean)} of {len(clean)} undisturbed rounds — "
+            f"{status(clean and all(clean))}" + (f" (not in {'; '.join(others)})" if others else "") + ".")
     one_k = capacity.get(1024, {})
     if one_k.get("tlstap") and one_k.get("consumer"):
         t, c = one_k["tlstap"], one_k["consumer"]
