@@ -54,6 +54,9 @@ public struct HTTPExchange: Sendable, Equatable {
     /// Captured body bytes (with --bodies), at most the configured cap.
     public var requestBody: [UInt8]?
     public var responseBody: [UInt8]?
+    /// The Content-Encoding a captured body was decoded from (gzip, deflate, br).
+    public var requestBodyDecodedFrom: String?
+    public var responseBodyDecodedFrom: String?
     /// Wall-clock time of the first request byte.
     public var startNanoseconds: UInt64 = 0
     /// Wall-clock time of the last response byte (or of the end, without a response).
@@ -87,6 +90,23 @@ public struct HTTPExchange: Sendable, Equatable {
         body = nil  // keep the array uniquely referenced while appending
         kept.append(contentsOf: bytes.prefix(limit - kept.count))
         body = kept
+    }
+
+    /// Replaces captured bodies by their decoded form where a Content-Encoding
+    /// names a known coding and the bytes decode within `limit`.
+    mutating func decodeBodies(limit: Int) {
+        if let body = requestBody, let coding = requestHeaders.first("content-encoding"),
+            let decoded = BodyDecoding.decode(body, contentEncoding: coding, limit: limit)
+        {
+            requestBody = decoded
+            requestBodyDecodedFrom = coding
+        }
+        if let body = responseBody, let coding = responseHeaders.first("content-encoding"),
+            let decoded = BodyDecoding.decode(body, contentEncoding: coding, limit: limit)
+        {
+            responseBody = decoded
+            responseBodyDecodedFrom = coding
+        }
     }
 
     /// First request byte to last response byte.

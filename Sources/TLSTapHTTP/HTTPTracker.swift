@@ -73,15 +73,25 @@ public struct HTTPTracker {
         }
         if case .raw = state.parser { state.early = [] }
         connections[connection.id] = state
-        return finished
+        return finishing(finished)
+    }
+
+    /// Decodes captured bodies of completed exchanges.
+    private func finishing(_ exchanges: [HTTPExchange]) -> [HTTPExchange] {
+        guard limits.captureBodies else { return exchanges }
+        return exchanges.map { exchange in
+            var decoded = exchange
+            decoded.decodeBodies(limit: limits.maxBodyBytes)
+            return decoded
+        }
     }
 
     /// The connection closed: exchanges still open end now.
     public mutating func close(connection id: UInt64, time: UInt64) -> [HTTPExchange] {
         guard let state = connections.removeValue(forKey: id) else { return [] }
         switch state.parser {
-        case .http1(var parser): return parser.close(time: time)
-        case .http2(var parser): return parser.close(time: time)
+        case .http1(var parser): return finishing(parser.close(time: time))
+        case .http2(var parser): return finishing(parser.close(time: time))
         case .undecided, .raw: return []
         }
     }

@@ -102,7 +102,15 @@ extension JSONLinesSink {
         line += ",\"req_body_len\":\(exchange.requestBodyLength),\"resp_body_len\":\(exchange.responseBodyLength)"
         line += ",\"start_ns\":\(exchange.startNanoseconds),\"latency_ns\":\(exchange.latencyNanoseconds)"
         if let body = exchange.requestBody { line += ",\"req_body\":\"" + Data(body).base64EncodedString() + "\"" }
+        if let coding = exchange.requestBodyDecodedFrom {
+            line += ",\"req_body_decoded_from\":"
+            JSONText.appendQuoted(coding, to: &line)
+        }
         if let body = exchange.responseBody { line += ",\"resp_body\":\"" + Data(body).base64EncodedString() + "\"" }
+        if let coding = exchange.responseBodyDecodedFrom {
+            line += ",\"resp_body_decoded_from\":"
+            JSONText.appendQuoted(coding, to: &line)
+        }
         if let grpc = exchange.grpc {
             line += ",\"grpc\":{\"service\":"
             JSONText.appendQuoted(grpc.service, to: &line)

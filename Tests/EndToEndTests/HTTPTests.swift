@@ -46,6 +46,28 @@ extension EndToEnd {
             #expect(h2Headers.prefix(4).map { $0[0] } == [":method", ":path", ":scheme", ":authority"])
         }
 
+        /// --bodies keeps bodies, decoded from their Content-Encoding.
+        @Test(arguments: ["--http1.1", "--http2"])
+        func bodiesAreKeptAndDecodedFromGzip(version: String) throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let nginx = try Nginx(workspace: workspace)
+            defer { nginx.stop() }
+            let text = String(repeating: "compressible line of text\n", count: 200)
+            try text.write(to: workspace.appendingPathComponent("www/text.txt"), atomically: true, encoding: .utf8)
+            let run = try Harness.run([
+                "--format", "json", "--events", "http", "--bodies", "--", "/usr/bin/curl", "-sS", version,
+                "--compressed", "--cacert", workspace.appendingPathComponent("cert.pem").path, "-o", "/dev/null",
+                "https://localhost:\(nginx.port)/text.txt",
+            ])
+            #expect(run.status == 0, "\(run.standardError)")
+            let exchange = try #require(try Harness.records(run.output).first)
+            #expect(exchange["resp_body_decoded_from"] as? String == "gzip")
+            #expect(((exchange["resp_body_len"] as? Int) ?? 0) < text.utf8.count, "gzip on the wire")
+            let body = Data(base64Encoded: exchange["resp_body"] as? String ?? "").map { String(decoding: $0, as: UTF8.self) }
+            #expect(body == text)
+        }
+
         /// `--format http`: one line per exchange, no colours into a pipe.
         @Test func httpFormatPrintsOneLinePerExchange() throws {
             let workspace = try Harness.makeWorkspace()
@@ -88,6 +110,9 @@ final class Nginx {
                 events { worker_connections 64; }
                 http {
                     access_log off;
+                    gzip on;
+                    gzip_types text/plain;
+                    gzip_min_length 1;
                     client_body_temp_path \(workspace.path)/tmp;
                     proxy_temp_path \(workspace.path)/tmp;
                     fastcgi_temp_path \(workspace.path)/tmp;
