@@ -68,6 +68,99 @@ extension EndToEnd {
             #expect(body == text)
         }
 
+        /// h2load: many concurrent streams on a few connections; every stream
+        /// becomes exactly one exchange with the right status.
+        @Test func h2loadStreamsBecomeOneExchangeEach() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let nginx = try Nginx(workspace: workspace)
+            defer { nginx.stop() }
+            try "small".write(to: workspace.appendingPathComponent("www/small.txt"), atomically: true, encoding: .utf8)
+            let load = "/usr/bin/h2load -n 200 -c 2 -m 20 https://127.0.0.1:\(nginx.port)/small.txt "
+                + "https://127.0.0.1:\(nginx.port)/absent.txt >'\(workspace.path)/h2load.out'"
+            let run = try Harness.run(["--format", "json", "--events", "http", "--", "/bin/sh", "-c", load])
+            #expect(run.status == 0, "\(run.standardError)")
+            let exchanges = try Harness.records(run.output)
+            #expect(exchanges.count == 200)
+            #expect(exchanges.allSatisfy { $0["protocol"] as? String == "HTTP/2" })
+            let small = exchanges.filter { $0["path"] as? String == "/small.txt" }
+            let absent = exchanges.filter { $0["path"] as? String == "/absent.txt" }
+            #expect(small.count == 100 && absent.count == 100)
+            #expect(small.allSatisfy { $0["status"] as? Int == 200 && $0["resp_body_len"] as? Int == 5 })
+            #expect(absent.allSatisfy { $0["status"] as? Int == 404 })
+            let streams = exchanges.map { "\($0["conn"] as? Int ?? -1)/\($0["stream"] as? Int ?? -1)" }
+            #expect(Set(streams).count == 200, "one exchange per stream")
+            #expect(Set(exchanges.compactMap { $0["conn"] as? Int }).count == 2)
+        }
+
+        /// Python's http.client: 100 requests on one keep-alive connection,
+        /// 100 exchanges in order with the right paths and body lengths.
+        @Test func pythonKeepAliveMakesOneHundredExchangesInOrder() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let nginx = try Nginx(workspace: workspace)
+            defer { nginx.stop() }
+            try FileManager.default.createDirectory(
+                at: workspace.appendingPathComponent("www/files"), withIntermediateDirectories: true)
+            for index in 0..<10 {
+                try String(repeating: "x", count: 100 * index + 1).write(
+                    to: workspace.appendingPathComponent("www/files/f\(index).txt"), atomically: true, encoding: .utf8)
+            }
+            let client = Harness.packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/keepalive_client.py").path
+            let output = workspace.appendingPathComponent("client.out").path
+            let script = "'\(Harness.python)' '\(client)' localhost \(nginx.port) '\(workspace.path)/cert.pem' 100 >'\(output)'"
+            let run = try Harness.run(["--format", "json", "--events", "http", "--", "/bin/sh", "-c", script])
+            #expect(run.status == 0, "\(run.standardError)")
+            let exchanges = try Harness.records(run.output)
+            #expect(exchanges.count == 100)
+            #expect(Set(exchanges.compactMap { $0["conn"] as? Int }).count == 1)
+            #expect(exchanges.map { $0["path"] as? String ?? "" } == (0..<100).map { "/files/f\($0 % 10).txt" })
+            #expect(exchanges.map { $0["resp_body_len"] as? Int ?? -1 } == (0..<100).map { 100 * ($0 % 10) + 1 })
+            #expect(exchanges.allSatisfy { $0["protocol"] as? String == "HTTP/1.1" && $0["status"] as? Int == 200 })
+            let starts = exchanges.compactMap { $0["start_ns"] as? UInt64 }
+            #expect(starts == starts.sorted())
+        }
+
+        /// A gRPC-shaped exchange: curl posts two length-prefixed messages
+        /// over HTTP/2 to a python3-h2 server that answers with trailers.
+        @Test func grpcShapedExchangeReportsServiceStatusAndMessages() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let portFile = workspace.appendingPathComponent("grpc-port").path
+            let server = try LaunchedProgram([
+                Harness.python, Harness.packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/grpc_server.py").path,
+                workspace.appendingPathComponent("cert.pem").path, workspace.appendingPathComponent("key.pem").path, portFile,
+            ])
+            defer { server.signal(SIGKILL); _ = server.wait() }
+            var port = 0
+            for _ in 0..<200 where port == 0 {
+                port = (try? String(contentsOfFile: portFile, encoding: .utf8)).flatMap { Int($0) } ?? 0
+                usleep(50_000)
+            }
+            try #require(port != 0, "the gRPC server did not start: \(server.standardError)")
+            // Two messages: 3 bytes "abc" and 2 bytes "de".
+            let request = workspace.appendingPathComponent("request.bin")
+            try Data([0, 0, 0, 0, 3, 0x61, 0x62, 0x63, 0, 0, 0, 0, 2, 0x64, 0x65]).write(to: request)
+            let run = try Harness.run([
+                "--format", "json", "--events", "http", "--", "/usr/bin/curl", "-sS", "--http2", "--cacert",
+                workspace.appendingPathComponent("cert.pem").path, "-H", "content-type: application/grpc",
+                "-H", "te: trailers", "--data-binary", "@\(request.path)", "-o", "/dev/null",
+                "https://localhost:\(port)/helloworld.Greeter/SayHello",
+            ])
+            #expect(run.status == 0, "\(run.standardError)")
+            let exchange = try #require(try Harness.records(run.output).first)
+            #expect(exchange["protocol"] as? String == "HTTP/2")
+            #expect(exchange["method"] as? String == "POST")
+            #expect(exchange["status"] as? Int == 200)
+            let grpc = try #require(exchange["grpc"] as? [String: Any])
+            #expect(grpc["service"] as? String == "helloworld.Greeter")
+            #expect(grpc["method"] as? String == "SayHello")
+            #expect(grpc["status"] as? Int == 0)
+            #expect(grpc["message"] as? String == "ok")
+            #expect(grpc["req_message_sizes"] as? [Int] == [3, 2])
+            #expect(grpc["resp_message_sizes"] as? [Int] == [3, 2])
+        }
+
         /// `--format http`: one line per exchange, no colours into a pipe.
         @Test func httpFormatPrintsOneLinePerExchange() throws {
             let workspace = try Harness.makeWorkspace()
