@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.82.0"),
         .package(url: "https://github.com/apple/swift-nio-http2", from: "1.46.0"),
         .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         .systemLibrary(
@@ -41,6 +42,7 @@ let package = Package(
             dependencies: [
                 "TLSTapCore", "CBrotli",
                 .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
             ]
@@ -61,6 +63,15 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "tlstap-fuzz", dependencies: ["TLSTapCore", "TLSTapHTTP"]),
+        .executableTarget(
+            name: "tlstap-parser-bench",
+            dependencies: [
+                "TLSTapCore", "TLSTapHTTP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+            ],
+            path: "bench/parsers"
+        ),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(
             name: "TLSTapCoreTests", dependencies: ["TLSTapCore", "CTLSTapABI", "TestSupport"],

@@ -1,12 +1,16 @@
+import DequeModule
+
 /// Pairs the requests and responses of one HTTP/1.x connection into
 /// exchanges: keep-alive, pipelining (responses answer requests in order),
 /// 1xx interim responses, bodies that HEAD, 204 and 304 forbid, bodies
 /// ended by close, and upgrades (after which parsing stops).
-struct HTTP1Connection {
+/// A class: it owns a connection's parsing state, which changes in place as bytes arrive.
+final class HTTP1Connection {
     private var requests: HTTP1StreamParser
     private var responses: HTTP1StreamParser
-    /// Requests waiting for their response, oldest first.
-    private var pending: [HTTPExchange] = []
+    /// Requests waiting for their response, oldest first (a deque: pipelined
+    /// requests leave from the front).
+    private var pending = Deque<HTTPExchange>()
     /// The response being read belongs to pending[0]; set once its head arrived.
     private var responseStarted = false
     private let template: HTTPExchange
@@ -21,7 +25,7 @@ struct HTTP1Connection {
     }
 
     /// Bytes the client sent.
-    mutating func feedRequest(_ bytes: [UInt8], time: UInt64) -> [HTTPExchange] {
+    func feedRequest(_ bytes: [UInt8], time: UInt64) -> [HTTPExchange] {
         guard !stopped else { return [] }
         for event in requests.feed(bytes, time: time, bodyMode: Self.requestBodyMode) {
             switch event {
@@ -49,7 +53,7 @@ struct HTTP1Connection {
     }
 
     /// Bytes the server sent.
-    mutating func feedResponse(_ bytes: [UInt8], time: UInt64) -> [HTTPExchange] {
+    func feedResponse(_ bytes: [UInt8], time: UInt64) -> [HTTPExchange] {
         guard !stopped else { return [] }
         var finished: [HTTPExchange] = []
         // The parser asks for each head's body mode while it parses, before the
@@ -100,19 +104,19 @@ struct HTTP1Connection {
     }
 
     /// The connection closed: a close-delimited response ends, the rest end unanswered.
-    mutating func close(time: UInt64) -> [HTTPExchange] {
+    func close(time: UInt64) -> [HTTPExchange] {
         var finished = feedResponseEvents(responses.finish(time: time))
         for var exchange in pending {
             exchange.endNanoseconds = time
             exchange.note = "connection closed"
             finished.append(exchange)
         }
-        pending = []
+        pending.removeAll()
         stopped = true
         return finished
     }
 
-    private mutating func feedResponseEvents(_ events: [HTTP1ParseEvent]) -> [HTTPExchange] {
+    private func feedResponseEvents(_ events: [HTTP1ParseEvent]) -> [HTTPExchange] {
         guard case .end(let end)? = events.first, responseStarted, !pending.isEmpty else { return [] }
         var exchange = pending.removeFirst()
         exchange.endNanoseconds = end

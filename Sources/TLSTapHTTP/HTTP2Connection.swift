@@ -89,7 +89,8 @@ struct GRPCMessageCounter {
 /// HEADERS + CONTINUATION decoded with NIOHPACK (one decoder per direction,
 /// so the dynamic tables follow each encoder), interleaved streams, padding,
 /// RST_STREAM, PUSH_PROMISE, and gRPC framing and trailers.
-struct HTTP2Connection {
+/// A class: it owns a connection's parsing state, which changes in place as bytes arrive.
+final class HTTP2Connection {
     private enum FrameType: UInt8 {
         case data = 0, headers = 1, priority = 2, resetStream = 3, settings = 4, pushPromise = 5, ping = 6
         case goAway = 7, windowUpdate = 8, continuation = 9
@@ -134,7 +135,7 @@ struct HTTP2Connection {
 
     /// Bytes one side sent at `time`.
     /// - Returns: the exchanges these bytes completed.
-    mutating func feed(fromClient: Bool, _ bytes: [UInt8], time: UInt64) -> [HTTPExchange] {
+    func feed(fromClient: Bool, _ bytes: [UInt8], time: UInt64) -> [HTTPExchange] {
         guard failed == nil else { return [] }
         let frames = fromClient ? clientFrames.feed(bytes) : serverFrames.feed(bytes)
         guard let frames else {
@@ -147,7 +148,7 @@ struct HTTP2Connection {
     }
 
     /// The connection closed: every open stream ends without its response.
-    mutating func close(time: UInt64) -> [HTTPExchange] {
+    func close(time: UInt64) -> [HTTPExchange] {
         defer { streams = [:] }
         return streams.keys.sorted().compactMap { id in
             guard var exchange = streams[id]?.exchange else { return nil }
@@ -157,7 +158,7 @@ struct HTTP2Connection {
         }
     }
 
-    private mutating func handle(_ frame: HTTP2Frame, fromClient: Bool, time: UInt64) -> [HTTPExchange] {
+    private func handle(_ frame: HTTP2Frame, fromClient: Bool, time: UInt64) -> [HTTPExchange] {
         if let pending = pendingBlock, frame.type != FrameType.continuation.rawValue || frame.stream != pending.stream {
             pendingBlock = nil  // a header block must continue at once; drop the broken one
             markTableLost(fromClient: pending.fromClient)
@@ -212,7 +213,7 @@ struct HTTP2Connection {
 
     private var promisedStreams = Set<UInt32>()
 
-    private mutating func startBlock(
+    private func startBlock(
         stream: UInt32, fromClient: Bool, fragment: ArraySlice<UInt8>, flags: UInt8, time: UInt64,
         promise: Bool = false
     ) -> [HTTPExchange] {
@@ -226,7 +227,7 @@ struct HTTP2Connection {
         return decodeBlock(block, time: time, promise: promise)
     }
 
-    private mutating func decodeBlock(_ block: PendingBlock, time: UInt64, promise: Bool) -> [HTTPExchange] {
+    private func decodeBlock(_ block: PendingBlock, time: UInt64, promise: Bool) -> [HTTPExchange] {
         let isPromise = promise || (promisedStreams.contains(block.stream) && streams[block.stream] == nil)
         let decodesRequest = block.fromClient || isPromise
         var headers: [HTTPHeader] = []
@@ -291,7 +292,7 @@ struct HTTP2Connection {
         }
     }
 
-    private mutating func finish(_ stream: UInt32, time: UInt64) -> [HTTPExchange] {
+    private func finish(_ stream: UInt32, time: UInt64) -> [HTTPExchange] {
         guard let state = streams.removeValue(forKey: stream) else { return [] }
         var exchange = state.exchange
         exchange.endNanoseconds = time
@@ -302,11 +303,11 @@ struct HTTP2Connection {
         return [exchange]
     }
 
-    private mutating func markTableLost(fromClient: Bool) {
+    private func markTableLost(fromClient: Bool) {
         if fromClient { requestTableLost = true } else { responseTableLost = true }
     }
 
-    private mutating func applySettings(_ payload: ArraySlice<UInt8>, fromClient: Bool) {
+    private func applySettings(_ payload: ArraySlice<UInt8>, fromClient: Bool) {
         var offset = payload.startIndex
         while offset + 6 <= payload.endIndex {
             let identifier = UInt16(payload[offset]) << 8 | UInt16(payload[offset + 1])

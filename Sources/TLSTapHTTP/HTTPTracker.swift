@@ -42,7 +42,8 @@ public struct HTTPTracker {
     /// - Returns: the exchanges it completed.
     public mutating func feed(_ event: DataEvent) -> [HTTPExchange] {
         guard let connection = event.connection else { return [] }
-        var state = connections[connection.id] ?? ConnectionState()
+        // Taken out of the dictionary while it changes, so its buffers are not copied.
+        var state = connections.removeValue(forKey: connection.id) ?? ConnectionState()
         if state.clientIsOutbound == nil {
             switch connection.role {
             case .client: state.clientIsOutbound = true
@@ -90,8 +91,8 @@ public struct HTTPTracker {
     public mutating func close(connection id: UInt64, time: UInt64) -> [HTTPExchange] {
         guard let state = connections.removeValue(forKey: id) else { return [] }
         switch state.parser {
-        case .http1(var parser): return finishing(parser.close(time: time))
-        case .http2(var parser): return finishing(parser.close(time: time))
+        case .http1(let parser): return finishing(parser.close(time: time))
+        case .http2(let parser): return finishing(parser.close(time: time))
         case .undecided, .raw: return []
         }
     }
@@ -100,13 +101,11 @@ public struct HTTPTracker {
         guard let clientIsOutbound = state.clientIsOutbound else { return [] }
         let fromClient = outbound == clientIsOutbound
         switch state.parser {
-        case .http1(var parser):
-            let done = fromClient ? parser.feedRequest(bytes, time: time) : parser.feedResponse(bytes, time: time)
-            state.parser = .http1(parser)
-            return done
-        case .http2(var parser):
-            let done = parser.feed(fromClient: fromClient, bytes, time: time)
-            state.parser = parser.failed == nil ? .http2(parser) : .raw
+        case .http1(let http1):
+            return fromClient ? http1.feedRequest(bytes, time: time) : http1.feedResponse(bytes, time: time)
+        case .http2(let http2):
+            let done = http2.feed(fromClient: fromClient, bytes, time: time)
+            if http2.failed != nil { state.parser = .raw }
             return done
         case .undecided, .raw:
             return []

@@ -11,7 +11,7 @@ struct Segment {
 /// Feeds a conversation to an HTTP/1 connection, each segment cut into
 /// pieces of `piece` bytes (0: whole), and returns the exchanges.
 func exchanges(_ segments: [Segment], piece: Int = 0, closeAt: UInt64? = nil, bodies: Bool = false) -> [HTTPExchange] {
-    var connection = HTTP1Connection(
+    let connection = HTTP1Connection(
         template: HTTPExchange(connection: 1, pid: 2, comm: "c", protocolVersion: ""),
         limits: HTTPLimits(maxBodyBytes: 8, captureBodies: bodies))
     var result: [HTTPExchange] = []

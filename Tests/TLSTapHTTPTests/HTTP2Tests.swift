@@ -88,7 +88,7 @@ struct HTTP2Writer {
 
     static func run(piece: Int) -> [HTTPExchange] {
         let (client, server) = conversation()
-        var connection = HTTP2Connection(
+        let connection = HTTP2Connection(
             template: HTTPExchange(connection: 1, pid: 2, comm: "c", protocolVersion: ""), limits: HTTPLimits())
         var result: [HTTPExchange] = []
         for start in stride(from: 0, to: client.count, by: piece) {
@@ -134,7 +134,7 @@ struct HTTP2Writer {
         _ = writer.block([("x-custom", "value")])  // an entry in the encoder's table we never see
         let client = HTTP2FrameReader.preface
             + writer.headers([(":method", "GET"), (":path", "/"), ("x-custom", "value")], stream: 1, endStream: true)
-        var connection = HTTP2Connection(
+        let connection = HTTP2Connection(
             template: HTTPExchange(connection: 1, pid: 2, comm: "c", protocolVersion: ""), limits: HTTPLimits())
         _ = connection.feed(fromClient: true, client, time: 1)
         let result = connection.close(time: 2)
