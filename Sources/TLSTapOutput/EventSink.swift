@@ -17,6 +17,52 @@ public protocol EventSink: AnyObject {
     func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError)
     /// Writes out anything buffered; called periodically and at the end.
     func flush() throws(OutputError)
+    /// Completes the output (a file format's closing part); called once, last.
+    func finish() throws(OutputError)
+}
+
+extension EventSink {
+    public func finish() throws(OutputError) {
+        try flush()
+    }
+}
+
+/// Hands every record to several sinks (stdout and `--write`, `--pcapng`, `--har`).
+public final class TeeSink: EventSink {
+    private let sinks: [EventSink]
+
+    public init(_ sinks: [EventSink]) {
+        self.sinks = sinks
+    }
+
+    public func write(_ event: DataEvent) throws(OutputError) {
+        for sink in sinks { try sink.write(event) }
+    }
+
+    public func write(_ event: ConnectionEvent) throws(OutputError) {
+        for sink in sinks { try sink.write(event) }
+    }
+
+    public func write(_ exchange: HTTPExchange) throws(OutputError) {
+        for sink in sinks { try sink.write(exchange) }
+    }
+
+    public func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError) {
+        for sink in sinks { try sink.writeLost(lost, timeNanoseconds: timeNanoseconds) }
+    }
+
+    public func flush() throws(OutputError) {
+        for sink in sinks { try sink.flush() }
+    }
+
+    /// Finishes every sink, even after one failed; reports the first failure.
+    public func finish() throws(OutputError) {
+        var firstError: OutputError?
+        for sink in sinks {
+            do { try sink.finish() } catch { firstError = firstError ?? error }
+        }
+        if let firstError { throw firstError }
+    }
 }
 
 /// The output formats of `--format`.

@@ -42,6 +42,13 @@ public final class OutputFile {
     public static func create(path: String) throws(OutputError) -> OutputFile {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw .openFailed(name: path, errno: errno) }
+        // An existing file keeps its mode through O_CREAT: make it private too.
+        var info = stat()
+        guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG, fchmod(descriptor, 0o600) == 0 else {
+            let code = errno == 0 ? EINVAL : errno
+            close(descriptor)
+            throw .openFailed(name: path, errno: code)
+        }
         return OutputFile(descriptor: descriptor, name: path, ownsDescriptor: true)
     }
 

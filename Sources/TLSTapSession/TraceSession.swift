@@ -122,6 +122,9 @@ public final class TraceSession {
             tracer.close()
             self.tracer = nil
             flushOutput()
+            if outputError == nil {
+                do { try sink.finish() } catch { outputError = error }
+            }
             if let rawLog { try? rawLog.file.write(rawLog.buffer); try? rawLog.file.flush() }
             rawLog = nil
         }

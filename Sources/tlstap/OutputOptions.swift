@@ -1,4 +1,5 @@
 import ArgumentParser
+import TLSTapCore
 import TLSTapHTTP
 import TLSTapOutput
 
@@ -19,6 +20,22 @@ struct OutputOptions: ParsableArguments {
     @Option(name: .customLong("max-body"), help: "Bytes of each body to keep with --bodies; the rest is counted.")
     var maxBody: Int = 1 << 20
 
+    @Option(name: .customLong("write"), help: ArgumentHelp("Also write JSON Lines to FILE (mode 0600).", valueName: "file"))
+    var jsonFile: String?
+
+    @Option(help: ArgumentHelp("Write the decrypted streams as pcapng to FILE (- for stdout, instead of --format).",
+                               valueName: "file"))
+    var pcapng: String?
+
+    @Option(help: ArgumentHelp("Write HTTP exchanges as HAR 1.2 to FILE (mode 0600).", valueName: "file"))
+    var har: String?
+
+    @Flag(help: "Replace credential header values (Authorization, Cookie, Set-Cookie, X-Api-Key, …) in every output.")
+    var redact = false
+
+    @Option(name: .customLong("redact-header"), help: ArgumentHelp("Also redact this header (repeatable).", valueName: "name"))
+    var redactHeaders: [String] = []
+
     @Flag(name: [.short, .long], help: "Log what tlstap attaches to, and libbpf's messages.")
     var verbose = false
 
@@ -27,15 +44,30 @@ struct OutputOptions: ParsableArguments {
         if !events.isEmpty && format != .json { throw ValidationError("--events goes with --format json") }
     }
 
-    /// The HTTP parsing limits, or nil when the format shows no exchanges.
+    /// The HTTP parsing limits, or nil when no output shows exchanges.
     var httpLimits: HTTPLimits? {
-        guard format.showsExchanges && (events.isEmpty || events.contains(.http)) else { return nil }
-        return HTTPLimits(maxBodyBytes: maxBody, captureBodies: bodies)
+        let shown = format.showsExchanges && (events.isEmpty || events.contains(.http)) && pcapng != "-"
+        guard shown || jsonFile != nil || har != nil else { return nil }
+        return HTTPLimits(maxBodyBytes: maxBody, captureBodies: bodies || har != nil)
     }
 
-    func makeSink() -> EventSink {
+    /// Every sink the options ask for. Files are created here, so a bad
+    /// path fails before any probe is attached.
+    func makeSink() throws(OutputError) -> EventSink {
         let diagnostics = OutputFile(descriptor: 2, name: "stderr", ownsDescriptor: false)
-        let sink = format.makeSink(output: .standardOutput(), diagnostics: diagnostics, timestamps: .local())
-        return events.isEmpty ? sink : FilteringSink(sink, kinds: Set(events))
+        var sinks: [EventSink] = []
+        if pcapng == "-" {
+            sinks.append(try PcapngSink(file: .standardOutput(), version: TLSTapVersion.current))
+        } else {
+            let sink = format.makeSink(output: .standardOutput(), diagnostics: diagnostics, timestamps: .local())
+            sinks.append(events.isEmpty ? sink : FilteringSink(sink, kinds: Set(events)))
+        }
+        if let jsonFile { sinks.append(JSONLinesSink(output: try OutputFile.create(path: jsonFile))) }
+        if let pcapng, pcapng != "-" {
+            sinks.append(try PcapngSink(file: try OutputFile.create(path: pcapng), version: TLSTapVersion.current))
+        }
+        if let har { sinks.append(try HARSink(file: try OutputFile.create(path: har), version: TLSTapVersion.current)) }
+        let sink = sinks.count == 1 ? sinks[0] : TeeSink(sinks)
+        return redact || !redactHeaders.isEmpty ? RedactingSink(sink, extraHeaders: redactHeaders) : sink
     }
 }

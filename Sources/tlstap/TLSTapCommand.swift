@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import TLSTapCore
 import TLSTapLoader
 import TLSTapOutput
 
@@ -20,7 +21,7 @@ struct TLSTapCommand: ParsableCommand {
               tlstap demo                            a TLS conversation on loopback, traced
               tlstap check                           what this host supports
             """,
-        version: "0.1.0",
+        version: TLSTapVersion.current,
         subcommands: [TraceCommand.self, CheckCommand.self, DemoCommand.self],
         defaultSubcommand: TraceCommand.self
     )

@@ -75,8 +75,9 @@ struct TraceCommand: ParsableCommand {
         let cgroup = command.isEmpty ? nil : try CommandCgroup()
         filters.cgroupID = cgroup?.id
 
+        let sink = try output.makeSink()
         let session = try TraceSession(
-            filters: filters, ringBufferBytes: UInt32(ringBufferMiB) << 20, sink: output.makeSink(),
+            filters: filters, ringBufferBytes: UInt32(ringBufferMiB) << 20, sink: sink,
             http: output.httpLimits, rawLogPath: saveRaw, logger: logger)
         try session.attach(try AttachPlan.make(for: filters))
 

@@ -1,0 +1,152 @@
+import Foundation
+import Testing
+import TestSupport
+
+extension EndToEnd {
+    /// Files people open elsewhere: pcapng for tshark, HAR for HAR readers,
+    /// JSON Lines with --write; all 0600, all redactable.
+    @Suite struct FileTests {
+        /// One curl run over HTTP/1.1 and one over HTTP/2 against nginx, with
+        /// every file output at once.
+        struct Capture {
+            let workspace: URL
+            let nginx: Nginx
+            let run: (status: Int32, output: [UInt8], standardError: String)
+            var pcapng: String { workspace.appendingPathComponent("capture.pcapng").path }
+            var har: String { workspace.appendingPathComponent("capture.har").path }
+            var jsonl: String { workspace.appendingPathComponent("capture.jsonl").path }
+
+            init(extraArguments: [String] = [], curlArguments: String = "") throws {
+                workspace = try Harness.makeWorkspace()
+                nginx = try Nginx(workspace: workspace)
+                try String(repeating: "0123456789abcdef", count: 64).write(
+                    to: workspace.appendingPathComponent("www/one-k.txt"), atomically: true, encoding: .utf8)
+                let cert = workspace.appendingPathComponent("cert.pem").path
+                let url = "https://localhost:\(nginx.port)/one-k.txt"
+                let script = "curl -sS --http1.1 --cacert '\(cert)' \(curlArguments) '\(url)?v=1' -o /dev/null && "
+                    + "curl -sS --http2 --cacert '\(cert)' \(curlArguments) '\(url)?v=2' -o /dev/null"
+                run = try Harness.run(
+                    ["--format", "json", "--events", "data", "--pcapng", workspace.appendingPathComponent("capture.pcapng").path,
+                     "--har", workspace.appendingPathComponent("capture.har").path,
+                     "--write", workspace.appendingPathComponent("capture.jsonl").path]
+                        + extraArguments + ["--", "/bin/sh", "-c", script])
+            }
+
+            func close() {
+                nginx.stop()
+                try? FileManager.default.removeItem(at: workspace)
+            }
+        }
+
+        @Test func pcapngIsDissectedByTsharkWithByteIdenticalStreams() throws {
+            let capture = try Capture()
+            defer { capture.close() }
+            #expect(capture.run.status == 0, "\(capture.run.standardError)")
+            let port = capture.nginx.port
+            let http1 = try runProgram([
+                "/usr/bin/tshark", "-r", capture.pcapng, "-d", "tcp.port==\(port),http", "-Y", "http",
+                "-T", "fields", "-e", "http.request.uri", "-e", "http.response.code",
+            ])
+            #expect(http1.standardOutput.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+                == ["/one-k.txt?v=1", "200"], "\(http1.standardError)")
+            let http2 = try runProgram([
+                "/usr/bin/tshark", "-r", capture.pcapng, "-d", "tcp.port==\(port),http2", "-Y", "http2.type == 1",
+                "-T", "fields", "-e", "http2.header.value",
+            ])
+            let h2Text = http2.standardOutput
+            #expect(h2Text.contains("/one-k.txt?v=2"), "\(h2Text)\(http2.standardError)")
+            #expect(h2Text.contains("200"))
+
+            // tshark's reassembled streams equal the bytes curl wrote and read.
+            let events = try Harness.dataEvents(Array(try Data(contentsOf: URL(fileURLWithPath: capture.jsonl))))
+            for (index, connection) in Set(events.compactMap(\.connection)).sorted().enumerated() {
+                let follow = try runProgram(["/usr/bin/tshark", "-r", capture.pcapng, "-q", "-z", "follow,tcp,raw,\(index)"])
+                let (sent, received) = Self.followedStreams(follow.standardOutput)
+                let ours = events.filter { $0.connection == connection }
+                #expect(sent == ours.joined(direction: "out"), "stream \(index), client to server")
+                #expect(received == ours.joined(direction: "in"), "stream \(index), server to client")
+            }
+        }
+
+        /// `tshark -z follow,tcp,raw` prints hex lines; server-to-client lines are indented.
+        static func followedStreams(_ text: String) -> (sent: [UInt8], received: [UInt8]) {
+            var sent: [UInt8] = []
+            var received: [UInt8] = []
+            var inBody = false
+            for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+                if line.hasPrefix("Node 1:") { inBody = true; continue }
+                if line.hasPrefix("====") { if inBody { break } else { continue } }
+                guard inBody, !line.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
+                let hex = line.trimmingCharacters(in: .whitespaces)
+                let bytes = stride(from: 0, to: hex.count - 1, by: 2).compactMap { offset -> UInt8? in
+                    let start = hex.index(hex.startIndex, offsetBy: offset)
+                    return UInt8(hex[start..<hex.index(start, offsetBy: 2)], radix: 16)
+                }
+                if line.hasPrefix("\t") { received += bytes } else { sent += bytes }
+            }
+            return (sent, received)
+        }
+
+        @Test func harIsReadBackByHaralyzerFieldByField() throws {
+            let capture = try Capture(curlArguments: "-H 'Cookie: flavour=oat; size=large'")
+            defer { capture.close() }
+            #expect(capture.run.status == 0, "\(capture.run.standardError)")
+            let reader = Harness.packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/read_har.py").path
+            let read = try runProgram(["/usr/bin/env", "python3", reader, capture.har])
+            #expect(read.status == 0, "\(read.standardError)")
+            let lines = read.standardOutput.split(separator: "\n")
+            let objects = try lines.map { try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+            #expect((objects.first?["creator"] as? [String: Any])?["name"] as? String == "tlstap")
+            let entries = Array(objects.dropFirst())
+            #expect(entries.count == 2)
+            let base = "https://localhost:\(capture.nginx.port)/one-k.txt"
+            #expect(entries.map { $0["url"] as? String } == [base + "?v=1", base + "?v=2"])
+            #expect(entries.map { $0["httpVersion"] as? String } == ["HTTP/1.1", "HTTP/2"])
+            #expect(entries.allSatisfy { $0["method"] as? String == "GET" && $0["status"] as? Int == 200 })
+            #expect(entries.allSatisfy { $0["bodySize"] as? Int == 1024 && $0["contentSize"] as? Int == 1024 })
+            #expect(entries.allSatisfy { $0["text"] as? String == String(repeating: "0123456789abcdef", count: 64) })
+            #expect(entries.allSatisfy { $0["comm"] as? String == "curl" })
+            #expect(entries.map { ($0["query"] as? [String: String])?["v"] } == ["1", "2"])
+            #expect(entries.allSatisfy { ($0["cookies"] as? [String: String]) == ["flavour": "oat", "size": "large"] })
+            #expect((entries[0]["requestHeaders"] as? [String: String])?["host"] == "localhost:\(capture.nginx.port)")
+        }
+
+        @Test func redactLeavesNoCredentialInAnyOutput() throws {
+            let secret = "s3cr3t-Token-98765"
+            let capture = try Capture(
+                extraArguments: ["--redact", "--redact-header", "X-Private"],
+                curlArguments: "-H 'Authorization: Bearer \(secret)' -H 'Cookie: id=\(secret)' -H 'X-Private: \(secret)'")
+            defer { capture.close() }
+            #expect(capture.run.status == 0, "\(capture.run.standardError)")
+            for (name, bytes) in [
+                ("stdout", capture.run.output),
+                ("--write", Array(try Data(contentsOf: URL(fileURLWithPath: capture.jsonl)))),
+                ("--pcapng", Array(try Data(contentsOf: URL(fileURLWithPath: capture.pcapng)))),
+                ("--har", Array(try Data(contentsOf: URL(fileURLWithPath: capture.har)))),
+            ] {
+                #expect(bytes.firstRange(of: Array(secret.utf8)) == nil, "the secret appears in \(name)")
+                #expect(!bytes.isEmpty, "\(name) is empty")
+            }
+            let har = try String(contentsOfFile: capture.har, encoding: .utf8)
+            #expect(har.contains("\"name\":\"Authorization\",\"value\":\"[REDACTED]\""))
+            #expect(har.contains("\"name\":\"X-Private\",\"value\":\"[REDACTED]\""))
+        }
+
+        @Test func filesArePrivateAndAnUnwritablePathFailsClearly() throws {
+            let capture = try Capture()
+            defer { capture.close() }
+            for path in [capture.pcapng, capture.har, capture.jsonl] {
+                let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+                #expect(mode == 0o600, "\(path)")
+            }
+            let readOnly = capture.workspace.appendingPathComponent("read-only")
+            try FileManager.default.createDirectory(at: readOnly, withIntermediateDirectories: true)
+            #expect(try runProgram(["/bin/mount", "-t", "tmpfs", "-o", "ro", "tmpfs", readOnly.path]).status == 0)
+            defer { _ = try? runProgram(["/bin/umount", readOnly.path]) }
+            let target = readOnly.appendingPathComponent("out.har").path
+            let run = try Harness.run(["--har", target, "--", "/bin/true"])
+            #expect(run.status == 1)
+            #expect(run.standardError == "tlstap: cannot create \(target): Read-only file system\n")
+        }
+    }
+}
