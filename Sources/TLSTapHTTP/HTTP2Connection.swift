@@ -123,14 +123,35 @@ final class HTTP2Connection {
     private let limits: HTTPLimits
     private(set) var failed: String?
 
-    init(template: HTTPExchange, limits: HTTPLimits) {
+    /// - Parameter joinedMidConnection: the preface and earlier header blocks
+    ///   were never seen, so neither HPACK dynamic table is known: headers are
+    ///   not decoded (a fresh table would resolve indices to wrong entries)
+    ///   and every exchange is marked "headers incomplete".
+    init(template: HTTPExchange, limits: HTTPLimits, joinedMidConnection: Bool = false) {
         var template = template
         template.protocolVersion = "HTTP/2"
         self.template = template
         self.limits = limits
         let maxPayload = max(16_384, limits.maxBufferedBytes)
-        clientFrames = HTTP2FrameReader(expectPreface: true, maxFramePayload: maxPayload)
+        clientFrames = HTTP2FrameReader(expectPreface: !joinedMidConnection, maxFramePayload: maxPayload)
         serverFrames = HTTP2FrameReader(expectPreface: false, maxFramePayload: maxPayload)
+        requestTableLost = joinedMidConnection
+        responseTableLost = joinedMidConnection
+    }
+
+    /// Whether `bytes` start with what looks like HTTP/2 frames: each header
+    /// has a known type, a length within the default maximum frame size and
+    /// a clear reserved bit, for the first two frames (or one, if that is all).
+    static func looksLikeFrames(_ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        var frames = 0
+        while frames < 2, bytes.count - offset >= 9 {
+            let length = Int(bytes[offset]) << 16 | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2])
+            guard length <= 16_384, bytes[offset + 3] <= 9, bytes[offset + 5] & 0x80 == 0 else { return false }
+            offset += 9 + length
+            frames += 1
+        }
+        return frames == 2 || (frames == 1 && offset == bytes.count)
     }
 
     /// Bytes one side sent at `time`.

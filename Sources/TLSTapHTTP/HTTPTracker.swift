@@ -123,6 +123,13 @@ public struct HTTPTracker {
         let candidates: [Bool] = state.clientIsOutbound.map { [$0] } ?? [true, false]
         for clientOutbound in candidates {
             let bytes = state.early.filter { $0.outbound == clientOutbound }.flatMap(\.bytes)
+            // Joined mid-connection: HTTP/2 shows as frames without a preface.
+            if connection.origin == .mid, state.clientIsOutbound != nil, Self.recognise(bytes) == nil,
+                HTTP2Connection.looksLikeFrames(bytes)
+            {
+                state.parser = .http2(HTTP2Connection(template: withScheme, limits: limits, joinedMidConnection: true))
+                return
+            }
             switch Self.recognise(bytes) {
             case .some(true):
                 state.clientIsOutbound = clientOutbound

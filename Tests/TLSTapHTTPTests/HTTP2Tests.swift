@@ -172,3 +172,32 @@ struct HTTP2Writer {
         #expect(tracker.count == 2)  // connections 2 and 3 are still open
     }
 }
+
+extension HTTP2Tests {
+    /// Joined mid-connection: frames without a preface are still HTTP/2, but
+    /// no header is decoded against a table tlstap never saw.
+    @Test func aMidConnectionJoinCountsStreamsWithHeadersIncomplete() {
+        var client = HTTP2Writer()
+        var server = HTTP2Writer()
+        _ = client.block([(":authority", "earlier.test")])  // table entries from before the join
+        _ = server.block([("server", "earlier")])
+        let clientBytes = client.headers([(":method", "GET"), (":path", "/after-join")], stream: 41, endStream: true)
+        let serverBytes = server.headers([(":status", "200")], stream: 41, endStream: false)
+            + HTTP2Writer.data(Array("abc".utf8), stream: 41, endStream: true)
+        var tracker = HTTPTracker()
+        func event(_ direction: Direction, _ bytes: [UInt8]) -> DataEvent {
+            DataEvent(timeNanoseconds: 5, pid: 1, tid: 1, comm: "c", library: .openssl, function: .sslWrite,
+                      direction: direction, ssl: 1, length: UInt64(bytes.count), payload: bytes, fd: 3,
+                      connection: Connection(id: 9, pid: 1, comm: "c", fd: 3,
+                                             local: SocketAddress(ip: [127, 0, 0, 1], port: 1),
+                                             remote: SocketAddress(ip: [127, 0, 0, 1], port: 2), role: .client,
+                                             origin: .mid, openedNanoseconds: 0))
+        }
+        let result = tracker.feed(event(.outbound, clientBytes)) + tracker.feed(event(.inbound, serverBytes))
+        #expect(result.count == 1)
+        #expect(result.first?.stream == 41)
+        #expect(result.first?.note == "headers incomplete")
+        #expect(result.first?.path == "")
+        #expect(result.first?.responseBodyLength == 3)
+    }
+}
