@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+import TestSupport
+
+extension EndToEnd {
+    /// Faults tlstap must survive without losing or leaking anything.
+    @Suite struct FaultTests {
+        /// A traced client killed with SIGKILL mid-request: its connection is
+        /// closed in the output, with what was captured, and tlstap goes on.
+        @Test func aTracedProcessKilledMidRequestHasItsConnectionClosed() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let script = """
+                cd "$1"
+                mkfifo hold
+                openssl s_server -naccept 1 -accept 127.0.0.1:0 -cert cert.pem -key key.pem <hold >server.out 2>&1 &
+                server=$!
+                exec 3>hold  # the server's stdin stays open: it never answers
+                until grep -q ACCEPT server.out; do sleep 0.05; done
+                port=$(sed -n 's/^ACCEPT .*:\\([0-9]*\\)$/\\1/p' server.out)
+                curl -sS --cacert cert.pem "https://localhost:$port/never-answered" -o /dev/null &
+                client=$!
+                until grep -q never-answered server.out; do sleep 0.05; done
+                kill -9 $client
+                kill $server
+                exec 3>&-
+                wait
+                exit 0
+                """
+            let run = try Harness.run(["--format", "json", "--", "/bin/sh", "-c", script, "sh", workspace.path])
+            #expect(run.status == 0, "\(run.standardError)")
+            let records = try Harness.records(run.output)
+            let request = try #require(records.first { $0["event"] as? String == "data" && $0["comm"] as? String == "curl" })
+            let connection = try #require(request["conn"] as? Int)
+            let close = records.first { $0["event"] as? String == "close" && $0["conn"] as? Int == connection }
+            #expect(close != nil, "curl's connection is closed in the output")
+            #expect(close?["bytes_in"] as? Int == 0)
+            #expect((close?["bytes_out"] as? Int ?? 0) > 0)
+        }
+
+        /// tlstap killed with SIGKILL: the kernel drops its programs and links,
+        /// which live only as long as tlstap's file descriptors.
+        @Test func tlstapKilledWithSIGKILLLeavesNothingInTheKernel() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let (server, _) = try Harness.startPythonServer(in: workspace)
+            defer { server.signal(SIGKILL); _ = server.wait() }
+            let tracer = try LaunchedProgram([Harness.tlstap, "-p", String(server.process.processIdentifier)])
+            #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
+            let programs = Harness.programIDs(heldBy: tracer.process.processIdentifier)
+            #expect(programs.count >= 20)
+            tracer.signal(SIGKILL)
+            _ = tracer.wait()
+            // Releasing the programs can take the kernel a moment after the process is gone.
+            var remaining = programs
+            for _ in 0..<100 where !remaining.isEmpty {
+                remaining = programs.intersection(try Harness.loadedPrograms())
+                usleep(50_000)
+            }
+            #expect(remaining.isEmpty)
+            #expect(try Harness.linkedPrograms().isDisjoint(with: programs))
+        }
+    }
+}
