@@ -9,7 +9,8 @@ struct tls_call {
 	__u64 buffer;
 	__u64 length_out; /* size_t * of the _ex forms */
 	__u8 function;	  /* enum tlstap_function */
-	__u8 pad[3];
+	__u8 library;	  /* enum tlstap_library */
+	__u8 pad[2];
 	__s32 fd;	  /* the socket the call read or wrote, once a syscall names it */
 };
 

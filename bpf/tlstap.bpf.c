@@ -16,7 +16,7 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-static __always_inline void remember_call(struct pt_regs *ctx, __u8 function, __u64 length_out)
+static __always_inline void remember_call(struct pt_regs *ctx, __u8 library, __u8 function, __u64 length_out)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
 	struct tls_call call = {
@@ -24,6 +24,7 @@ static __always_inline void remember_call(struct pt_regs *ctx, __u8 function, __
 		.buffer = PT_REGS_PARM2(ctx),
 		.length_out = length_out,
 		.function = function,
+		.library = library,
 		.fd = -1,
 	};
 
@@ -64,12 +65,16 @@ static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
 		/* SSL_{read,write}_ex return 1 and store the count through a pointer. */
 		if ((int)ret == 1)
 			bpf_probe_read_user(&moved, sizeof(moved), (void *)call->length_out);
+	} else if (call->library == TLSTAP_LIB_GNUTLS) {
+		/* gnutls_record_send/recv return ssize_t. */
+		if (ret > 0)
+			moved = ret;
 	} else if ((int)ret > 0) {
 		moved = (int)ret;
 	}
 
 	state.header.kind = TLSTAP_RECORD_DATA;
-	state.header.library = TLSTAP_LIB_OPENSSL;
+	state.header.library = call->library;
 	state.header.function = call->function;
 	state.header.direction = direction;
 	state.header.pid = thread >> 32;
@@ -99,7 +104,7 @@ SEC("uprobe")
 int probe_ssl_write_enter(struct pt_regs *ctx)
 {
 	if (tracing_this_process())
-		remember_call(ctx, TLSTAP_FUNC_SSL_WRITE, 0);
+		remember_call(ctx, TLSTAP_LIB_OPENSSL, TLSTAP_FUNC_SSL_WRITE, 0);
 	return 0;
 }
 
@@ -108,7 +113,7 @@ SEC("uprobe")
 int probe_ssl_read_enter(struct pt_regs *ctx)
 {
 	if (tracing_this_process())
-		remember_call(ctx, TLSTAP_FUNC_SSL_READ, 0);
+		remember_call(ctx, TLSTAP_LIB_OPENSSL, TLSTAP_FUNC_SSL_READ, 0);
 	return 0;
 }
 
@@ -117,7 +122,7 @@ SEC("uprobe")
 int probe_ssl_write_ex_enter(struct pt_regs *ctx)
 {
 	if (tracing_this_process())
-		remember_call(ctx, TLSTAP_FUNC_SSL_WRITE_EX, PT_REGS_PARM4(ctx));
+		remember_call(ctx, TLSTAP_LIB_OPENSSL, TLSTAP_FUNC_SSL_WRITE_EX, PT_REGS_PARM4(ctx));
 	return 0;
 }
 
@@ -126,11 +131,29 @@ SEC("uprobe")
 int probe_ssl_read_ex_enter(struct pt_regs *ctx)
 {
 	if (tracing_this_process())
-		remember_call(ctx, TLSTAP_FUNC_SSL_READ_EX, PT_REGS_PARM4(ctx));
+		remember_call(ctx, TLSTAP_LIB_OPENSSL, TLSTAP_FUNC_SSL_READ_EX, PT_REGS_PARM4(ctx));
 	return 0;
 }
 
-/* One return probe per direction: the entry already named the function. */
+/* gnutls_record_send(session, data, size): plaintext on entry. */
+SEC("uprobe")
+int probe_gnutls_send_enter(struct pt_regs *ctx)
+{
+	if (tracing_this_process())
+		remember_call(ctx, TLSTAP_LIB_GNUTLS, TLSTAP_FUNC_GNUTLS_RECORD_SEND, 0);
+	return 0;
+}
+
+/* gnutls_record_recv(session, data, size): plaintext once it returns. */
+SEC("uprobe")
+int probe_gnutls_recv_enter(struct pt_regs *ctx)
+{
+	if (tracing_this_process())
+		remember_call(ctx, TLSTAP_LIB_GNUTLS, TLSTAP_FUNC_GNUTLS_RECORD_RECV, 0);
+	return 0;
+}
+
+/* One return probe per direction: the entry already named library and function. */
 SEC("uretprobe")
 int probe_ssl_write_exit(struct pt_regs *ctx)
 {

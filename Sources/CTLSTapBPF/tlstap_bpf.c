@@ -66,6 +66,10 @@ struct bpf_program *CTLSTapBPF_program(struct tlstap_bpf *skel, enum CTLSTapBPF_
 		return skel->progs.probe_ssl_write_exit;
 	case CTLSTapBPF_SSL_READ_EXIT:
 		return skel->progs.probe_ssl_read_exit;
+	case CTLSTapBPF_GNUTLS_SEND_ENTER:
+		return skel->progs.probe_gnutls_send_enter;
+	case CTLSTapBPF_GNUTLS_RECV_ENTER:
+		return skel->progs.probe_gnutls_recv_enter;
 	}
 	return NULL;
 }

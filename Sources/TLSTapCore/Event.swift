@@ -3,12 +3,14 @@ public enum TLSLibrary: UInt8, Sendable, CaseIterable {
     case openssl = 1
     /// Plaintext TCP through syscalls (`--plaintext`).
     case socket = 2
+    case gnutls = 3
 
     /// The name used in every output (`lib` in JSON).
     public var name: String {
         switch self {
         case .openssl: "openssl"
         case .socket: "socket"
+        case .gnutls: "gnutls"
         }
     }
 }
@@ -19,6 +21,8 @@ public enum TLSFunction: UInt8, Sendable, CaseIterable {
     case sslRead = 2
     case sslWriteEx = 3
     case sslReadEx = 4
+    case gnutlsRecordSend = 5
+    case gnutlsRecordRecv = 6
     case write = 10
     case read = 11
     case sendto = 12
@@ -35,6 +39,8 @@ public enum TLSFunction: UInt8, Sendable, CaseIterable {
         case .sslRead: "SSL_read"
         case .sslWriteEx: "SSL_write_ex"
         case .sslReadEx: "SSL_read_ex"
+        case .gnutlsRecordSend: "gnutls_record_send"
+        case .gnutlsRecordRecv: "gnutls_record_recv"
         case .write: "write"
         case .read: "read"
         case .sendto: "sendto"

@@ -20,18 +20,18 @@ public struct AttachPlan: Sendable {
         if !filters.pids.isEmpty {
             var attachments: [Attachment] = []
             for pid in filters.pids {
-                for library in LibraryDiscovery.distinct(try LibraryDiscovery.openSSL(mappedBy: pid)) {
+                for library in LibraryDiscovery.distinct(try LibraryDiscovery.libraries(mappedBy: pid)) {
                     attachments.append(Attachment(library: library, pid: pid))
                 }
             }
             return AttachPlan(attachments: attachments)
         }
-        var libraries = LibraryDiscovery.systemOpenSSL()
+        var libraries = LibraryDiscovery.systemLibraries()
         if filters.cgroupID == nil {
             let wanted = Set(filters.comms.map { String(decoding: $0.utf8.prefix(15), as: UTF8.self) })
             for pid in LibraryDiscovery.allProcesses() {
                 if !wanted.isEmpty, !wanted.contains(LibraryDiscovery.comm(of: pid) ?? "") { continue }
-                libraries += (try? LibraryDiscovery.openSSL(mappedBy: pid)) ?? []
+                libraries += (try? LibraryDiscovery.libraries(mappedBy: pid)) ?? []
             }
         }
         return AttachPlan(attachments: LibraryDiscovery.distinct(libraries).map { Attachment(library: $0, pid: -1) })

@@ -44,7 +44,7 @@ public struct HostCheck: Sendable {
         let tracefs = Tracefs.mountPoint()
         features.append(Feature(name: "tracefs", available: tracefs != nil,
                                 detail: tracefs.map { "mounted at \($0)" } ?? "not mounted; tlstap mounts it when needed"))
-        return HostCheck(features: features, libraries: LibraryDiscovery.distinct(LibraryDiscovery.systemOpenSSL()))
+        return HostCheck(features: features, libraries: LibraryDiscovery.distinct(LibraryDiscovery.systemLibraries()))
     }
 
     private static func mapType(_ type: bpf_map_type, name: String) -> Feature {

@@ -18,29 +18,39 @@ public struct LibraryTarget: Equatable, Sendable {
 public enum LibraryDiscovery {
     /// Whether a file name is OpenSSL's libssl (any soname version).
     public static func isOpenSSL(path: String) -> Bool {
-        let name = path.split(separator: "/").last ?? ""
-        return name.hasPrefix("libssl.so")
+        library(ofFile: path) == .openssl
     }
 
-    /// The libssl files in the dynamic loader's cache.
-    public static func systemOpenSSL(cachePath: String = "/etc/ld.so.cache") -> [LibraryTarget] {
+    /// The TLS library a shared object's file name says it is, if any.
+    public static func library(ofFile path: String) -> TLSLibrary? {
+        let name = path.split(separator: "/").last ?? ""
+        if name.hasPrefix("libssl.so") { return .openssl }
+        if name.hasPrefix("libgnutls.so") { return .gnutls }
+        return nil
+    }
+
+    /// The TLS libraries in the dynamic loader's cache.
+    public static func systemLibraries(cachePath: String = "/etc/ld.so.cache") -> [LibraryTarget] {
         guard let bytes = try? ProcFS.readBytes(cachePath) else { return [] }
-        return LoaderCache.entries(bytes).filter { isOpenSSL(path: $0.name) }.compactMap { entry in
-            target(path: entry.path, reason: "the dynamic loader's cache names it for \(entry.name)")
+        return LoaderCache.entries(bytes).compactMap { entry in
+            guard let library = library(ofFile: entry.name) else { return nil }
+            return target(path: entry.path, library: library,
+                          reason: "the dynamic loader's cache names it for \(entry.name)")
         }
     }
 
-    /// The libssl files process `pid` maps.
+    /// The TLS libraries process `pid` maps.
     /// - Throws: when the process does not exist or its maps cannot be read.
-    public static func openSSL(mappedBy pid: Int32) throws(LoaderError) -> [LibraryTarget] {
+    public static func libraries(mappedBy pid: Int32) throws(LoaderError) -> [LibraryTarget] {
         let maps: String
         do {
             maps = try ProcFS.readText("/proc/\(pid)/maps")
         } catch {
             throw ProcFS.exists("/proc/\(pid)") ? error : LoaderError("no process with PID \(pid) exists")
         }
-        return ProcessMaps.mappedFiles(maps).filter { isOpenSSL(path: $0.path) }.compactMap { file in
-            target(path: "/proc/\(pid)/root" + file.path, reason: "process \(pid) maps \(file.path)")
+        return ProcessMaps.mappedFiles(maps).compactMap { file in
+            guard let library = library(ofFile: file.path) else { return nil }
+            return target(path: "/proc/\(pid)/root" + file.path, library: library, reason: "process \(pid) maps \(file.path)")
         }
     }
 
@@ -68,8 +78,8 @@ public enum LibraryDiscovery {
         return targets.filter { seen.insert($0.identity).inserted }
     }
 
-    private static func target(path: String, reason: String) -> LibraryTarget? {
+    private static func target(path: String, library: TLSLibrary, reason: String) -> LibraryTarget? {
         guard let identity = ProcFS.fileIdentity(path) else { return nil }
-        return LibraryTarget(path: path, identity: identity, library: .openssl, reason: reason)
+        return LibraryTarget(path: path, identity: identity, library: library, reason: reason)
     }
 }

@@ -61,6 +61,22 @@ public final class Tracer {
         var optional: Bool
     }
 
+    /// The probes to attach in a file of `library`.
+    static func probes(for library: TLSLibrary) -> [ProbeSpec] {
+        switch library {
+        case .openssl: openSSLProbes
+        case .gnutls: gnuTLSProbes
+        case .socket: []
+        }
+    }
+
+    static let gnuTLSProbes = [
+        ProbeSpec(symbol: "gnutls_record_send", enter: CTLSTapBPF_GNUTLS_SEND_ENTER, exit: CTLSTapBPF_SSL_WRITE_EXIT,
+                  optional: false),
+        ProbeSpec(symbol: "gnutls_record_recv", enter: CTLSTapBPF_GNUTLS_RECV_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT,
+                  optional: false),
+    ]
+
     static let openSSLProbes = [
         ProbeSpec(symbol: "SSL_write", enter: CTLSTapBPF_SSL_WRITE_ENTER, exit: CTLSTapBPF_SSL_WRITE_EXIT, optional: false),
         ProbeSpec(symbol: "SSL_read", enter: CTLSTapBPF_SSL_READ_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT, optional: false),
@@ -134,7 +150,7 @@ public final class Tracer {
     public func attach(_ target: LibraryTarget, pid: Int32 = -1) -> [AttachResult] {
         guard let skeleton else { return [] }
         var results: [AttachResult] = []
-        for probe in Self.openSSLProbes {
+        for probe in Self.probes(for: target.library) {
             for (program, isReturn) in [(probe.enter, false), (probe.exit, true)] {
                 let link = CTLSTapBPF_attach_uprobe(
                     CTLSTapBPF_program(skeleton, program), isReturn, pid, target.path, probe.symbol)

@@ -83,8 +83,8 @@ public final class TraceSession {
         guard tracer.attachedProbes > 0 else {
             let paths = Set(plan.attachments.map(\.library.path)).sorted()
             throw LoaderError(paths.isEmpty
-                ? "no OpenSSL library (libssl.so) found to trace"
-                : "could not attach to SSL_read or SSL_write in \(paths.joined(separator: ", "))")
+                ? "no TLS library (OpenSSL's libssl.so or libgnutls.so) found to trace"
+                : "could not attach to the TLS read and write functions in \(paths.joined(separator: ", "))")
         }
     }
 

@@ -18,19 +18,19 @@ struct CheckCommand: ParsableCommand {
             let name = feature.name.padding(toLength: 16)
             report += "  \(feature.available ? "yes" : "no ")  \(name) \(feature.detail)\n"
         }
-        report += "OpenSSL libraries for host-wide tracing:\n"
+        report += "TLS libraries for host-wide tracing:\n"
         if check.libraries.isEmpty { report += "  none found in the dynamic loader's cache\n" }
-        for library in check.libraries { report += "  \(library.path)  (\(library.reason))\n" }
+        for library in check.libraries { report += "  \(library.library.name)  \(library.path)  (\(library.reason))\n" }
         if let pid {
             report += "Process \(pid):\n"
             let plan = try AttachPlan.make(for: TraceFilters(pids: [pid]))
-            if plan.attachments.isEmpty { report += "  maps no OpenSSL library (libssl.so)\n" }
+            if plan.attachments.isEmpty { report += "  maps no TLS library tlstap knows (libssl, libgnutls)\n" }
             for attachment in plan.attachments {
-                report += "  \(attachment.library.path)  (\(attachment.library.reason))\n"
+                report += "  \(attachment.library.library.name)  \(attachment.library.path)  (\(attachment.library.reason))\n"
             }
         }
         report += check.canTrace && Privileges.missingForTracing().isEmpty
-            ? "tlstap can trace OpenSSL on this host.\n"
+            ? "tlstap can trace TLS on this host.\n"
             : "tlstap cannot trace here: see the lines marked no above, and run as root.\n"
         print(report, terminator: "")
         if !check.canTrace { throw ExitCode(1) }

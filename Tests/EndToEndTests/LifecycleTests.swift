@@ -101,8 +101,9 @@ extension EndToEnd {
             for feature in ["kprobe", "fentry", "tracefs"] {
                 #expect(text.contains(" \(feature.padding(toLength: 16, withPad: " ", startingAt: 0)) "))
             }
-            #expect(text.contains("libssl.so.3  (the dynamic loader's cache names it for libssl.so.3)"))
-            #expect(text.hasSuffix("tlstap can trace OpenSSL on this host.\n"))
+            #expect(text.contains("  openssl  /lib/x86_64-linux-gnu/libssl.so.3  (the dynamic loader's cache names it for libssl.so.3)"))
+            #expect(text.contains("  gnutls  /lib/x86_64-linux-gnu/libgnutls.so.30  (the dynamic loader's cache names it for libgnutls.so.30)"))
+            #expect(text.hasSuffix("tlstap can trace TLS on this host.\n"))
         }
 
         /// `-c NAME` traces a process by its command name. The client runs

@@ -40,6 +40,7 @@ enum tlstap_record_kind {
 enum tlstap_library {
 	TLSTAP_LIB_OPENSSL = 1,
 	TLSTAP_LIB_SOCKET = 2, /* plaintext TCP through syscalls (--plaintext) */
+	TLSTAP_LIB_GNUTLS = 3,
 };
 
 /* The probed function. */
@@ -48,6 +49,8 @@ enum tlstap_function {
 	TLSTAP_FUNC_SSL_READ = 2,
 	TLSTAP_FUNC_SSL_WRITE_EX = 3,
 	TLSTAP_FUNC_SSL_READ_EX = 4,
+	TLSTAP_FUNC_GNUTLS_RECORD_SEND = 5,
+	TLSTAP_FUNC_GNUTLS_RECORD_RECV = 6,
 	TLSTAP_FUNC_SYS_WRITE = 10,
 	TLSTAP_FUNC_SYS_READ = 11,
 	TLSTAP_FUNC_SYS_SENDTO = 12,

@@ -36,6 +36,8 @@ enum CTLSTapBPF_Program {
 	CTLSTapBPF_SSL_READ_EX_ENTER,
 	CTLSTapBPF_SSL_WRITE_EXIT,
 	CTLSTapBPF_SSL_READ_EXIT,
+	CTLSTapBPF_GNUTLS_SEND_ENTER,
+	CTLSTapBPF_GNUTLS_RECV_ENTER,
 };
 
 /* The maps user space reads or fills. */
