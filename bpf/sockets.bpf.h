@@ -182,7 +182,7 @@ static __always_inline struct socket_state *socket_in_use(int fd)
 	return track_socket(fd, TLSTAP_SOCKET_MID, TLSTAP_ROLE_UNKNOWN);
 }
 
-/* Sends a CLOSE or EXIT record. */
+/* Sends a record without addresses: CLOSE, EXIT or EXEC. */
 static __always_inline void send_socket_end(__u8 event, int fd)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();

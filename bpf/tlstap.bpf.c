@@ -99,12 +99,23 @@ static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
 	emit_payload(&state);
 }
 
+/*
+ * The OpenSSL-API entry probes serve OpenSSL and BoringSSL alike; the attach
+ * cookie names which one this file is (0 when unset: OpenSSL).
+ */
+static __always_inline __u8 openssl_flavour(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+
+	return cookie ? (__u8)cookie : TLSTAP_LIB_OPENSSL;
+}
+
 /* SSL_write(ssl, buf, num): the buffer is still plaintext on entry. */
 SEC("uprobe")
 int probe_ssl_write_enter(struct pt_regs *ctx)
 {
 	if (tracing_this_process())
-		remember_call(ctx, TLSTAP_LIB_OPENSSL, TLSTAP_FUNC_SSL_WRITE, 0);
+		remember_call(ctx, openssl_flavour(ctx), TLSTAP_FUNC_SSL_WRITE, 0);
 	return 0;
 }
 
@@ -113,7 +124,7 @@ SEC("uprobe")
 int probe_ssl_read_enter(struct pt_regs *ctx)
 {
 	if (tracing_this_process())
-		remember_call(ctx, TLSTAP_LIB_OPENSSL, TLSTAP_FUNC_SSL_READ, 0);
+		remember_call(ctx, openssl_flavour(ctx), TLSTAP_FUNC_SSL_READ, 0);
 	return 0;
 }
 
@@ -122,7 +133,7 @@ SEC("uprobe")
 int probe_ssl_write_ex_enter(struct pt_regs *ctx)
 {
 	if (tracing_this_process())
-		remember_call(ctx, TLSTAP_LIB_OPENSSL, TLSTAP_FUNC_SSL_WRITE_EX, PT_REGS_PARM4(ctx));
+		remember_call(ctx, openssl_flavour(ctx), TLSTAP_FUNC_SSL_WRITE_EX, PT_REGS_PARM4(ctx));
 	return 0;
 }
 
@@ -131,7 +142,7 @@ SEC("uprobe")
 int probe_ssl_read_ex_enter(struct pt_regs *ctx)
 {
 	if (tracing_this_process())
-		remember_call(ctx, TLSTAP_LIB_OPENSSL, TLSTAP_FUNC_SSL_READ_EX, PT_REGS_PARM4(ctx));
+		remember_call(ctx, openssl_flavour(ctx), TLSTAP_FUNC_SSL_READ_EX, PT_REGS_PARM4(ctx));
 	return 0;
 }
 
@@ -359,6 +370,15 @@ int probe_close_enter(struct trace_event_raw_sys_enter *ctx)
 
 	if (bpf_map_delete_elem(&sockets, &key) == 0)
 		send_socket_end(TLSTAP_SOCKET_CLOSE, fd);
+	return 0;
+}
+
+/* A new program: user space looks for a TLS library linked into it. */
+SEC("tracepoint/sched/sched_process_exec")
+int probe_process_exec(void *ctx)
+{
+	if (tracing_this_process())
+		send_socket_end(TLSTAP_SOCKET_EXEC, -1);
 	return 0;
 }
 

@@ -94,9 +94,10 @@ int CTLSTapBPF_map_fd(struct tlstap_bpf *skel, enum CTLSTapBPF_Map map)
 }
 
 struct bpf_link *CTLSTapBPF_attach_uprobe(struct bpf_program *program, bool retprobe, pid_t pid,
-					  const char *path, const char *function)
+					  const char *path, const char *function, uint64_t cookie)
 {
-	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = retprobe, .func_name = function);
+	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = retprobe, .func_name = function,
+		    .bpf_cookie = cookie);
 
 	return bpf_program__attach_uprobe_opts(program, pid, path, 0, &opts);
 }
@@ -131,7 +132,7 @@ int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, bool plaintext, con
 		SLOT(probe_writev_enter),  SLOT(probe_sendto_enter),   SLOT(probe_recvfrom_enter),
 		SLOT(probe_sendmsg_enter), SLOT(probe_recvmsg_enter),  SLOT(probe_connect_enter),
 		SLOT(probe_connect_exit),  SLOT(probe_accept_exit),    SLOT(probe_accept4_exit),
-		SLOT(probe_close_enter),   SLOT(probe_process_exit),
+		SLOT(probe_close_enter),   SLOT(probe_process_exit),    SLOT(probe_process_exec),
 	};
 	struct probe_slot plaintext_only[] = {
 		SLOT(probe_read_exit),	  SLOT(probe_write_exit),    SLOT(probe_readv_exit),

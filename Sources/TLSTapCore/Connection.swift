@@ -67,6 +67,8 @@ public struct SocketEvent: Sendable, Equatable {
         case close = 4
         /// The process exited; all its sockets are gone.
         case exit = 5
+        /// The process exec'd a new program (not a socket event: fd is -1).
+        case exec = 6
     }
 
     public var kind: Kind

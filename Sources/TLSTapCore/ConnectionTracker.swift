@@ -55,6 +55,8 @@ public struct ConnectionTracker {
         case .close:
             guard let entry = entries.removeValue(forKey: key), entry.announced else { return [] }
             return [.closed(entry.connection, timeNanoseconds: time)]
+        case .exec:
+            return []
         case .exit:
             let gone = entries.filter { $0.key.pid == socket.pid }
             for key in gone.keys { entries[key] = nil }

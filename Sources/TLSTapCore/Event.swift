@@ -4,6 +4,7 @@ public enum TLSLibrary: UInt8, Sendable, CaseIterable {
     /// Plaintext TCP through syscalls (`--plaintext`).
     case socket = 2
     case gnutls = 3
+    case boringssl = 4
 
     /// The name used in every output (`lib` in JSON).
     public var name: String {
@@ -11,6 +12,7 @@ public enum TLSLibrary: UInt8, Sendable, CaseIterable {
         case .openssl: "openssl"
         case .socket: "socket"
         case .gnutls: "gnutls"
+        case .boringssl: "boringssl"
         }
     }
 }

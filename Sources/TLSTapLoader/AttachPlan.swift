@@ -20,7 +20,8 @@ public struct AttachPlan: Sendable {
         if !filters.pids.isEmpty {
             var attachments: [Attachment] = []
             for pid in filters.pids {
-                for library in LibraryDiscovery.distinct(try LibraryDiscovery.libraries(mappedBy: pid)) {
+                let libraries = try LibraryDiscovery.libraries(mappedBy: pid) + LibraryDiscovery.embeddedLibraries(of: pid)
+                for library in LibraryDiscovery.distinct(libraries) {
                     attachments.append(Attachment(library: library, pid: pid))
                 }
             }
@@ -32,6 +33,7 @@ public struct AttachPlan: Sendable {
             for pid in LibraryDiscovery.allProcesses() {
                 if !wanted.isEmpty, !wanted.contains(LibraryDiscovery.comm(of: pid) ?? "") { continue }
                 libraries += (try? LibraryDiscovery.libraries(mappedBy: pid)) ?? []
+                libraries += LibraryDiscovery.embeddedLibraries(of: pid)
             }
         }
         return AttachPlan(attachments: LibraryDiscovery.distinct(libraries).map { Attachment(library: $0, pid: -1) })

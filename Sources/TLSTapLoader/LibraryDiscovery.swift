@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import TLSTapCore
 
 /// A TLS library file to put probes in.
@@ -10,6 +11,8 @@ public struct LibraryTarget: Equatable, Sendable {
     public var library: TLSLibrary
     /// Why this file was chosen, for `tlstap check` and error messages.
     public var reason: String
+    /// Prepended to every probed symbol (BoringSSL vendored with a prefix).
+    public var symbolPrefix = ""
 }
 
 /// Finds the TLS libraries to attach to: the ones the traced processes map,
@@ -52,6 +55,60 @@ public enum LibraryDiscovery {
             guard let library = library(ofFile: file.path) else { return nil }
             return target(path: "/proc/\(pid)/root" + file.path, library: library, reason: "process \(pid) maps \(file.path)")
         }
+    }
+
+    /// Remembers, per file, whether it embeds an OpenSSL-compatible library,
+    /// so each executable or shared object is read once per run.
+    private static let embeddedCache = Mutex<[FileIdentity: (prefix: String, boringSSL: Bool)?]>([:])
+
+    /// `path` as a target if it carries OpenSSL or BoringSSL linked in (an
+    /// executable such as node, or a shared object that is not libssl).
+    public static func embeddedTarget(path: String, reason: String) -> LibraryTarget? {
+        guard let identity = ProcFS.fileIdentity(path) else { return nil }
+        let found: (prefix: String, boringSSL: Bool)?
+        if let cached = embeddedCache.withLock({ $0[identity] }) {
+            found = cached
+        } else {
+            found = ELFSymbols.embeddedOpenSSL(inFile: path)
+            embeddedCache.withLock { $0[identity] = .some(found) }
+        }
+        guard let found else { return nil }
+        var target = LibraryTarget(path: path, identity: identity, library: found.boringSSL ? .boringssl : .openssl,
+                                   reason: reason + " (\(found.boringSSL ? "BoringSSL" : "OpenSSL") linked in)")
+        target.symbolPrefix = found.prefix
+        return target
+    }
+
+    /// TLS libraries linked into process `pid`'s executable or into shared
+    /// objects it maps that are not libssl/libgnutls themselves.
+    public static func embeddedLibraries(of pid: Int32) -> [LibraryTarget] {
+        var paths: [String] = []
+        if let exe = executable(of: pid) { paths.append(exe) }
+        if let maps = try? ProcFS.readText("/proc/\(pid)/maps") {
+            paths += ProcessMaps.mappedFiles(maps).map(\.path)
+                .filter { library(ofFile: $0) == nil && $0.contains(".so") && !isSystemRuntime($0) }
+        }
+        return paths.compactMap { path in
+            embeddedTarget(path: "/proc/\(pid)/root" + path, reason: "process \(pid) runs or maps \(path)")
+        }
+    }
+
+    /// The path of the program a process runs, as it sees it.
+    public static func executable(of pid: Int32) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let length = readlink("/proc/\(pid)/exe", &buffer, buffer.count - 1)
+        guard length > 0 else { return nil }
+        var path = String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if path.hasSuffix(" (deleted)") { path.removeLast(" (deleted)".count) }
+        return path
+    }
+
+    /// C and language runtimes, which never embed a TLS library: not worth reading.
+    private static func isSystemRuntime(_ path: String) -> Bool {
+        let name = path.split(separator: "/").last ?? ""
+        return ["libc.so", "libm.so", "ld-linux", "libpthread", "libdl.so", "librt.so", "libgcc_s", "libstdc++",
+                "libswiftCore", "libFoundation", "libdispatch", "libz.so", "libcrypto.so"]
+            .contains { name.hasPrefix($0) || name.contains($0) }
     }
 
     /// The PIDs of every process now running.

@@ -51,3 +51,12 @@ public struct FileIdentity: Hashable, Sendable {
     public var device: UInt64
     public var inode: UInt64
 }
+
+/// Path questions the session asks about processes.
+public enum ProcFSPaths {
+    /// Whether two paths name the same file (device and inode).
+    public static func sameFile(_ first: String, _ second: String) -> Bool {
+        guard let a = ProcFS.fileIdentity(first), let b = ProcFS.fileIdentity(second) else { return false }
+        return a == b
+    }
+}

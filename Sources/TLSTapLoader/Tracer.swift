@@ -64,7 +64,7 @@ public final class Tracer {
     /// The probes to attach in a file of `library`.
     static func probes(for library: TLSLibrary) -> [ProbeSpec] {
         switch library {
-        case .openssl: openSSLProbes
+        case .openssl, .boringssl: openSSLProbes
         case .gnutls: gnuTLSProbes
         case .socket: []
         }
@@ -152,17 +152,20 @@ public final class Tracer {
         var results: [AttachResult] = []
         for probe in Self.probes(for: target.library) {
             for (program, isReturn) in [(probe.enter, false), (probe.exit, true)] {
+                // The cookie tells the shared OpenSSL-API programs which library this is.
                 let link = CTLSTapBPF_attach_uprobe(
-                    CTLSTapBPF_program(skeleton, program), isReturn, pid, target.path, probe.symbol)
+                    CTLSTapBPF_program(skeleton, program), isReturn, pid, target.path,
+                    target.symbolPrefix + probe.symbol, UInt64(target.library.rawValue))
                 if let link {
                     links.append(link)
-                    results.append(AttachResult(path: target.path, symbol: probe.symbol, returnProbe: isReturn))
+                    results.append(AttachResult(path: target.path, symbol: target.symbolPrefix + probe.symbol,
+                                                returnProbe: isReturn))
                 } else {
                     let reason = String(cString: strerror(errno))
-                    results.append(AttachResult(path: target.path, symbol: probe.symbol, returnProbe: isReturn,
-                                                failure: reason))
+                    results.append(AttachResult(path: target.path, symbol: target.symbolPrefix + probe.symbol,
+                                                returnProbe: isReturn, failure: reason))
                     if !probe.optional {
-                        logger.warning("cannot attach to \(probe.symbol) in \(target.path): \(reason)")
+                        logger.warning("cannot attach to \(target.symbolPrefix + probe.symbol) in \(target.path): \(reason)")
                     }
                     break  // no return probe without its entry probe
                 }

@@ -40,6 +40,11 @@ public final class TraceSession {
     private var rawLog: (file: OutputFile, buffer: [UInt8])?
     private var outputError: OutputError?
     private var reportedLost = LostCounts.zero
+    /// Files with probes, so a program exec'd again is not attached twice.
+    private var attachedFiles = Set<FileIdentity>()
+    /// Whether programs exec'd later are examined for linked-in TLS (all
+    /// scopes but -p, whose probes are bound to the given processes).
+    private var followsExecs = false
     public private(set) var summary = TraceSummary()
 
     /// Loads the programs with `filters`; attach with `attach(_:)`.
@@ -74,7 +79,9 @@ public final class TraceSession {
     /// - Throws: when not a single probe could be attached.
     public func attach(_ plan: AttachPlan) throws(LoaderError) {
         guard let tracer else { return }
+        followsExecs = plan.attachments.allSatisfy { $0.pid == -1 }
         for attachment in plan.attachments {
+            attachedFiles.insert(attachment.library.identity)
             let attached = tracer.attach(attachment.library, pid: attachment.pid).filter { $0.failure == nil }.count
             let scope = attachment.pid == -1 ? "all processes" : "PID \(attachment.pid)"
             logger.info(
@@ -141,12 +148,36 @@ public final class TraceSession {
             case .chunk(let chunk):
                 for event in assembler.add(chunk) { emit(event) }
             case .socket(let socket):
+                if socket.kind == .exec && followsExecs { attachLinkedTLS(pid: Int32(bitPattern: socket.pid)) }
                 for ended in connections.handle(socket) { emit(ended) }
             }
         } catch {
             summary.malformedRecords += 1
             logger.error("malformed record from the kernel: \(error)")
         }
+    }
+
+    /// Attaches to a TLS library linked into the program `pid` now runs, if
+    /// there is one and it has no probes yet.
+    public func attachLinkedTLS(pid: Int32) {
+        guard let tracer, let exe = LibraryDiscovery.executable(of: pid) else { return }
+        // A path that outlives the process: its own if it names the same file here, else through its root.
+        let path = ProcFSPaths.sameFile(exe, "/proc/\(pid)/exe") ? exe : "/proc/\(pid)/root" + exe
+        guard let target = LibraryDiscovery.embeddedTarget(path: path, reason: "process \(pid) exec'd \(exe)"),
+            attachedFiles.insert(target.identity).inserted
+        else { return }
+        let attached = tracer.attach(target).filter { $0.failure == nil }.count
+        logger.info("attached \(attached) probes in \(exe) for all processes (\(target.reason))")
+    }
+
+    /// Attaches to a TLS library linked into the program at `path` before it
+    /// runs (the command of `tlstap -- COMMAND`).
+    public func attachLinkedTLS(path: String) {
+        guard let tracer, let target = LibraryDiscovery.embeddedTarget(path: path, reason: "the command is \(path)"),
+            attachedFiles.insert(target.identity).inserted
+        else { return }
+        let attached = tracer.attach(target).filter { $0.failure == nil }.count
+        logger.info("attached \(attached) probes in \(path) for all processes (\(target.reason))")
     }
 
     private func emit(_ event: DataEvent) {

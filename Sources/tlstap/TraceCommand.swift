@@ -80,6 +80,7 @@ struct TraceCommand: ParsableCommand {
             filters: filters, ringBufferBytes: UInt32(ringBufferMiB) << 20, sink: sink,
             http: output.httpLimits, rawLogPath: saveRaw, logger: logger)
         try session.attach(try AttachPlan.make(for: filters))
+        if let program = command.first.flatMap(ChildProcess.resolve) { session.attachLinkedTLS(path: program) }
 
         // Started only now, with every probe in place, so its first call is seen.
         let traced = try cgroup.map { cgroup throws(LoaderError) in try TracedCommand(command, in: cgroup) }

@@ -91,3 +91,28 @@ import Testing
         #expect(ChildProcess.resolve("no-such-program-tlstap") == nil)
     }
 }
+
+@Suite struct ELFSymbolTests {
+    @Test func opensslsOwnLibraryExportsItsFunctions() throws {
+        let names = try #require(ELFSymbols.functionNames("/lib/x86_64-linux-gnu/libssl.so.3", tables: [11]))
+        #expect(names.isSuperset(of: ["SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex"]))
+        let found = try #require(ELFSymbols.embeddedOpenSSL(inFile: "/lib/x86_64-linux-gnu/libssl.so.3"))
+        #expect(found.prefix == "" && !found.boringSSL)
+    }
+
+    @Test func programsWithoutTLSAndNonELFFilesHaveNone() {
+        #expect(ELFSymbols.embeddedOpenSSL(inFile: "/bin/ls") == nil)
+        #expect(ELFSymbols.functionNames("/etc/hostname") == nil)
+        #expect(ELFSymbols.functionNames("/no/such/file") == nil)
+    }
+
+    /// A vendored BoringSSL with prefixed names, as swift-nio-ssl builds it.
+    @Test func prefixedBoringSSLIsRecognised() {
+        let names: Set<String> = ["CNIOBoringSSL_SSL_write", "CNIOBoringSSL_SSL_read", "CNIOBoringSSL_SSL_CTX_set_grease_enabled",
+                                  "other_function"]
+        let found = ELFSymbols.embeddedOpenSSL(in: names)
+        #expect(found?.prefix == "CNIOBoringSSL_")
+        #expect(found?.boringSSL == true)
+        #expect(ELFSymbols.embeddedOpenSSL(in: ["MySSL_write", "MySSL_read"]) == nil)  // no separator: not a prefix
+    }
+}

@@ -41,6 +41,7 @@ enum tlstap_library {
 	TLSTAP_LIB_OPENSSL = 1,
 	TLSTAP_LIB_SOCKET = 2, /* plaintext TCP through syscalls (--plaintext) */
 	TLSTAP_LIB_GNUTLS = 3,
+	TLSTAP_LIB_BORINGSSL = 4, /* OpenSSL-compatible API, often with prefixed symbols */
 };
 
 /* The probed function. */
@@ -71,6 +72,7 @@ enum tlstap_socket_event {
 	TLSTAP_SOCKET_MID = 3,	   /* first seen in use: opened before tlstap, or inherited */
 	TLSTAP_SOCKET_CLOSE = 4,   /* close() of a tracked fd */
 	TLSTAP_SOCKET_EXIT = 5,	   /* the process exited: all its fds are gone */
+	TLSTAP_SOCKET_EXEC = 6,	   /* the process exec'd a new program (fd -1): look for TLS in it */
 };
 
 /* Who opened the connection. */

@@ -70,11 +70,12 @@ int CTLSTapBPF_map_fd(struct tlstap_bpf *skel, enum CTLSTapBPF_Map map);
 
 /*
  * Attaches `program` as a uprobe (or uretprobe) on `function` in the ELF file
- * at `path`, for process `pid` or for all processes when pid is -1.
+ * at `path`, for process `pid` or for all processes when pid is -1, with
+ * `cookie` readable in BPF through bpf_get_attach_cookie.
  * NULL with errno set on failure.
  */
 struct bpf_link *CTLSTapBPF_attach_uprobe(struct bpf_program *program, bool retprobe, pid_t pid,
-					  const char *path, const char *function);
+					  const char *path, const char *function, uint64_t cookie);
 
 /*
  * Whether the kernel loads an fentry program (BPF trampolines): loads a

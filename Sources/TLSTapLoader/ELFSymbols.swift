@@ -1,0 +1,97 @@
+import Glibc
+
+/// Reads the function symbols of an ELF64 little-endian file (.dynsym and
+/// .symtab), to find TLS libraries linked statically into executables or
+/// other shared objects. Reads only headers and symbol tables, with pread.
+public enum ELFSymbols {
+    /// The OpenSSL-compatible library linked into the file at `path`: looks in
+    /// the exported symbols (.dynsym, small) first and in .symtab only if
+    /// that finds nothing, so a large executable is examined quickly.
+    public static func embeddedOpenSSL(inFile path: String) -> (prefix: String, boringSSL: Bool)? {
+        // Only names that can matter are kept: a large binary exports tens of thousands.
+        let relevant = { (name: Substring) in name.contains("SSL_") }
+        if let exported = functionNames(path, tables: [11], keeping: relevant),
+            let found = embeddedOpenSSL(in: exported)
+        {
+            return found
+        }
+        return functionNames(path, tables: [2], keeping: relevant).flatMap(embeddedOpenSSL(in:))
+    }
+
+    /// Defined function names of the file at `path`, or nil if it is not a
+    /// readable ELF64 file.
+    /// - Parameter tables: section types to read: 2 (.symtab), 11 (.dynsym).
+    /// - Parameter keeping: which names to collect.
+    public static func functionNames(
+        _ path: String, tables: Set<UInt32> = [2, 11], keeping: (Substring) -> Bool = { _ in true }
+    ) -> Set<String>? {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        func read(_ offset: UInt64, _ count: Int) -> [UInt8]? {
+            guard count >= 0, count <= 256 << 20 else { return nil }
+            var bytes = [UInt8](repeating: 0, count: count)
+            let got = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, count, off_t(offset)) }
+            return got == count ? bytes : nil
+        }
+        guard let header = read(0, 64), header.starts(with: [0x7f, 0x45, 0x4c, 0x46, 2, 1]) else { return nil }
+        let sectionOffset = header.uint64(0x28)
+        let sectionSize = Int(header.uint16(0x3a))
+        let sectionCount = Int(header.uint16(0x3c))
+        guard sectionSize >= 64, sectionCount > 0, sectionCount < 65_536,
+            let sections = read(sectionOffset, sectionSize * sectionCount)
+        else { return nil }
+
+        var names = Set<String>()
+        for index in 0..<sectionCount {
+            let base = index * sectionSize
+            let type = sections.uint32(base + 4)
+            guard tables.contains(type) else { continue }  // SHT_SYMTAB 2, SHT_DYNSYM 11
+            let link = Int(sections.uint32(base + 0x28))
+            guard link < sectionCount,
+                let symbols = read(sections.uint64(base + 0x18), Int(sections.uint64(base + 0x20))),
+                let strings = read(sections.uint64(link * sectionSize + 0x18), Int(sections.uint64(link * sectionSize + 0x20)))
+            else { continue }
+            for offset in stride(from: 0, to: symbols.count - 23, by: 24) {
+                let info = symbols[offset + 4]
+                let sectionIndex = symbols.uint16(offset + 6)
+                guard info & 0xf == 2, sectionIndex != 0 else { continue }  // STT_FUNC, defined
+                let nameOffset = Int(symbols.uint32(offset))
+                guard nameOffset < strings.count, let end = strings[nameOffset...].firstIndex(of: 0) else { continue }
+                let name = Substring(decoding: strings[nameOffset..<end], as: UTF8.self)
+                if keeping(name) { names.insert(String(name)) }
+            }
+        }
+        return names
+    }
+
+    /// The OpenSSL-compatible TLS library in a file's symbols, if any: its
+    /// symbol prefix (empty for OpenSSL's own names; BoringSSL as vendored by
+    /// swift-nio-ssl prefixes every symbol) and whether it is BoringSSL.
+    public static func embeddedOpenSSL(in names: Set<String>) -> (prefix: String, boringSSL: Bool)? {
+        for name in names where name.hasSuffix("SSL_write") {
+            let prefix = String(name.dropLast("SSL_write".count))
+            guard prefix.isEmpty || prefix.hasSuffix("_"), names.contains(prefix + "SSL_read") else { continue }
+            let boring = names.contains(prefix + "SSL_CTX_set_grease_enabled") || names.contains(prefix + "BORINGSSL_self_test")
+            return (prefix, boring)
+        }
+        return nil
+    }
+}
+
+extension Array where Element == UInt8 {
+    fileprivate func uint16(_ offset: Int) -> UInt16 {
+        guard offset + 2 <= count else { return 0 }
+        return UInt16(self[offset]) | UInt16(self[offset + 1]) << 8
+    }
+
+    fileprivate func uint32(_ offset: Int) -> UInt32 {
+        guard offset + 4 <= count else { return 0 }
+        return (0..<4).reduce(0) { $0 | UInt32(self[offset + $1]) << (8 * UInt32($1)) }
+    }
+
+    fileprivate func uint64(_ offset: Int) -> UInt64 {
+        guard offset + 8 <= count else { return 0 }
+        return (0..<8).reduce(0) { $0 | UInt64(self[offset + $1]) << (8 * UInt64($1)) }
+    }
+}
