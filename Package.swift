@@ -31,11 +31,12 @@ let package = Package(
         .target(
             name: "TLSTapLoader",
             dependencies: [
-                "CLibbpf", "CTLSTapABI", "CTLSTapBPF", "TLSTapCore",
+                "CLibbpf", "CTLSTapABI", "CTLSTapBPF", "TLSTapCore", "CCapstone",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(name: "TLSTapOutput", dependencies: ["TLSTapCore", "TLSTapHTTP"]),
+        .systemLibrary(name: "CCapstone", pkgConfig: "capstone", providers: [.apt(["libcapstone-dev"])]),
         .systemLibrary(name: "CBrotli", pkgConfig: "libbrotlidec", providers: [.apt(["libbrotli-dev"])]),
         .target(
             name: "TLSTapHTTP",

@@ -47,6 +47,20 @@ struct emit_state {
 	__u64 segment_len;
 };
 
+/*
+ * Waking the reader for every record costs more than the copy (measured in
+ * BENCHMARKS.md: most of the return probe's time). Records go in without a
+ * wakeup; user space polls every few milliseconds, and BPF wakes it at once
+ * only when the buffer is filling up.
+ */
+#define TLSTAP_WAKEUP_THRESHOLD (1 << 20)
+
+static __always_inline __u64 wakeup_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= TLSTAP_WAKEUP_THRESHOLD ? BPF_RB_FORCE_WAKEUP
+											 : BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void count_lost(__u64 bytes)
 {
 	__u32 zero = 0;
@@ -81,7 +95,7 @@ static long emit_chunk(__u32 index, void *data)
 	record->header.chunk_len = len;
 	record->header.chunk_offset = state->segment_offset + offset;
 	if (bpf_probe_read_user(record->payload, len, (void *)(state->buffer + offset)) ||
-	    bpf_ringbuf_output(&events, record, sizeof(record->header) + len, 0))
+	    bpf_ringbuf_output(&events, record, sizeof(record->header) + len, wakeup_flags()))
 		count_lost(len);
 	return 0;
 }

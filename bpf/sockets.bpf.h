@@ -165,7 +165,7 @@ static __always_inline struct socket_state *track_socket(int fd, __u8 event, __u
 	bpf_get_current_comm(record->comm, sizeof(record->comm));
 	state.sk = (__u64)sk;
 	state.wanted = address_wanted(record);
-	bpf_ringbuf_submit(record, 0);
+	bpf_ringbuf_submit(record, wakeup_flags());
 
 	bpf_map_update_elem(&sockets, &key, &state, BPF_ANY);
 	return bpf_map_lookup_elem(&sockets, &key);
@@ -200,7 +200,7 @@ static __always_inline void send_socket_end(__u8 event, int fd)
 	record->fd = fd;
 	record->time_ns = bpf_ktime_get_ns();
 	bpf_get_current_comm(record->comm, sizeof(record->comm));
-	bpf_ringbuf_submit(record, 0);
+	bpf_ringbuf_submit(record, wakeup_flags());
 }
 
 #endif /* TLSTAP_SOCKETS_BPF_H */

@@ -49,42 +49,15 @@ static __always_inline int call_fd(struct tls_call *call, __u32 tgid)
 	return known ? *known : -1;
 }
 
-static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
+/*
+ * Sends the plaintext of a finished call: `call` names the library, function,
+ * TLS object and buffer; `moved` is the byte count the call returned.
+ */
+static __always_inline void send_call(struct tls_call *call, __u8 direction, __u64 moved, int fd)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
-	struct tls_call *call = bpf_map_lookup_elem(&tls_calls, &thread);
 	struct emit_state state = {};
 	struct socket_state *socket = NULL;
-	long ret = PT_REGS_RC(ctx);
-	__u64 moved = 0;
-	int fd;
-
-	if (!call)
-		return;
-	if (call->function == TLSTAP_FUNC_SSL_WRITE_EX || call->function == TLSTAP_FUNC_SSL_READ_EX) {
-		/* SSL_{read,write}_ex return 1 and store the count through a pointer. */
-		if ((int)ret == 1)
-			bpf_probe_read_user(&moved, sizeof(moved), (void *)call->length_out);
-	} else if (call->library == TLSTAP_LIB_GNUTLS) {
-		/* gnutls_record_send/recv return ssize_t. */
-		if (ret > 0)
-			moved = ret;
-	} else if ((int)ret > 0) {
-		moved = (int)ret;
-	}
-
-	state.header.kind = TLSTAP_RECORD_DATA;
-	state.header.library = call->library;
-	state.header.function = call->function;
-	state.header.direction = direction;
-	state.header.pid = thread >> 32;
-	state.header.tid = (__u32)thread;
-	state.header.call_time_ns = bpf_ktime_get_ns();
-	state.header.ssl = call->ssl;
-	state.header.total_len = moved;
-	state.buffer = call->buffer;
-	fd = call_fd(call, thread >> 32);
-	bpf_map_delete_elem(&tls_calls, &thread);
 
 	if (!moved)
 		return;
@@ -94,9 +67,47 @@ static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
 		return;
 	if (socket)
 		socket->is_tls = 1; /* its syscalls carry ciphertext from now on */
+	state.header.kind = TLSTAP_RECORD_DATA;
+	state.header.library = call->library;
+	state.header.function = call->function;
+	state.header.direction = direction;
+	state.header.pid = thread >> 32;
+	state.header.tid = (__u32)thread;
+	state.header.call_time_ns = bpf_ktime_get_ns();
+	state.header.ssl = call->ssl;
+	state.header.total_len = moved;
 	state.header.fd = socket ? fd : -1;
+	state.buffer = call->buffer;
 	bpf_get_current_comm(state.header.comm, sizeof(state.header.comm));
 	emit_payload(&state);
+}
+
+static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
+{
+	__u64 thread = bpf_get_current_pid_tgid();
+	struct tls_call *pending = bpf_map_lookup_elem(&tls_calls, &thread);
+	long ret = PT_REGS_RC(ctx);
+	struct tls_call call;
+	__u64 moved = 0;
+	int fd;
+
+	if (!pending)
+		return;
+	call = *pending;
+	if (call.function == TLSTAP_FUNC_SSL_WRITE_EX || call.function == TLSTAP_FUNC_SSL_READ_EX) {
+		/* SSL_{read,write}_ex return 1 and store the count through a pointer. */
+		if ((int)ret == 1)
+			bpf_probe_read_user(&moved, sizeof(moved), (void *)call.length_out);
+	} else if (call.library == TLSTAP_LIB_GNUTLS) {
+		/* gnutls_record_send/recv return ssize_t. */
+		if (ret > 0)
+			moved = ret;
+	} else if ((int)ret > 0) {
+		moved = (int)ret;
+	}
+	fd = call_fd(&call, thread >> 32);
+	bpf_map_delete_elem(&tls_calls, &thread);
+	send_call(&call, direction, moved, fd);
 }
 
 /*
@@ -176,6 +187,100 @@ SEC("uretprobe")
 int probe_ssl_read_exit(struct pt_regs *ctx)
 {
 	finish_call(ctx, TLSTAP_DIR_IN);
+	return 0;
+}
+
+/*
+ * Go's crypto/tls, compiled into the program. Go 1.17+ passes arguments in
+ * registers (ABIInternal): the receiver in RAX, a slice's pointer and length
+ * in RBX and RCX, results in RAX (n) and RBX/RCX (error). R14 holds the
+ * running goroutine. A goroutine can move to another thread, and the runtime
+ * moves its stack, so calls are keyed by goroutine and finished by probes on
+ * the function's RET instructions: a uretprobe's return-address trampoline
+ * on a goroutine stack would crash the program.
+ */
+struct go_call_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 goroutine;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TLSTAP_MAX_THREADS);
+	__type(key, struct go_call_key);
+	__type(value, struct tls_call);
+} go_calls SEC(".maps");
+
+static __always_inline void go_remember(struct pt_regs *ctx, __u8 function)
+{
+	__u64 thread = bpf_get_current_pid_tgid();
+	struct go_call_key key = { .tgid = thread >> 32, .goroutine = ctx->r14 };
+	struct tls_call call = {
+		.ssl = ctx->ax,
+		.buffer = ctx->bx,
+		.function = function,
+		.library = TLSTAP_LIB_GO,
+		.fd = -1,
+	};
+
+	if (!tracing_this_process())
+		return;
+	bpf_map_update_elem(&go_calls, &key, &call, BPF_ANY);
+	/* Also by thread, so a socket syscall the goroutine makes here names the fd. */
+	bpf_map_update_elem(&tls_calls, &thread, &call, BPF_ANY);
+}
+
+static __always_inline void go_finish(struct pt_regs *ctx, __u8 direction)
+{
+	__u64 thread = bpf_get_current_pid_tgid();
+	struct go_call_key key = { .tgid = thread >> 32, .goroutine = ctx->r14 };
+	struct tls_call *pending = bpf_map_lookup_elem(&go_calls, &key);
+	struct tls_call *on_thread = bpf_map_lookup_elem(&tls_calls, &thread);
+	long n = ctx->ax;
+	struct tls_call call;
+
+	if (!pending)
+		return;
+	call = *pending;
+	bpf_map_delete_elem(&go_calls, &key);
+	/* The goroutine may have resumed on another thread: use its fd only if it is this call's. */
+	if (on_thread && on_thread->ssl == call.ssl && on_thread->library == TLSTAP_LIB_GO) {
+		call.fd = on_thread->fd;
+		bpf_map_delete_elem(&tls_calls, &thread);
+	}
+	send_call(&call, direction, n > 0 ? n : 0, call_fd(&call, thread >> 32));
+}
+
+/* crypto/tls.(*Conn).Write(b []byte) (int, error): entry. */
+SEC("uprobe")
+int probe_go_write_enter(struct pt_regs *ctx)
+{
+	go_remember(ctx, TLSTAP_FUNC_GO_WRITE);
+	return 0;
+}
+
+/* crypto/tls.(*Conn).Read(b []byte) (int, error): entry. */
+SEC("uprobe")
+int probe_go_read_enter(struct pt_regs *ctx)
+{
+	go_remember(ctx, TLSTAP_FUNC_GO_READ);
+	return 0;
+}
+
+/* Each RET of (*Conn).Write. */
+SEC("uprobe")
+int probe_go_write_return(struct pt_regs *ctx)
+{
+	go_finish(ctx, TLSTAP_DIR_OUT);
+	return 0;
+}
+
+/* Each RET of (*Conn).Read. */
+SEC("uprobe")
+int probe_go_read_return(struct pt_regs *ctx)
+{
+	go_finish(ctx, TLSTAP_DIR_IN);
 	return 0;
 }
 

@@ -70,6 +70,14 @@ struct bpf_program *CTLSTapBPF_program(struct tlstap_bpf *skel, enum CTLSTapBPF_
 		return skel->progs.probe_gnutls_send_enter;
 	case CTLSTapBPF_GNUTLS_RECV_ENTER:
 		return skel->progs.probe_gnutls_recv_enter;
+	case CTLSTapBPF_GO_WRITE_ENTER:
+		return skel->progs.probe_go_write_enter;
+	case CTLSTapBPF_GO_READ_ENTER:
+		return skel->progs.probe_go_read_enter;
+	case CTLSTapBPF_GO_WRITE_RETURN:
+		return skel->progs.probe_go_write_return;
+	case CTLSTapBPF_GO_READ_RETURN:
+		return skel->progs.probe_go_read_return;
 	}
 	return NULL;
 }
@@ -94,12 +102,13 @@ int CTLSTapBPF_map_fd(struct tlstap_bpf *skel, enum CTLSTapBPF_Map map)
 }
 
 struct bpf_link *CTLSTapBPF_attach_uprobe(struct bpf_program *program, bool retprobe, pid_t pid,
-					  const char *path, const char *function, uint64_t cookie)
+					  const char *path, const char *function, uint64_t offset,
+					  uint64_t cookie)
 {
 	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = retprobe, .func_name = function,
 		    .bpf_cookie = cookie);
 
-	return bpf_program__attach_uprobe_opts(program, pid, path, 0, &opts);
+	return bpf_program__attach_uprobe_opts(program, pid, path, function ? 0 : offset, &opts);
 }
 
 /* A program and the skeleton slot for its link, so destroy() detaches it. */

@@ -5,6 +5,8 @@ public enum TLSLibrary: UInt8, Sendable, CaseIterable {
     case socket = 2
     case gnutls = 3
     case boringssl = 4
+    /// Go's crypto/tls.
+    case go = 5
 
     /// The name used in every output (`lib` in JSON).
     public var name: String {
@@ -13,6 +15,7 @@ public enum TLSLibrary: UInt8, Sendable, CaseIterable {
         case .socket: "socket"
         case .gnutls: "gnutls"
         case .boringssl: "boringssl"
+        case .go: "go"
         }
     }
 }
@@ -25,6 +28,8 @@ public enum TLSFunction: UInt8, Sendable, CaseIterable {
     case sslReadEx = 4
     case gnutlsRecordSend = 5
     case gnutlsRecordRecv = 6
+    case goWrite = 7
+    case goRead = 8
     case write = 10
     case read = 11
     case sendto = 12
@@ -43,6 +48,8 @@ public enum TLSFunction: UInt8, Sendable, CaseIterable {
         case .sslReadEx: "SSL_read_ex"
         case .gnutlsRecordSend: "gnutls_record_send"
         case .gnutlsRecordRecv: "gnutls_record_recv"
+        case .goWrite: "crypto/tls.(*Conn).Write"
+        case .goRead: "crypto/tls.(*Conn).Read"
         case .write: "write"
         case .read: "read"
         case .sendto: "sendto"

@@ -79,6 +79,79 @@ public enum ELFSymbols {
     }
 }
 
+extension ELFSymbols {
+    /// A function symbol's place in the file.
+    public struct Function: Equatable, Sendable {
+        public var address: UInt64
+        public var size: UInt64
+        /// Where its first byte is in the file (address translated through PT_LOAD).
+        public var fileOffset: UInt64
+    }
+
+    /// The named function symbols of the file at `path` (.symtab and .dynsym).
+    public static func functions(_ path: String, named wanted: Set<String>) -> [String: Function]? {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        func read(_ offset: UInt64, _ count: Int) -> [UInt8]? {
+            guard count >= 0, count <= 256 << 20 else { return nil }
+            var bytes = [UInt8](repeating: 0, count: count)
+            let got = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, count, off_t(offset)) }
+            return got == count ? bytes : nil
+        }
+        guard let header = read(0, 64), header.starts(with: [0x7f, 0x45, 0x4c, 0x46, 2, 1]) else { return nil }
+        // Program headers: PT_LOAD segments map addresses to file offsets.
+        let programOffset = header.uint64(0x20)
+        let programSize = Int(header.uint16(0x36))
+        let programCount = Int(header.uint16(0x38))
+        guard programSize >= 56, let programs = read(programOffset, programSize * programCount) else { return nil }
+        var segments: [(address: UInt64, size: UInt64, offset: UInt64)] = []
+        for index in 0..<programCount where programs.uint32(index * programSize) == 1 {  // PT_LOAD
+            let base = index * programSize
+            segments.append((programs.uint64(base + 0x10), programs.uint64(base + 0x20), programs.uint64(base + 0x08)))
+        }
+        let sectionOffset = header.uint64(0x28)
+        let sectionSize = Int(header.uint16(0x3a))
+        let sectionCount = Int(header.uint16(0x3c))
+        guard sectionSize >= 64, sectionCount > 0, sectionCount < 65_536,
+            let sections = read(sectionOffset, sectionSize * sectionCount)
+        else { return nil }
+        var found: [String: Function] = [:]
+        for index in 0..<sectionCount {
+            let base = index * sectionSize
+            let type = sections.uint32(base + 4)
+            guard type == 2 || type == 11 else { continue }
+            let link = Int(sections.uint32(base + 0x28))
+            guard link < sectionCount,
+                let symbols = read(sections.uint64(base + 0x18), Int(sections.uint64(base + 0x20))),
+                let strings = read(sections.uint64(link * sectionSize + 0x18), Int(sections.uint64(link * sectionSize + 0x20)))
+            else { continue }
+            for offset in stride(from: 0, to: symbols.count - 23, by: 24) where symbols[offset + 4] & 0xf == 2 {
+                let nameOffset = Int(symbols.uint32(offset))
+                guard nameOffset < strings.count, let end = strings[nameOffset...].firstIndex(of: 0) else { continue }
+                let name = String(decoding: strings[nameOffset..<end], as: UTF8.self)
+                guard wanted.contains(name) else { continue }
+                let address = symbols.uint64(offset + 8)
+                guard let segment = segments.first(where: { address >= $0.address && address < $0.address + $0.size })
+                else { continue }
+                found[name] = Function(address: address, size: symbols.uint64(offset + 16),
+                                       fileOffset: address - segment.address + segment.offset)
+            }
+        }
+        return found
+    }
+
+    /// `count` bytes of the file at `offset`.
+    public static func bytes(_ path: String, at offset: UInt64, count: Int) -> [UInt8]? {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var bytes = [UInt8](repeating: 0, count: count)
+        let got = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, count, off_t(offset)) }
+        return got == count ? bytes : nil
+    }
+}
+
 extension Array where Element == UInt8 {
     fileprivate func uint16(_ offset: Int) -> UInt16 {
         guard offset + 2 <= count else { return 0 }

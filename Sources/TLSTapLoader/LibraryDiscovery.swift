@@ -13,6 +13,8 @@ public struct LibraryTarget: Equatable, Sendable {
     public var reason: String
     /// Prepended to every probed symbol (BoringSSL vendored with a prefix).
     public var symbolPrefix = ""
+    /// For Go programs: where crypto/tls's Write and Read start and return.
+    public var goFunctions: GoTLSFunctions?
 }
 
 /// Finds the TLS libraries to attach to: the ones the traced processes map,
@@ -59,24 +61,46 @@ public enum LibraryDiscovery {
 
     /// Remembers, per file, whether it embeds an OpenSSL-compatible library,
     /// so each executable or shared object is read once per run.
-    private static let embeddedCache = Mutex<[FileIdentity: (prefix: String, boringSSL: Bool)?]>([:])
+    private enum EmbeddedTLS {
+        case none
+        case openSSL(prefix: String, boringSSL: Bool)
+        case go(GoTLSFunctions)
+    }
 
-    /// `path` as a target if it carries OpenSSL or BoringSSL linked in (an
-    /// executable such as node, or a shared object that is not libssl).
+    private static let embeddedCache = Mutex<[FileIdentity: EmbeddedTLS]>([:])
+
+    /// `path` as a target if it carries a TLS library linked in: OpenSSL or
+    /// BoringSSL (an executable such as node, or a shared object that is not
+    /// libssl), or Go's crypto/tls.
     public static func embeddedTarget(path: String, reason: String) -> LibraryTarget? {
         guard let identity = ProcFS.fileIdentity(path) else { return nil }
-        let found: (prefix: String, boringSSL: Bool)?
+        let found: EmbeddedTLS
         if let cached = embeddedCache.withLock({ $0[identity] }) {
             found = cached
         } else {
-            found = ELFSymbols.embeddedOpenSSL(inFile: path)
-            embeddedCache.withLock { $0[identity] = .some(found) }
+            if let openSSL = ELFSymbols.embeddedOpenSSL(inFile: path) {
+                found = .openSSL(prefix: openSSL.prefix, boringSSL: openSSL.boringSSL)
+            } else if let go = GoTLSFunctions.find(in: path) {
+                found = .go(go)
+            } else {
+                found = .none
+            }
+            embeddedCache.withLock { $0[identity] = found }
         }
-        guard let found else { return nil }
-        var target = LibraryTarget(path: path, identity: identity, library: found.boringSSL ? .boringssl : .openssl,
-                                   reason: reason + " (\(found.boringSSL ? "BoringSSL" : "OpenSSL") linked in)")
-        target.symbolPrefix = found.prefix
-        return target
+        switch found {
+        case .none:
+            return nil
+        case .openSSL(let prefix, let boringSSL):
+            var target = LibraryTarget(path: path, identity: identity, library: boringSSL ? .boringssl : .openssl,
+                                       reason: reason + " (\(boringSSL ? "BoringSSL" : "OpenSSL") linked in)")
+            target.symbolPrefix = prefix
+            return target
+        case .go(let functions):
+            var target = LibraryTarget(path: path, identity: identity, library: .go,
+                                       reason: reason + " (Go crypto/tls, \(functions.write.returns.count + functions.read.returns.count) return sites)")
+            target.goFunctions = functions
+            return target
+        }
     }
 
     /// TLS libraries linked into process `pid`'s executable or into shared

@@ -66,7 +66,7 @@ public final class Tracer {
         switch library {
         case .openssl, .boringssl: openSSLProbes
         case .gnutls: gnuTLSProbes
-        case .socket: []
+        case .socket, .go: []
         }
     }
 
@@ -149,13 +149,14 @@ public final class Tracer {
     /// - Returns: one result per probe tried.
     public func attach(_ target: LibraryTarget, pid: Int32 = -1) -> [AttachResult] {
         guard let skeleton else { return [] }
+        if let go = target.goFunctions { return attachGo(go, in: target, pid: pid) }
         var results: [AttachResult] = []
         for probe in Self.probes(for: target.library) {
             for (program, isReturn) in [(probe.enter, false), (probe.exit, true)] {
                 // The cookie tells the shared OpenSSL-API programs which library this is.
                 let link = CTLSTapBPF_attach_uprobe(
                     CTLSTapBPF_program(skeleton, program), isReturn, pid, target.path,
-                    target.symbolPrefix + probe.symbol, UInt64(target.library.rawValue))
+                    target.symbolPrefix + probe.symbol, 0, UInt64(target.library.rawValue))
                 if let link {
                     links.append(link)
                     results.append(AttachResult(path: target.path, symbol: target.symbolPrefix + probe.symbol,
@@ -168,6 +169,30 @@ public final class Tracer {
                         logger.warning("cannot attach to \(target.symbolPrefix + probe.symbol) in \(target.path): \(reason)")
                     }
                     break  // no return probe without its entry probe
+                }
+            }
+        }
+        return results
+    }
+
+    /// Go: uprobes at each function's entry and at each of its RET
+    /// instructions (never uretprobes: they break when Go moves a stack).
+    private func attachGo(_ go: GoTLSFunctions, in target: LibraryTarget, pid: Int32) -> [AttachResult] {
+        guard let skeleton else { return [] }
+        var results: [AttachResult] = []
+        for (function, enter, exit) in [(go.write, CTLSTapBPF_GO_WRITE_ENTER, CTLSTapBPF_GO_WRITE_RETURN),
+                                        (go.read, CTLSTapBPF_GO_READ_ENTER, CTLSTapBPF_GO_READ_RETURN)] {
+            for (program, offset, isReturn) in [(enter, function.entry, false)] + function.returns.map({ (exit, $0, true) }) {
+                let link = CTLSTapBPF_attach_uprobe(
+                    CTLSTapBPF_program(skeleton, program), false, pid, target.path, nil, offset, 0)
+                let symbol = function.name + (isReturn ? " RET at 0x" + String(offset, radix: 16) : "")
+                if let link {
+                    links.append(link)
+                    results.append(AttachResult(path: target.path, symbol: symbol, returnProbe: isReturn))
+                } else {
+                    let reason = String(cString: strerror(errno))
+                    logger.warning("cannot attach to \(symbol) in \(target.path): \(reason)")
+                    results.append(AttachResult(path: target.path, symbol: symbol, returnProbe: isReturn, failure: reason))
                 }
             }
         }

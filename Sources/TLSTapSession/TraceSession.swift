@@ -95,14 +95,18 @@ public final class TraceSession {
         }
     }
 
+    /// How long a poll waits: BPF wakes the reader only when the ring buffer
+    /// is filling up, so this is also the longest an event waits to be shown.
+    static let pollMilliseconds: Int32 = 20
+
     /// Polls and renders until `shouldStop` says so, then drains what is left.
-    /// - Parameter shouldStop: asked after every poll (at least every 100 ms).
+    /// - Parameter shouldStop: asked after every poll (at least every 20 ms).
     /// - Throws: `OutputError.writeFailed` when output cannot be written;
     ///   a closed reader ends the run normally.
     public func run(until shouldStop: () -> Bool) throws {
         guard let tracer else { return }
         while outputError == nil && !shouldStop() {
-            let delivered = try tracer.poll(timeoutMilliseconds: 100)
+            let delivered = try tracer.poll(timeoutMilliseconds: Self.pollMilliseconds)
             reportLoss()
             if delivered > 0 { flushOutput() }
         }

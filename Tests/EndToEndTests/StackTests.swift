@@ -63,3 +63,63 @@ enum ChildProcessPath {
         return path.split(separator: ":").map { "\($0)/\(program)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 }
+
+extension EndToEnd.StackTests {
+    /// A Go client and server (crypto/tls compiled in, built here with
+    /// Debian's Go): the server traced by PID while it runs, the client as
+    /// the command; both directions byte-exact, with connection addresses,
+    /// and both Go programs exit normally.
+    @Test func goClientAndServerAreCapturedAtReturnSites() throws {
+        let workspace = try Harness.makeWorkspace()
+        defer { try? FileManager.default.removeItem(at: workspace) }
+        let binary = workspace.appendingPathComponent("gotls").path
+        let source = Harness.packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/gotls/main.go").path
+        var environment = ProcessInfo.processInfo.environment
+        environment["GO111MODULE"] = "off"
+        environment["GOCACHE"] = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-go-cache").path
+        let built = try runProgram(["/usr/bin/go", "build", "-o", binary, source], environment: environment)
+        try #require(built.status == 0, "go build: \(built.standardError)")
+
+        let portFile = workspace.appendingPathComponent("go-port").path
+        let server = try LaunchedProgram([binary, "server", workspace.appendingPathComponent("cert.pem").path,
+                                          workspace.appendingPathComponent("key.pem").path, portFile])
+        var port = 0
+        for _ in 0..<200 where port == 0 {
+            port = (try? String(contentsOfFile: portFile, encoding: .utf8)).flatMap { Int($0) } ?? 0
+            usleep(50_000)
+        }
+        try #require(port != 0, "the Go server did not start: \(server.standardError)")
+        let serverTracer = try LaunchedProgram(
+            [Harness.tlstap, "--format", "json", "-p", String(server.process.processIdentifier)])
+        #expect(serverTracer.waitForStandardError(containing: "press Ctrl-C"), "\(serverTracer.standardError)")
+
+        // The client is the command itself, so tlstap attaches in it before it starts.
+        let run = try Harness.run(["--format", "json", "--", binary, "client", "https://localhost:\(port)/go-path",
+                                   workspace.appendingPathComponent("cert.pem").path, "hello from go"])
+        let serverResult = server.wait()
+        usleep(300_000)
+        serverTracer.signal(SIGINT)
+        let serverRun = serverTracer.waitForBytes()
+
+        #expect(run.status == 0, "the client exits normally: \(run.standardError)")
+        #expect(serverResult.status == 0, "the server exits normally: \(serverResult.standardError)")
+        #expect(run.standardError.hasPrefix("go got POST /go-path 13\n"), "\(run.standardError)")
+
+        let clientEvents = try Harness.dataEvents(run.output)
+        let serverEvents = try Harness.dataEvents(serverRun.output)
+        for events in [clientEvents, serverEvents] {
+            #expect(!events.isEmpty)
+            #expect(events.allSatisfy { $0.lib == "go" && $0.comm == "gotls" })
+        }
+        let request = String(decoding: clientEvents.joined(direction: "out"), as: UTF8.self)
+        #expect(request.hasPrefix("POST /go-path HTTP/1.1\r\nHost: localhost:\(port)\r\n"))
+        #expect(request.hasSuffix("\r\n\r\nhello from go"))
+        #expect(clientEvents.first?.function == "crypto/tls.(*Conn).Write")
+        // What the client wrote is what the server read, and the other way round.
+        #expect(serverEvents.joined(direction: "in") == clientEvents.joined(direction: "out"))
+        #expect(serverEvents.joined(direction: "out") == clientEvents.joined(direction: "in"))
+        #expect(String(decoding: clientEvents.joined(direction: "in"), as: UTF8.self).hasSuffix("\r\n\r\ngo got POST /go-path 13\n"))
+        #expect(clientEvents.allSatisfy { $0.remote == "127.0.0.1:\(port)" && $0.role == "client" })
+        #expect(serverEvents.allSatisfy { $0.local == "127.0.0.1:\(port)" && $0.role == "server" })
+    }
+}

@@ -42,6 +42,7 @@ enum tlstap_library {
 	TLSTAP_LIB_SOCKET = 2, /* plaintext TCP through syscalls (--plaintext) */
 	TLSTAP_LIB_GNUTLS = 3,
 	TLSTAP_LIB_BORINGSSL = 4, /* OpenSSL-compatible API, often with prefixed symbols */
+	TLSTAP_LIB_GO = 5,	  /* Go's crypto/tls */
 };
 
 /* The probed function. */
@@ -52,6 +53,8 @@ enum tlstap_function {
 	TLSTAP_FUNC_SSL_READ_EX = 4,
 	TLSTAP_FUNC_GNUTLS_RECORD_SEND = 5,
 	TLSTAP_FUNC_GNUTLS_RECORD_RECV = 6,
+	TLSTAP_FUNC_GO_WRITE = 7, /* crypto/tls.(*Conn).Write */
+	TLSTAP_FUNC_GO_READ = 8,  /* crypto/tls.(*Conn).Read */
 	TLSTAP_FUNC_SYS_WRITE = 10,
 	TLSTAP_FUNC_SYS_READ = 11,
 	TLSTAP_FUNC_SYS_SENDTO = 12,

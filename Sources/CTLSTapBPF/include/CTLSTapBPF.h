@@ -38,6 +38,10 @@ enum CTLSTapBPF_Program {
 	CTLSTapBPF_SSL_READ_EXIT,
 	CTLSTapBPF_GNUTLS_SEND_ENTER,
 	CTLSTapBPF_GNUTLS_RECV_ENTER,
+	CTLSTapBPF_GO_WRITE_ENTER,
+	CTLSTapBPF_GO_READ_ENTER,
+	CTLSTapBPF_GO_WRITE_RETURN,
+	CTLSTapBPF_GO_READ_RETURN,
 };
 
 /* The maps user space reads or fills. */
@@ -70,12 +74,13 @@ int CTLSTapBPF_map_fd(struct tlstap_bpf *skel, enum CTLSTapBPF_Map map);
 
 /*
  * Attaches `program` as a uprobe (or uretprobe) on `function` in the ELF file
- * at `path`, for process `pid` or for all processes when pid is -1, with
- * `cookie` readable in BPF through bpf_get_attach_cookie.
- * NULL with errno set on failure.
+ * at `path` (or, when function is NULL, at file offset `offset`), for process
+ * `pid` or for all processes when pid is -1, with `cookie` readable in BPF
+ * through bpf_get_attach_cookie. NULL with errno set on failure.
  */
 struct bpf_link *CTLSTapBPF_attach_uprobe(struct bpf_program *program, bool retprobe, pid_t pid,
-					  const char *path, const char *function, uint64_t cookie);
+					  const char *path, const char *function, uint64_t offset,
+					  uint64_t cookie);
 
 /*
  * Whether the kernel loads an fentry program (BPF trampolines): loads a

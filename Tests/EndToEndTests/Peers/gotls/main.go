@@ -1,0 +1,66 @@
+// A Go HTTPS client and server for tlstap's tests (crypto/tls, loopback only).
+//
+//	gotls server CERT KEY PORTFILE   answers one request: "go got <method> <path> <body length>\n"
+//	gotls client URL CAFILE BODY     POSTs BODY, prints the response body on stderr
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+)
+
+func main() {
+	switch os.Args[1] {
+	case "server":
+		serve(os.Args[2], os.Args[3], os.Args[4])
+	case "client":
+		get(os.Args[2], os.Args[3], os.Args[4])
+	default:
+		os.Exit(2)
+	}
+}
+
+func serve(cert, key, portFile string) {
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	check(err)
+	listener, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}})
+	check(err)
+	check(os.WriteFile(portFile+".tmp", []byte(fmt.Sprint(listener.Addr().(*net.TCPAddr).Port)), 0o600))
+	check(os.Rename(portFile+".tmp", portFile))
+	done := make(chan struct{})
+	server := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Connection", "close")
+		fmt.Fprintf(w, "go got %s %s %d\n", r.Method, r.URL.Path, len(body))
+		close(done)
+	})}
+	go server.Serve(listener)
+	<-done
+	server.Close()
+}
+
+func get(url, caFile, body string) {
+	pem, err := os.ReadFile(caFile)
+	check(err)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: false}}
+	response, err := client.Post(url, "text/plain", strings.NewReader(body))
+	check(err)
+	answer, err := io.ReadAll(response.Body)
+	check(err)
+	fmt.Fprint(os.Stderr, string(answer))  // stdout belongs to the tracer in the tests
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
