@@ -199,55 +199,74 @@ int probe_ssl_read_exit(struct pt_regs *ctx)
  * the function's RET instructions: a uretprobe's return-address trampoline
  * on a goroutine stack would crash the program.
  */
+/* Set by user space once a Go program has probes: only then do syscalls look for goroutines. */
+volatile __u8 go_probes_attached = 0;
+
 struct go_call_key {
 	__u32 tgid;
 	__u32 pad;
 	__u64 goroutine;
 };
 
+/* A Go call in flight, and the thread it started on. */
+struct go_call {
+	struct tls_call call;
+	__u64 thread;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, TLSTAP_MAX_THREADS);
 	__type(key, struct go_call_key);
-	__type(value, struct tls_call);
+	__type(value, struct go_call);
 } go_calls SEC(".maps");
 
 static __always_inline void go_remember(struct pt_regs *ctx, __u8 function)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
 	struct go_call_key key = { .tgid = thread >> 32, .goroutine = ctx->r14 };
-	struct tls_call call = {
-		.ssl = ctx->ax,
-		.buffer = ctx->bx,
-		.function = function,
-		.library = TLSTAP_LIB_GO,
-		.fd = -1,
+	struct go_call pending = {
+		.call = {
+			.ssl = ctx->ax,
+			.buffer = ctx->bx,
+			.function = function,
+			.library = TLSTAP_LIB_GO,
+			.fd = -1,
+		},
+		.thread = thread,
 	};
 
 	if (!tracing_this_process())
 		return;
-	bpf_map_update_elem(&go_calls, &key, &call, BPF_ANY);
+	bpf_map_update_elem(&go_calls, &key, &pending, BPF_ANY);
 	/* Also by thread, so a socket syscall the goroutine makes here names the fd. */
-	bpf_map_update_elem(&tls_calls, &thread, &call, BPF_ANY);
+	bpf_map_update_elem(&tls_calls, &thread, &pending.call, BPF_ANY);
 }
 
 static __always_inline void go_finish(struct pt_regs *ctx, __u8 direction)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
 	struct go_call_key key = { .tgid = thread >> 32, .goroutine = ctx->r14 };
-	struct tls_call *pending = bpf_map_lookup_elem(&go_calls, &key);
-	struct tls_call *on_thread = bpf_map_lookup_elem(&tls_calls, &thread);
+	struct go_call *pending = bpf_map_lookup_elem(&go_calls, &key);
+	struct tls_call *started_on;
 	long n = ctx->ax;
 	struct tls_call call;
+	__u64 first_thread;
 
 	if (!pending)
 		return;
-	call = *pending;
+	call = pending->call; /* its fd, if a syscall on another thread named it */
+	first_thread = pending->thread;
 	bpf_map_delete_elem(&go_calls, &key);
-	/* The goroutine may have resumed on another thread: use its fd only if it is this call's. */
-	if (on_thread && on_thread->ssl == call.ssl && on_thread->library == TLSTAP_LIB_GO) {
-		call.fd = on_thread->fd;
-		bpf_map_delete_elem(&tls_calls, &thread);
+	/*
+	 * The goroutine may have parked (say, a read that got EAGAIN) and resumed
+	 * on another thread: the fd was noted on the thread where the call began.
+	 */
+	started_on = bpf_map_lookup_elem(&tls_calls, &first_thread);
+	if (started_on && started_on->ssl == call.ssl && started_on->library == TLSTAP_LIB_GO) {
+		if (call.fd < 0)
+			call.fd = started_on->fd;
+		bpf_map_delete_elem(&tls_calls, &first_thread);
 	}
 	send_call(&call, direction, n > 0 ? n : 0, call_fd(&call, thread >> 32));
 }
@@ -292,9 +311,24 @@ static __always_inline void note_call_fd(int fd)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
 	struct tls_call *call = bpf_map_lookup_elem(&tls_calls, &thread);
+	struct go_call_key go_key = { .tgid = thread >> 32 };
+	struct go_call *go;
+	struct pt_regs *regs;
 
 	if (call && call->fd < 0)
 		call->fd = fd;
+	if (call || !go_probes_attached)
+		return;
+	/*
+	 * A goroutine that parked inside (*Conn).Read or Write may make its
+	 * socket syscall on another thread: find its call by the goroutine in
+	 * R14 of the user registers the syscall was entered with.
+	 */
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	go_key.goroutine = BPF_CORE_READ(regs, r14);
+	go = bpf_map_lookup_elem(&go_calls, &go_key);
+	if (go && go->call.fd < 0)
+		go->call.fd = fd;
 }
 
 SEC("tracepoint/syscalls/sys_enter_read")

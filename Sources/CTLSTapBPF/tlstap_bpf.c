@@ -155,6 +155,11 @@ int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, bool plaintext, con
 	return attach_all(plaintext_only, sizeof(plaintext_only) / sizeof(plaintext_only[0]), failed);
 }
 
+void CTLSTapBPF_set_go_probes_attached(struct tlstap_bpf *skel)
+{
+	skel->bss->go_probes_attached = 1; /* .bss is mmap'ed: the programs see it at once */
+}
+
 static CTLSTapBPF_LogHandler log_handler;
 
 static int forward_log(enum libbpf_print_level level, const char *format, va_list args)

@@ -15,11 +15,13 @@ public enum ListeningPorts {
         return listening.contains(local.port) ? .server : .client
     }
 
-    /// Local ports in LISTEN state in the process's network namespace.
+    /// Local ports in LISTEN state in the process's network namespace, or in
+    /// tlstap's own when the process is already gone.
     static func ports(pid: UInt32) -> Set<UInt16> {
+        let directory = ProcFS.exists("/proc/\(pid)/net/tcp") ? "/proc/\(pid)/net" : "/proc/self/net"
         var ports = Set<UInt16>()
         for table in ["tcp", "tcp6"] {
-            guard let text = try? ProcFS.readText("/proc/\(pid)/net/\(table)") else { continue }
+            guard let text = try? ProcFS.readText("\(directory)/\(table)") else { continue }
             ports.formUnion(listeningPorts(inTable: text))
         }
         return ports

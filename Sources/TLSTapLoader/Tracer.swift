@@ -179,6 +179,7 @@ public final class Tracer {
     /// instructions (never uretprobes: they break when Go moves a stack).
     private func attachGo(_ go: GoTLSFunctions, in target: LibraryTarget, pid: Int32) -> [AttachResult] {
         guard let skeleton else { return [] }
+        CTLSTapBPF_set_go_probes_attached(skeleton)
         var results: [AttachResult] = []
         for (function, enter, exit) in [(go.write, CTLSTapBPF_GO_WRITE_ENTER, CTLSTapBPF_GO_WRITE_RETURN),
                                         (go.read, CTLSTapBPF_GO_READ_ENTER, CTLSTapBPF_GO_READ_RETURN)] {
@@ -202,15 +203,16 @@ public final class Tracer {
     /// Number of probes attached so far.
     public var attachedProbes: Int { links.count }
 
-    /// Waits up to `timeoutMilliseconds` for records and delivers all that
-    /// are ready to `onRecord`.
+    /// Waits up to `timeoutMilliseconds` for a wakeup, then delivers every
+    /// record that is ready to `onRecord`. BPF adds most records without a
+    /// wakeup, so the records are consumed whether or not one came.
     /// - Returns: how many records were delivered.
     @discardableResult
     public func poll(timeoutMilliseconds: Int32) throws(LoaderError) -> Int {
         guard let ringBuffer else { return 0 }
-        let count = ring_buffer__poll(ringBuffer, timeoutMilliseconds)
-        if count < 0 && count != -EINTR { throw .system("cannot read the ring buffer", errno: -count) }
-        return max(0, Int(count))
+        let woken = ring_buffer__poll(ringBuffer, timeoutMilliseconds)
+        if woken < 0 && woken != -EINTR { throw .system("cannot read the ring buffer", errno: -woken) }
+        return max(0, Int(woken)) + (try drain())
     }
 
     /// Delivers every record already in the ring buffer, without waiting.

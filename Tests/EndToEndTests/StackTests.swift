@@ -66,8 +66,10 @@ enum ChildProcessPath {
 
 extension EndToEnd.StackTests {
     /// A Go client and server (crypto/tls compiled in, built here with
-    /// Debian's Go): the server traced by PID while it runs, the client as
-    /// the command; both directions byte-exact, with connection addresses,
+    /// Debian's Go), traced by command name: tlstap finds the running
+    /// server's executable and probes it for every process, so the client
+    /// started afterwards from the same file is traced from its first
+    /// instruction. Both directions byte-exact, with connection addresses,
     /// and both Go programs exit normally.
     @Test func goClientAndServerAreCapturedAtReturnSites() throws {
         let workspace = try Harness.makeWorkspace()
@@ -89,24 +91,24 @@ extension EndToEnd.StackTests {
             usleep(50_000)
         }
         try #require(port != 0, "the Go server did not start: \(server.standardError)")
-        let serverTracer = try LaunchedProgram(
-            [Harness.tlstap, "--format", "json", "-p", String(server.process.processIdentifier)])
-        #expect(serverTracer.waitForStandardError(containing: "press Ctrl-C"), "\(serverTracer.standardError)")
-
-        // The client is the command itself, so tlstap attaches in it before it starts.
-        let run = try Harness.run(["--format", "json", "--", binary, "client", "https://localhost:\(port)/go-path",
-                                   workspace.appendingPathComponent("cert.pem").path, "hello from go"])
+        // "gotls" is this test's own program name: nothing else on the host has it.
+        let tracer = try LaunchedProgram([Harness.tlstap, "--format", "json", "-c", "gotls"])
+        #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
+        let client = try runProgram([binary, "client", "https://localhost:\(port)/go-path",
+                                     workspace.appendingPathComponent("cert.pem").path, "hello from go"])
         let serverResult = server.wait()
         usleep(300_000)
-        serverTracer.signal(SIGINT)
-        let serverRun = serverTracer.waitForBytes()
+        tracer.signal(SIGINT)
+        let run = tracer.waitForBytes()
 
-        #expect(run.status == 0, "the client exits normally: \(run.standardError)")
+        #expect(run.status == 0, "\(run.standardError)")
+        #expect(client.status == 0, "the client exits normally: \(client.standardError)")
         #expect(serverResult.status == 0, "the server exits normally: \(serverResult.standardError)")
-        #expect(run.standardError.hasPrefix("go got POST /go-path 13\n"), "\(run.standardError)")
-
-        let clientEvents = try Harness.dataEvents(run.output)
-        let serverEvents = try Harness.dataEvents(serverRun.output)
+        #expect(client.standardError == "go got POST /go-path 13\n")
+        let events = try Harness.dataEvents(run.output)
+        let serverPID = Int(server.process.processIdentifier)
+        let clientEvents = events.filter { $0.pid != serverPID }
+        let serverEvents = events.filter { $0.pid == serverPID }
         for events in [clientEvents, serverEvents] {
             #expect(!events.isEmpty)
             #expect(events.allSatisfy { $0.lib == "go" && $0.comm == "gotls" })
@@ -120,6 +122,8 @@ extension EndToEnd.StackTests {
         #expect(serverEvents.joined(direction: "out") == clientEvents.joined(direction: "in"))
         #expect(String(decoding: clientEvents.joined(direction: "in"), as: UTF8.self).hasSuffix("\r\n\r\ngo got POST /go-path 13\n"))
         #expect(clientEvents.allSatisfy { $0.remote == "127.0.0.1:\(port)" && $0.role == "client" })
-        #expect(serverEvents.allSatisfy { $0.local == "127.0.0.1:\(port)" && $0.role == "server" })
+        #expect(serverEvents.allSatisfy { $0.local == "127.0.0.1:\(port)" && $0.role == "server" },
+                "\(serverEvents.map { "\($0.function) fd=\($0.fd) \($0.local ?? "-") \($0.role ?? "-")" })")
+        #expect(Set(events.compactMap(\.connection)).count == 2)
     }
 }

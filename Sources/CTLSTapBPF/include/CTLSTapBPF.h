@@ -96,6 +96,9 @@ int CTLSTapBPF_probe_fentry(void);
  */
 int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, bool plaintext, const char **failed);
 
+/* Tells the syscall probes that Go programs have probes (after load). */
+void CTLSTapBPF_set_go_probes_attached(struct tlstap_bpf *skel);
+
 /* Receives libbpf's log, one formatted message at a time. */
 typedef void (*CTLSTapBPF_LogHandler)(int level, const char *message);
 

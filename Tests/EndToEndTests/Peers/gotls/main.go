@@ -5,6 +5,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -42,7 +43,8 @@ func serve(cert, key, portFile string) {
 	})}
 	go server.Serve(listener)
 	<-done
-	server.Close()
+	// Shutdown, not Close: the response is written before the connection goes.
+	server.Shutdown(context.Background())
 }
 
 func get(url, caFile, body string) {
