@@ -122,7 +122,12 @@ extension EndToEnd.StackTests {
         #expect(serverEvents.joined(direction: "out") == clientEvents.joined(direction: "in"))
         #expect(String(decoding: clientEvents.joined(direction: "in"), as: UTF8.self).hasSuffix("\r\n\r\ngo got POST /go-path 13\n"))
         #expect(clientEvents.allSatisfy { $0.remote == "127.0.0.1:\(port)" && $0.role == "client" })
-        #expect(serverEvents.allSatisfy { $0.local == "127.0.0.1:\(port)" && $0.role == "server" },
+        // A Go server's first Read can be served from bytes its handshake
+        // (outside the probed functions) already read, so no syscall names
+        // the fd for it; every server event that has one must be right.
+        let named = serverEvents.filter { $0.fd >= 0 }
+        #expect(named.contains { $0.function == "crypto/tls.(*Conn).Write" })
+        #expect(named.allSatisfy { $0.local == "127.0.0.1:\(port)" && $0.role == "server" },
                 "\(serverEvents.map { "\($0.function) fd=\($0.fd) \($0.local ?? "-") \($0.role ?? "-")" })")
         #expect(Set(events.compactMap(\.connection)).count == 2)
     }
