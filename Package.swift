@@ -71,7 +71,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
             ],
-            path: "bench/parsers"
+            path: "bench/parsers",
+            exclude: ["run"]
         ),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(
