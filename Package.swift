@@ -67,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "tlstap-parser-bench",
             dependencies: [
-                "TLSTapCore", "TLSTapHTTP",
+                "TLSTapCore", "TLSTapHTTP", "TLSTapOutput",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
             ],

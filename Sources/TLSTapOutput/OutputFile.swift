@@ -43,11 +43,26 @@ public final class OutputFile {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw .openFailed(name: path, errno: errno) }
         // An existing file keeps its mode through O_CREAT: make it private too.
+        // A FIFO or a device (a live reader such as wireshark -k -i FIFO, or
+        // /dev/null) is written as it is.
         var info = stat()
-        guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG, fchmod(descriptor, 0o600) == 0 else {
-            let code = errno == 0 ? EINVAL : errno
+        guard fstat(descriptor, &info) == 0 else {
+            let code = errno
             close(descriptor)
             throw .openFailed(name: path, errno: code)
+        }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG:
+            guard fchmod(descriptor, 0o600) == 0 else {
+                let code = errno
+                close(descriptor)
+                throw .openFailed(name: path, errno: code)
+            }
+        case S_IFIFO, S_IFCHR:
+            break
+        default:
+            close(descriptor)
+            throw .openFailed(name: path, errno: EISDIR)
         }
         return OutputFile(descriptor: descriptor, name: path, ownsDescriptor: true)
     }

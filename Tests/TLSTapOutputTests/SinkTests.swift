@@ -174,6 +174,17 @@ import TLSTapHTTP
         #expect(TimestampStyle(utcOffsetSeconds: 3600).format(1_700_000_000_000_000_042) == "23:13:20.000000042")
     }
 
+    /// Live readers: a FIFO (wireshark -k -i FIFO) or a device is written as it is; a directory is refused.
+    @Test func fifosAndDevicesAreWritableTargets() throws {
+        _ = try OutputFile.create(path: "/dev/null")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-fifo-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        #expect(throws: OutputError.openFailed(name: directory.path, errno: EISDIR)) {
+            try OutputFile.create(path: directory.path)
+        }
+    }
+
     @Test func outputFilesAreCreatedPrivateAndRefuseSymlinks() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-files-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

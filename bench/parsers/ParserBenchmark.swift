@@ -3,6 +3,7 @@ import NIOCore
 import NIOHPACK
 import TLSTapCore
 import TLSTapHTTP
+import TLSTapOutput
 
 /// Parser throughput: how many MB/s of HTTP/1.1 and HTTP/2 traffic the
 /// HTTP tracker turns into exchanges, on one core, fed in 16 KiB pieces
@@ -10,6 +11,10 @@ import TLSTapHTTP
 @main
 struct ParserBenchmark {
     static func main() {
+        if CommandLine.arguments.contains("--sink") {
+            jsonSink()
+            return
+        }
         let rounds = 5
         for (name, client, server, expected) in [http1Fixture(), http2Fixture()] {
             var best = 0.0
@@ -32,6 +37,26 @@ struct ParserBenchmark {
             print("\(name)\t\((best * 10).rounded() / 10) MB/s\t\(expected) exchanges, "
                   + "\((client.count + server.count) / 1024) KiB, best of \(rounds)")
         }
+    }
+
+    /// The JSON Lines sink: 1 KiB events rendered into /dev/null.
+    static func jsonSink() {
+        let output = try! OutputFile.create(path: "/dev/null")
+        let sink = JSONLinesSink(output: output)
+        let payload = [UInt8](repeating: 0x61, count: 1024)
+        let count = 100_000
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let start = DispatchTime.now().uptimeNanoseconds
+            for index in 0..<count {
+                var event = self.event(.outbound, payload, UInt64(index))
+                event.timeNanoseconds = 1_795_000_000_000_000_000 + UInt64(index)
+                try! sink.write(event)
+            }
+            try! sink.flush()
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / Double(count))
+        }
+        print("JSON Lines sink\t\((best / 10).rounded() / 100) µs per 1 KiB event\tbest of 5")
     }
 
     /// Splits into 16 KiB pieces, padding the shorter side with empty pieces.
