@@ -27,8 +27,8 @@ struct TLSTapCommand: ParsableCommand {
     )
 
     /// Parses, runs, and turns every error into one line and an exit code:
-    /// 2 for bad input, 1 when tracing failed, the command's own status in
-    /// `-- COMMAND` mode.
+    /// 2 for bad input (flags, PIDs, output paths), 1 when tracing or writing
+    /// failed, the command's own status in `-- COMMAND` mode.
     static func main() {
         do {
             var command = try parseAsRoot()
@@ -36,6 +36,8 @@ struct TLSTapCommand: ParsableCommand {
         } catch let error as LoaderError {
             fail(error.description, code: 1)
         } catch let error as OutputError {
+            // A file that cannot be created is bad input (a path); a write that fails later is not.
+            if case .openFailed = error { fail(error.description, code: 2) }
             fail(error.description, code: 1)
         } catch {
             if exitCode(for: error) == .validationFailure {

@@ -62,3 +62,38 @@ extension EndToEnd {
         }
     }
 }
+
+extension EndToEnd.FaultTests {
+    /// Traced programs behave as they do untraced: same output, same exit status.
+    @Test func tracedProgramsPrintAndExitAsTheyDoUntraced() throws {
+        let workspace = try Harness.makeWorkspace()
+        defer { try? FileManager.default.removeItem(at: workspace) }
+        let (server, port) = try Harness.startPythonServer(in: workspace, requests: 4)
+        defer { server.signal(SIGKILL); _ = server.wait() }
+        let cert = workspace.appendingPathComponent("cert.pem").path
+        let programs: [[String]] = [
+            ["/usr/bin/curl", "-sS", "--cacert", cert, "-d", "same bytes", "https://localhost:\(port)/curl"],
+            Harness.pythonClient(port: port, workspace: workspace, size: 5000, seed: 12),
+        ]
+        for program in programs {
+            let untraced = try runProgram(program)
+            // Traced through --write so that tlstap's own stdout stays out of the comparison.
+            let traced = try runProgram(
+                [Harness.tlstap, "--write", workspace.appendingPathComponent("events.jsonl").path, "--format", "http",
+                 "--"] + program)
+            #expect(untraced.status == 0)
+            #expect(traced.status == untraced.status, "\(program[0])")
+            let tracedOutput = traced.standardOutput.split(separator: "\n").filter { !$0.contains(" → ") }
+                .joined(separator: "\n")
+            #expect(tracedOutput == untraced.standardOutput.split(separator: "\n").joined(separator: "\n"),
+                    "\(program[0]) prints the same")
+            let events = try Harness.dataEvents(Array(try Data(contentsOf: workspace.appendingPathComponent("events.jsonl"))))
+            #expect(!events.isEmpty, "\(program[0]) was traced")
+        }
+        // A failing program fails the same way.
+        let failing = ["/usr/bin/curl", "-sS", "--cacert", cert, "https://localhost:1/nothing-listens"]
+        let untraced = try runProgram(failing)
+        let traced = try runProgram([Harness.tlstap, "--format", "http", "--"] + failing)
+        #expect(untraced.status == 7 && traced.status == 7)
+    }
+}
