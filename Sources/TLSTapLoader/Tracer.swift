@@ -200,6 +200,23 @@ public final class Tracer {
         return results
     }
 
+    /// Where the probes for `target` go, as `tlstap check` lists them:
+    /// `symbol @ 0xFILEOFFSET (entry|return)`.
+    public static func probePoints(for target: LibraryTarget) -> [String] {
+        if let go = target.goFunctions {
+            return [go.write, go.read].flatMap { function in
+                ["\(function.name) @ 0x\(String(function.entry, radix: 16)) (entry)"]
+                    + function.returns.map { "\(function.name) @ 0x\(String($0, radix: 16)) (RET)" }
+            }
+        }
+        let names = probes(for: target.library).map { target.symbolPrefix + $0.symbol }
+        let found = ELFSymbols.functions(target.path, named: Set(names)) ?? [:]
+        return names.map { name in
+            guard let function = found[name] else { return "\(name): not in this file" }
+            return "\(name) @ 0x\(String(function.fileOffset, radix: 16)) (entry and uretprobe)"
+        }
+    }
+
     /// Number of probes attached so far.
     public var attachedProbes: Int { links.count }
 

@@ -27,6 +27,7 @@ struct CheckCommand: ParsableCommand {
             if plan.attachments.isEmpty { report += "  maps no TLS library tlstap knows (libssl, libgnutls)\n" }
             for attachment in plan.attachments {
                 report += "  \(attachment.library.library.name)  \(attachment.library.path)  (\(attachment.library.reason))\n"
+                for point in Tracer.probePoints(for: attachment.library) { report += "      \(point)\n" }
             }
         }
         report += check.canTrace && Privileges.missingForTracing().isEmpty
