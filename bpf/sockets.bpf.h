@@ -119,6 +119,21 @@ static __always_inline bool address_wanted(struct tlstap_socket_record *record)
 	return true;
 }
 
+/* The fields every socket record has; addresses are left zero. */
+static __always_inline void fill_socket_record(struct tlstap_socket_record *record, __u8 event, int fd)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	__builtin_memset(record, 0, sizeof(*record));
+	record->kind = TLSTAP_RECORD_SOCKET;
+	record->event = event;
+	record->pid = pid_tgid >> 32;
+	record->tid = (__u32)pid_tgid;
+	record->fd = fd;
+	record->time_ns = bpf_ktime_get_ns();
+	bpf_get_current_comm(record->comm, sizeof(record->comm));
+}
+
 /*
  * Starts tracking `fd` of the current process and tells user space.
  * Returns the new state, or NULL if the fd is not an IPv4/IPv6 TCP socket.
@@ -143,15 +158,9 @@ static __always_inline struct socket_state *track_socket(int fd, __u8 event, __u
 		count_lost(0);
 		return NULL;
 	}
-	__builtin_memset(record, 0, sizeof(*record));
-	record->kind = TLSTAP_RECORD_SOCKET;
-	record->event = event;
+	fill_socket_record(record, event, fd);
 	record->family = family;
 	record->role = role;
-	record->pid = pid_tgid >> 32;
-	record->tid = (__u32)pid_tgid;
-	record->fd = fd;
-	record->time_ns = bpf_ktime_get_ns();
 	/* Explicit sizes: the destinations are byte arrays, the sources are not. */
 	if (family == TLSTAP_AF_INET) {
 		bpf_core_read(record->local_addr, sizeof(__be32), &sk->__sk_common.skc_rcv_saddr);
@@ -162,7 +171,6 @@ static __always_inline struct socket_state *track_socket(int fd, __u8 event, __u
 	}
 	record->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
 	record->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	bpf_get_current_comm(record->comm, sizeof(record->comm));
 	state.sk = (__u64)sk;
 	state.wanted = address_wanted(record);
 	bpf_ringbuf_submit(record, wakeup_flags());
@@ -185,21 +193,13 @@ static __always_inline struct socket_state *socket_in_use(int fd)
 /* Sends a record without addresses: CLOSE, EXIT or EXEC. */
 static __always_inline void send_socket_end(__u8 event, int fd)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct tlstap_socket_record *record = bpf_ringbuf_reserve(&events, sizeof(*record), 0);
 
 	if (!record) {
 		count_lost(0);
 		return;
 	}
-	__builtin_memset(record, 0, sizeof(*record));
-	record->kind = TLSTAP_RECORD_SOCKET;
-	record->event = event;
-	record->pid = pid_tgid >> 32;
-	record->tid = (__u32)pid_tgid;
-	record->fd = fd;
-	record->time_ns = bpf_ktime_get_ns();
-	bpf_get_current_comm(record->comm, sizeof(record->comm));
+	fill_socket_record(record, event, fd);
 	bpf_ringbuf_submit(record, wakeup_flags());
 }
 

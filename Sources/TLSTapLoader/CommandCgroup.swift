@@ -66,13 +66,6 @@ public final class CommandCgroup {
     }
 
     static func cgroup2MountPoint() -> String? {
-        guard let mounts = try? ProcFS.readText("/proc/self/mountinfo") else { return nil }
-        for line in mounts.split(separator: "\n") {
-            let halves = line.split(separator: " - ", maxSplits: 1)
-            guard halves.count == 2, halves[1].hasPrefix("cgroup2 ") else { continue }
-            let fields = halves[0].split(separator: " ")
-            if fields.count > 4 { return String(fields[4]) }
-        }
-        return nil
+        ProcFS.mountPoint(ofType: "cgroup2")
     }
 }

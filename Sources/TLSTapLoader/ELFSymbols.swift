@@ -25,42 +25,10 @@ public enum ELFSymbols {
     public static func functionNames(
         _ path: String, tables: Set<UInt32> = [2, 11], keeping: (Substring) -> Bool = { _ in true }
     ) -> Set<String>? {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { return nil }
-        defer { close(descriptor) }
-        func read(_ offset: UInt64, _ count: Int) -> [UInt8]? {
-            guard count >= 0, count <= 256 << 20 else { return nil }
-            var bytes = [UInt8](repeating: 0, count: count)
-            let got = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, count, off_t(offset)) }
-            return got == count ? bytes : nil
-        }
-        guard let header = read(0, 64), header.starts(with: [0x7f, 0x45, 0x4c, 0x46, 2, 1]) else { return nil }
-        let sectionOffset = header.uint64(0x28)
-        let sectionSize = Int(header.uint16(0x3a))
-        let sectionCount = Int(header.uint16(0x3c))
-        guard sectionSize >= 64, sectionCount > 0, sectionCount < 65_536,
-            let sections = read(sectionOffset, sectionSize * sectionCount)
-        else { return nil }
-
+        guard let file = ELFFile(path: path) else { return nil }
         var names = Set<String>()
-        for index in 0..<sectionCount {
-            let base = index * sectionSize
-            let type = sections.uint32(base + 4)
-            guard tables.contains(type) else { continue }  // SHT_SYMTAB 2, SHT_DYNSYM 11
-            let link = Int(sections.uint32(base + 0x28))
-            guard link < sectionCount,
-                let symbols = read(sections.uint64(base + 0x18), Int(sections.uint64(base + 0x20))),
-                let strings = read(sections.uint64(link * sectionSize + 0x18), Int(sections.uint64(link * sectionSize + 0x20)))
-            else { continue }
-            for offset in stride(from: 0, to: symbols.count - 23, by: 24) {
-                let info = symbols[offset + 4]
-                let sectionIndex = symbols.uint16(offset + 6)
-                guard info & 0xf == 2, sectionIndex != 0 else { continue }  // STT_FUNC, defined
-                let nameOffset = Int(symbols.uint32(offset))
-                guard nameOffset < strings.count, let end = strings[nameOffset...].firstIndex(of: 0) else { continue }
-                let name = Substring(decoding: strings[nameOffset..<end], as: UTF8.self)
-                if keeping(name) { names.insert(String(name)) }
-            }
+        file.forEachFunction(in: tables) { name, _, _ in
+            if keeping(name) { names.insert(String(name)) }
         }
         return names
     }
@@ -90,53 +58,11 @@ extension ELFSymbols {
 
     /// The named function symbols of the file at `path` (.symtab and .dynsym).
     public static func functions(_ path: String, named wanted: Set<String>) -> [String: Function]? {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { return nil }
-        defer { close(descriptor) }
-        func read(_ offset: UInt64, _ count: Int) -> [UInt8]? {
-            guard count >= 0, count <= 256 << 20 else { return nil }
-            var bytes = [UInt8](repeating: 0, count: count)
-            let got = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, count, off_t(offset)) }
-            return got == count ? bytes : nil
-        }
-        guard let header = read(0, 64), header.starts(with: [0x7f, 0x45, 0x4c, 0x46, 2, 1]) else { return nil }
-        // Program headers: PT_LOAD segments map addresses to file offsets.
-        let programOffset = header.uint64(0x20)
-        let programSize = Int(header.uint16(0x36))
-        let programCount = Int(header.uint16(0x38))
-        guard programSize >= 56, let programs = read(programOffset, programSize * programCount) else { return nil }
-        var segments: [(address: UInt64, size: UInt64, offset: UInt64)] = []
-        for index in 0..<programCount where programs.uint32(index * programSize) == 1 {  // PT_LOAD
-            let base = index * programSize
-            segments.append((programs.uint64(base + 0x10), programs.uint64(base + 0x20), programs.uint64(base + 0x08)))
-        }
-        let sectionOffset = header.uint64(0x28)
-        let sectionSize = Int(header.uint16(0x3a))
-        let sectionCount = Int(header.uint16(0x3c))
-        guard sectionSize >= 64, sectionCount > 0, sectionCount < 65_536,
-            let sections = read(sectionOffset, sectionSize * sectionCount)
-        else { return nil }
+        guard let file = ELFFile(path: path) else { return nil }
         var found: [String: Function] = [:]
-        for index in 0..<sectionCount {
-            let base = index * sectionSize
-            let type = sections.uint32(base + 4)
-            guard type == 2 || type == 11 else { continue }
-            let link = Int(sections.uint32(base + 0x28))
-            guard link < sectionCount,
-                let symbols = read(sections.uint64(base + 0x18), Int(sections.uint64(base + 0x20))),
-                let strings = read(sections.uint64(link * sectionSize + 0x18), Int(sections.uint64(link * sectionSize + 0x20)))
-            else { continue }
-            for offset in stride(from: 0, to: symbols.count - 23, by: 24) where symbols[offset + 4] & 0xf == 2 {
-                let nameOffset = Int(symbols.uint32(offset))
-                guard nameOffset < strings.count, let end = strings[nameOffset...].firstIndex(of: 0) else { continue }
-                let name = String(decoding: strings[nameOffset..<end], as: UTF8.self)
-                guard wanted.contains(name) else { continue }
-                let address = symbols.uint64(offset + 8)
-                guard let segment = segments.first(where: { address >= $0.address && address < $0.address + $0.size })
-                else { continue }
-                found[name] = Function(address: address, size: symbols.uint64(offset + 16),
-                                       fileOffset: address - segment.address + segment.offset)
-            }
+        file.forEachFunction(in: [2, 11]) { name, address, size in
+            guard wanted.contains(String(name)), let offset = file.fileOffset(ofAddress: address) else { return }
+            found[String(name)] = Function(address: address, size: size, fileOffset: offset)
         }
         return found
     }
@@ -146,6 +72,83 @@ extension ELFSymbols {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { return nil }
         defer { close(descriptor) }
+        var bytes = [UInt8](repeating: 0, count: count)
+        let got = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, count, off_t(offset)) }
+        return got == count ? bytes : nil
+    }
+}
+
+/// An open ELF64 little-endian file: its section headers and loadable
+/// segments, read with pread; symbol tables are read on demand.
+private final class ELFFile {
+    private let descriptor: Int32
+    private let sections: [UInt8]
+    private let sectionSize: Int
+    private let sectionCount: Int
+    /// PT_LOAD segments: how addresses map to file offsets.
+    private var segments: [(address: UInt64, size: UInt64, offset: UInt64)] = []
+
+    init?(path: String) {
+        descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        guard let header = Self.read(descriptor, 0, 64), header.starts(with: [0x7f, 0x45, 0x4c, 0x46, 2, 1]) else {
+            close(descriptor)
+            return nil
+        }
+        sectionSize = Int(header.uint16(0x3a))
+        sectionCount = Int(header.uint16(0x3c))
+        guard sectionSize >= 64, sectionCount > 0, sectionCount < 65_536,
+            let sections = Self.read(descriptor, header.uint64(0x28), sectionSize * sectionCount)
+        else {
+            close(descriptor)
+            return nil
+        }
+        self.sections = sections
+        let programSize = Int(header.uint16(0x36))
+        let programCount = Int(header.uint16(0x38))
+        if programSize >= 56, let programs = Self.read(descriptor, header.uint64(0x20), programSize * programCount) {
+            for index in 0..<programCount where programs.uint32(index * programSize) == 1 {  // PT_LOAD
+                let base = index * programSize
+                segments.append((programs.uint64(base + 0x10), programs.uint64(base + 0x20), programs.uint64(base + 0x08)))
+            }
+        }
+    }
+
+    deinit {
+        close(descriptor)
+    }
+
+    /// Where the byte at virtual address `address` is in the file.
+    func fileOffset(ofAddress address: UInt64) -> UInt64? {
+        segments.first { address >= $0.address && address < $0.address + $0.size }
+            .map { address - $0.address + $0.offset }
+    }
+
+    /// Calls `body` with each defined function symbol (name, address, size)
+    /// of the symbol tables of the given section types.
+    func forEachFunction(in tables: Set<UInt32>, _ body: (Substring, UInt64, UInt64) -> Void) {
+        for index in 0..<sectionCount {
+            let base = index * sectionSize
+            guard tables.contains(sections.uint32(base + 4)) else { continue }  // SHT_SYMTAB 2, SHT_DYNSYM 11
+            let link = Int(sections.uint32(base + 0x28))
+            guard link < sectionCount,
+                let symbols = Self.read(descriptor, sections.uint64(base + 0x18), Int(sections.uint64(base + 0x20))),
+                let strings = Self.read(descriptor, sections.uint64(link * sectionSize + 0x18),
+                                        Int(sections.uint64(link * sectionSize + 0x20)))
+            else { continue }
+            for offset in stride(from: 0, to: symbols.count - 23, by: 24) {
+                // STT_FUNC, and defined (a section index other than 0).
+                guard symbols[offset + 4] & 0xf == 2, symbols.uint16(offset + 6) != 0 else { continue }
+                let nameOffset = Int(symbols.uint32(offset))
+                guard nameOffset < strings.count, let end = strings[nameOffset...].firstIndex(of: 0) else { continue }
+                body(Substring(decoding: strings[nameOffset..<end], as: UTF8.self), symbols.uint64(offset + 8),
+                     symbols.uint64(offset + 16))
+            }
+        }
+    }
+
+    static func read(_ descriptor: Int32, _ offset: UInt64, _ count: Int) -> [UInt8]? {
+        guard count >= 0, count <= 256 << 20 else { return nil }
         var bytes = [UInt8](repeating: 0, count: count)
         let got = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, count, off_t(offset)) }
         return got == count ? bytes : nil

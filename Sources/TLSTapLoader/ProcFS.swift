@@ -24,6 +24,19 @@ enum ProcFS {
         String(decoding: try readBytes(path), as: UTF8.self)
     }
 
+    /// Where a filesystem of `type` (e.g. "tracefs", "cgroup2") is mounted,
+    /// from /proc/self/mountinfo: `id parent dev root mountpoint ... - type source ...`.
+    static func mountPoint(ofType type: String) -> String? {
+        guard let mounts = try? readText("/proc/self/mountinfo") else { return nil }
+        for line in mounts.split(separator: "\n") {
+            let halves = line.split(separator: " - ", maxSplits: 1)
+            guard halves.count == 2, halves[1].hasPrefix(type + " ") else { continue }
+            let fields = halves[0].split(separator: " ")
+            if fields.count > 4 { return String(fields[4]) }
+        }
+        return nil
+    }
+
     static func exists(_ path: String) -> Bool {
         access(path, F_OK) == 0
     }

@@ -7,15 +7,7 @@ public enum Tracefs {
 
     /// Where tracefs is mounted, from /proc/self/mountinfo.
     public static func mountPoint() -> String? {
-        guard let mounts = try? ProcFS.readText("/proc/self/mountinfo") else { return nil }
-        for line in mounts.split(separator: "\n") {
-            // id parent major:minor root mountpoint options... - fstype source super-options
-            let halves = line.split(separator: " - ", maxSplits: 1)
-            guard halves.count == 2, halves[1].hasPrefix("tracefs ") else { continue }
-            let fields = halves[0].split(separator: " ")
-            if fields.count > 4 { return String(fields[4]) }
-        }
-        return nil
+        ProcFS.mountPoint(ofType: "tracefs")
     }
 
     /// Mounts tracefs at /sys/kernel/tracing unless it is mounted already.
