@@ -97,3 +97,35 @@ extension EndToEnd.FaultTests {
         #expect(untraced.status == 7 && traced.status == 7)
     }
 }
+
+extension EndToEnd.FaultTests {
+    /// The output's reader stalls (a pipe nobody reads for 3 s, then reads
+    /// again): tlstap blocks on its output instead of buffering without
+    /// bound, whatever could not wait in the ring buffer is counted as lost,
+    /// and everything ends normally once the reader is back.
+    @Test func aStalledReaderCostsCountedLossNotMemoryOrADeadlock() throws {
+        let workspace = try Harness.makeWorkspace()
+        defer { try? FileManager.default.removeItem(at: workspace) }
+        let (server, port) = try Harness.startPythonServer(in: workspace)
+        let size = 16 << 20
+        let client = Harness.pythonClientScript(port: port, workspace: workspace, size: size, seed: 21)
+        let output = workspace.appendingPathComponent("stalled.jsonl").path
+        let script = "'\(Harness.tlstap)' --format json --ring-buffer-mib 1 -- /bin/sh -c \"\(client)\" "
+            + "| (sleep 3; cat >'\(output)'); echo \"status=${PIPESTATUS[0]}\""
+        let start = Date()
+        let run = try runProgram(["/bin/bash", "-c", script])
+        _ = server.wait()
+        #expect(run.standardOutput == "status=0\n", "\(run.standardError)")
+        #expect(Date().timeIntervalSince(start) < 60)
+        let records = try Harness.records(Array(try Data(contentsOf: URL(fileURLWithPath: output))))
+        let body = try #require(records.first { $0["len"] as? Int == size })
+        let captured = Data(base64Encoded: body["data"] as? String ?? "")?.count ?? -1
+        let missing = body["lost_bytes"] as? Int ?? 0
+        #expect(captured + missing == size)
+        // What the body lost, the kernel counted (it may have counted other records too).
+        let counted = records.filter { $0["event"] as? String == "lost" }.compactMap { $0["bytes"] as? Int }.reduce(0, +)
+        #expect(counted >= missing)
+        let summary = try #require(run.standardError.split(separator: "\n").last { $0.hasPrefix("tlstap: ") && $0.contains(" events, ") })
+        #expect(summary.contains(" records lost (\(counted) bytes)"))
+    }
+}
