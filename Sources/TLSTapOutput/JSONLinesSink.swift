@@ -41,7 +41,9 @@ public final class JSONLinesSink: EventSink {
 
     /// The JSON line of a data event, newline included.
     public static func line(for event: DataEvent) -> String {
-        var line = "{\"event\":\"data\",\"time_ns\":\(event.timeNanoseconds),\"pid\":\(event.pid),\"tid\":\(event.tid)"
+        var line = ""
+        line.reserveCapacity(320 + event.payload.count * 4 / 3)  // one allocation for the whole line
+        line += "{\"event\":\"data\",\"time_ns\":\(event.timeNanoseconds),\"pid\":\(event.pid),\"tid\":\(event.tid)"
         line += ",\"comm\":"
         JSONText.appendQuoted(event.comm, to: &line)
         line += ",\"lib\":\"\(event.library.name)\",\"func\":\"\(event.function.name)\",\"dir\":\"\(event.direction.name)\""
@@ -145,6 +147,13 @@ extension JSONLinesSink {
 /// JSON string quoting (RFC 8259): quotes, backslashes and control characters escaped.
 public enum JSONText {
     public static func appendQuoted(_ value: String, to json: inout String) {
+        // Most names and header values need no escaping: append them whole.
+        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x22 && $0 != 0x5c && $0 != 0x7f }) {
+            json += "\""
+            json += value
+            json += "\""
+            return
+        }
         json += "\""
         for scalar in value.unicodeScalars {
             switch scalar {
