@@ -55,7 +55,16 @@ def main(cert, key, port_file):
                 reply = b"".join(b"\x00" + len(m).to_bytes(4, "big") + m[::-1] for m in messages(bodies.get(stream, b"")))
                 connection.send_data(stream, reply)
                 connection.send_headers(stream, [("grpc-status", "0"), ("grpc-message", "ok")], end_stream=True)
+                connection.close_connection()
                 sock.sendall(connection.data_to_send())
+                # Read until the client closes: closing with its last frames
+                # unread would reset the connection under it.
+                sock.settimeout(5)
+                try:
+                    while sock.recv(65536):
+                        pass
+                except OSError:
+                    pass
                 sock.close()
                 return
         sock.sendall(connection.data_to_send())
