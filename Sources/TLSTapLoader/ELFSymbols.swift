@@ -72,9 +72,7 @@ extension ELFSymbols {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { return nil }
         defer { close(descriptor) }
-        var bytes = [UInt8](repeating: 0, count: count)
-        let got = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, count, off_t(offset)) }
-        return got == count ? bytes : nil
+        return ELFFile.read(descriptor, offset, count)
     }
 }
 

@@ -41,15 +41,6 @@ enum ProcFS {
         access(path, F_OK) == 0
     }
 
-    /// Writes `text` to an existing file such as a cgroup control file.
-    static func writeText(_ text: String, to path: String) throws(LoaderError) {
-        let descriptor = open(path, O_WRONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw .system("cannot open \(path)", errno: errno) }
-        defer { close(descriptor) }
-        let written = text.withCString { write(descriptor, $0, strlen($0)) }
-        guard written >= 0 else { throw .system("cannot write \(path)", errno: errno) }
-    }
-
     /// Device and inode of a file, which name it whatever path reaches it.
     static func fileIdentity(_ path: String) -> FileIdentity? {
         var info = stat()

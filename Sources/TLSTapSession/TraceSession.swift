@@ -164,20 +164,20 @@ public final class TraceSession {
     /// Attaches to a TLS library linked into the program `pid` now runs, if
     /// there is one and it has no probes yet.
     public func attachLinkedTLS(pid: Int32) {
-        guard let tracer, let exe = LibraryDiscovery.executable(of: pid) else { return }
+        guard let exe = LibraryDiscovery.executable(of: pid) else { return }
         // A path that outlives the process: its own if it names the same file here, else through its root.
         let path = ProcFSPaths.sameFile(exe, "/proc/\(pid)/exe") ? exe : "/proc/\(pid)/root" + exe
-        guard let target = LibraryDiscovery.embeddedTarget(path: path, reason: "process \(pid) exec'd \(exe)"),
-            attachedFiles.insert(target.identity).inserted
-        else { return }
-        let attached = tracer.attach(target).filter { $0.failure == nil }.count
-        logger.info("attached \(attached) probes in \(exe) for all processes (\(target.reason))")
+        attachLinkedTLS(path: path, reason: "process \(pid) exec'd \(exe)")
     }
 
     /// Attaches to a TLS library linked into the program at `path` before it
     /// runs (the command of `tlstap -- COMMAND`).
     public func attachLinkedTLS(path: String) {
-        guard let tracer, let target = LibraryDiscovery.embeddedTarget(path: path, reason: "the command is \(path)"),
+        attachLinkedTLS(path: path, reason: "the command is \(path)")
+    }
+
+    private func attachLinkedTLS(path: String, reason: String) {
+        guard let tracer, let target = LibraryDiscovery.embeddedTarget(path: path, reason: reason),
             attachedFiles.insert(target.identity).inserted
         else { return }
         let attached = tracer.attach(target).filter { $0.failure == nil }.count
