@@ -82,20 +82,28 @@ static __always_inline __u64 socket_key(__u32 tgid, int fd)
 	return (__u64)tgid << 32 | (__u32)fd;
 }
 
-/* The TCP socket behind the current task's fd, or NULL. */
-static __always_inline struct sock *tcp_sock_of_fd(int fd)
+/* The open file behind the current task's fd, or NULL. */
+static __always_inline struct file *file_of_fd(int fd)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *table = BPF_CORE_READ(task, files, fdt);
 	struct file **files = BPF_CORE_READ(table, fd);
 	unsigned int max_fds = BPF_CORE_READ(table, max_fds);
 	struct file *file = NULL;
-	struct socket *socket;
-	struct sock *sk;
 
 	if (fd < 0 || (unsigned int)fd >= max_fds)
 		return NULL;
 	bpf_core_read(&file, sizeof(file), &files[fd]);
+	return file;
+}
+
+/* The TCP socket behind the current task's fd, or NULL. */
+static __always_inline struct sock *tcp_sock_of_fd(int fd)
+{
+	struct file *file = file_of_fd(fd);
+	struct socket *socket;
+	struct sock *sk;
+
 	if (!file || (BPF_CORE_READ(file, f_inode, i_mode) & TLSTAP_S_IFMT) != TLSTAP_S_IFSOCK)
 		return NULL;
 	socket = BPF_CORE_READ(file, private_data);
@@ -190,7 +198,7 @@ static __always_inline struct socket_state *socket_in_use(int fd)
 	return track_socket(fd, TLSTAP_SOCKET_MID, TLSTAP_ROLE_UNKNOWN);
 }
 
-/* Sends a record without addresses: CLOSE, EXIT or EXEC. */
+/* Sends a record without addresses: CLOSE, EXIT, EXEC or MAP. */
 static __always_inline void send_socket_end(__u8 event, int fd)
 {
 	struct tlstap_socket_record *record = bpf_ringbuf_reserve(&events, sizeof(*record), 0);

@@ -175,6 +175,61 @@ int probe_gnutls_recv_enter(struct pt_regs *ctx)
 	return 0;
 }
 
+/*
+ * NSS: the application moves plaintext with NSPR's PR_Write/PR_Send and
+ * PR_Read/PR_Recv(fd, buf, amount, ...) on a PRFileDesc that NSS's SSL layer
+ * was pushed onto; NSS itself reaches the socket below through the layers'
+ * method tables, never through these functions, so no byte is seen twice.
+ * The same functions serve plain files and pipes, whose PRFileDesc has no
+ * lower layer: those calls are skipped. PRFileDesc is NSPR's public struct
+ * (prio.h): methods, secret, lower, higher, dtor, identity.
+ */
+struct nspr_file_desc {
+	void *methods;
+	void *secret;
+	struct nspr_file_desc *lower;
+};
+
+static __always_inline void nspr_remember(struct pt_regs *ctx, __u8 function)
+{
+	struct nspr_file_desc *fd = (void *)PT_REGS_PARM1(ctx);
+	void *lower = NULL;
+
+	if (!tracing_this_process())
+		return;
+	bpf_probe_read_user(&lower, sizeof(lower), &fd->lower);
+	if (lower)
+		remember_call(ctx, TLSTAP_LIB_NSS, function, 0);
+}
+
+SEC("uprobe")
+int probe_pr_write_enter(struct pt_regs *ctx)
+{
+	nspr_remember(ctx, TLSTAP_FUNC_PR_WRITE);
+	return 0;
+}
+
+SEC("uprobe")
+int probe_pr_send_enter(struct pt_regs *ctx)
+{
+	nspr_remember(ctx, TLSTAP_FUNC_PR_SEND);
+	return 0;
+}
+
+SEC("uprobe")
+int probe_pr_read_enter(struct pt_regs *ctx)
+{
+	nspr_remember(ctx, TLSTAP_FUNC_PR_READ);
+	return 0;
+}
+
+SEC("uprobe")
+int probe_pr_recv_enter(struct pt_regs *ctx)
+{
+	nspr_remember(ctx, TLSTAP_FUNC_PR_RECV);
+	return 0;
+}
+
 /* One return probe per direction: the entry already named library and function. */
 SEC("uretprobe")
 int probe_ssl_write_exit(struct pt_regs *ctx)
@@ -518,6 +573,48 @@ int probe_process_exec(void *ctx)
 {
 	if (tracing_this_process())
 		send_socket_end(TLSTAP_SOCKET_EXEC, -1);
+	return 0;
+}
+
+/* Executable files some traced process mapped already, by device and inode. */
+struct file_key {
+	__u64 dev;
+	__u64 ino;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TLSTAP_MAX_MAPPED_FILES);
+	__type(key, struct file_key);
+	__type(value, __u8);
+} mapped_files SEC(".maps");
+
+#define TLSTAP_PROT_EXEC 4
+
+/*
+ * mmap(addr, len, prot, flags, fd, off) of code from a file: the dynamic
+ * loader mapping a shared object, or dlopen. The first time any traced
+ * process maps a file as code, user space looks at the process's mappings
+ * for a TLS library without probes (a libssl in another directory, one
+ * replaced on disk, one loaded later).
+ */
+SEC("tracepoint/syscalls/sys_enter_mmap")
+int probe_mmap_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	int fd = ctx->args[4];
+	struct file *file;
+	struct file_key key;
+	__u8 seen = 1;
+
+	if (!(ctx->args[2] & TLSTAP_PROT_EXEC) || fd < 0 || !tracing_this_process())
+		return 0;
+	file = file_of_fd(fd);
+	if (!file)
+		return 0;
+	key.dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
+	key.ino = BPF_CORE_READ(file, f_inode, i_ino);
+	if (bpf_map_update_elem(&mapped_files, &key, &seen, BPF_NOEXIST) == 0)
+		send_socket_end(TLSTAP_SOCKET_MAP, fd);
 	return 0;
 }
 

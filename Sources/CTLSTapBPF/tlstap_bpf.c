@@ -78,6 +78,14 @@ struct bpf_program *CTLSTapBPF_program(struct tlstap_bpf *skel, enum CTLSTapBPF_
 		return skel->progs.probe_go_write_return;
 	case CTLSTapBPF_GO_READ_RETURN:
 		return skel->progs.probe_go_read_return;
+	case CTLSTapBPF_PR_WRITE_ENTER:
+		return skel->progs.probe_pr_write_enter;
+	case CTLSTapBPF_PR_SEND_ENTER:
+		return skel->progs.probe_pr_send_enter;
+	case CTLSTapBPF_PR_READ_ENTER:
+		return skel->progs.probe_pr_read_enter;
+	case CTLSTapBPF_PR_RECV_ENTER:
+		return skel->progs.probe_pr_recv_enter;
 	}
 	return NULL;
 }
@@ -142,6 +150,7 @@ int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, bool plaintext, con
 		SLOT(probe_sendmsg_enter), SLOT(probe_recvmsg_enter),  SLOT(probe_connect_enter),
 		SLOT(probe_connect_exit),  SLOT(probe_accept_exit),    SLOT(probe_accept4_exit),
 		SLOT(probe_close_enter),   SLOT(probe_process_exit),    SLOT(probe_process_exec),
+		SLOT(probe_mmap_enter),
 	};
 	struct probe_slot plaintext_only[] = {
 		SLOT(probe_read_exit),	  SLOT(probe_write_exit),    SLOT(probe_readv_exit),

@@ -69,6 +69,9 @@ public struct SocketEvent: Sendable, Equatable {
         case exit = 5
         /// The process exec'd a new program (not a socket event: fd is -1).
         case exec = 6
+        /// The process maps code from a file that no traced process mapped
+        /// before (fd is that file's): a shared object, perhaps a TLS library.
+        case mapCode = 7
     }
 
     public var kind: Kind

@@ -55,7 +55,7 @@ public struct ConnectionTracker {
         case .close:
             guard let entry = entries.removeValue(forKey: key), entry.announced else { return [] }
             return [.closed(entry.connection, timeNanoseconds: time)]
-        case .exec:
+        case .exec, .mapCode:
             return []
         case .exit:
             let gone = entries.filter { $0.key.pid == socket.pid }

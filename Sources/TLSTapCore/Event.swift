@@ -7,6 +7,8 @@ public enum TLSLibrary: UInt8, Sendable, CaseIterable {
     case boringssl = 4
     /// Go's crypto/tls.
     case go = 5
+    /// NSS, seen through NSPR's I/O functions.
+    case nss = 6
 
     /// The name used in every output (`lib` in JSON).
     public var name: String {
@@ -16,6 +18,7 @@ public enum TLSLibrary: UInt8, Sendable, CaseIterable {
         case .gnutls: "gnutls"
         case .boringssl: "boringssl"
         case .go: "go"
+        case .nss: "nss"
         }
     }
 }
@@ -30,6 +33,10 @@ public enum TLSFunction: UInt8, Sendable, CaseIterable {
     case gnutlsRecordRecv = 6
     case goWrite = 7
     case goRead = 8
+    case prWrite = 20
+    case prRead = 21
+    case prSend = 22
+    case prRecv = 23
     case write = 10
     case read = 11
     case sendto = 12
@@ -50,6 +57,10 @@ public enum TLSFunction: UInt8, Sendable, CaseIterable {
         case .gnutlsRecordRecv: "gnutls_record_recv"
         case .goWrite: "crypto/tls.(*Conn).Write"
         case .goRead: "crypto/tls.(*Conn).Read"
+        case .prWrite: "PR_Write"
+        case .prRead: "PR_Read"
+        case .prSend: "PR_Send"
+        case .prRecv: "PR_Recv"
         case .write: "write"
         case .read: "read"
         case .sendto: "sendto"

@@ -20,8 +20,7 @@ public struct AttachPlan: Sendable {
         if !filters.pids.isEmpty {
             var attachments: [Attachment] = []
             for pid in filters.pids {
-                let libraries = try LibraryDiscovery.libraries(mappedBy: pid) + LibraryDiscovery.embeddedLibraries(of: pid)
-                for library in LibraryDiscovery.distinct(libraries) {
+                for library in try LibraryDiscovery.tlsLibraries(of: pid) {
                     attachments.append(Attachment(library: library, pid: pid))
                 }
             }
@@ -32,8 +31,7 @@ public struct AttachPlan: Sendable {
             let wanted = Set(filters.comms.map { String(decoding: $0.utf8.prefix(15), as: UTF8.self) })
             for pid in LibraryDiscovery.allProcesses() {
                 if !wanted.isEmpty, !wanted.contains(LibraryDiscovery.comm(of: pid) ?? "") { continue }
-                libraries += (try? LibraryDiscovery.libraries(mappedBy: pid)) ?? []
-                libraries += LibraryDiscovery.embeddedLibraries(of: pid)
+                libraries += (try? LibraryDiscovery.tlsLibraries(of: pid)) ?? []
             }
         }
         return AttachPlan(attachments: LibraryDiscovery.distinct(libraries).map { Attachment(library: $0, pid: -1) })

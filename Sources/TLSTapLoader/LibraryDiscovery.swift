@@ -31,6 +31,7 @@ public enum LibraryDiscovery {
         let name = path.split(separator: "/").last ?? ""
         if name.hasPrefix("libssl.so") { return .openssl }
         if name.hasPrefix("libgnutls.so") { return .gnutls }
+        if name.hasPrefix("libnspr4.so") { return .nss }
         return nil
     }
 
@@ -115,6 +116,14 @@ public enum LibraryDiscovery {
         return paths.compactMap { path in
             embeddedTarget(path: "/proc/\(pid)/root" + path, reason: "process \(pid) runs or maps \(path)")
         }
+    }
+
+    /// Every TLS library in process `pid`: the libssl/libgnutls files it
+    /// maps and TLS linked into its executable or other shared objects, one
+    /// target per file.
+    /// - Throws: when the process does not exist or its maps cannot be read.
+    public static func tlsLibraries(of pid: Int32) throws(LoaderError) -> [LibraryTarget] {
+        distinct(try libraries(mappedBy: pid) + embeddedLibraries(of: pid))
     }
 
     /// The path of the program a process runs, as it sees it.

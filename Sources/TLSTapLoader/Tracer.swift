@@ -66,6 +66,7 @@ public final class Tracer {
         switch library {
         case .openssl, .boringssl: openSSLProbes
         case .gnutls: gnuTLSProbes
+        case .nss: nsprProbes
         case .socket, .go: []
         }
     }
@@ -75,6 +76,14 @@ public final class Tracer {
                   optional: false),
         ProbeSpec(symbol: "gnutls_record_recv", enter: CTLSTapBPF_GNUTLS_RECV_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT,
                   optional: false),
+    ]
+
+    /// NSPR's I/O functions; the entry programs skip fds without an SSL layer.
+    static let nsprProbes = [
+        ProbeSpec(symbol: "PR_Write", enter: CTLSTapBPF_PR_WRITE_ENTER, exit: CTLSTapBPF_SSL_WRITE_EXIT, optional: false),
+        ProbeSpec(symbol: "PR_Send", enter: CTLSTapBPF_PR_SEND_ENTER, exit: CTLSTapBPF_SSL_WRITE_EXIT, optional: false),
+        ProbeSpec(symbol: "PR_Read", enter: CTLSTapBPF_PR_READ_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT, optional: false),
+        ProbeSpec(symbol: "PR_Recv", enter: CTLSTapBPF_PR_RECV_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT, optional: false),
     ]
 
     static let openSSLProbes = [

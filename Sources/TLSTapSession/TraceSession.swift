@@ -152,7 +152,13 @@ public final class TraceSession {
             case .chunk(let chunk):
                 for event in assembler.add(chunk) { emit(event) }
             case .socket(let socket):
-                if socket.kind == .exec && followsExecs { attachLinkedTLS(pid: Int32(bitPattern: socket.pid)) }
+                if followsExecs {
+                    switch socket.kind {
+                    case .exec: attachLinkedTLS(pid: Int32(bitPattern: socket.pid))
+                    case .mapCode: attachMappedTLS(pid: Int32(bitPattern: socket.pid))
+                    default: break
+                    }
+                }
                 for ended in connections.handle(socket) { emit(ended) }
             }
         } catch {
@@ -168,6 +174,17 @@ public final class TraceSession {
         // A path that outlives the process: its own if it names the same file here, else through its root.
         let path = ProcFSPaths.sameFile(exe, "/proc/\(pid)/exe") ? exe : "/proc/\(pid)/root" + exe
         attachLinkedTLS(path: path, reason: "process \(pid) exec'd \(exe)")
+    }
+
+    /// Attaches to TLS libraries process `pid` maps that have no probes yet:
+    /// a libssl from another directory, one replaced on disk since, or one
+    /// loaded with dlopen. Called when the process maps a file not seen before.
+    private func attachMappedTLS(pid: Int32) {
+        guard let tracer else { return }
+        for target in (try? LibraryDiscovery.tlsLibraries(of: pid)) ?? [] where attachedFiles.insert(target.identity).inserted {
+            let attached = tracer.attach(target).filter { $0.failure == nil }.count
+            logger.info("attached \(attached) probes in \(target.path) for all processes (\(target.reason))")
+        }
     }
 
     /// Attaches to a TLS library linked into the program at `path` before it

@@ -129,3 +129,74 @@ extension EndToEnd.FaultTests {
         #expect(summary.contains(" records lost (\(counted) bytes)"))
     }
 }
+
+extension EndToEnd.FaultTests {
+    /// A libssl that traced programs load from their own directory is
+    /// replaced on disk while tlstap runs, as a package upgrade does (a new
+    /// file renamed over the old one). The program already running keeps
+    /// the old file and its probes; the program started afterwards maps the
+    /// new file, which tlstap notices when it is mapped and probes too.
+    @Test func aLibraryReplacedOnDiskIsProbedAgainForNewProcesses() throws {
+        let workspace = try Harness.makeWorkspace()
+        defer { try? FileManager.default.removeItem(at: workspace) }
+        let files = FileManager.default
+        let libraries = workspace.appendingPathComponent("lib")
+        try files.createDirectory(at: libraries, withIntermediateDirectories: false)
+        let libssl = libraries.appendingPathComponent("libssl.so.3").path
+        let systemLibssl = try #require(LibraryLookup.system("libssl.so.3"))
+        try files.copyItem(atPath: systemLibssl, toPath: libssl)
+        // A program name of this test's own, so that -c traces nothing else.
+        let program = workspace.appendingPathComponent("tlsreplaced").path
+        try files.copyItem(atPath: "/usr/bin/openssl", toPath: program)
+        let (server, port) = try Harness.startPythonServer(in: workspace, requests: 2)
+        defer { server.signal(SIGKILL); _ = server.wait() }
+        let tracer = try LaunchedProgram([Harness.tlstap, "--verbose", "--format", "json", "-c", "tlsreplaced"])
+        #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
+
+        /// A client that maps the libssl in `lib`, connects and waits for its request on a FIFO.
+        func startClient(_ name: String) throws -> (LaunchedProgram, URL) {
+            let fifo = workspace.appendingPathComponent(name + ".fifo")
+            #expect(mkfifo(fifo.path, 0o600) == 0)
+            let client = try LaunchedProgram([
+                "/bin/sh", "-c", "LD_LIBRARY_PATH='\(libraries.path)' exec '\(program)' s_client -quiet "
+                    + "-connect 127.0.0.1:\(port) 0<>'\(fifo.path)'",
+            ])
+            let marker = "process \(client.process.processIdentifier) maps \(libssl)"
+            #expect(tracer.waitForStandardError(containing: marker), "\(tracer.standardError)")
+            return (client, fifo)
+        }
+        let (before, beforeFIFO) = try startClient("before")
+        let replacement = libraries.appendingPathComponent("libssl.so.3.new").path
+        try files.copyItem(atPath: systemLibssl, toPath: replacement)
+        #expect(rename(replacement, libssl) == 0)
+        let (after, afterFIFO) = try startClient("after")
+
+        for (client, fifo, path) in [(before, beforeFIFO, "/before"), (after, afterFIFO, "/after")] {
+            let request = "GET \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            let handle = try FileHandle(forWritingTo: fifo)
+            try handle.write(contentsOf: Data(request.utf8))
+            try handle.close()
+            // s_client ends (status 1) when the server closes without a close_notify.
+            _ = client.wait()
+        }
+        tracer.signal(SIGINT)
+        let run = tracer.waitForBytes()
+        #expect(run.status == 0, "\(run.standardError)")
+        let events = try Harness.dataEvents(run.output)
+        for (client, path) in [(before, "/before"), (after, "/after")] {
+            let own = events.filter { $0.pid == Int(client.process.processIdentifier) }
+            #expect(String(decoding: own.joined(direction: "out"), as: UTF8.self)
+                        == "GET \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            #expect(String(decoding: own.joined(direction: "in"), as: UTF8.self).hasSuffix(
+                "\r\n\r\ngot e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"))
+        }
+    }
+}
+
+/// Where the dynamic loader finds a library on this machine.
+enum LibraryLookup {
+    static func system(_ soname: String) -> String? {
+        ["/usr/lib/x86_64-linux-gnu/", "/lib/x86_64-linux-gnu/", "/usr/lib64/", "/usr/lib/"].map { $0 + soname }
+            .first { FileManager.default.fileExists(atPath: $0) }
+    }
+}

@@ -34,6 +34,41 @@ extension EndToEnd {
 }
 
 extension EndToEnd.StackTests {
+    /// NSS's own test client (tstclnt, from Debian's libnss3-tools) moves
+    /// plaintext with NSPR's PR_Send/PR_Recv on its SSL-layered socket, and
+    /// its stdin and stdout with PR_Read/PR_Write on plain fds: only the
+    /// socket's bytes are captured, byte-exact, with the connection.
+    @Test func tstclntThroughNSSIsCapturedAndItsPlainFdsAreNot() throws {
+        let workspace = try Harness.makeWorkspace()
+        defer { try? FileManager.default.removeItem(at: workspace) }
+        let database = "sql:" + workspace.appendingPathComponent("nssdb").path
+        try FileManager.default.createDirectory(at: workspace.appendingPathComponent("nssdb"), withIntermediateDirectories: false)
+        for arguments in [["-N", "-d", database, "--empty-password"],
+                          ["-A", "-d", database, "-n", "localhost", "-t", "CT,,", "-i",
+                           workspace.appendingPathComponent("cert.pem").path]] {
+            let made = try runProgram(["/usr/bin/certutil"] + arguments)
+            try #require(made.status == 0, "certutil: \(made.standardError)")
+        }
+        let (server, port) = try Harness.startPythonServer(in: workspace)
+        let request = "GET /via-nss HTTP/1.1\r\nHost: localhost:\(port)\r\nConnection: close\r\n\r\n"
+        let requestFile = workspace.appendingPathComponent("request.txt")
+        try Data(request.utf8).write(to: requestFile)
+        let script = "/usr/bin/tstclnt -d '\(database)' -4 -h localhost -p \(port) -A '\(requestFile.path)' "
+            + "</dev/null >'\(workspace.path)/tstclnt.out'"
+        let run = try Harness.run(["--format", "json", "--", "/bin/sh", "-c", script])
+        _ = server.wait()
+        #expect(run.status == 0, "\(run.standardError)")
+        let events = try Harness.dataEvents(run.output)
+        #expect(events.allSatisfy { $0.lib == "nss" && $0.comm == "tstclnt" })
+        #expect(Set(events.map(\.function)) == ["PR_Send", "PR_Recv"], "stdin and stdout are not TLS")
+        #expect(events.allSatisfy { $0.remote == "127.0.0.1:\(port)" && $0.role == "client" })
+        #expect(events.joined(direction: "out") == Array(request.utf8))
+        let printed = try String(contentsOfFile: workspace.appendingPathComponent("tstclnt.out").path, encoding: .utf8)
+        #expect(printed.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(printed.hasSuffix("\r\n\r\ngot e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"))
+        #expect(events.joined(direction: "in") == Array(printed.utf8))
+    }
+
     /// node carries OpenSSL inside its executable: tlstap finds SSL_write and
     /// SSL_read in its symbols and attaches there before the command starts.
     @Test func nodeWithOpenSSLInsideItsExecutableIsCaptured() throws {

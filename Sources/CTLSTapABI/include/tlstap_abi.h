@@ -30,6 +30,9 @@
 /* Sockets tracked per process, and SSL objects bound to their fds. */
 #define TLSTAP_MAX_SOCKETS 65536
 
+/* Distinct executable files remembered as already looked at. */
+#define TLSTAP_MAX_MAPPED_FILES 8192
+
 /* What a ring buffer record is; the first byte of every record. */
 enum tlstap_record_kind {
 	TLSTAP_RECORD_DATA = 1,   /* struct tlstap_chunk_header + payload */
@@ -43,6 +46,7 @@ enum tlstap_library {
 	TLSTAP_LIB_GNUTLS = 3,
 	TLSTAP_LIB_BORINGSSL = 4, /* OpenSSL-compatible API, often with prefixed symbols */
 	TLSTAP_LIB_GO = 5,	  /* Go's crypto/tls */
+	TLSTAP_LIB_NSS = 6,	  /* NSS, through NSPR's I/O functions on SSL-layered fds */
 };
 
 /* The probed function. */
@@ -55,6 +59,10 @@ enum tlstap_function {
 	TLSTAP_FUNC_GNUTLS_RECORD_RECV = 6,
 	TLSTAP_FUNC_GO_WRITE = 7, /* crypto/tls.(*Conn).Write */
 	TLSTAP_FUNC_GO_READ = 8,  /* crypto/tls.(*Conn).Read */
+	TLSTAP_FUNC_PR_WRITE = 20, /* NSPR */
+	TLSTAP_FUNC_PR_READ = 21,
+	TLSTAP_FUNC_PR_SEND = 22,
+	TLSTAP_FUNC_PR_RECV = 23,
 	TLSTAP_FUNC_SYS_WRITE = 10,
 	TLSTAP_FUNC_SYS_READ = 11,
 	TLSTAP_FUNC_SYS_SENDTO = 12,
@@ -76,6 +84,7 @@ enum tlstap_socket_event {
 	TLSTAP_SOCKET_CLOSE = 4,   /* close() of a tracked fd */
 	TLSTAP_SOCKET_EXIT = 5,	   /* the process exited: all its fds are gone */
 	TLSTAP_SOCKET_EXEC = 6,	   /* the process exec'd a new program (fd -1): look for TLS in it */
+	TLSTAP_SOCKET_MAP = 7,	   /* the process maps code from fd, a file no traced process mapped yet */
 };
 
 /* Who opened the connection. */
