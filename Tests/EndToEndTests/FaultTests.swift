@@ -64,16 +64,18 @@ extension EndToEnd {
 }
 
 extension EndToEnd.FaultTests {
-    /// Traced programs behave as they do untraced: same output, same exit status.
+    /// Traced programs behave as they do untraced: same output on stdout
+    /// and stderr, same exit status (curl, Python and a Go program).
     @Test func tracedProgramsPrintAndExitAsTheyDoUntraced() throws {
         let workspace = try Harness.makeWorkspace()
         defer { try? FileManager.default.removeItem(at: workspace) }
-        let (server, port) = try Harness.startPythonServer(in: workspace, requests: 4)
+        let (server, port) = try Harness.startPythonServer(in: workspace, requests: 6)
         defer { server.signal(SIGKILL); _ = server.wait() }
         let cert = workspace.appendingPathComponent("cert.pem").path
         let programs: [[String]] = [
             ["/usr/bin/curl", "-sS", "--cacert", cert, "-d", "same bytes", "https://localhost:\(port)/curl"],
             Harness.pythonClient(port: port, workspace: workspace, size: 5000, seed: 12),
+            [try Harness.buildGoPeer(in: workspace), "client", "https://localhost:\(port)/go", cert, "same bytes"],
         ]
         for program in programs {
             let untraced = try runProgram(program)
@@ -87,6 +89,10 @@ extension EndToEnd.FaultTests {
                 .joined(separator: "\n")
             #expect(tracedOutput == untraced.standardOutput.split(separator: "\n").joined(separator: "\n"),
                     "\(program[0]) prints the same")
+            let tracedErrors = traced.standardError.split(separator: "\n", omittingEmptySubsequences: false)
+                .filter { !$0.hasPrefix("tlstap: ") }
+            #expect(tracedErrors == untraced.standardError.split(separator: "\n", omittingEmptySubsequences: false),
+                    "\(program[0]) prints the same errors")
             let events = try Harness.dataEvents(Array(try Data(contentsOf: workspace.appendingPathComponent("events.jsonl"))))
             #expect(!events.isEmpty, "\(program[0]) was traced")
         }

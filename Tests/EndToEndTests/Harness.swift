@@ -94,6 +94,19 @@ enum Harness {
             + " >'\(workspace.appendingPathComponent("client.out").path)'"
     }
 
+    /// Builds the Go HTTPS peer (Peers/gotls, crypto/tls compiled in) with
+    /// Debian's Go into the workspace as `gotls`; returns its path.
+    static func buildGoPeer(in workspace: URL) throws -> String {
+        let binary = workspace.appendingPathComponent("gotls").path
+        let source = packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/gotls/main.go").path
+        var environment = ProcessInfo.processInfo.environment
+        environment["GO111MODULE"] = "off"
+        environment["GOCACHE"] = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-go-cache").path
+        let built = try runProgram(["/usr/bin/go", "build", "-o", binary, source], environment: environment)
+        try #require(built.status == 0, "go build: \(built.standardError)")
+        return binary
+    }
+
     /// Runs tlstap to its end.
     static func run(_ arguments: [String]) throws -> (status: Int32, output: [UInt8], standardError: String) {
         try LaunchedProgram([tlstap] + arguments).waitForBytes()

@@ -109,13 +109,7 @@ extension EndToEnd.StackTests {
     @Test func goClientAndServerAreCapturedAtReturnSites() throws {
         let workspace = try Harness.makeWorkspace()
         defer { try? FileManager.default.removeItem(at: workspace) }
-        let binary = workspace.appendingPathComponent("gotls").path
-        let source = Harness.packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/gotls/main.go").path
-        var environment = ProcessInfo.processInfo.environment
-        environment["GO111MODULE"] = "off"
-        environment["GOCACHE"] = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-go-cache").path
-        let built = try runProgram(["/usr/bin/go", "build", "-o", binary, source], environment: environment)
-        try #require(built.status == 0, "go build: \(built.standardError)")
+        let binary = try Harness.buildGoPeer(in: workspace)
 
         let portFile = workspace.appendingPathComponent("go-port").path
         let server = try LaunchedProgram([binary, "server", workspace.appendingPathComponent("cert.pem").path,
