@@ -82,7 +82,7 @@ static __always_inline void finish_plain_call(long ret)
 		return;
 	call = *pending;
 	bpf_map_delete_elem(&plain_calls, &thread);
-	key = socket_key(thread >> 32, call.fd);
+	key = tlstap_socket_key(thread >> 32, call.fd);
 	socket = bpf_map_lookup_elem(&sockets, &key);
 	if (ret <= 0 || !socket)
 		return;

@@ -55,17 +55,15 @@ struct {
 	__type(value, struct socket_state);
 } sockets SEC(".maps");
 
-/* The fd an SSL object last used, for reads served from OpenSSL's buffer. */
-struct ssl_key {
-	__u32 tgid;
-	__u32 pad;
-	__u64 ssl;
-};
-
+/*
+ * The fd an SSL object last used, for reads served from OpenSSL's buffer.
+ * Neither this map nor `sockets` can be cleaned by BPF when a process exits
+ * without closing: user space deletes the exited process's keys.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, TLSTAP_MAX_SOCKETS);
-	__type(key, struct ssl_key);
+	__type(key, struct tlstap_ssl_key);
 	__type(value, __s32);
 } ssl_fds SEC(".maps");
 
@@ -77,10 +75,6 @@ struct {
 	__type(value, __s32);
 } pending_connects SEC(".maps");
 
-static __always_inline __u64 socket_key(__u32 tgid, int fd)
-{
-	return (__u64)tgid << 32 | (__u32)fd;
-}
 
 /* The open file behind the current task's fd, or NULL. */
 static __always_inline struct file *file_of_fd(int fd)
@@ -152,7 +146,7 @@ static __always_inline struct socket_state *track_socket(int fd, __u8 event, __u
 	struct tlstap_socket_record *record;
 	struct socket_state state = {};
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u64 key = socket_key(pid_tgid >> 32, fd);
+	__u64 key = tlstap_socket_key(pid_tgid >> 32, fd);
 	__u16 family;
 
 	if (!sk)
@@ -190,7 +184,7 @@ static __always_inline struct socket_state *track_socket(int fd, __u8 event, __u
 /* The state of `fd`, tracking it now (as MID) if it is new or was reused. */
 static __always_inline struct socket_state *socket_in_use(int fd)
 {
-	__u64 key = socket_key(bpf_get_current_pid_tgid() >> 32, fd);
+	__u64 key = tlstap_socket_key(bpf_get_current_pid_tgid() >> 32, fd);
 	struct socket_state *state = bpf_map_lookup_elem(&sockets, &key);
 
 	if (state && state->sk == (__u64)tcp_sock_of_fd(fd))

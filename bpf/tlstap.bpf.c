@@ -38,7 +38,7 @@ static __always_inline void remember_call(struct pt_regs *ctx, __u8 library, __u
  */
 static __always_inline int call_fd(struct tls_call *call, __u32 tgid)
 {
-	struct ssl_key key = { .tgid = tgid, .ssl = call->ssl };
+	struct tlstap_ssl_key key = { .tgid = tgid, .ssl = call->ssl };
 	__s32 *known;
 
 	if (call->fd >= 0) {
@@ -560,7 +560,7 @@ SEC("tracepoint/syscalls/sys_enter_close")
 int probe_close_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	int fd = ctx->args[0];
-	__u64 key = socket_key(bpf_get_current_pid_tgid() >> 32, fd);
+	__u64 key = tlstap_socket_key(bpf_get_current_pid_tgid() >> 32, fd);
 
 	if (bpf_map_delete_elem(&sockets, &key) == 0)
 		send_socket_end(TLSTAP_SOCKET_CLOSE, fd);

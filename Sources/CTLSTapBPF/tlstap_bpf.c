@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "CTLSTapBPF.h"
+#include "tlstap_abi.h"
 #include "tlstap.skel.h"
 
 struct tlstap_bpf *CTLSTapBPF_open(void)
@@ -107,6 +108,21 @@ int CTLSTapBPF_map_fd(struct tlstap_bpf *skel, enum CTLSTapBPF_Map map)
 		return bpf_map__fd(skel->maps.traced_hosts);
 	}
 	return -1;
+}
+
+void CTLSTapBPF_forget_process(struct tlstap_bpf *skel, uint32_t pid, const int32_t *fds, size_t fd_count,
+			       const uint64_t *tls_objects, size_t tls_object_count)
+{
+	for (size_t i = 0; i < fd_count; i++) {
+		__u64 key = tlstap_socket_key(pid, fds[i]);
+
+		bpf_map__delete_elem(skel->maps.sockets, &key, sizeof(key), 0);
+	}
+	for (size_t i = 0; i < tls_object_count; i++) {
+		struct tlstap_ssl_key key = { .tgid = pid, .ssl = tls_objects[i] };
+
+		bpf_map__delete_elem(skel->maps.ssl_fds, &key, sizeof(key), 0);
+	}
 }
 
 struct bpf_link *CTLSTapBPF_attach_uprobe(struct bpf_program *program, bool retprobe, pid_t pid,

@@ -33,6 +33,11 @@ public struct ConnectionTracker {
     /// Connections currently known.
     public var count: Int { entries.count }
 
+    /// The fds of the sockets known for process `pid`.
+    public func fds(of pid: UInt32) -> [Int32] {
+        entries.keys.filter { $0.pid == pid }.map(\.fd)
+    }
+
     /// Takes a socket event.
     /// - Returns: the connections it ended that had been announced.
     public mutating func handle(_ socket: SocketEvent) -> [ConnectionEvent] {

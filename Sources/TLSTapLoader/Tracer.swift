@@ -263,6 +263,13 @@ public final class Tracer {
         return perCPU.reduce(.zero) { LostCounts(records: $0.records + $1.records, bytes: $0.bytes + $1.bytes) }
     }
 
+    /// Deletes the kernel-side state of an exited process that BPF cannot
+    /// delete itself (sockets it never closed, its TLS objects' fds).
+    public func forgetProcess(_ pid: UInt32, fds: [Int32], tlsObjects: [UInt64]) {
+        guard let skeleton else { return }
+        CTLSTapBPF_forget_process(skeleton, pid, fds, fds.count, tlsObjects, tlsObjects.count)
+    }
+
     /// Detaches every probe and unloads the programs. Safe to call twice.
     public func close() {
         if let ringBuffer { ring_buffer__free(ringBuffer) }

@@ -45,6 +45,9 @@ public final class TraceSession {
     /// Whether programs exec'd later are examined for linked-in TLS (all
     /// scopes but -p, whose probes are bound to the given processes).
     private var followsExecs = false
+    /// The TLS objects each live process used, to delete their kernel-side
+    /// state when it exits.
+    private var tlsObjects: [UInt32: Set<UInt64>] = [:]
     public private(set) var summary = TraceSummary()
 
     /// Loads the programs with `filters`; attach with `attach(_:)`.
@@ -152,12 +155,13 @@ public final class TraceSession {
             case .chunk(let chunk):
                 for event in assembler.add(chunk) { emit(event) }
             case .socket(let socket):
-                if followsExecs {
-                    switch socket.kind {
-                    case .exec: attachLinkedTLS(pid: Int32(bitPattern: socket.pid))
-                    case .mapCode: attachMappedTLS(pid: Int32(bitPattern: socket.pid))
-                    default: break
-                    }
+                switch socket.kind {
+                case .exec where followsExecs: attachLinkedTLS(pid: Int32(bitPattern: socket.pid))
+                case .mapCode where followsExecs: attachMappedTLS(pid: Int32(bitPattern: socket.pid))
+                case .exit:
+                    tracer?.forgetProcess(socket.pid, fds: connections.fds(of: socket.pid),
+                                          tlsObjects: Array(tlsObjects.removeValue(forKey: socket.pid) ?? []))
+                default: break
                 }
                 for ended in connections.handle(socket) { emit(ended) }
             }
@@ -204,6 +208,7 @@ public final class TraceSession {
     private func emit(_ event: DataEvent) {
         var event = event
         let opened = connections.attach(&event)
+        if event.ssl != 0 { tlsObjects[event.pid, default: []].insert(event.ssl) }
         summary.events += 1
         summary.payloadBytes += UInt64(event.payload.count)
         guard outputError == nil else { return }

@@ -206,3 +206,78 @@ enum LibraryLookup {
             .first { FileManager.default.fileExists(atPath: $0) }
     }
 }
+
+extension EndToEnd.FaultTests {
+    /// Ten thousand short-lived TLS processes (curl, two at a time): every
+    /// request is captured, and once they have exited tlstap holds no more
+    /// probes or fds than after the first thousand, its kernel maps hold
+    /// nothing of them, and its memory has not grown with them.
+    @Test func anExecStormLeavesNoGrowthBehind() throws {
+        let workspace = try Harness.makeWorkspace()
+        defer { try? FileManager.default.removeItem(at: workspace) }
+        let server = try LaunchedProgram([
+            "/usr/bin/openssl", "s_server", "-www", "-accept", "127.0.0.1:0", "-naccept", "10000",
+            "-cert", workspace.appendingPathComponent("cert.pem").path,
+            "-key", workspace.appendingPathComponent("key.pem").path,
+        ])
+        defer { server.signal(SIGKILL); _ = server.wait() }
+        var port = 0
+        for _ in 0..<100 where port == 0 {
+            let printed = String(decoding: server.standardOutputBytes, as: UTF8.self)
+            port = printed.split(separator: "\n").first { $0.hasPrefix("ACCEPT ") }
+                .flatMap { $0.split(separator: ":").last }.flatMap { Int($0) } ?? 0
+            usleep(50_000)
+        }
+        try #require(port != 0, "s_server did not start: \(server.standardError)")
+        // Two loops of curl at a time; marker files hand over to the test between phases.
+        let script = """
+            cd "$1"
+            storm() { i=$1; while [ $i -lt $2 ]; do
+                curl -s --cacert cert.pem "https://localhost:$3/storm-$i" -o /dev/null || echo "curl $i failed" >&2
+                i=$((i + 1)); done; }
+            storm 0 500 "$2" & storm 500 1000 "$2" & wait
+            touch warm; while [ ! -e measured ]; do sleep 0.1; done
+            storm 1000 5500 "$2" & storm 5500 10000 "$2" & wait
+            touch stormed; while [ ! -e done ]; do sleep 0.1; done
+            """
+        let tracer = try LaunchedProgram([Harness.tlstap, "--format", "json", "--", "/bin/sh", "-c", script, "sh",
+                                          workspace.path, String(port)])
+        func waitFor(_ marker: String) -> Bool {
+            for _ in 0..<6000 {
+                if FileManager.default.fileExists(atPath: workspace.appendingPathComponent(marker).path) { return true }
+                usleep(100_000)
+            }
+            return false
+        }
+        let pid = tracer.process.processIdentifier
+        try #require(waitFor("warm"), "\(tracer.standardError)")
+        usleep(300_000)  // the last exits reach tlstap
+        let warm = (footprint: Harness.footprint(of: pid), links: Harness.fdinfoValues("link_id", heldBy: pid).count,
+                    maps: try Harness.hashMapEntries(heldBy: pid))
+        try Data().write(to: workspace.appendingPathComponent("measured"))
+        try #require(waitFor("stormed"), "\(tracer.standardError)")
+        usleep(300_000)
+        let stormed = (footprint: Harness.footprint(of: pid), links: Harness.fdinfoValues("link_id", heldBy: pid).count,
+                       maps: try Harness.hashMapEntries(heldBy: pid))
+        try Data().write(to: workspace.appendingPathComponent("done"))
+        let run = tracer.waitForBytes()
+        #expect(run.status == 0)
+        #expect(!run.standardError.contains("failed"), "\(run.standardError)")
+
+        let requests = try Harness.dataEvents(run.output).filter { $0.direction == "out" }
+            .compactMap { String(decoding: $0.payload, as: UTF8.self).split(separator: " ").dropFirst().first }
+        #expect(Set(requests).count == 10_000, "every curl's request is captured")
+        #expect(stormed.links == warm.links && stormed.footprint.fds == warm.footprint.fds,
+                "links \(warm.links) → \(stormed.links), fds \(warm.footprint.fds) → \(stormed.footprint.fds)")
+        // State of processes that are gone: none left (a shell or two may be mid-call).
+        for name in ["sockets", "ssl_fds", "tls_calls", "go_calls", "pending_connect", "plain_calls"] {
+            #expect((stormed.maps[name] ?? -1) >= 0 && (stormed.maps[name] ?? 0) <= 4,
+                    "\(name): \(warm.maps[name] ?? -1) entries after 1,000, \(stormed.maps[name] ?? -1) after 10,000")
+        }
+        #expect(stormed.maps["mapped_files"] == warm.maps["mapped_files"])
+        let grownKiB = stormed.footprint.anonymousKiB - warm.footprint.anonymousKiB
+        #expect(grownKiB < 4096, "anonymous memory grew by \(grownKiB) KiB over 9,000 processes")
+        print("exec storm: RssAnon \(warm.footprint.anonymousKiB) → \(stormed.footprint.anonymousKiB) KiB, "
+              + "RSS \(warm.footprint.rssKiB) → \(stormed.footprint.rssKiB) KiB, maps \(warm.maps) → \(stormed.maps)")
+    }
+}

@@ -127,16 +127,49 @@ enum Harness {
     /// IDs of the BPF programs a process holds, from its fds' fdinfo:
     /// other tracers running at the same time do not count.
     static func programIDs(heldBy pid: Int32) -> Set<Int> {
+        Set(fdinfoValues("prog_id", heldBy: pid))
+    }
+
+    /// The values of one field (`prog_id`, `map_id`, `link_id`) in the
+    /// fdinfo of every fd process `pid` holds, one per fd that has it.
+    static func fdinfoValues(_ field: String, heldBy pid: Int32) -> [Int] {
         let directory = "/proc/\(pid)/fdinfo"
         let fds = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        var ids = Set<Int>()
+        var values: [Int] = []
         for fd in fds {
             guard let info = try? String(contentsOfFile: "\(directory)/\(fd)", encoding: .utf8) else { continue }
-            for line in info.split(separator: "\n") where line.hasPrefix("prog_id:") {
-                if let id = Int(line.dropFirst("prog_id:".count).trimmingCharacters(in: .whitespaces)) { ids.insert(id) }
+            for line in info.split(separator: "\n") where line.hasPrefix(field + ":") {
+                if let value = Int(line.dropFirst(field.count + 1).trimmingCharacters(in: .whitespaces)) {
+                    values.append(value)
+                }
             }
         }
-        return ids
+        return values
+    }
+
+    /// Entries now in each hash map process `pid` holds, by map name.
+    static func hashMapEntries(heldBy pid: Int32) throws -> [String: Int] {
+        var entries: [String: Int] = [:]
+        for id in Set(fdinfoValues("map_id", heldBy: pid)) {
+            let shown = try runProgram(["/usr/sbin/bpftool", "-j", "map", "show", "id", String(id)])
+            guard let map = try JSONSerialization.jsonObject(with: Data(shown.standardOutput.utf8)) as? [String: Any],
+                let name = map["name"] as? String, let type = map["type"] as? String, type.hasSuffix("hash")
+            else { continue }
+            let dumped = try runProgram(["/usr/sbin/bpftool", "-j", "map", "dump", "id", String(id)])
+            entries[name] = (try JSONSerialization.jsonObject(with: Data(dumped.standardOutput.utf8)) as? [Any])?.count
+        }
+        return entries
+    }
+
+    /// A process's resident memory and open fds, from /proc.
+    static func footprint(of pid: Int32) -> (rssKiB: Int, anonymousKiB: Int, fds: Int) {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        func kib(_ field: String) -> Int {
+            let line = status.split(separator: "\n").first { $0.hasPrefix(field + ":") } ?? ""
+            return Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") ?? -1
+        }
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count ?? -1
+        return (kib("VmRSS"), kib("RssAnon"), fds)
     }
 
     /// IDs of every BPF program loaded in the kernel.

@@ -147,6 +147,19 @@ struct tlstap_socket_record {
 	char comm[TLSTAP_COMM_LEN];
 };
 
+/* Keys of the `sockets` map: (tgid, fd). */
+static inline __u64 tlstap_socket_key(__u32 tgid, int fd)
+{
+	return (__u64)tgid << 32 | (__u32)fd;
+}
+
+/* Keys of the `ssl_fds` map: a TLS object of a process. */
+struct tlstap_ssl_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 ssl;
+};
+
 /*
  * What BPF could not deliver because the ring buffer was full, counted per
  * CPU in the tlstap_lost map. User space sums the CPUs.
@@ -177,5 +190,6 @@ TLSTAP_STATIC_ASSERT(__builtin_offsetof(struct tlstap_chunk_header, call_time_ns
 TLSTAP_STATIC_ASSERT(__builtin_offsetof(struct tlstap_chunk_header, comm) == 48, "comm offset");
 TLSTAP_STATIC_ASSERT(sizeof(struct tlstap_lost_counts) == 16, "lost counts size");
 TLSTAP_STATIC_ASSERT(sizeof(struct tlstap_comm_key) == TLSTAP_COMM_LEN, "comm key size");
+TLSTAP_STATIC_ASSERT(sizeof(struct tlstap_ssl_key) == 16, "ssl key size");
 
 #endif /* TLSTAP_ABI_H */

@@ -58,6 +58,13 @@ enum CTLSTapBPF_Map {
 	CTLSTapBPF_MAP_TRACED_HOSTS,
 };
 
+/*
+ * Deletes what the kernel side keeps for an exited process that it could
+ * not delete itself: its sockets by fd and its TLS objects' fds.
+ */
+void CTLSTapBPF_forget_process(struct tlstap_bpf *skel, uint32_t pid, const int32_t *fds, size_t fd_count,
+			       const uint64_t *tls_objects, size_t tls_object_count);
+
 /* Opens the embedded object. NULL with errno set on failure. */
 struct tlstap_bpf *CTLSTapBPF_open(void);
 
