@@ -31,13 +31,14 @@ let package = Package(
         .target(
             name: "TLSTapLoader",
             dependencies: [
-                "CLibbpf", "CTLSTapABI", "CTLSTapBPF", "TLSTapCore", "CCapstone",
+                "CLibbpf", "CTLSTapABI", "CTLSTapBPF", "TLSTapCore", "CCapstone", "CLibcap",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(name: "TLSTapOutput", dependencies: ["TLSTapCore", "TLSTapHTTP"]),
         .systemLibrary(name: "CCapstone", pkgConfig: "capstone", providers: [.apt(["libcapstone-dev"])]),
         .systemLibrary(name: "CBrotli", pkgConfig: "libbrotlidec", providers: [.apt(["libbrotli-dev"])]),
+        .systemLibrary(name: "CLibcap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
         .target(
             name: "TLSTapHTTP",
             dependencies: [

@@ -146,14 +146,7 @@ public enum LibraryDiscovery {
 
     /// The PIDs of every process now running.
     public static func allProcesses() -> [Int32] {
-        guard let directory = opendir("/proc") else { return [] }
-        defer { closedir(directory) }
-        var pids: [Int32] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if let pid = Int32(name) { pids.append(pid) }
-        }
-        return pids
+        ((try? ProcFS.directoryEntries("/proc")) ?? []).compactMap { Int32($0) }
     }
 
     /// A process's comm, or nil if it is gone.

@@ -1,3 +1,4 @@
+import CLibcap
 import Glibc
 
 /// Whether this process may load BPF programs and attach probes.
@@ -25,6 +26,56 @@ public enum Privileges {
                 "tlstap needs root (or the capabilities CAP_BPF and CAP_PERFMON) to load BPF programs; "
                     + "this process lacks \(missing.joined(separator: " and "))")
         }
+    }
+
+    /// What tlstap still needs once its programs are loaded and attached:
+    /// CAP_BPF for its maps, CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH to read
+    /// traced processes' /proc entries and files.
+    static let keptAfterAttach: [(value: cap_value_t, name: String)] = [
+        (CAP_BPF, "CAP_BPF"), (CAP_SYS_PTRACE, "CAP_SYS_PTRACE"), (CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"),
+    ]
+
+    /// Also kept when probes may still be attached later (programs started
+    /// after tlstap): on Linux 6.18, perf_event_open refuses a uprobe
+    /// without CAP_SYS_ADMIN (EACCES) even with CAP_PERFMON, which is
+    /// enough for other perf events.
+    static let keptForLaterAttaches: [(value: cap_value_t, name: String)] = [
+        (CAP_PERFMON, "CAP_PERFMON"), (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
+    ]
+
+    /// Gives up, for good, every capability tlstap no longer needs, so
+    /// that what reads untrusted bytes from here on cannot use root's other
+    /// powers. The bounding set stays, so a command tlstap starts
+    /// afterwards runs with the privileges it would have untraced.
+    ///
+    /// Capabilities belong to threads: call this while the calling thread
+    /// is the process's only one, so that every later thread inherits the
+    /// smaller set.
+    /// - Parameter attachingLater: whether probes will be attached after
+    ///   this (to programs started later).
+    /// - Returns: the capabilities kept.
+    public static func dropAfterAttach(attachingLater: Bool) throws(LoaderError) -> [String] {
+        let threads = (try? ProcFS.directoryEntries("/proc/self/task").count) ?? 0
+        guard threads == 1 else {
+            throw LoaderError("cannot drop capabilities: \(threads) threads already run, and capabilities are per thread")
+        }
+        guard let current = cap_get_proc() else { throw .system("cannot read this process's capabilities", errno: errno) }
+        defer { cap_free(UnsafeMutableRawPointer(current)) }
+        var kept = (keptAfterAttach + (attachingLater ? keptForLaterAttaches : [])).filter { capability in
+            var value = CAP_CLEAR
+            return cap_get_flag(current, capability.value, CAP_PERMITTED, &value) == 0 && value == CAP_SET
+        }
+        guard let reduced = cap_init() else { throw .system("cannot drop capabilities", errno: errno) }
+        defer { cap_free(UnsafeMutableRawPointer(reduced)) }
+        var values = kept.map(\.value)
+        for flag in [CAP_PERMITTED, CAP_EFFECTIVE] {
+            guard cap_set_flag(reduced, flag, Int32(values.count), &values, CAP_SET) == 0 else {
+                throw .system("cannot drop capabilities", errno: errno)
+            }
+        }
+        guard cap_set_proc(reduced) == 0 else { throw .system("cannot drop capabilities", errno: errno) }
+        kept.sort { $0.value < $1.value }
+        return kept.map(\.name)
     }
 
     static func effectiveCapabilities(statusText: String?) -> UInt64? {

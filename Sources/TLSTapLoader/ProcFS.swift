@@ -37,6 +37,18 @@ enum ProcFS {
         return nil
     }
 
+    /// The names in a directory, without "." and "..".
+    static func directoryEntries(_ path: String) throws(LoaderError) -> [String] {
+        guard let directory = opendir(path) else { throw .system("cannot list \(path)", errno: errno) }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
     static func exists(_ path: String) -> Bool {
         access(path, F_OK) == 0
     }

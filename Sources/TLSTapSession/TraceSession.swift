@@ -42,9 +42,10 @@ public final class TraceSession {
     private var reportedLost = LostCounts.zero
     /// Files with probes, so a program exec'd again is not attached twice.
     private var attachedFiles = Set<FileIdentity>()
-    /// Whether programs exec'd later are examined for linked-in TLS (all
-    /// scopes but -p, whose probes are bound to the given processes).
-    private var followsExecs = false
+    /// Whether programs exec'd later are examined for linked-in TLS, and
+    /// probes attached to them (all scopes but -p, whose probes are bound to
+    /// the given processes).
+    public private(set) var followsExecs = false
     /// The TLS objects each live process used, to delete their kernel-side
     /// state when it exits.
     private var tlsObjects: [UInt32: Set<UInt64>] = [:]

@@ -67,7 +67,7 @@ struct TraceCommand: ParsableCommand {
     func run() throws {
         let logger = TerminalLogHandler.logger(verbose: output.verbose)
         try Privileges.requireTracing()
-        let signals = StopSignals()
+        StopSignals.holdUntilCaught()
 
         var filters = TraceFilters(
             pids: pids, comms: comms, ports: ports, hosts: hosts.compactMap { SocketAddress(host: $0) })
@@ -81,6 +81,13 @@ struct TraceCommand: ParsableCommand {
             http: output.httpLimits, rawLogPath: saveRaw, logger: logger)
         try session.attach(try AttachPlan.make(for: filters))
         if let program = command.first.flatMap(ChildProcess.resolve) { session.attachLinkedTLS(path: program) }
+        do {
+            let kept = try Privileges.dropAfterAttach(attachingLater: session.followsExecs)
+            logger.info("probes attached; capabilities dropped but \(kept.joined(separator: ", "))")
+        } catch {
+            logger.warning("\(error)")
+        }
+        let signals = StopSignals()
 
         // Started only now, with every probe in place, so its first call is seen.
         let traced = try cgroup.map { cgroup throws(LoaderError) in try TracedCommand(command, in: cgroup) }

@@ -141,7 +141,10 @@ extension EndToEnd.FaultTests {
     /// replaced on disk while tlstap runs, as a package upgrade does (a new
     /// file renamed over the old one). The program already running keeps
     /// the old file and its probes; the program started afterwards maps the
-    /// new file, which tlstap notices when it is mapped and probes too.
+    /// new file, which tlstap notices when it is mapped and probes too,
+    /// after it has dropped, in all its threads, every capability but the
+    /// five it needs for that (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN: this
+    /// kernel wants it for a uprobe; CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH).
     @Test func aLibraryReplacedOnDiskIsProbedAgainForNewProcesses() throws {
         let workspace = try Harness.makeWorkspace()
         defer { try? FileManager.default.removeItem(at: workspace) }
@@ -158,6 +161,9 @@ extension EndToEnd.FaultTests {
         defer { server.signal(SIGKILL); _ = server.wait() }
         let tracer = try LaunchedProgram([Harness.tlstap, "--verbose", "--format", "json", "-c", "tlsreplaced"])
         #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
+        let capabilities = Harness.effectiveCapabilities(ofThreadsOf: tracer.process.processIdentifier)
+        let kept: UInt64 = 1 << 39 | 1 << 38 | 1 << 21 | 1 << 19 | 1 << 2  // BPF, PERFMON, SYS_ADMIN, SYS_PTRACE, DAC_READ_SEARCH
+        #expect(capabilities.count > 1 && capabilities.allSatisfy { UInt64($0, radix: 16) == kept }, "\(capabilities)")
 
         /// A client that maps the libssl in `lib`, connects and waits for its request on a FIFO.
         func startClient(_ name: String) throws -> (LaunchedProgram, URL) {

@@ -161,6 +161,16 @@ enum Harness {
         return entries
     }
 
+    /// The effective capability set (CapEff, hex) of each thread of process `pid`.
+    static func effectiveCapabilities(ofThreadsOf pid: Int32) -> [String] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.compactMap { task in
+            let status = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/status", encoding: .utf8)
+            return status?.split(separator: "\n").first { $0.hasPrefix("CapEff:") }
+                .map { $0.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces) }
+        }
+    }
+
     /// A process's resident memory and open fds, from /proc.
     static func footprint(of pid: Int32) -> (rssKiB: Int, anonymousKiB: Int, fds: Int) {
         let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""

@@ -6,6 +6,8 @@ extension EndToEnd {
     @Suite struct LifecycleTests {
         /// `-p` traces one running process; SIGINT stops tlstap cleanly, and
         /// afterwards none of its programs or links remain in the kernel.
+        /// With nothing left to attach, tlstap runs without CAP_SYS_ADMIN
+        /// and CAP_PERFMON (all its threads).
         @Test func pidModeTracesOnlyThatProcessAndSIGINTDetachesEverything() throws {
             let workspace = try Harness.makeWorkspace()
             defer { try? FileManager.default.removeItem(at: workspace) }
@@ -17,6 +19,9 @@ extension EndToEnd {
             #expect(ourPrograms.count >= 20)  // 6 uprobe programs, 14 tracepoint programs
             #expect(ourPrograms.isSubset(of: try Harness.loadedPrograms()))
             #expect(!ourPrograms.isDisjoint(with: try Harness.linkedPrograms()))
+            let capabilities = Harness.effectiveCapabilities(ofThreadsOf: tracer.process.processIdentifier)
+            let kept: UInt64 = 1 << 39 | 1 << 19 | 1 << 2  // CAP_BPF, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH
+            #expect(capabilities.count > 1 && capabilities.allSatisfy { UInt64($0, radix: 16) == kept }, "\(capabilities)")
 
             let client = try runProgram(Harness.pythonClient(port: port, workspace: workspace, size: 500, seed: 5))
             #expect(client.status == 0)

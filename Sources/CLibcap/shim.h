@@ -1,0 +1,2 @@
+/* Debian's libcap (libcap-dev): capability sets of this process. */
+#include <sys/capability.h>
