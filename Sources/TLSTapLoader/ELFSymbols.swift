@@ -67,6 +67,40 @@ extension ELFSymbols {
         return found
     }
 
+    /// The named functions of a Go executable, from its function table
+    /// (.gopclntab), which the runtime needs and so stays in stripped
+    /// binaries. Go 1.18 and later (magic 0xfffffff0 or 0xfffffff1); nil for
+    /// other files. A function's size runs to the next function's entry.
+    public static func goFunctions(_ path: String, named wanted: Set<String>) -> [String: Function]? {
+        // Position-independent executables keep it in the relocation read-only data.
+        guard let file = ELFFile(path: path),
+            let table = file.section(named: ".gopclntab") ?? file.section(named: ".data.rel.ro.gopclntab"),
+            let bytes = file.bytes(at: table.offset, count: Int(table.size)), bytes.count >= 72,
+            [0xffff_fff0, 0xffff_fff1].contains(bytes.uint32(0)), bytes[7] == 8
+        else { return nil }
+        let count = Int(clamping: bytes.uint64(8))
+        // Function entries are offsets from runtime.text, the start of .text
+        // (the header's copy of that address is 0 in position-independent files).
+        let textStart = bytes.uint64(24) != 0 ? bytes.uint64(24) : file.section(named: ".text")?.address ?? 0
+        let names = Int(clamping: bytes.uint64(32))
+        let functionTable = Int(clamping: bytes.uint64(64))
+        guard count > 0, functionTable < bytes.count, functionTable + (count + 1) * 8 <= bytes.count else { return nil }
+        var found: [String: Function] = [:]
+        for index in 0..<count {
+            let entry = functionTable + index * 8
+            let function = functionTable + Int(bytes.uint32(entry + 4))
+            guard function + 8 <= bytes.count else { continue }
+            let nameStart = names + Int(Int32(bitPattern: bytes.uint32(function + 4)))
+            guard nameStart >= 0, nameStart < bytes.count, let nameEnd = bytes[nameStart...].firstIndex(of: 0) else { continue }
+            let name = String(decoding: bytes[nameStart..<nameEnd], as: UTF8.self)
+            guard wanted.contains(name) else { continue }
+            let start = UInt64(bytes.uint32(entry)), end = UInt64(bytes.uint32(entry + 8))
+            guard end > start, let offset = file.fileOffset(ofAddress: textStart + start) else { continue }
+            found[name] = Function(address: textStart + start, size: end - start, fileOffset: offset)
+        }
+        return found
+    }
+
     /// `count` bytes of the file at `offset`.
     public static func bytes(_ path: String, at offset: UInt64, count: Int) -> [UInt8]? {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
@@ -80,6 +114,7 @@ extension ELFSymbols {
 /// segments, read with pread; symbol tables are read on demand.
 private final class ELFFile {
     private let descriptor: Int32
+    private let header: [UInt8]
     private let sections: [UInt8]
     private let sectionSize: Int
     private let sectionCount: Int
@@ -93,6 +128,7 @@ private final class ELFFile {
             close(descriptor)
             return nil
         }
+        self.header = header
         sectionSize = Int(header.uint16(0x3a))
         sectionCount = Int(header.uint16(0x3c))
         guard sectionSize >= 64, sectionCount > 0, sectionCount < 65_536,
@@ -114,6 +150,29 @@ private final class ELFFile {
 
     deinit {
         close(descriptor)
+    }
+
+    /// The section called `name`: where it is in the file and in memory.
+    func section(named name: String) -> (offset: UInt64, size: UInt64, address: UInt64)? {
+        let namesIndex = Int(header.uint16(0x3e))
+        guard namesIndex < sectionCount,
+            let names = Self.read(descriptor, sections.uint64(namesIndex * sectionSize + 0x18),
+                                  Int(sections.uint64(namesIndex * sectionSize + 0x20)))
+        else { return nil }
+        let wanted = Array(name.utf8) + [0]
+        for index in 0..<sectionCount {
+            let base = index * sectionSize
+            let nameOffset = Int(sections.uint32(base))
+            guard nameOffset + wanted.count <= names.count, names[nameOffset..<nameOffset + wanted.count].elementsEqual(wanted)
+            else { continue }
+            return (sections.uint64(base + 0x18), sections.uint64(base + 0x20), sections.uint64(base + 0x10))
+        }
+        return nil
+    }
+
+    /// `count` bytes at `offset`.
+    func bytes(at offset: UInt64, count: Int) -> [UInt8]? {
+        Self.read(descriptor, offset, count)
     }
 
     /// Where the byte at virtual address `address` is in the file.

@@ -21,11 +21,14 @@ public struct GoTLSFunctions: Equatable, Sendable {
     static let writeSymbol = "crypto/tls.(*Conn).Write"
     static let readSymbol = "crypto/tls.(*Conn).Read"
 
-    /// The functions in the Go executable at `path`, or nil if it has no
-    /// crypto/tls symbols (not Go, no TLS, or stripped).
+    /// The functions in the Go executable at `path`, from its symbol table
+    /// or, in a stripped executable, from Go's own function table; nil if
+    /// it has neither (not Go, or no crypto/tls).
     public static func find(in path: String) -> GoTLSFunctions? {
-        guard let symbols = ELFSymbols.functions(path, named: [writeSymbol, readSymbol]),
-            let write = symbols[writeSymbol], let read = symbols[readSymbol],
+        let wanted: Set = [writeSymbol, readSymbol]
+        guard var symbols = ELFSymbols.functions(path, named: wanted) else { return nil }
+        if symbols.count < wanted.count { symbols = ELFSymbols.goFunctions(path, named: wanted) ?? [:] }
+        guard let write = symbols[writeSymbol], let read = symbols[readSymbol],
             let writeFunction = function(writeSymbol, write, path: path),
             let readFunction = function(readSymbol, read, path: path)
         else { return nil }

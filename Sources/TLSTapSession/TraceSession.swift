@@ -94,7 +94,7 @@ public final class TraceSession {
         guard tracer.attachedProbes > 0 else {
             let paths = Set(plan.attachments.map(\.library.path)).sorted()
             throw LoaderError(paths.isEmpty
-                ? "no TLS library (OpenSSL's libssl.so or libgnutls.so) found to trace"
+                ? "no TLS library (libssl, libgnutls, libnspr4, or one linked into the program) found to trace"
                 : "could not attach to the TLS read and write functions in \(paths.joined(separator: ", "))")
         }
     }

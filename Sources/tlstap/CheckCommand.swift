@@ -24,7 +24,7 @@ struct CheckCommand: ParsableCommand {
         if let pid {
             report += "Process \(pid):\n"
             let plan = try AttachPlan.make(for: TraceFilters(pids: [pid]))
-            if plan.attachments.isEmpty { report += "  maps no TLS library tlstap knows (libssl, libgnutls)\n" }
+            if plan.attachments.isEmpty { report += "  maps no TLS library tlstap knows (libssl, libgnutls, libnspr4, or one linked in)\n" }
             for attachment in plan.attachments {
                 report += "  \(attachment.library.library.name)  \(attachment.library.path)  (\(attachment.library.reason))\n"
                 for point in Tracer.probePoints(for: attachment.library) { report += "      \(point)\n" }

@@ -96,13 +96,15 @@ enum Harness {
 
     /// Builds the Go HTTPS peer (Peers/gotls, crypto/tls compiled in) with
     /// Debian's Go into the workspace as `gotls`; returns its path.
-    static func buildGoPeer(in workspace: URL) throws -> String {
+    /// - Parameter stripped: without symbol table and DWARF (`-ldflags=-s -w`).
+    static func buildGoPeer(in workspace: URL, stripped: Bool = false) throws -> String {
         let binary = workspace.appendingPathComponent("gotls").path
         let source = packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/gotls/main.go").path
         var environment = ProcessInfo.processInfo.environment
         environment["GO111MODULE"] = "off"
         environment["GOCACHE"] = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-go-cache").path
-        let built = try runProgram(["/usr/bin/go", "build", "-o", binary, source], environment: environment)
+        let built = try runProgram(["/usr/bin/go", "build"] + (stripped ? ["-ldflags=-s -w"] : []) + ["-o", binary, source],
+                                   environment: environment)
         try #require(built.status == 0, "go build: \(built.standardError)")
         return binary
     }

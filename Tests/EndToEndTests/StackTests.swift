@@ -105,11 +105,17 @@ extension EndToEnd.StackTests {
     /// server's executable and probes it for every process, so the client
     /// started afterwards from the same file is traced from its first
     /// instruction. Both directions byte-exact, with connection addresses,
-    /// and both Go programs exit normally.
-    @Test func goClientAndServerAreCapturedAtReturnSites() throws {
+    /// and both Go programs exit normally. A stripped executable (no
+    /// symbol table) is found through Go's own function table.
+    @Test(arguments: [false, true])
+    func goClientAndServerAreCapturedAtReturnSites(stripped: Bool) throws {
         let workspace = try Harness.makeWorkspace()
         defer { try? FileManager.default.removeItem(at: workspace) }
-        let binary = try Harness.buildGoPeer(in: workspace)
+        let binary = try Harness.buildGoPeer(in: workspace, stripped: stripped)
+        if stripped {
+            let symbols = try runProgram(["/usr/bin/readelf", "-S", "-W", binary])
+            try #require(symbols.status == 0 && !symbols.standardOutput.contains(".symtab"), "the build is stripped")
+        }
 
         let portFile = workspace.appendingPathComponent("go-port").path
         let server = try LaunchedProgram([binary, "server", workspace.appendingPathComponent("cert.pem").path,
