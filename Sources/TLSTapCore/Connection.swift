@@ -5,12 +5,17 @@ import Glibc
 /// An IP address and port, as users write them: `127.0.0.1:8443`, `[::1]:443`.
 public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
     /// 4 bytes for IPv4, 16 for IPv6, network order.
-    public var ip: [UInt8]
-    public var port: UInt16
+    public let ip: [UInt8]
+    public let port: UInt16
+    /// `host:port`, or `[host]:port` for IPv6: made once, since every
+    /// event of the connection prints it.
+    public let description: String
 
     public init(ip: [UInt8], port: UInt16) {
         self.ip = ip
         self.port = port
+        let host = Self.host(of: ip)
+        description = ip.count == 4 ? "\(host):\(port)" : "[\(host)]:\(port)"
     }
 
     /// Parses an address without a port (for `--host`): IPv4 or IPv6 text.
@@ -25,18 +30,26 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
             return nil
         }
         port = 0
+        description = host
     }
 
     /// The address alone, as inet_ntop writes it.
-    public var host: String {
+    public var host: String { Self.host(of: ip) }
+
+    private static func host(of ip: [UInt8]) -> String {
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         let family = ip.count == 4 ? AF_INET : AF_INET6
         _ = ip.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)) }
         return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    public var description: String {
-        ip.count == 4 ? "\(host):\(port)" : "[\(host)]:\(port)"
+    public static func == (left: SocketAddress, right: SocketAddress) -> Bool {
+        left.ip == right.ip && left.port == right.port
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(ip)
+        hasher.combine(port)
     }
 }
 

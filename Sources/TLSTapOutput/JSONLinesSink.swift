@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import ExtrasBase64
 import TLSTapCore
 import TLSTapHTTP
 
@@ -54,7 +55,7 @@ public final class JSONLinesSink: EventSink {
         }
         if event.missingBytes > 0 { line += ",\"lost_bytes\":\(event.missingBytes)" }
         line += ",\"data\":\""
-        line += Data(event.payload).base64EncodedString()
+        line += Base64.encodeToString(bytes: event.payload)
         line += "\"}\n"
         return line
     }
@@ -103,12 +104,12 @@ extension JSONLinesSink {
         appendHeaders(exchange.responseHeaders, to: &line)
         line += ",\"req_body_len\":\(exchange.requestBodyLength),\"resp_body_len\":\(exchange.responseBodyLength)"
         line += ",\"start_ns\":\(exchange.startNanoseconds),\"latency_ns\":\(exchange.latencyNanoseconds)"
-        if let body = exchange.requestBody { line += ",\"req_body\":\"" + Data(body).base64EncodedString() + "\"" }
+        if let body = exchange.requestBody { line += ",\"req_body\":\"" + Base64.encodeToString(bytes: body) + "\"" }
         if let coding = exchange.requestBodyDecodedFrom {
             line += ",\"req_body_decoded_from\":"
             JSONText.appendQuoted(coding, to: &line)
         }
-        if let body = exchange.responseBody { line += ",\"resp_body\":\"" + Data(body).base64EncodedString() + "\"" }
+        if let body = exchange.responseBody { line += ",\"resp_body\":\"" + Base64.encodeToString(bytes: body) + "\"" }
         if let coding = exchange.responseBodyDecodedFrom {
             line += ",\"resp_body_decoded_from\":"
             JSONText.appendQuoted(coding, to: &line)
