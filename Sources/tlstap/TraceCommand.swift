@@ -28,7 +28,7 @@ struct TraceCommand: ParsableCommand {
     var plaintext = false
 
     @Option(name: .customLong("ring-buffer-mib"), help: "Ring buffer size in MiB, a power of two.")
-    var ringBufferMiB: Int = 64
+    var ringBufferMiB: Int = 32
 
     @Option(help: ArgumentHelp("Also save the raw ring buffer records to FILE (for bug reports and test fixtures).",
                                valueName: "file"))

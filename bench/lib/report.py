@@ -328,15 +328,22 @@ def soak_section(results, cells_dir, lines):
             for line in file:
                 values = dict(re.findall(r"(\w+): (\d+) kB", line))
                 if values:
-                    samples.append({key: int(value) for key, value in values.items()})
+                    sample = {key: int(value) for key, value in values.items()}
+                    sample["maps"] = {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line)}
+                    samples.append(sample)
     max_rss = max((s.get("VmRSS", 0) for s in samples), default=None)
     max_anon = max((s.get("RssAnon", 0) for s in samples), default=None)
     anon_series = ", ".join(f"{s.get('RssAnon', 0) / 1024:.1f}" for s in samples)
+    map_names = [name for name in ("sockets", "ssl_fds", "tls_calls", "pending_connect", "mapped_files")
+                 if any(name in s["maps"] for s in samples)]
+    map_series = "; ".join(
+        f"{name}: " + ", ".join(str(s["maps"].get(name, "?")) for s in samples) for name in map_names)
+    shortened = "" if (r.get("seconds") or 0) >= 600 else "; a shortened version of the issue's 10 minutes"
     lines += [
         "### Memory with 1,000 connections",
         "",
         f"tlstap on nginx's worker while wrk holds 1,000 keep-alive connections for {r.get('seconds')} s "
-        "(1 KiB responses; a shortened version of the issue's 10 minutes). RSS sampled every 5 s.",
+        f"(1 KiB responses{shortened}). RSS and BPF map entries sampled every 5 s.",
         "",
         f"- {fmt(r.get('rps'))} req/s, p99 {fmt(r.get('p99_ms'), 1)} ms; {fmt(r.get('events'))} events, "
         f"{fmt(r.get('bytes', 0) / 1e6, 1)} MB captured, {fmt(r.get('lost_records'))} records lost; "
@@ -345,9 +352,10 @@ def soak_section(results, cells_dir, lines):
         f"{fmt((r.get('tracer_maxrss_kib') or 0) / 1024, 1)} MiB; largest sample VmRSS "
         f"{fmt((max_rss or 0) / 1024, 1)} MiB, of which private (RssAnon) at most {fmt((max_anon or 0) / 1024, 1)} MiB",
         f"- RssAnon samples, MiB: {anon_series}",
+        f"- BPF map entries per sample: {map_series or 'not sampled'}",
         "",
     ]
-    return {"hwm": r.get("tracer_maxrss_kib"), "anon": max_anon, "lost": r.get("lost_records")}
+    return {"hwm": r.get("tracer_maxrss_kib"), "anon": max_anon, "lost": r.get("lost_records"), "seconds": r.get("seconds")}
 
 
 def profile_section(results, cells_dir, summary, lines):
@@ -514,7 +522,7 @@ def targets_section(summary, verdict, capacity, soak, lines):
             f"{fmt(generator)} MB/s — {status(best is not None and best >= 500)}.")
     if soak:
         lines.append(
-            f"- RSS < 100 MiB with 1,000 connections (shortened run): peak RSS {fmt((soak['hwm'] or 0) / 1024, 1)} MiB "
+            f"- RSS < 100 MiB with 1,000 connections ({soak['seconds']} s): peak RSS {fmt((soak['hwm'] or 0) / 1024, 1)} MiB "
             f"— {status((soak['hwm'] or 1e12) < 100 * 1024)}; private memory (RssAnon) at most "
             f"{fmt((soak['anon'] or 0) / 1024, 1)} MiB — {status((soak['anon'] or 1e12) < 100 * 1024)}.")
     lines.append("")
