@@ -82,6 +82,67 @@ static __always_inline void send_call(struct tls_call *call, __u8 direction, __u
 	emit_payload(&state);
 }
 
+/*
+ * Memory BIOs. A program that drives OpenSSL from its own event loop (node)
+ * makes no socket syscall inside SSL_do_handshake, SSL_write or SSL_read:
+ * right after such a call returns, the same thread writes the ciphertext the
+ * call produced to the socket. So a call that ends without naming its fd
+ * leaves its TLS object pending on the thread, and the thread's next write of
+ * a TLS record to a TCP socket names that object's fd for its later calls.
+ * The handshake's first flight binds it before any application data moves.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TLSTAP_MAX_THREADS);
+	__type(key, __u64);   /* thread */
+	__type(value, __u64); /* TLS object */
+} bio_pending SEC(".maps");
+
+/* Set once a call was left pending: until then syscalls skip the lookup. */
+volatile __u8 bio_pairing_used = 0;
+
+static __always_inline void bio_leave_pending(__u64 thread, __u64 ssl)
+{
+	bpf_map_update_elem(&bio_pending, &thread, &ssl, BPF_ANY);
+	bio_pairing_used = 1;
+}
+
+/* A write syscall outside TLS calls: `record` is where its first bytes are. */
+static __always_inline void bio_pair_write(__u64 thread, int fd, __u64 record)
+{
+	__u64 *ssl;
+	__u8 header[3];
+	struct tlstap_ssl_key key = { .tgid = thread >> 32 };
+
+	if (!bio_pairing_used || !(ssl = bpf_map_lookup_elem(&bio_pending, &thread)) ||
+	    bpf_map_lookup_elem(&tls_calls, &thread))
+		return;
+	/* A TLS record: content type 20 to 23, protocol version 3.x. */
+	if (bpf_probe_read_user(header, sizeof(header), (void *)record) || header[0] < 20 || header[0] > 23 ||
+	    header[1] != 3 || !tcp_sock_of_fd(fd))
+		return;
+	key.ssl = *ssl;
+	bpf_map_update_elem(&ssl_fds, &key, &fd, BPF_ANY);
+	bpf_map_delete_elem(&bio_pending, &thread);
+}
+
+/* Where the first iovec of a writev or sendmsg starts (0 if unreadable). */
+static __always_inline __u64 first_iov_base(__u64 iov)
+{
+	struct iovec first = {};
+
+	bpf_probe_read_user(&first, sizeof(first), (void *)iov);
+	return (__u64)first.iov_base;
+}
+
+static __always_inline __u64 msg_first_iov_base(__u64 msg)
+{
+	struct user_msghdr header = {};
+
+	bpf_probe_read_user(&header, sizeof(header), (void *)msg);
+	return first_iov_base((__u64)header.msg_iov);
+}
+
 static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
@@ -107,8 +168,11 @@ static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
 	}
 	fd = call_fd(&call, thread >> 32);
 	bpf_map_delete_elem(&tls_calls, &thread);
+	if (fd < 0)
+		bio_leave_pending(thread, call.ssl);
 	send_call(&call, direction, moved, fd);
 }
+
 
 /*
  * The OpenSSL-API entry probes serve OpenSSL and BoringSSL alike; the attach
@@ -154,6 +218,32 @@ int probe_ssl_read_ex_enter(struct pt_regs *ctx)
 {
 	if (tracing_this_process())
 		remember_call(ctx, openssl_flavour(ctx), TLSTAP_FUNC_SSL_READ_EX, PT_REGS_PARM4(ctx));
+	return 0;
+}
+
+/* SSL_do_handshake(ssl): its syscalls (or, with memory BIOs, the next
+ * socket write) name the fd before any application data moves. */
+SEC("uprobe")
+int probe_ssl_handshake_enter(struct pt_regs *ctx)
+{
+	if (tracing_this_process())
+		remember_call(ctx, openssl_flavour(ctx), TLSTAP_FUNC_SSL_HANDSHAKE, 0);
+	return 0;
+}
+
+SEC("uretprobe")
+int probe_ssl_handshake_exit(struct pt_regs *ctx)
+{
+	__u64 thread = bpf_get_current_pid_tgid();
+	struct tls_call *pending = bpf_map_lookup_elem(&tls_calls, &thread);
+	struct tls_call call;
+
+	if (!pending || pending->function != TLSTAP_FUNC_SSL_HANDSHAKE)
+		return 0;
+	call = *pending;
+	bpf_map_delete_elem(&tls_calls, &thread);
+	if (call_fd(&call, thread >> 32) < 0)
+		bio_leave_pending(thread, call.ssl);
 	return 0;
 }
 
@@ -370,7 +460,8 @@ static __always_inline void note_call_fd(int fd)
 	struct go_call *go;
 	struct pt_regs *regs;
 
-	if (call && call->fd < 0)
+	/* Only a TCP socket: a TLS library may also read a file (its configuration, say) inside a call. */
+	if (call && call->fd < 0 && tcp_sock_of_fd(fd))
 		call->fd = fd;
 	if (call || !go_probes_attached)
 		return;
@@ -382,7 +473,7 @@ static __always_inline void note_call_fd(int fd)
 	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	go_key.goroutine = BPF_CORE_READ(regs, r14);
 	go = bpf_map_lookup_elem(&go_calls, &go_key);
-	if (go && go->call.fd < 0)
+	if (go && go->call.fd < 0 && tcp_sock_of_fd(fd))
 		go->call.fd = fd;
 }
 
@@ -398,6 +489,7 @@ SEC("tracepoint/syscalls/sys_enter_write")
 int probe_write_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	note_call_fd(ctx->args[0]);
+	bio_pair_write(bpf_get_current_pid_tgid(), ctx->args[0], ctx->args[1]);
 	remember_plain_call(ctx->args[0], ctx->args[1], 0, TLSTAP_FUNC_SYS_WRITE, TLSTAP_DIR_OUT);
 	return 0;
 }
@@ -414,6 +506,8 @@ SEC("tracepoint/syscalls/sys_enter_writev")
 int probe_writev_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	note_call_fd(ctx->args[0]);
+	if (bio_pairing_used)
+		bio_pair_write(bpf_get_current_pid_tgid(), ctx->args[0], first_iov_base(ctx->args[1]));
 	remember_plain_call(ctx->args[0], ctx->args[1], ctx->args[2], TLSTAP_FUNC_SYS_WRITEV, TLSTAP_DIR_OUT);
 	return 0;
 }
@@ -422,6 +516,7 @@ SEC("tracepoint/syscalls/sys_enter_sendto")
 int probe_sendto_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	note_call_fd(ctx->args[0]);
+	bio_pair_write(bpf_get_current_pid_tgid(), ctx->args[0], ctx->args[1]);
 	remember_plain_call(ctx->args[0], ctx->args[1], 0, TLSTAP_FUNC_SYS_SENDTO, TLSTAP_DIR_OUT);
 	return 0;
 }
@@ -438,6 +533,8 @@ SEC("tracepoint/syscalls/sys_enter_sendmsg")
 int probe_sendmsg_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	note_call_fd(ctx->args[0]);
+	if (bio_pairing_used)
+		bio_pair_write(bpf_get_current_pid_tgid(), ctx->args[0], msg_first_iov_base(ctx->args[1]));
 	remember_plain_msg(ctx->args[0], ctx->args[1], TLSTAP_FUNC_SYS_SENDMSG, TLSTAP_DIR_OUT);
 	return 0;
 }

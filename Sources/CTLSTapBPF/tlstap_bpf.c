@@ -87,6 +87,10 @@ struct bpf_program *CTLSTapBPF_program(struct tlstap_bpf *skel, enum CTLSTapBPF_
 		return skel->progs.probe_pr_read_enter;
 	case CTLSTapBPF_PR_RECV_ENTER:
 		return skel->progs.probe_pr_recv_enter;
+	case CTLSTapBPF_SSL_HANDSHAKE_ENTER:
+		return skel->progs.probe_ssl_handshake_enter;
+	case CTLSTapBPF_SSL_HANDSHAKE_EXIT:
+		return skel->progs.probe_ssl_handshake_exit;
 	}
 	return NULL;
 }

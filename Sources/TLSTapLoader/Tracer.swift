@@ -93,6 +93,9 @@ public final class Tracer {
                   optional: true),
         ProbeSpec(symbol: "SSL_read_ex", enter: CTLSTapBPF_SSL_READ_EX_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT,
                   optional: true),
+        // Sends no data: names the connection of programs that use memory BIOs (node) before their first write.
+        ProbeSpec(symbol: "SSL_do_handshake", enter: CTLSTapBPF_SSL_HANDSHAKE_ENTER,
+                  exit: CTLSTapBPF_SSL_HANDSHAKE_EXIT, optional: true),
     ]
 
     /// Opens, configures and loads the programs; attaches nothing yet.

@@ -71,6 +71,8 @@ extension EndToEnd.StackTests {
 
     /// node carries OpenSSL inside its executable: tlstap finds SSL_write and
     /// SSL_read in its symbols and attaches there before the command starts.
+    /// node feeds OpenSSL through memory BIOs and writes the socket itself,
+    /// after each call: the connection is still named on every event.
     @Test func nodeWithOpenSSLInsideItsExecutableIsCaptured() throws {
         let node = try #require(ChildProcessPath.resolve("node"), "node is part of this machine's image")
         let workspace = try Harness.makeWorkspace()
@@ -84,6 +86,8 @@ extension EndToEnd.StackTests {
         #expect(run.status == 0, "\(run.standardError)")
         let events = try Harness.dataEvents(run.output)
         #expect(events.allSatisfy { $0.lib == "openssl" && $0.comm == "node" })
+        #expect(events.allSatisfy { $0.remote == "127.0.0.1:\(port)" && $0.role == "client" && $0.fd >= 0 },
+                "\(events.map { "\($0.function) fd=\($0.fd) \($0.remote ?? "-")" })")
         #expect(String(decoding: events.joined(direction: "out"), as: UTF8.self).hasPrefix("GET /from-node HTTP/1.1\r\n"))
         let body = try String(contentsOfFile: workspace.appendingPathComponent("node.out").path, encoding: .utf8)
         #expect(body.hasPrefix("got "))

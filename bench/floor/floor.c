@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * floor -p PID -l LIBSSL: attaches floor.bpf.c's empty programs on entry and
- * return of SSL_write, SSL_read, SSL_write_ex and SSL_read_ex in LIBSSL, for
+ * return of SSL_write, SSL_read, SSL_write_ex, SSL_read_ex and SSL_do_handshake in LIBSSL, for
  * process PID only (as `tlstap -p PID` does), prints "floor: attached N
  * probes" on stderr and waits for SIGINT or SIGTERM.
  */
@@ -23,7 +23,7 @@ static void stop(int signal)
 	stopping = 1;
 }
 
-static const char *const functions[] = { "SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex" };
+static const char *const functions[] = { "SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex", "SSL_do_handshake" };
 
 int main(int argc, char **argv)
 {

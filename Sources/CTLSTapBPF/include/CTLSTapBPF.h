@@ -46,6 +46,8 @@ enum CTLSTapBPF_Program {
 	CTLSTapBPF_PR_SEND_ENTER,
 	CTLSTapBPF_PR_READ_ENTER,
 	CTLSTapBPF_PR_RECV_ENTER,
+	CTLSTapBPF_SSL_HANDSHAKE_ENTER,
+	CTLSTapBPF_SSL_HANDSHAKE_EXIT,
 };
 
 /* The maps user space reads or fills. */
