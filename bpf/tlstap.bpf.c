@@ -357,6 +357,9 @@ struct go_call_key {
 struct go_call {
 	struct tls_call call;
 	__u64 thread;
+	__u64 length; /* len(b) */
+	__u8 sent;    /* a Write already sent when its first record went out */
+	__u8 pad[7];
 };
 
 struct {
@@ -379,6 +382,7 @@ static __always_inline void go_remember(struct pt_regs *ctx, __u8 function)
 			.fd = -1,
 		},
 		.thread = thread,
+		.length = ctx->cx,
 	};
 
 	if (!tracing_this_process())
@@ -402,13 +406,16 @@ static __always_inline void go_finish(struct pt_regs *ctx, __u8 direction)
 		return;
 	call = pending->call; /* its fd, if a syscall on another thread named it */
 	first_thread = pending->thread;
+	if (pending->sent) /* by go_write_goes_out */
+		n = 0;
 	bpf_map_delete_elem(&go_calls, &key);
 	/*
 	 * The goroutine may have parked (say, a read that got EAGAIN) and resumed
 	 * on another thread: the fd was noted on the thread where the call began.
 	 */
 	started_on = bpf_map_lookup_elem(&tls_calls, &first_thread);
-	if (started_on && started_on->ssl == call.ssl && started_on->library == TLSTAP_LIB_GO) {
+	if (started_on && started_on->ssl == call.ssl && started_on->library == TLSTAP_LIB_GO &&
+	    started_on->function == call.function) {
 		if (call.fd < 0)
 			call.fd = started_on->fd;
 		bpf_map_delete_elem(&tls_calls, &first_thread);
@@ -477,6 +484,38 @@ static __always_inline void note_call_fd(int fd)
 		go->call.fd = fd;
 }
 
+/*
+ * A Go Write is sent when write(2) puts its first application-data record
+ * on the socket, not at its RET: the goroutine can be descheduled after that
+ * syscall and never reach the RET, because the program exits first (an HTTP
+ * client's main returns with the response while the transport's writeLoop
+ * is still inside (*Conn).Write). The RET then only cleans up. The payload
+ * is the whole of b, which Write writes or fails on.
+ */
+static __always_inline void go_write_goes_out(int fd, __u64 record)
+{
+	struct go_call_key key = { .tgid = bpf_get_current_pid_tgid() >> 32 };
+	struct go_call *go;
+	struct pt_regs *regs;
+	struct tls_call call;
+	__u8 type = 0;
+
+	if (!go_probes_attached)
+		return;
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	key.goroutine = BPF_CORE_READ(regs, r14);
+	go = bpf_map_lookup_elem(&go_calls, &key);
+	if (!go || go->call.function != TLSTAP_FUNC_GO_WRITE || go->sent)
+		return;
+	/* Content type 23, application data (a handshake the Write runs first sends type 22 too). */
+	if (bpf_probe_read_user(&type, sizeof(type), (void *)record) || type != 23 || !socket_in_use(fd))
+		return;
+	go->sent = 1;
+	call = go->call;
+	call.fd = fd;
+	send_call(&call, TLSTAP_DIR_OUT, go->length, call_fd(&call, key.tgid));
+}
+
 SEC("tracepoint/syscalls/sys_enter_read")
 int probe_read_enter(struct trace_event_raw_sys_enter *ctx)
 {
@@ -490,6 +529,7 @@ int probe_write_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	note_call_fd(ctx->args[0]);
 	bio_pair_write(bpf_get_current_pid_tgid(), ctx->args[0], ctx->args[1]);
+	go_write_goes_out(ctx->args[0], ctx->args[1]);
 	remember_plain_call(ctx->args[0], ctx->args[1], 0, TLSTAP_FUNC_SYS_WRITE, TLSTAP_DIR_OUT);
 	return 0;
 }
