@@ -127,7 +127,11 @@ int main(int argc, char **argv)
 		{ "probe_ssl_read_ex_enter", { "SSL_read_ex" } },
 		{ "probe_ssl_write_exit", { "SSL_write", "SSL_write_ex" } },
 		{ "probe_ssl_read_exit", { "SSL_read", "SSL_read_ex" } },
+		{ "probe_ssl_handshake_enter", { "SSL_do_handshake" } },
+		{ "probe_ssl_handshake_exit", { "SSL_do_handshake" } },
 	};
+	/* Programs for other libraries (GnuTLS, NSPR, Go), which tlstap never attaches in libssl. */
+	static const char *const other_libraries[] = { "probe_gnutls_", "probe_pr_", "probe_go_" };
 	struct bpf_program *program;
 
 	bpf_object__for_each_program(program, skel->obj) {
@@ -137,6 +141,11 @@ int main(int argc, char **argv)
 		size_t i;
 
 		if (strcmp(section, "uprobe") != 0 && !ret)
+			continue;
+		for (i = 0; i < sizeof(other_libraries) / sizeof(other_libraries[0]); i++)
+			if (strncmp(name, other_libraries[i], strlen(other_libraries[i])) == 0)
+				break;
+		if (i < sizeof(other_libraries) / sizeof(other_libraries[0]))
 			continue;
 		for (i = 0; i < sizeof(targets) / sizeof(targets[0]); i++)
 			if (strcmp(targets[i].program, name) == 0)
