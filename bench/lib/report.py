@@ -338,7 +338,7 @@ def soak_section(results, cells_dir, lines):
                  if any(name in s["maps"] for s in samples)]
     map_series = "; ".join(
         f"{name}: " + ", ".join(str(s["maps"].get(name, "?")) for s in samples) for name in map_names)
-    shortened = "" if (r.get("seconds") or 0) >= 600 else "; a shortened version of the issue's 10 minutes"
+    shortened = "" if int(r.get("seconds") or 0) >= 600 else "; a shortened version of the issue's 10 minutes"
     lines += [
         "### Memory with 1,000 connections",
         "",
