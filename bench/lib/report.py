@@ -239,7 +239,6 @@ def capacity_section(results, lines):
     if not cells:
         return {}
     idle = {r["mode"]: cpu(r) or 0.0 for r in cells if r.get("count") == 1}
-    idle_user = {r["mode"]: r.get("tracer_user_s", 0.0) for r in cells if r.get("count") == 1}
     lines += [
         "### Pipeline capacity",
         "",
@@ -247,9 +246,11 @@ def capacity_section(results, lines):
         "SSL_reads them back (memory BIO pair; a 256 KiB write is read as 16 records of 16 KiB), so every "
         "write is captured twice: out and in. Each traced run is the same fixed count of writes. "
         "*consumer* is `bench/capacity/consumer`: tlstap's own BPF programs and attach, a libbpf ring buffer "
-        "callback that only counts. CPU per event is the tracer's CPU for the run minus an idle run's "
-        f"(start, one write, stop: consumer {idle.get('consumer', 0):.2f} s, tlstap {idle.get('tlstap', 0):.2f} s), "
-        "divided by the events (calls; a 256 KiB write is one event of 16 records). Payload MB/s = bytes "
+        "callback that only counts. CPU per event is the tracer's CPU for the whole run (start and stop "
+        "included: an idle run, start, one write, stop, took consumer "
+        f"{idle.get('consumer', 0):.2f} s, tlstap {idle.get('tlstap', 0):.2f} s; subtracting it was tried and gave "
+        "negative numbers, as the idle run can cost more than a loaded one) divided by the events (calls; a "
+        "256 KiB write is one event of 16 records). Payload MB/s = bytes "
         "captured / the generator's run time; drain = time from SIGINT to the tracer's exit (draining, and "
         "detaching every probe: about 1 s for 8 uprobes here, more with tlstap's tracepoints).",
         "",
@@ -277,8 +278,8 @@ def capacity_section(results, lines):
                 continue
             events = r.get("events")
             complete = events == expected_events and r.get("bytes") == expected_bytes and r.get("lost_records") == 0
-            net = (cpu(r) - idle.get(mode, 0.0)) if cpu(r) is not None else None
-            net_user = (r["tracer_user_s"] - idle_user.get(mode, 0.0)) if "tracer_user_s" in r else None
+            net = cpu(r)
+            net_user = r.get("tracer_user_s")
             user_per_event = net_user / events * 1e6 if events and net_user is not None else None
             total_per_event = net / events * 1e6 if events and net is not None else None
             per_mb = net / (r["bytes"] / 1e6) * 1e3 if r.get("bytes") and net is not None else None
@@ -317,6 +318,17 @@ def capacity_section(results, lines):
     return per_event
 
 
+def runs(values):
+    """`a, b ×3, c`: a series with repeats folded."""
+    folded = []
+    for value in values:
+        if folded and folded[-1][0] == value:
+            folded[-1][1] += 1
+        else:
+            folded.append([value, 1])
+    return ", ".join(f"{value} ×{count}" if count > 1 else f"{value}" for value, count in folded)
+
+
 def soak_section(results, cells_dir, lines):
     soak = [r for r in results if r.get("phase") == "soak"]
     if not soak:
@@ -333,11 +345,11 @@ def soak_section(results, cells_dir, lines):
                     samples.append(sample)
     max_rss = max((s.get("VmRSS", 0) for s in samples), default=None)
     max_anon = max((s.get("RssAnon", 0) for s in samples), default=None)
-    anon_series = ", ".join(f"{s.get('RssAnon', 0) / 1024:.1f}" for s in samples)
+    anon_series = runs(f"{s.get('RssAnon', 0) / 1024:.1f}" for s in samples)
     map_names = [name for name in ("sockets", "ssl_fds", "tls_calls", "pending_connect", "mapped_files")
                  if any(name in s["maps"] for s in samples)]
     map_series = "; ".join(
-        f"{name}: " + ", ".join(str(s["maps"].get(name, "?")) for s in samples) for name in map_names)
+        f"{name}: " + runs(str(s["maps"].get(name, "?")) for s in samples) for name in map_names)
     shortened = "" if int(r.get("seconds") or 0) >= 600 else "; a shortened version of the issue's 10 minutes"
     lines += [
         "### Memory with 1,000 connections",
@@ -351,8 +363,8 @@ def soak_section(results, cells_dir, lines):
         f"- peak RSS (VmHWM at the end / /usr/bin/time): {fmt((r.get('VmHWM') or 0) / 1024, 1)} / "
         f"{fmt((r.get('tracer_maxrss_kib') or 0) / 1024, 1)} MiB; largest sample VmRSS "
         f"{fmt((max_rss or 0) / 1024, 1)} MiB, of which private (RssAnon) at most {fmt((max_anon or 0) / 1024, 1)} MiB",
-        f"- RssAnon samples, MiB: {anon_series}",
-        f"- BPF map entries per sample: {map_series or 'not sampled'}",
+        f"- RssAnon samples, MiB (×N: N samples in a row): {anon_series}",
+        f"- BPF map entries per sample (×N: N samples in a row): {map_series or 'not sampled'}",
         "",
     ]
     return {"hwm": r.get("tracer_maxrss_kib"), "anon": max_anon, "lost": r.get("lost_records"), "seconds": r.get("seconds")}
