@@ -58,15 +58,6 @@ static __always_inline void remember_plain_msg(int fd, __u64 message, __u8 funct
 	remember_plain_call(fd, (__u64)header.msg_iov, header.msg_iovlen, function, direction);
 }
 
-/* A TLS record header: content type 20-23 (handshake 22), then version 3.x. */
-static __always_inline bool starts_tls_record(__u64 buffer)
-{
-	__u8 first[2] = {};
-
-	bpf_probe_read_user(first, sizeof(first), (void *)buffer);
-	return first[0] >= 20 && first[0] <= 23 && first[1] == 3;
-}
-
 static __always_inline void finish_plain_call(long ret)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
@@ -88,7 +79,7 @@ static __always_inline void finish_plain_call(long ret)
 		return;
 	if (call.iov_count && bpf_probe_read_user(&iov, sizeof(iov), (void *)call.buffer))
 		return;
-	if (starts_tls_record(call.iov_count ? (__u64)iov.iov_base : call.buffer)) {
+	if (tls_record_type(call.iov_count ? (__u64)iov.iov_base : call.buffer)) {
 		socket->is_tls = 1;
 		return;
 	}

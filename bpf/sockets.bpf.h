@@ -192,6 +192,19 @@ static __always_inline struct socket_state *socket_in_use(int fd)
 	return track_socket(fd, TLSTAP_SOCKET_MID, TLSTAP_ROLE_UNKNOWN);
 }
 
+/*
+ * The content type of the TLS record header at `buffer` in user memory
+ * (20-23, handshake 22, application data 23), or 0 if it is not one:
+ * a content type, then protocol version 3.x.
+ */
+static __always_inline __u8 tls_record_type(__u64 buffer)
+{
+	__u8 first[2] = {};
+
+	bpf_probe_read_user(first, sizeof(first), (void *)buffer);
+	return first[0] >= 20 && first[0] <= 23 && first[1] == 3 ? first[0] : 0;
+}
+
 /* Sends a record without addresses: CLOSE, EXIT, EXEC or MAP. */
 static __always_inline void send_socket_end(__u8 event, int fd)
 {

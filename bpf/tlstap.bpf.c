@@ -111,15 +111,12 @@ static __always_inline void bio_leave_pending(__u64 thread, __u64 ssl)
 static __always_inline void bio_pair_write(__u64 thread, int fd, __u64 record)
 {
 	__u64 *ssl;
-	__u8 header[3];
 	struct tlstap_ssl_key key = { .tgid = thread >> 32 };
 
 	if (!bio_pairing_used || !(ssl = bpf_map_lookup_elem(&bio_pending, &thread)) ||
 	    bpf_map_lookup_elem(&tls_calls, &thread))
 		return;
-	/* A TLS record: content type 20 to 23, protocol version 3.x. */
-	if (bpf_probe_read_user(header, sizeof(header), (void *)record) || header[0] < 20 || header[0] > 23 ||
-	    header[1] != 3 || !tcp_sock_of_fd(fd))
+	if (!tls_record_type(record) || !tcp_sock_of_fd(fd))
 		return;
 	key.ssl = *ssl;
 	bpf_map_update_elem(&ssl_fds, &key, &fd, BPF_ANY);
@@ -459,27 +456,36 @@ int probe_go_read_return(struct pt_regs *ctx)
  * Socket syscalls made inside a TLS call name the call's fd, whether the
  * application used SSL_set_fd or a socket BIO.
  */
+/*
+ * The Go call of the goroutine making this syscall, if Go programs have
+ * probes: a goroutine that parked inside (*Conn).Read or Write may make its
+ * socket syscall on another thread, so it is found by the goroutine in R14
+ * of the user registers the syscall was entered with.
+ */
+static __always_inline struct go_call *syscall_go_call(void)
+{
+	struct go_call_key key = { .tgid = bpf_get_current_pid_tgid() >> 32 };
+	struct pt_regs *regs;
+
+	if (!go_probes_attached)
+		return NULL;
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	key.goroutine = BPF_CORE_READ(regs, r14);
+	return bpf_map_lookup_elem(&go_calls, &key);
+}
+
 static __always_inline void note_call_fd(int fd)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
 	struct tls_call *call = bpf_map_lookup_elem(&tls_calls, &thread);
-	struct go_call_key go_key = { .tgid = thread >> 32 };
 	struct go_call *go;
-	struct pt_regs *regs;
 
 	/* Only a TCP socket: a TLS library may also read a file (its configuration, say) inside a call. */
 	if (call && call->fd < 0 && tcp_sock_of_fd(fd))
 		call->fd = fd;
-	if (call || !go_probes_attached)
+	if (call)
 		return;
-	/*
-	 * A goroutine that parked inside (*Conn).Read or Write may make its
-	 * socket syscall on another thread: find its call by the goroutine in
-	 * R14 of the user registers the syscall was entered with.
-	 */
-	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	go_key.goroutine = BPF_CORE_READ(regs, r14);
-	go = bpf_map_lookup_elem(&go_calls, &go_key);
+	go = syscall_go_call();
 	if (go && go->call.fd < 0 && tcp_sock_of_fd(fd))
 		go->call.fd = fd;
 }
@@ -494,26 +500,18 @@ static __always_inline void note_call_fd(int fd)
  */
 static __always_inline void go_write_goes_out(int fd, __u64 record)
 {
-	struct go_call_key key = { .tgid = bpf_get_current_pid_tgid() >> 32 };
-	struct go_call *go;
-	struct pt_regs *regs;
+	struct go_call *go = syscall_go_call();
 	struct tls_call call;
-	__u8 type = 0;
 
-	if (!go_probes_attached)
-		return;
-	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	key.goroutine = BPF_CORE_READ(regs, r14);
-	go = bpf_map_lookup_elem(&go_calls, &key);
 	if (!go || go->call.function != TLSTAP_FUNC_GO_WRITE || go->sent)
 		return;
-	/* Content type 23, application data (a handshake the Write runs first sends type 22 too). */
-	if (bpf_probe_read_user(&type, sizeof(type), (void *)record) || type != 23 || !socket_in_use(fd))
+	/* Application data (a handshake the Write runs first sends type 22 too). */
+	if (tls_record_type(record) != 23 || !socket_in_use(fd))
 		return;
 	go->sent = 1;
 	call = go->call;
 	call.fd = fd;
-	send_call(&call, TLSTAP_DIR_OUT, go->length, call_fd(&call, key.tgid));
+	send_call(&call, TLSTAP_DIR_OUT, go->length, call_fd(&call, bpf_get_current_pid_tgid() >> 32));
 }
 
 SEC("tracepoint/syscalls/sys_enter_read")

@@ -6,9 +6,9 @@ import Glibc
 /// Reads the effective capability set from /proc/self/status, so the answer
 /// is the same whether tlstap runs as root or with file capabilities.
 public enum Privileges {
-    static let capSysAdmin = 21
-    static let capPerfmon = 38
-    static let capBPF = 39
+    static let capSysAdmin = Int(CAP_SYS_ADMIN)
+    static let capPerfmon = Int(CAP_PERFMON)
+    static let capBPF = Int(CAP_BPF)
 
     /// The missing capability names, empty when tracing is allowed.
     public static func missingForTracing(statusText: String? = nil) -> [String] {

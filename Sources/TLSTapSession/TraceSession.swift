@@ -209,7 +209,8 @@ public final class TraceSession {
     private func emit(_ event: DataEvent) {
         var event = event
         let opened = connections.attach(&event)
-        if event.ssl != 0 { tlsObjects[event.pid, default: []].insert(event.ssl) }
+        // Once per connection: BPF keeps its TLS object's fd only for calls that named a socket.
+        if opened != nil && event.ssl != 0 { tlsObjects[event.pid, default: []].insert(event.ssl) }
         summary.events += 1
         summary.payloadBytes += UInt64(event.payload.count)
         guard outputError == nil else { return }
