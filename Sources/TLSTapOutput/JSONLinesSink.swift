@@ -3,15 +3,15 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
-import ExtrasBase64
 import TLSTapCore
 import TLSTapHTTP
 
 /// `--format json`: one JSON object per line.
 ///
-/// The records have a fixed shape, so they are written directly instead of
-/// through a generic encoder: this is the hottest path of a busy capture.
-/// Tests parse every line back with Foundation's JSON parser.
+/// The records have a fixed shape, so they are written directly into the
+/// output buffer instead of through a generic encoder or a String: this is
+/// the hottest path of a busy capture. Tests parse every line back with
+/// Foundation's JSON parser.
 public final class JSONLinesSink: EventSink {
     private let output: OutputFile
 
@@ -20,155 +20,223 @@ public final class JSONLinesSink: EventSink {
     }
 
     public func write(_ event: DataEvent) throws(OutputError) {
-        try output.write(Self.line(for: event))
+        try output.append { Self.append(event, to: &$0) }
     }
 
     public func write(_ event: ConnectionEvent) throws(OutputError) {
-        try output.write(Self.line(for: event))
+        try output.append { Self.append(event, to: &$0) }
     }
 
     public func write(_ exchange: HTTPExchange) throws(OutputError) {
-        try output.write(Self.line(for: exchange))
+        try output.append { Self.append(exchange, to: &$0) }
     }
 
     public func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError) {
-        try output.write(
-            "{\"event\":\"lost\",\"time_ns\":\(timeNanoseconds),\"records\":\(lost.records),\"bytes\":\(lost.bytes)}\n")
+        try output.append { line in
+            line.append(literal: "{\"event\":\"lost\",\"time_ns\":")
+            line.append(decimal: timeNanoseconds)
+            line.append(literal: ",\"records\":")
+            line.append(decimal: lost.records)
+            line.append(literal: ",\"bytes\":")
+            line.append(decimal: lost.bytes)
+            line.append(literal: "}\n")
+        }
     }
 
     public func flush() throws(OutputError) {
         try output.flush()
     }
 
-    /// The JSON line of a data event, newline included.
-    public static func line(for event: DataEvent) -> String {
-        var line = ""
-        line.reserveCapacity(320 + event.payload.count * 4 / 3)  // one allocation for the whole line
-        line += "{\"event\":\"data\",\"time_ns\":\(event.timeNanoseconds),\"pid\":\(event.pid),\"tid\":\(event.tid)"
-        line += ",\"comm\":"
-        JSONText.appendQuoted(event.comm, to: &line)
-        line += ",\"lib\":\"\(event.library.name)\",\"func\":\"\(event.function.name)\",\"dir\":\"\(event.direction.name)\""
-        line += ",\"ssl\":\"0x" + String(event.ssl, radix: 16) + "\",\"len\":\(event.length),\"fd\":\(event.fd)"
+    /// Appends the JSON line of a data event, newline included.
+    static func append(_ event: DataEvent, to line: inout [UInt8]) {
+        line.append(literal: "{\"event\":\"data\",\"time_ns\":")
+        line.append(decimal: event.timeNanoseconds)
+        line.append(literal: ",\"pid\":")
+        line.append(decimal: event.pid)
+        line.append(literal: ",\"tid\":")
+        line.append(decimal: event.tid)
+        line.append(literal: ",\"comm\":")
+        line.append(jsonString: event.comm)
+        line.append(literal: ",\"lib\":")
+        line.append(jsonString: event.library.name)
+        line.append(literal: ",\"func\":")
+        line.append(jsonString: event.function.name)
+        line.append(literal: ",\"dir\":")
+        line.append(jsonString: event.direction.name)
+        line.append(literal: ",\"ssl\":\"0x")
+        line.append(hex: event.ssl)
+        line.append(literal: "\",\"len\":")
+        line.append(decimal: event.length)
+        line.append(literal: ",\"fd\":")
+        line.append(decimal: event.fd)
         if let connection = event.connection {
-            line += ",\"conn\":\(connection.id),\"local\":\"\(connection.local)\",\"remote\":\"\(connection.remote)\""
-            line += ",\"role\":\"\(connection.role.rawValue)\""
+            line.append(literal: ",\"conn\":")
+            line.append(decimal: connection.id)
+            appendEndpoints(of: connection, to: &line)
         }
-        if event.missingBytes > 0 { line += ",\"lost_bytes\":\(event.missingBytes)" }
-        line += ",\"data\":\""
-        line += Base64.encodeToString(bytes: event.payload)
-        line += "\"}\n"
-        return line
+        if event.missingBytes > 0 {
+            line.append(literal: ",\"lost_bytes\":")
+            line.append(decimal: event.missingBytes)
+        }
+        line.append(literal: ",\"data\":\"")
+        line.append(base64: event.payload)
+        line.append(literal: "\"}\n")
+    }
+
+    /// `"local":…,"remote":…,"role":…`, after a comma.
+    private static func appendEndpoints(of connection: Connection, to line: inout [UInt8]) {
+        line.append(literal: ",\"local\":")
+        line.append(jsonString: connection.local.description)
+        line.append(literal: ",\"remote\":")
+        line.append(jsonString: connection.remote.description)
+        line.append(literal: ",\"role\":")
+        line.append(jsonString: connection.role.rawValue)
     }
 }
 
 extension JSONLinesSink {
-    /// The JSON line of a connection's open or close, newline included.
-    public static func line(for event: ConnectionEvent) -> String {
-        let (name, connection, time): (String, Connection, UInt64)
+    /// Appends the JSON line of a connection's open or close, newline included.
+    static func append(_ event: ConnectionEvent, to line: inout [UInt8]) {
+        let (connection, time): (Connection, UInt64)
         switch event {
-        case .opened(let opened, let at): (name, connection, time) = ("open", opened, at)
-        case .closed(let closed, let at): (name, connection, time) = ("close", closed, at)
+        case .opened(let opened, let at):
+            (connection, time) = (opened, at)
+            line.append(literal: "{\"event\":\"open\",\"time_ns\":")
+        case .closed(let closed, let at):
+            (connection, time) = (closed, at)
+            line.append(literal: "{\"event\":\"close\",\"time_ns\":")
         }
-        var line = "{\"event\":\"\(name)\",\"time_ns\":\(time),\"conn\":\(connection.id),\"pid\":\(connection.pid)"
-        line += ",\"comm\":"
-        JSONText.appendQuoted(connection.comm, to: &line)
-        line += ",\"fd\":\(connection.fd),\"local\":\"\(connection.local)\",\"remote\":\"\(connection.remote)\""
-        line += ",\"role\":\"\(connection.role.rawValue)\",\"seen_from\":\"\(connection.origin.rawValue)\""
-        line += ",\"opened_ns\":\(connection.openedNanoseconds)"
+        line.append(decimal: time)
+        line.append(literal: ",\"conn\":")
+        line.append(decimal: connection.id)
+        line.append(literal: ",\"pid\":")
+        line.append(decimal: connection.pid)
+        line.append(literal: ",\"comm\":")
+        line.append(jsonString: connection.comm)
+        line.append(literal: ",\"fd\":")
+        line.append(decimal: connection.fd)
+        appendEndpoints(of: connection, to: &line)
+        line.append(literal: ",\"seen_from\":")
+        line.append(jsonString: connection.origin.rawValue)
+        line.append(literal: ",\"opened_ns\":")
+        line.append(decimal: connection.openedNanoseconds)
         if case .closed = event {
-            line += ",\"bytes_in\":\(connection.bytesIn),\"bytes_out\":\(connection.bytesOut)"
-            line += ",\"duration_ns\":\(time >= connection.openedNanoseconds ? time - connection.openedNanoseconds : 0)"
+            line.append(literal: ",\"bytes_in\":")
+            line.append(decimal: connection.bytesIn)
+            line.append(literal: ",\"bytes_out\":")
+            line.append(decimal: connection.bytesOut)
+            line.append(literal: ",\"duration_ns\":")
+            line.append(decimal: time >= connection.openedNanoseconds ? time - connection.openedNanoseconds : 0)
         }
-        return line + "}\n"
+        line.append(literal: "}\n")
     }
 }
 
 extension JSONLinesSink {
-    /// The `{"event":"http"}` line of an exchange, newline included.
-    public static func line(for exchange: HTTPExchange) -> String {
-        var line = "{\"event\":\"http\",\"time_ns\":\(exchange.endNanoseconds),\"conn\":\(exchange.connection)"
-        line += ",\"pid\":\(exchange.pid),\"comm\":"
-        JSONText.appendQuoted(exchange.comm, to: &line)
-        line += ",\"protocol\":"
-        JSONText.appendQuoted(exchange.protocolVersion, to: &line)
-        if let stream = exchange.stream { line += ",\"stream\":\(stream)" }
-        for (key, value) in [("method", exchange.method), ("scheme", exchange.scheme),
-                             ("authority", exchange.authority), ("path", exchange.path)] {
-            line += ",\"\(key)\":"
-            JSONText.appendQuoted(value, to: &line)
+    /// Appends the `{"event":"http"}` line of an exchange, newline included.
+    static func append(_ exchange: HTTPExchange, to line: inout [UInt8]) {
+        line.append(literal: "{\"event\":\"http\",\"time_ns\":")
+        line.append(decimal: exchange.endNanoseconds)
+        line.append(literal: ",\"conn\":")
+        line.append(decimal: exchange.connection)
+        line.append(literal: ",\"pid\":")
+        line.append(decimal: exchange.pid)
+        line.append(literal: ",\"comm\":")
+        line.append(jsonString: exchange.comm)
+        line.append(literal: ",\"protocol\":")
+        line.append(jsonString: exchange.protocolVersion)
+        if let stream = exchange.stream {
+            line.append(literal: ",\"stream\":")
+            line.append(decimal: stream)
         }
-        line += ",\"status\":" + (exchange.status.map(String.init) ?? "null")
-        line += ",\"req_headers\":"
+        line.append(literal: ",\"method\":")
+        line.append(jsonString: exchange.method)
+        line.append(literal: ",\"scheme\":")
+        line.append(jsonString: exchange.scheme)
+        line.append(literal: ",\"authority\":")
+        line.append(jsonString: exchange.authority)
+        line.append(literal: ",\"path\":")
+        line.append(jsonString: exchange.path)
+        line.append(literal: ",\"status\":")
+        appendNumberOrNull(exchange.status, to: &line)
+        line.append(literal: ",\"req_headers\":")
         appendHeaders(exchange.requestHeaders, to: &line)
-        line += ",\"resp_headers\":"
+        line.append(literal: ",\"resp_headers\":")
         appendHeaders(exchange.responseHeaders, to: &line)
-        line += ",\"req_body_len\":\(exchange.requestBodyLength),\"resp_body_len\":\(exchange.responseBodyLength)"
-        line += ",\"start_ns\":\(exchange.startNanoseconds),\"latency_ns\":\(exchange.latencyNanoseconds)"
-        if let body = exchange.requestBody { line += ",\"req_body\":\"" + Base64.encodeToString(bytes: body) + "\"" }
-        if let coding = exchange.requestBodyDecodedFrom {
-            line += ",\"req_body_decoded_from\":"
-            JSONText.appendQuoted(coding, to: &line)
+        line.append(literal: ",\"req_body_len\":")
+        line.append(decimal: exchange.requestBodyLength)
+        line.append(literal: ",\"resp_body_len\":")
+        line.append(decimal: exchange.responseBodyLength)
+        line.append(literal: ",\"start_ns\":")
+        line.append(decimal: exchange.startNanoseconds)
+        line.append(literal: ",\"latency_ns\":")
+        line.append(decimal: exchange.latencyNanoseconds)
+        if let body = exchange.requestBody {
+            line.append(literal: ",\"req_body\":\"")
+            line.append(base64: body)
+            line.append(literal: "\"")
         }
-        if let body = exchange.responseBody { line += ",\"resp_body\":\"" + Base64.encodeToString(bytes: body) + "\"" }
+        if let coding = exchange.requestBodyDecodedFrom {
+            line.append(literal: ",\"req_body_decoded_from\":")
+            line.append(jsonString: coding)
+        }
+        if let body = exchange.responseBody {
+            line.append(literal: ",\"resp_body\":\"")
+            line.append(base64: body)
+            line.append(literal: "\"")
+        }
         if let coding = exchange.responseBodyDecodedFrom {
-            line += ",\"resp_body_decoded_from\":"
-            JSONText.appendQuoted(coding, to: &line)
+            line.append(literal: ",\"resp_body_decoded_from\":")
+            line.append(jsonString: coding)
         }
         if let grpc = exchange.grpc {
-            line += ",\"grpc\":{\"service\":"
-            JSONText.appendQuoted(grpc.service, to: &line)
-            line += ",\"method\":"
-            JSONText.appendQuoted(grpc.method, to: &line)
-            line += ",\"status\":" + (grpc.status.map(String.init) ?? "null") + ",\"message\":"
-            if let message = grpc.message { JSONText.appendQuoted(message, to: &line) } else { line += "null" }
-            line += ",\"req_messages\":\(grpc.requestMessageSizes.count),\"resp_messages\":\(grpc.responseMessageSizes.count)"
-            line += ",\"req_message_sizes\":[" + grpc.requestMessageSizes.map(String.init).joined(separator: ",") + "]"
-            line += ",\"resp_message_sizes\":[" + grpc.responseMessageSizes.map(String.init).joined(separator: ",") + "]}"
+            line.append(literal: ",\"grpc\":{\"service\":")
+            line.append(jsonString: grpc.service)
+            line.append(literal: ",\"method\":")
+            line.append(jsonString: grpc.method)
+            line.append(literal: ",\"status\":")
+            appendNumberOrNull(grpc.status, to: &line)
+            line.append(literal: ",\"message\":")
+            if let message = grpc.message { line.append(jsonString: message) } else { line.append(literal: "null") }
+            line.append(literal: ",\"req_messages\":")
+            line.append(decimal: grpc.requestMessageSizes.count)
+            line.append(literal: ",\"resp_messages\":")
+            line.append(decimal: grpc.responseMessageSizes.count)
+            line.append(literal: ",\"req_message_sizes\":")
+            appendNumbers(grpc.requestMessageSizes, to: &line)
+            line.append(literal: ",\"resp_message_sizes\":")
+            appendNumbers(grpc.responseMessageSizes, to: &line)
+            line.append(literal: "}")
         }
         if let note = exchange.note {
-            line += ",\"note\":"
-            JSONText.appendQuoted(note, to: &line)
+            line.append(literal: ",\"note\":")
+            line.append(jsonString: note)
         }
-        return line + "}\n"
+        line.append(literal: "}\n")
     }
 
-    private static func appendHeaders(_ headers: [HTTPHeader], to line: inout String) {
-        line += "["
+    private static func appendHeaders(_ headers: [HTTPHeader], to line: inout [UInt8]) {
+        line.append(literal: "[")
         for (index, header) in headers.enumerated() {
-            line += index == 0 ? "[" : ",["
-            JSONText.appendQuoted(header.name, to: &line)
-            line += ","
-            JSONText.appendQuoted(header.value, to: &line)
-            line += "]"
+            line.append(literal: index == 0 ? "[" : ",[")
+            line.append(jsonString: header.name)
+            line.append(literal: ",")
+            line.append(jsonString: header.value)
+            line.append(literal: "]")
         }
-        line += "]"
+        line.append(literal: "]")
     }
-}
 
-/// JSON string quoting (RFC 8259): quotes, backslashes and control characters escaped.
-public enum JSONText {
-    public static func appendQuoted(_ value: String, to json: inout String) {
-        // Most names and header values need no escaping: append them whole.
-        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x22 && $0 != 0x5c && $0 != 0x7f }) {
-            json += "\""
-            json += value
-            json += "\""
-            return
+    private static func appendNumbers(_ numbers: [some BinaryInteger], to line: inout [UInt8]) {
+        line.append(literal: "[")
+        for (index, number) in numbers.enumerated() {
+            if index > 0 { line.append(literal: ",") }
+            line.append(decimal: number)
         }
-        json += "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": json += "\\\""
-            case "\\": json += "\\\\"
-            case "\n": json += "\\n"
-            case "\r": json += "\\r"
-            case "\t": json += "\\t"
-            case "\u{0}"..."\u{1f}", "\u{7f}":
-                let hex = String(scalar.value, radix: 16)
-                json += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: json.unicodeScalars.append(scalar)
-            }
-        }
-        json += "\""
+        line.append(literal: "]")
+    }
+
+    private static func appendNumberOrNull(_ number: (some BinaryInteger)?, to line: inout [UInt8]) {
+        if let number { line.append(decimal: number) } else { line.append(literal: "null") }
     }
 }

@@ -95,6 +95,13 @@ public final class OutputFile {
         if buffer.count >= flushThreshold { try flush() }
     }
 
+    /// Lets `render` append to the buffer in place (a record rendered
+    /// without an intermediate copy), writing out when the buffer is large.
+    public func append(_ render: (inout [UInt8]) -> Void) throws(OutputError) {
+        render(&buffer)
+        if buffer.count >= flushThreshold { try flush() }
+    }
+
     /// Writes out everything buffered.
     public func flush() throws(OutputError) {
         var written = 0

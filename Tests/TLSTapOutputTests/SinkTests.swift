@@ -198,3 +198,43 @@ import TLSTapHTTP
         #expect(throws: OutputError.openFailed(name: link, errno: ELOOP)) { try OutputFile.create(path: link) }
     }
 }
+
+/// The byte-level pieces the JSON Lines writer is made of.
+@Suite struct JSONBytesTests {
+    static func text(_ build: (inout [UInt8]) -> Void) -> String {
+        var bytes: [UInt8] = []
+        build(&bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    @Test func integersInDecimalAndHex() {
+        #expect(Self.text { $0.append(decimal: UInt64(0)) } == "0")
+        #expect(Self.text { $0.append(decimal: UInt64.max) } == "18446744073709551615")
+        #expect(Self.text { $0.append(decimal: Int32(-1)) } == "-1")
+        #expect(Self.text { $0.append(decimal: Int32.min) } == "-2147483648")
+        #expect(Self.text { $0.append(decimal: Int.min) } == "-9223372036854775808")
+        #expect(Self.text { $0.append(decimal: UInt32(4_000_000_000)) } == "4000000000")
+        #expect(Self.text { $0.append(hex: 0) } == "0")
+        #expect(Self.text { $0.append(hex: 0x5581_0000_beef) } == "55810000beef")
+        #expect(Self.text { $0.append(hex: UInt64.max) } == "ffffffffffffffff")
+    }
+
+    /// Every control character, quote, backslash and DEL is escaped; other
+    /// UTF-8 passes as it is, and Foundation reads back the same string.
+    @Test func stringsAreEscapedAsRFC8259Asks() throws {
+        let every = String(decoding: (0...0x7f).map { UInt8($0) }, as: UTF8.self) + "é🙂"
+        let json = Self.text { $0.append(jsonString: every) }
+        #expect(json.hasPrefix(#""\u0000\u0001\u0002\u0003\u0004\u0005\u0006\u0007\u0008\t\n\u000b\u000c\r\u000e"#))
+        #expect(json.hasSuffix(#"XYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~\u007fé🙂""#))
+        #expect(json.contains(##" !\"#$%"##))
+        let parsed = try JSONSerialization.jsonObject(with: Data("[\(json)]".utf8)) as? [String]
+        #expect(parsed == [every])
+        #expect(Self.text { $0.append(jsonString: "plain text") } == "\"plain text\"")
+    }
+
+    @Test(arguments: [0, 1, 2, 3, 4, 1024, 1025])
+    func base64MatchesFoundation(length: Int) {
+        let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+        #expect(Self.text { $0.append(base64: bytes) } == Data(bytes).base64EncodedString())
+    }
+}
