@@ -197,6 +197,30 @@ import TLSTapHTTP
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: path)
         #expect(throws: OutputError.openFailed(name: link, errno: ELOOP)) { try OutputFile.create(path: link) }
     }
+
+    /// A regular file is written as a stream (its pages released behind the
+    /// end, several windows over here); every byte still lands in order, after
+    /// what the file already held (`>> file`).
+    @Test func aStreamedFileKeepsEveryByteAfterWhatWasThere() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-stream-\(UUID().uuidString)").path
+        defer { unlink(path) }
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        try #require(descriptor >= 0)
+        let head = Array("already there\n".utf8)
+        #expect(Glibc.write(descriptor, head, head.count) == head.count)
+        let output = OutputFile(descriptor: descriptor, name: path, ownsDescriptor: true)
+        var expected = head
+        for record in 0..<10_000 {
+            let bytes = (0..<4099).map { UInt8(truncatingIfNeeded: $0 &+ record &* 7) }
+            try output.append { $0.append(contentsOf: bytes) }
+            expected += bytes
+        }
+        try output.flush()
+        #expect(expected.count > 4 * (8 << 20))
+        let written = try #require(FileManager.default.contents(atPath: path))
+        #expect(written.count == expected.count)
+        #expect(written == Data(expected))
+    }
 }
 
 /// The byte-level pieces the JSON Lines writer is made of.

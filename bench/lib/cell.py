@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import re
+import struct
 import sys
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
@@ -133,7 +134,7 @@ def count_jsonl(path, pid, body):
     a keep-alive HTTP/1.1 response of that size must end with it.
     """
     out = {"captured_out": 0, "captured_in": 0, "json_events": 0, "json_lost_records": 0, "json_lost_bytes": 0,
-           "json_bad_events": 0, "json_other_pid": 0, "body_checked": 0, "body_mismatch": 0}
+           "json_bad_events": 0, "json_other_pid": 0, "body_checked": 0, "body_mismatch": 0, "json_http": 0}
     if not os.path.exists(path):
         return out
     with open(path, "rb") as file:
@@ -142,6 +143,9 @@ def count_jsonl(path, pid, body):
                 record = json.loads(line)
                 out["json_lost_records"] += record.get("records", 0)
                 out["json_lost_bytes"] += record.get("bytes", 0)
+                continue
+            if line.startswith(b'{"event":"http"'):
+                out["json_http"] += 1
                 continue
             if not line.startswith(b'{"event":"data"'):
                 continue
@@ -181,6 +185,30 @@ def count_jsonl(path, pid, body):
     return out
 
 
+def count_pcapng(path):
+    """Enhanced packet blocks in a pcapng file and their captured bytes.
+
+    Walks the blocks by their lengths, so a file cut short (not finished at
+    stop) shows as `pcapng_complete: false`.
+    """
+    if not os.path.exists(path):
+        return {}
+    packets = captured = 0
+    with open(path, "rb") as file:
+        data = file.read()
+    offset = 0
+    while offset + 12 <= len(data):
+        kind, length = struct.unpack_from("<II", data, offset)
+        if length < 12 or offset + length > len(data):
+            break
+        if kind == 6:
+            packets += 1
+            captured += struct.unpack_from("<I", data, offset + 20)[0]
+        offset += length
+    return {"pcapng_packets": packets, "pcapng_captured_bytes": captured, "pcapng_file_bytes": len(data),
+            "pcapng_complete": offset == len(data)}
+
+
 def main():
     kind, folder, results = sys.argv[1], sys.argv[2], sys.argv[3]
     record = dict(argument.split("=", 1) for argument in sys.argv[4:])
@@ -205,8 +233,9 @@ def main():
         if record.get("body") and record.get("tool") == "wrk" and record.get("keepalive") == "yes":
             with open(record["body"], "rb") as file:
                 body = file.read()
-        if record.get("mode") == "tlstap":
+        if record.get("mode", "").startswith("tlstap"):
             record.update(count_jsonl(os.path.join(folder, "out.jsonl"), record["worker"], body))
+            record.update(count_pcapng(os.path.join(folder, "out.pcapng")))
     else:
         match = re.search(r"gen: size=(\d+) writes=(\d+) write_bytes=(\d+) reads=(\d+) read_bytes=(\d+) "
                           r"seconds=([\d.]+)", load)

@@ -19,8 +19,9 @@ import sys
 
 BEGIN = "<!-- bench:begin: written by bench/run, edit outside these markers -->"
 END = "<!-- bench:end -->"
-MODES = ("none", "floor", "tlstap")
-MODE_NAMES = {"none": "no tracer", "floor": "floor (empty uprobes)", "tlstap": "tlstap, JSON to a file"}
+MODES = ("none", "floor", "tlstap", "tlstap-full")
+MODE_NAMES = {"none": "no tracer", "floor": "floor (empty uprobes)", "tlstap": "tlstap, JSON Lines of the payloads to a file",
+              "tlstap-full": "tlstap with HTTP parsing and pcapng (JSON with exchanges + pcapng file)"}
 WORKLOAD_NAMES = {
     "h1-1k": "HTTP/1.1 keep-alive, 1 KiB (wrk)",
     "h1-64k": "HTTP/1.1 keep-alive, 64 KiB (wrk)",
@@ -150,8 +151,10 @@ def server_section(results, lines):
                       if rounds.get(numerator) and rounds.get(denominator)]
             return median(values)
 
-        summary[workload].update({"tlstap/floor": per_round("tlstap", "floor"),
-                                  "tlstap/none": per_round("tlstap", "none"), "floor/none": per_round("floor", "none")})
+        summary[workload]["floor/none"] = per_round("floor", "none")
+        for mode in ("tlstap", "tlstap-full"):
+            summary[workload][f"{mode}/floor"] = per_round(mode, "floor")
+            summary[workload][f"{mode}/none"] = per_round(mode, "none")
         for mode in MODES:
             rows = cells[mode]
             if not rows:
@@ -164,9 +167,8 @@ def server_section(results, lines):
             rss = median([r.get("tracer_maxrss_kib") for r in rows])
             anon = median([r.get("RssAnon") for r in rows])
             rss_text = "–" if rss is None else f"{rss / 1024:.0f}" + ("" if anon is None else f" ({anon / 1024:.1f})")
-            none_ratio = {"none": "1.00×", "floor": ratio(summary[workload]["floor/none"]),
-                          "tlstap": ratio(summary[workload]["tlstap/none"])}[mode]
-            floor_ratio = {"none": "–", "floor": "1.00×", "tlstap": ratio(summary[workload]["tlstap/floor"])}[mode]
+            none_ratio = "1.00×" if mode == "none" else ratio(summary[workload][f"{mode}/none"])
+            floor_ratio = {"none": "–", "floor": "1.00×"}.get(mode) or ratio(summary[workload][f"{mode}/floor"])
             lines.append(
                 f"| {WORKLOAD_NAMES[workload]} | {MODE_NAMES[mode]} | {fmt(rps)} | {none_ratio} | {floor_ratio} "
                 f"| {fmt(median([r.get('p50_ms') for r in rows]), 2)} | {fmt(median([r.get('p99_ms') for r in rows]), 2)} "
@@ -174,8 +176,6 @@ def server_section(results, lines):
                 f"| {fmt(median([r.get('events') for r in rows]))} "
                 f"| {fmt(median([r['bytes'] / 1e6 for r in rows if 'bytes' in r]), 1)} "
                 f"| {fmt(median([r.get('lost_records') for r in rows]))} |")
-        lines.append(f"| {WORKLOAD_NAMES[workload]} | tlstap with HTTP parsing and pcapng | not built yet "
-                     "| | | | | | | | | | |")
         lines.append(f"| ↳ medians of {len(used)} {'undisturbed ' if clean_rounds else ''}round"
                      f"{'s' if len(used) != 1 else ''} of {len(rounds)} run | | | | | | | | | | | | |")
     lines.append("")
@@ -183,7 +183,7 @@ def server_section(results, lines):
 
 
 def correctness_section(results, lines):
-    cells = [r for r in results if r.get("mode") == "tlstap" and r.get("phase") in ("main", "soak")]
+    cells = [r for r in results if r.get("mode", "").startswith("tlstap") and r.get("phase") in ("main", "soak")]
     lines += [
         "### Every byte captured?",
         "",
@@ -196,17 +196,27 @@ def correctness_section(results, lines):
         "undercounts streams the client abandons when h2load stops, so up to one response per connection "
         "may be captured above the reference (there is no exact reference for the in direction). Every "
         "event's base64 must be exactly as long as its `len` encodes to; the first 2,000 events are decoded, "
-        "and the 1 KiB HTTP/1.1 responses compared with the file served.",
+        "and the 1 KiB HTTP/1.1 responses compared with the file served. Cells marked *full* ran with HTTP "
+        "parsing and pcapng: their `http` records are counted against the requests in nginx's access log (for "
+        "HTTP/1.1 they must be equal), and their pcapng file is walked block by block (packets, and whether "
+        "it ends on a whole block).",
         "",
         "| cell | out captured | out reference | Δ | in captured | in reference | Δ | lost (summary / JSON) "
-        "| bad events | responses checked (mismatched) | verdict |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| bad events | responses checked (mismatched) | http records (requests logged) | pcapng packets "
+        "| verdict |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     verdict = {}
     for r in cells:
-        name = f"{r['phase']} {r['workload']} r{r['round']}" + (" (disturbed)" if disturbed(r) else "")
+        full = r["mode"] == "tlstap-full"
+        name = (f"{r['phase']} {r['workload']}{' full' if full else ''} r{r['round']}"
+                + (" (disturbed)" if disturbed(r) else ""))
         connections = r.get("connections") or 20
         clean = r.get("lost_records", 1) == 0 and r.get("json_bad_events", 1) == 0 and r.get("body_mismatch", 0) == 0
+        if full:
+            clean = clean and r.get("pcapng_complete") is True and r.get("pcapng_packets", 0) > 0
+            if r.get("tool") == "wrk":
+                clean = clean and r.get("json_http") == r.get("logged_requests")
         if r.get("tool") == "h2load":
             out_reference = r.get("served_out", 0) + H2_CONNECTION_BYTES * connections
             in_reference = None
@@ -223,13 +233,16 @@ def correctness_section(results, lines):
             text, ok = "complete (+ streams abandoned at stop)", True
         else:
             text, ok = "missing bytes" if (out_delta or 0) < 0 or (in_delta or 0) < 0 else "extra bytes", False
-        workload = r["workload"] if r["phase"] == "main" else "soak"
+        workload = (r["workload"] if r["phase"] == "main" else "soak") + (" full" if full else "")
         verdict.setdefault(workload, []).append((r["round"], ok, disturbed(r), r.get("lost_records")))
+        http_text = f"{fmt(r.get('json_http'))} ({fmt(r.get('logged_requests'))})" if full else "–"
+        pcapng_text = (f"{fmt(r.get('pcapng_packets'))}{'' if r.get('pcapng_complete') else ' (cut short)'}"
+                       if full else "–")
         lines.append(
             f"| {name} | {fmt(r.get('captured_out'))} | {fmt(out_reference)} | {fmt(out_delta)} "
             f"| {fmt(r.get('captured_in'))} | {fmt(in_reference)} | {fmt(in_delta)} "
             f"| {fmt(r.get('lost_records'))} / {fmt(r.get('json_lost_records'))} | {fmt(r.get('json_bad_events'))} "
-            f"| {fmt(r.get('body_checked'))} ({fmt(r.get('body_mismatch'))}) | {text} |")
+            f"| {fmt(r.get('body_checked'))} ({fmt(r.get('body_mismatch'))}) | {http_text} | {pcapng_text} | {text} |")
     lines.append("")
     return verdict
 
