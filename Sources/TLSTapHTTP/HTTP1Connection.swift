@@ -124,8 +124,21 @@ final class HTTP1Connection {
         return [exchange]
     }
 
+    /// Whether a Transfer-Encoding value lists the chunked coding (a comma
+    /// list, names case-insensitive: RFC 9112 section 7).
+    static func isChunked(_ transferEncoding: String?) -> Bool {
+        guard let transferEncoding else { return false }
+        let chunked = "chunked".utf8
+        return transferEncoding.utf8.split(separator: UInt8(ascii: ",")).contains { coding in
+            var name = coding[...]
+            while let first = name.first, first == 0x20 || first == 0x09 { name.removeFirst() }
+            while let last = name.last, last == 0x20 || last == 0x09 { name.removeLast() }
+            return name.elementsEqual(chunked) { $0.asciiLowercased == $1 }
+        }
+    }
+
     static func requestBodyMode(_ head: HTTP1Head) -> HTTP1BodyMode {
-        if head.headers.first("transfer-encoding")?.lowercased().contains("chunked") == true { return .chunked }
+        if Self.isChunked(head.headers.first("transfer-encoding")) { return .chunked }
         if let length = head.headers.first("content-length").flatMap({ Int($0) }), length >= 0 { return .length(length) }
         return .none
     }
@@ -134,7 +147,7 @@ final class HTTP1Connection {
         let status = Int(head.second) ?? 0
         if status == 101 || (requestMethod == "CONNECT" && (200...299).contains(status)) { return .notHTTP }
         if requestMethod == "HEAD" || (100...199).contains(status) || status == 204 || status == 304 { return .none }
-        if head.headers.first("transfer-encoding")?.lowercased().contains("chunked") == true { return .chunked }
+        if Self.isChunked(head.headers.first("transfer-encoding")) { return .chunked }
         if let length = head.headers.first("content-length").flatMap({ Int($0) }), length >= 0 { return .length(length) }
         return .untilClose
     }

@@ -169,7 +169,8 @@ struct HTTP1StreamParser {
                 defer { section = [] }
                 return section
             }
-            section += line + [0x0a]
+            section.append(contentsOf: line)
+            section.append(0x0a)
         }
         return nil
     }
@@ -212,9 +213,12 @@ struct HTTP1StreamParser {
 
     static func parseHeader(_ line: ArraySlice<UInt8>) -> HTTPHeader? {
         guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex else { return nil }
-        let name = String(decoding: line[..<colon], as: UTF8.self)
-        guard !name.contains(" "), !name.contains("\t") else { return nil }
-        return HTTPHeader(name, String(decoding: line[(colon + 1)...], as: UTF8.self).trimmed)
+        let name = line[..<colon]
+        guard !name.contains(where: { $0 == 0x20 || $0 == 0x09 }) else { return nil }
+        var value = line[(colon + 1)...]
+        while let first = value.first, first == 0x20 || first == 0x09 { value.removeFirst() }
+        while let last = value.last, last == 0x20 || last == 0x09 { value.removeLast() }
+        return HTTPHeader(String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self))
     }
 }
 

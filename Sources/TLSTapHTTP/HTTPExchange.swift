@@ -12,8 +12,18 @@ public struct HTTPHeader: Sendable, Equatable {
 extension Array where Element == HTTPHeader {
     /// The first value of a header, by case-insensitive name.
     public func first(_ name: String) -> String? {
-        first { $0.name.lowercased() == name.lowercased() }?.value
+        // Header names are ASCII tokens: compared without making lowercase copies (this runs on every message).
+        let wanted = name.utf8
+        return first { header in
+            header.name.utf8.count == wanted.count
+                && header.name.utf8.elementsEqual(wanted) { $0.asciiLowercased == $1.asciiLowercased }
+        }?.value
     }
+}
+
+extension UInt8 {
+    /// An ASCII capital letter as its lowercase letter; any other byte as it is.
+    var asciiLowercased: UInt8 { (0x41...0x5a).contains(self) ? self | 0x20 : self }
 }
 
 /// What gRPC framing inside an HTTP/2 exchange said.

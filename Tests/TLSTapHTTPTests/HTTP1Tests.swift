@@ -145,4 +145,22 @@ func exchanges(_ segments: [Segment], piece: Int = 0, closeAt: UInt64? = nil, bo
         #expect(events == [.stop("header section over the limit")])
         #expect(parser.isStopped)
     }
+
+    /// Header names match whatever their case; Transfer-Encoding is a
+    /// comma list in which `chunked` is a whole name, in any case.
+    @Test func headerNamesAndCodingsIgnoreCase() {
+        let headers = [HTTPHeader("Content-LENGTH", "12"), HTTPHeader("content-length", "99"), HTTPHeader("X-1", "a")]
+        #expect(headers.first("content-length") == "12")
+        #expect(headers.first("CONTENT-Length") == "12")
+        #expect(headers.first("content-lengt") == nil)
+        #expect(headers.first("x-1") == "a")
+        #expect(headers.first("X-\u{11}") == nil)
+        #expect(HTTP1Connection.isChunked("chunked"))
+        #expect(HTTP1Connection.isChunked("gzip, Chunked"))
+        #expect(HTTP1Connection.isChunked(" CHUNKED\t"))
+        #expect(!HTTP1Connection.isChunked("gzip"))
+        #expect(!HTTP1Connection.isChunked("chunkedx"))
+        #expect(!HTTP1Connection.isChunked("x-chunked"))
+        #expect(!HTTP1Connection.isChunked(nil))
+    }
 }
