@@ -39,7 +39,7 @@ public final class PcapngSink: EventSink {
         let comment = "pid=\(event.pid) comm=\(event.comm) lib=\(event.library.name) func=\(event.function.name)"
         var offset = 0
         while offset < event.payload.count {
-            let segment = Array(event.payload[offset..<min(offset + Self.maxSegment, event.payload.count)])
+            let segment = event.payload[offset..<min(offset + Self.maxSegment, event.payload.count)]
             let (seq, ack) = outbound ? (flow.localSeq, flow.remoteSeq) : (flow.remoteSeq, flow.localSeq)
             try packet(connection, fromLocal: outbound, seq: seq, ack: ack, flags: [.psh, .ack], payload: segment,
                        time: event.timeNanoseconds, comment: comment)
@@ -110,13 +110,19 @@ public final class PcapngSink: EventSink {
         }
     }
 
+    /// Writes one packet's block straight into the output buffer: the
+    /// payload is copied once, and its checksum read in the same pass.
     private func packet(
-        _ connection: Connection, fromLocal: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags, payload: [UInt8],
-        time: UInt64, comment: String
+        _ connection: Connection, fromLocal: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags,
+        payload: ArraySlice<UInt8>, time: UInt64, comment: String
     ) throws(OutputError) {
         let (source, destination) = fromLocal ? (connection.local, connection.remote) : (connection.remote, connection.local)
-        let frame = SyntheticFrame.tcp(from: source, to: destination, seq: seq, ack: ack, flags: flags, payload: payload)
-        try file.write(Self.enhancedPacket(frame, time: time, comment: comment))
+        try file.append { bytes in
+            Self.appendEnhancedPacket(to: &bytes, time: time, comment: comment) { frame in
+                SyntheticFrame.appendTCP(
+                    to: &frame, from: source, to: destination, seq: seq, ack: ack, flags: flags, payload: payload)
+            }
+        }
     }
 
     // MARK: pcapng blocks (https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng-02.html)
@@ -144,17 +150,27 @@ public final class PcapngSink: EventSink {
         return PcapngBytes.block(type: 1, body: body.bytes)
     }
 
-    static func enhancedPacket(_ frame: [UInt8], time: UInt64, comment: String) -> [UInt8] {
-        var body = PcapngBytes()
-        body.uint32(0)  // interface 0
-        body.uint32(UInt32(truncatingIfNeeded: time >> 32))
-        body.uint32(UInt32(truncatingIfNeeded: time))
-        body.uint32(UInt32(frame.count))
-        body.uint32(UInt32(frame.count))
-        body.padded(frame)
-        body.option(1, Array(comment.utf8))  // opt_comment
-        body.endOfOptions()
-        return PcapngBytes.block(type: 6, body: body.bytes)
+    /// Appends an enhanced packet block whose frame `appendFrame` appends.
+    static func appendEnhancedPacket(
+        to bytes: inout [UInt8], time: UInt64, comment: String, appendFrame: (inout [UInt8]) -> Void
+    ) {
+        PcapngBytes.appendBlock(type: 6, to: &bytes) { body in
+            body.appendLittleEndian(UInt32(0))  // interface 0
+            body.appendLittleEndian(UInt32(truncatingIfNeeded: time >> 32))
+            body.appendLittleEndian(UInt32(truncatingIfNeeded: time))
+            let lengths = body.count
+            body.appendLittleEndian(UInt64(0))  // captured and original length, set below
+            let frameStart = body.count
+            appendFrame(&body)
+            let frameLength = UInt32(body.count - frameStart)
+            body.setLittleEndian(frameLength, at: lengths)
+            body.setLittleEndian(frameLength, at: lengths + 4)
+            body.appendZeros((4 - Int(frameLength) % 4) % 4)
+            var options = PcapngBytes()
+            options.option(1, Array(comment.utf8))  // opt_comment
+            options.endOfOptions()
+            body.append(contentsOf: options.bytes)
+        }
     }
 }
 
@@ -162,9 +178,9 @@ public final class PcapngSink: EventSink {
 struct PcapngBytes {
     var bytes: [UInt8] = []
 
-    mutating func uint16(_ value: UInt16) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
-    mutating func uint32(_ value: UInt32) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
-    mutating func uint64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
+    mutating func uint16(_ value: UInt16) { bytes.appendLittleEndian(value) }
+    mutating func uint32(_ value: UInt32) { bytes.appendLittleEndian(value) }
+    mutating func uint64(_ value: UInt64) { bytes.appendLittleEndian(value) }
 
     mutating func padded(_ data: [UInt8]) {
         bytes += data
@@ -183,13 +199,44 @@ struct PcapngBytes {
 
     /// type, total length, body, total length.
     static func block(type: UInt32, body: [UInt8]) -> [UInt8] {
-        var block = PcapngBytes()
-        let total = UInt32(12 + body.count)
-        block.uint32(type)
-        block.uint32(total)
-        block.bytes += body
-        block.uint32(total)
-        return block.bytes
+        var block: [UInt8] = []
+        appendBlock(type: type, to: &block) { $0.append(contentsOf: body) }
+        return block
+    }
+
+    /// Appends a block (type, total length, what `body` appends, total
+    /// length) to `bytes` in place.
+    static func appendBlock(type: UInt32, to bytes: inout [UInt8], body: (inout [UInt8]) -> Void) {
+        let start = bytes.count
+        bytes.appendLittleEndian(type)
+        bytes.appendLittleEndian(UInt32(0))  // total length, set below
+        body(&bytes)
+        let total = UInt32(bytes.count - start + 4)
+        bytes.setLittleEndian(total, at: start + 4)
+        bytes.appendLittleEndian(total)
+    }
+}
+
+extension Array where Element == UInt8 {
+    mutating func appendLittleEndian(_ value: some FixedWidthInteger) {
+        Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
+    }
+
+    mutating func appendBigEndian(_ value: some FixedWidthInteger) {
+        Swift.withUnsafeBytes(of: value.bigEndian) { append(contentsOf: $0) }
+    }
+
+    mutating func setLittleEndian(_ value: UInt32, at offset: Int) {
+        Swift.withUnsafeBytes(of: value.littleEndian) { replaceSubrange(offset..<offset + 4, with: $0) }
+    }
+
+    mutating func setBigEndian(_ value: UInt16, at offset: Int) {
+        self[offset] = UInt8(value >> 8)
+        self[offset + 1] = UInt8(value & 0xff)
+    }
+
+    mutating func appendZeros(_ count: Int) {
+        append(contentsOf: repeatElement(0, count: count))
     }
 }
 
@@ -204,48 +251,77 @@ struct TCPFlags: OptionSet {
 
 /// Ethernet + IPv4/IPv6 + TCP frames built from addresses and payload.
 enum SyntheticFrame {
-    static func tcp(
-        from source: SocketAddress, to destination: SocketAddress, seq: UInt32, ack: UInt32, flags: TCPFlags,
-        payload: [UInt8]
-    ) -> [UInt8] {
+    /// Appends a frame carrying `payload` from `source` to `destination`,
+    /// with the IPv4 header's and the TCP checksum computed.
+    static func appendTCP(
+        to frame: inout [UInt8], from source: SocketAddress, to destination: SocketAddress, seq: UInt32, ack: UInt32,
+        flags: TCPFlags, payload: ArraySlice<UInt8>
+    ) {
         let v6 = source.ip.count == 16
-        var tcp: [UInt8] = []
-        tcp += bigEndian(source.port) + bigEndian(destination.port) + bigEndian(seq) + bigEndian(ack)
-        tcp += [0x50, flags.rawValue] + bigEndian(UInt16(65_535)) + [0, 0, 0, 0]  // offset 5, window, checksum, urgent
-        tcp += payload
-        let pseudo = source.ip + destination.ip
-            + (v6 ? bigEndian(UInt32(tcp.count)) + [0, 0, 0, 6] : [0, 6] + bigEndian(UInt16(tcp.count)))
-        let tcpChecksum = checksum(pseudo + tcp)
-        tcp[16] = UInt8(tcpChecksum >> 8)
-        tcp[17] = UInt8(tcpChecksum & 0xff)
-
-        var ip: [UInt8]
+        let tcpLength = 20 + payload.count
+        frame += [0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01]  // Ethernet: destination, source
+        frame.appendBigEndian(UInt16(v6 ? 0x86dd : 0x0800))
+        let ipStart = frame.count
         if v6 {
-            ip = [0x60, 0, 0, 0] + bigEndian(UInt16(tcp.count)) + [6, 64] + source.ip + destination.ip
+            frame += [0x60, 0, 0, 0]
+            frame.appendBigEndian(UInt16(tcpLength))
+            frame += [6, 64]  // next header TCP, hop limit
         } else {
-            ip = [0x45, 0] + bigEndian(UInt16(20 + tcp.count)) + [0, 0, 0x40, 0, 64, 6, 0, 0] + source.ip + destination.ip
-            let ipChecksum = checksum(ip)
-            ip[10] = UInt8(ipChecksum >> 8)
-            ip[11] = UInt8(ipChecksum & 0xff)
+            frame += [0x45, 0]
+            frame.appendBigEndian(UInt16(20 + tcpLength))
+            frame += [0, 0, 0x40, 0, 64, 6, 0, 0]  // id, don't fragment, TTL, TCP, checksum (below)
         }
-        let ethernet: [UInt8] = [0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01] + (v6 ? [0x86, 0xdd] : [0x08, 0x00])
-        return ethernet + ip + tcp
-    }
+        frame += source.ip
+        frame += destination.ip
+        if !v6 {
+            var header = InternetChecksum()
+            frame.withUnsafeBytes { header.add(UnsafeRawBufferPointer(rebasing: $0[ipStart..<frame.count])) }
+            frame.setBigEndian(header.value, at: ipStart + 10)
+        }
+        let tcpStart = frame.count
+        frame.appendBigEndian(source.port)
+        frame.appendBigEndian(destination.port)
+        frame.appendBigEndian(seq)
+        frame.appendBigEndian(ack)
+        frame += [0x50, flags.rawValue, 0xff, 0xff, 0, 0, 0, 0]  // offset 5, flags, window, checksum (below), urgent
+        frame.append(contentsOf: payload)
 
-    /// The Internet checksum (RFC 1071).
-    static func checksum(_ bytes: [UInt8]) -> UInt16 {
-        var sum: UInt32 = 0
+        var tcp = InternetChecksum()
+        var pseudo = source.ip + destination.ip
+        if v6 { pseudo.appendBigEndian(UInt32(tcpLength)); pseudo += [0, 0, 0, 6] } else {
+            pseudo += [0, 6]
+            pseudo.appendBigEndian(UInt16(tcpLength))
+        }
+        pseudo.withUnsafeBytes { tcp.add($0) }
+        frame.withUnsafeBytes { tcp.add(UnsafeRawBufferPointer(rebasing: $0[tcpStart..<frame.count])) }
+        frame.setBigEndian(tcp.value, at: tcpStart + 16)
+    }
+}
+
+/// The Internet checksum (RFC 1071), summed 4 bytes at a time: a
+/// ones'-complement sum of 32-bit words folds to the same 16 bits as one of
+/// 16-bit words (RFC 1071, section 2 (B)). Every piece added but the last
+/// must have an even length.
+struct InternetChecksum {
+    private var sum: UInt64 = 0
+
+    mutating func add(_ bytes: UnsafeRawBufferPointer) {
         var index = 0
-        while index + 1 < bytes.count {
-            sum += UInt32(bytes[index]) << 8 | UInt32(bytes[index + 1])
+        while index + 4 <= bytes.count {
+            sum &+= UInt64(UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: index, as: UInt32.self)))
+            index += 4
+        }
+        if index + 2 <= bytes.count {
+            sum &+= UInt64(bytes[index]) << 8 | UInt64(bytes[index + 1])
             index += 2
         }
-        if index < bytes.count { sum += UInt32(bytes[index]) << 8 }
-        while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
-        return ~UInt16(sum)
+        if index < bytes.count { sum &+= UInt64(bytes[index]) << 8 }
     }
 
-    private static func bigEndian<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
-        withUnsafeBytes(of: value.bigEndian) { Array($0) }
+    /// The checksum to put in the header.
+    var value: UInt16 {
+        var folded = sum
+        while folded >> 16 != 0 { folded = (folded & 0xffff) + (folded >> 16) }
+        return ~UInt16(folded)
     }
 }

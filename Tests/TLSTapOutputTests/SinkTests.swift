@@ -262,3 +262,45 @@ import TLSTapHTTP
         #expect(Self.text { $0.append(base64: bytes) } == Data(bytes).base64EncodedString())
     }
 }
+
+/// The synthetic frames of `--pcapng` carry checksums a receiver accepts.
+@Suite struct SyntheticFrameTests {
+    /// RFC 1071 the plain way, 16 bits at a time: the reference.
+    static func onesComplementSum(_ bytes: [UInt8]) -> UInt16 {
+        var sum: UInt32 = 0
+        var index = 0
+        while index + 1 < bytes.count {
+            sum += UInt32(bytes[index]) << 8 | UInt32(bytes[index + 1])
+            index += 2
+        }
+        if index < bytes.count { sum += UInt32(bytes[index]) << 8 }
+        while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
+        return UInt16(sum)
+    }
+
+    @Test(arguments: [0, 1, 2, 3, 5, 1023, 16_384, 65_495])
+    func checksumsVerify(payloadLength: Int) {
+        let payload = (0..<payloadLength).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ 7) }
+        for (source, destination) in [
+            (SocketAddress(ip: [10, 0, 0, 1], port: 443), SocketAddress(ip: [192, 168, 1, 20], port: 51000)),
+            (SocketAddress(ip: Array(repeating: 0xfe, count: 15) + [1], port: 443),
+             SocketAddress(ip: Array(repeating: 0x20, count: 15) + [2], port: 65_535)),
+        ] {
+            var frame: [UInt8] = [0xaa]  // appended after what is there
+            SyntheticFrame.appendTCP(to: &frame, from: source, to: destination, seq: 0xdead_beef, ack: 7,
+                                     flags: [.psh, .ack], payload: payload[...])
+            frame.removeFirst()
+            let v6 = source.ip.count == 16
+            let ipLength = v6 ? 40 : 20
+            let tcp = Array(frame[(14 + ipLength)...])
+            #expect(tcp.count == 20 + payloadLength)
+            #expect(Array(tcp[20...]) == payload)
+            let pseudo = source.ip + destination.ip
+                + (v6 ? [UInt8(tcp.count >> 24), UInt8(tcp.count >> 16 & 0xff), UInt8(tcp.count >> 8 & 0xff),
+                         UInt8(tcp.count & 0xff), 0, 0, 0, 6]
+                    : [0, 6, UInt8(tcp.count >> 8), UInt8(tcp.count & 0xff)])
+            #expect(Self.onesComplementSum(pseudo + tcp) == 0xffff)  // a correct checksum sums to all ones
+            if !v6 { #expect(Self.onesComplementSum(Array(frame[14..<34])) == 0xffff) }
+        }
+    }
+}
