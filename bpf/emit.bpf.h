@@ -72,6 +72,37 @@ static __always_inline void count_lost(__u64 bytes)
 	lost->bytes += bytes;
 }
 
+/*
+ * Linux 6.16 added this kfunc: it copies user memory straight into a
+ * dynptr, so a chunk is copied once, into its ring buffer slot of exactly
+ * its size. Declared weak: on older kernels libbpf leaves it NULL, and
+ * chunks go through the per-CPU scratch record (two copies) instead.
+ */
+extern int bpf_probe_read_user_dynptr(struct bpf_dynptr *dst, __u32 offset, __u32 size,
+				      const void *unsafe_ptr__ign) __weak __ksym;
+
+/* Sends one chunk with a single copy, through a dynptr into the ring buffer. */
+static __always_inline void emit_chunk_in_place(struct emit_state *state, __u64 offset, __u32 len)
+{
+	struct tlstap_chunk_header header = state->header;
+	struct bpf_dynptr slot;
+
+	header.chunk_len = len;
+	header.chunk_offset = state->segment_offset + offset;
+	if (bpf_ringbuf_reserve_dynptr(&events, sizeof(header) + len, 0, &slot)) {
+		bpf_ringbuf_discard_dynptr(&slot, 0); /* the verifier wants even a failed slot released */
+		count_lost(len);
+		return;
+	}
+	if (bpf_dynptr_write(&slot, 0, &header, sizeof(header), 0) ||
+	    bpf_probe_read_user_dynptr(&slot, sizeof(header), len, (void *)(state->buffer + offset))) {
+		bpf_ringbuf_discard_dynptr(&slot, 0);
+		count_lost(len);
+		return;
+	}
+	bpf_ringbuf_submit_dynptr(&slot, wakeup_flags());
+}
+
 /* bpf_loop callback: sends chunk `index`; returns 1 to stop the loop. */
 static long emit_chunk(__u32 index, void *data)
 {
@@ -87,6 +118,10 @@ static long emit_chunk(__u32 index, void *data)
 							      : state->segment_len - offset;
 	if (len > TLSTAP_CHUNK_MAX) /* tells the verifier the bound */
 		return 1;
+	if (bpf_probe_read_user_dynptr) {
+		emit_chunk_in_place(state, offset, len);
+		return 0;
+	}
 
 	record = bpf_map_lookup_elem(&chunk_scratch, &zero);
 	if (!record)

@@ -39,14 +39,14 @@ static __always_inline void remember_call(struct pt_regs *ctx, __u8 library, __u
 static __always_inline int call_fd(struct tls_call *call, __u32 tgid)
 {
 	struct tlstap_ssl_key key = { .tgid = tgid, .ssl = call->ssl };
-	__s32 *known;
+	__s32 *known = bpf_map_lookup_elem(&ssl_fds, &key);
 
-	if (call->fd >= 0) {
+	if (call->fd < 0)
+		return known ? *known : -1;
+	/* An LRU update takes locks: only when the object is new or changed fd, not on every call. */
+	if (!known || *known != call->fd)
 		bpf_map_update_elem(&ssl_fds, &key, &call->fd, BPF_ANY);
-		return call->fd;
-	}
-	known = bpf_map_lookup_elem(&ssl_fds, &key);
-	return known ? *known : -1;
+	return call->fd;
 }
 
 /*
