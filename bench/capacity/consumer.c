@@ -16,10 +16,6 @@
  * A uprobe program this file does not know stops it with a message, so a
  * change in tlstap's probes cannot go unnoticed.
  *
- * With -i MS it also empties the ring buffer every MS milliseconds without
- * waiting to be woken: for the wakeup experiment of bench/run, which builds
- * it against a copy of tlstap's programs that submit with BPF_RB_NO_WAKEUP.
- *
  * Prints "consumer: attached N probes" on stderr when ready; on SIGINT or
  * SIGTERM drains the ring buffer and prints one line on stdout:
  *   consumer: records=N calls=C bytes=B lost_records=L lost_bytes=M other_records=O
@@ -74,10 +70,9 @@ int main(int argc, char **argv)
 	struct tlstap_bpf *skel;
 	int attached = 0, status = 1, option;
 	__u32 ring_mib = 64;
-	int interval_ms = 0;
 	pid_t pid = -1;
 
-	while ((option = getopt(argc, argv, "p:l:m:i:")) != -1) {
+	while ((option = getopt(argc, argv, "p:l:m:")) != -1) {
 		switch (option) {
 		case 'p':
 			pid = atoi(optarg);
@@ -87,9 +82,6 @@ int main(int argc, char **argv)
 			break;
 		case 'm':
 			ring_mib = strtoul(optarg, NULL, 0);
-			break;
-		case 'i':
-			interval_ms = atoi(optarg);
 			break;
 		default:
 			goto usage;
@@ -176,11 +168,14 @@ int main(int argc, char **argv)
 	signal(SIGINT, stop);
 	signal(SIGTERM, stop);
 	fprintf(stderr, "consumer: attached %d probes\n", attached);
-	/* The same wait as tlstap's: up to 100 ms per poll. */
+	/*
+	 * The same loop as tlstap's: BPF wakes the reader only when the buffer
+	 * is filling up, so it waits up to 20 ms and then empties the buffer.
+	 */
 	while (!stopping) {
-		int err = ring_buffer__poll(ring, interval_ms > 0 ? interval_ms : 100);
+		int err = ring_buffer__poll(ring, 20);
 
-		if (err >= 0 && interval_ms > 0)
+		if (err >= 0)
 			err = ring_buffer__consume(ring);
 		if (err < 0 && err != -EINTR) {
 			fprintf(stderr, "consumer: cannot read the ring buffer: %s\n", strerror(-err));
@@ -212,6 +207,6 @@ out:
 	return status;
 
 usage:
-	fprintf(stderr, "usage: consumer -p PID -l /path/to/libssl.so [-m RING_BUFFER_MIB] [-i POLL_MS]\n");
+	fprintf(stderr, "usage: consumer -p PID -l /path/to/libssl.so [-m RING_BUFFER_MIB]\n");
 	return 2;
 }
