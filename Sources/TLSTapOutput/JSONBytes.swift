@@ -13,18 +13,21 @@ extension Array where Element == UInt8 {
         literal.withUTF8Buffer { append(contentsOf: $0) }
     }
 
+    /// Appends a key, written with its punctuation (`,"pid":`), and a number.
+    mutating func append(_ key: StaticString, decimal value: some BinaryInteger) {
+        append(literal: key)
+        append(decimal: value)
+    }
+
+    /// Appends a key, written with its punctuation (`,"comm":`), and a JSON string.
+    mutating func append(_ key: StaticString, string value: String) {
+        append(literal: key)
+        append(jsonString: value)
+    }
+
     /// Appends an unsigned integer in decimal.
     mutating func append(decimal value: UInt64) {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-            var start = digits.count
-            var rest = value
-            repeat {
-                start -= 1
-                digits[start] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest % 10)
-                rest /= 10
-            } while rest > 0
-            append(contentsOf: UnsafeBufferPointer(rebasing: digits[start...]))
-        }
+        append(value, radix: 10)
     }
 
     /// Appends an integer in decimal, with its sign.
@@ -35,14 +38,19 @@ extension Array where Element == UInt8 {
 
     /// Appends an unsigned integer in lowercase hexadecimal, without a prefix.
     mutating func append(hex value: UInt64) {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16) { digits in
+        append(value, radix: 16)
+    }
+
+    @inline(__always)
+    private mutating func append(_ value: UInt64, radix: UInt64) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
             var start = digits.count
             var rest = value
             repeat {
                 start -= 1
-                let digit = UInt8(truncatingIfNeeded: rest & 0xf)
+                let digit = UInt8(truncatingIfNeeded: rest % radix)
                 digits[start] = digit < 10 ? UInt8(ascii: "0") &+ digit : UInt8(ascii: "a") &+ (digit &- 10)
-                rest >>= 4
+                rest /= radix
             } while rest > 0
             append(contentsOf: UnsafeBufferPointer(rebasing: digits[start...]))
         }

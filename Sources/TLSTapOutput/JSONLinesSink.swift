@@ -33,12 +33,9 @@ public final class JSONLinesSink: EventSink {
 
     public func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError) {
         try output.append { line in
-            line.append(literal: "{\"event\":\"lost\",\"time_ns\":")
-            line.append(decimal: timeNanoseconds)
-            line.append(literal: ",\"records\":")
-            line.append(decimal: lost.records)
-            line.append(literal: ",\"bytes\":")
-            line.append(decimal: lost.bytes)
+            line.append("{\"event\":\"lost\",\"time_ns\":", decimal: timeNanoseconds)
+            line.append(",\"records\":", decimal: lost.records)
+            line.append(",\"bytes\":", decimal: lost.bytes)
             line.append(literal: "}\n")
         }
     }
@@ -49,34 +46,23 @@ public final class JSONLinesSink: EventSink {
 
     /// Appends the JSON line of a data event, newline included.
     static func append(_ event: DataEvent, to line: inout [UInt8]) {
-        line.append(literal: "{\"event\":\"data\",\"time_ns\":")
-        line.append(decimal: event.timeNanoseconds)
-        line.append(literal: ",\"pid\":")
-        line.append(decimal: event.pid)
-        line.append(literal: ",\"tid\":")
-        line.append(decimal: event.tid)
-        line.append(literal: ",\"comm\":")
-        line.append(jsonString: event.comm)
-        line.append(literal: ",\"lib\":")
-        line.append(jsonString: event.library.name)
-        line.append(literal: ",\"func\":")
-        line.append(jsonString: event.function.name)
-        line.append(literal: ",\"dir\":")
-        line.append(jsonString: event.direction.name)
+        line.append("{\"event\":\"data\",\"time_ns\":", decimal: event.timeNanoseconds)
+        line.append(",\"pid\":", decimal: event.pid)
+        line.append(",\"tid\":", decimal: event.tid)
+        line.append(",\"comm\":", string: event.comm)
+        line.append(",\"lib\":", string: event.library.name)
+        line.append(",\"func\":", string: event.function.name)
+        line.append(",\"dir\":", string: event.direction.name)
         line.append(literal: ",\"ssl\":\"0x")
         line.append(hex: event.ssl)
-        line.append(literal: "\",\"len\":")
-        line.append(decimal: event.length)
-        line.append(literal: ",\"fd\":")
-        line.append(decimal: event.fd)
+        line.append("\",\"len\":", decimal: event.length)
+        line.append(",\"fd\":", decimal: event.fd)
         if let connection = event.connection {
-            line.append(literal: ",\"conn\":")
-            line.append(decimal: connection.id)
+            line.append(",\"conn\":", decimal: connection.id)
             appendEndpoints(of: connection, to: &line)
         }
         if event.missingBytes > 0 {
-            line.append(literal: ",\"lost_bytes\":")
-            line.append(decimal: event.missingBytes)
+            line.append(",\"lost_bytes\":", decimal: event.missingBytes)
         }
         line.append(literal: ",\"data\":\"")
         line.append(base64: event.payload)
@@ -85,12 +71,9 @@ public final class JSONLinesSink: EventSink {
 
     /// `"local":…,"remote":…,"role":…`, after a comma.
     private static func appendEndpoints(of connection: Connection, to line: inout [UInt8]) {
-        line.append(literal: ",\"local\":")
-        line.append(jsonString: connection.local.description)
-        line.append(literal: ",\"remote\":")
-        line.append(jsonString: connection.remote.description)
-        line.append(literal: ",\"role\":")
-        line.append(jsonString: connection.role.rawValue)
+        line.append(",\"local\":", string: connection.local.description)
+        line.append(",\"remote\":", string: connection.remote.description)
+        line.append(",\"role\":", string: connection.role.rawValue)
     }
 }
 
@@ -107,26 +90,17 @@ extension JSONLinesSink {
             line.append(literal: "{\"event\":\"close\",\"time_ns\":")
         }
         line.append(decimal: time)
-        line.append(literal: ",\"conn\":")
-        line.append(decimal: connection.id)
-        line.append(literal: ",\"pid\":")
-        line.append(decimal: connection.pid)
-        line.append(literal: ",\"comm\":")
-        line.append(jsonString: connection.comm)
-        line.append(literal: ",\"fd\":")
-        line.append(decimal: connection.fd)
+        line.append(",\"conn\":", decimal: connection.id)
+        line.append(",\"pid\":", decimal: connection.pid)
+        line.append(",\"comm\":", string: connection.comm)
+        line.append(",\"fd\":", decimal: connection.fd)
         appendEndpoints(of: connection, to: &line)
-        line.append(literal: ",\"seen_from\":")
-        line.append(jsonString: connection.origin.rawValue)
-        line.append(literal: ",\"opened_ns\":")
-        line.append(decimal: connection.openedNanoseconds)
+        line.append(",\"seen_from\":", string: connection.origin.rawValue)
+        line.append(",\"opened_ns\":", decimal: connection.openedNanoseconds)
         if case .closed = event {
-            line.append(literal: ",\"bytes_in\":")
-            line.append(decimal: connection.bytesIn)
-            line.append(literal: ",\"bytes_out\":")
-            line.append(decimal: connection.bytesOut)
-            line.append(literal: ",\"duration_ns\":")
-            line.append(decimal: time >= connection.openedNanoseconds ? time - connection.openedNanoseconds : 0)
+            line.append(",\"bytes_in\":", decimal: connection.bytesIn)
+            line.append(",\"bytes_out\":", decimal: connection.bytesOut)
+            line.append(",\"duration_ns\":", decimal: time >= connection.openedNanoseconds ? time - connection.openedNanoseconds : 0)
         }
         line.append(literal: "}\n")
     }
@@ -135,73 +109,41 @@ extension JSONLinesSink {
 extension JSONLinesSink {
     /// Appends the `{"event":"http"}` line of an exchange, newline included.
     static func append(_ exchange: HTTPExchange, to line: inout [UInt8]) {
-        line.append(literal: "{\"event\":\"http\",\"time_ns\":")
-        line.append(decimal: exchange.endNanoseconds)
-        line.append(literal: ",\"conn\":")
-        line.append(decimal: exchange.connection)
-        line.append(literal: ",\"pid\":")
-        line.append(decimal: exchange.pid)
-        line.append(literal: ",\"comm\":")
-        line.append(jsonString: exchange.comm)
-        line.append(literal: ",\"protocol\":")
-        line.append(jsonString: exchange.protocolVersion)
+        line.append("{\"event\":\"http\",\"time_ns\":", decimal: exchange.endNanoseconds)
+        line.append(",\"conn\":", decimal: exchange.connection)
+        line.append(",\"pid\":", decimal: exchange.pid)
+        line.append(",\"comm\":", string: exchange.comm)
+        line.append(",\"protocol\":", string: exchange.protocolVersion)
         if let stream = exchange.stream {
-            line.append(literal: ",\"stream\":")
-            line.append(decimal: stream)
+            line.append(",\"stream\":", decimal: stream)
         }
-        line.append(literal: ",\"method\":")
-        line.append(jsonString: exchange.method)
-        line.append(literal: ",\"scheme\":")
-        line.append(jsonString: exchange.scheme)
-        line.append(literal: ",\"authority\":")
-        line.append(jsonString: exchange.authority)
-        line.append(literal: ",\"path\":")
-        line.append(jsonString: exchange.path)
+        line.append(",\"method\":", string: exchange.method)
+        line.append(",\"scheme\":", string: exchange.scheme)
+        line.append(",\"authority\":", string: exchange.authority)
+        line.append(",\"path\":", string: exchange.path)
         line.append(literal: ",\"status\":")
         appendNumberOrNull(exchange.status, to: &line)
         line.append(literal: ",\"req_headers\":")
         appendHeaders(exchange.requestHeaders, to: &line)
         line.append(literal: ",\"resp_headers\":")
         appendHeaders(exchange.responseHeaders, to: &line)
-        line.append(literal: ",\"req_body_len\":")
-        line.append(decimal: exchange.requestBodyLength)
-        line.append(literal: ",\"resp_body_len\":")
-        line.append(decimal: exchange.responseBodyLength)
-        line.append(literal: ",\"start_ns\":")
-        line.append(decimal: exchange.startNanoseconds)
-        line.append(literal: ",\"latency_ns\":")
-        line.append(decimal: exchange.latencyNanoseconds)
-        if let body = exchange.requestBody {
-            line.append(literal: ",\"req_body\":\"")
-            line.append(base64: body)
-            line.append(literal: "\"")
-        }
-        if let coding = exchange.requestBodyDecodedFrom {
-            line.append(literal: ",\"req_body_decoded_from\":")
-            line.append(jsonString: coding)
-        }
-        if let body = exchange.responseBody {
-            line.append(literal: ",\"resp_body\":\"")
-            line.append(base64: body)
-            line.append(literal: "\"")
-        }
-        if let coding = exchange.responseBodyDecodedFrom {
-            line.append(literal: ",\"resp_body_decoded_from\":")
-            line.append(jsonString: coding)
-        }
+        line.append(",\"req_body_len\":", decimal: exchange.requestBodyLength)
+        line.append(",\"resp_body_len\":", decimal: exchange.responseBodyLength)
+        line.append(",\"start_ns\":", decimal: exchange.startNanoseconds)
+        line.append(",\"latency_ns\":", decimal: exchange.latencyNanoseconds)
+        appendBody(exchange.requestBody, ",\"req_body\":\"", decodedFrom: exchange.requestBodyDecodedFrom,
+                   ",\"req_body_decoded_from\":", to: &line)
+        appendBody(exchange.responseBody, ",\"resp_body\":\"", decodedFrom: exchange.responseBodyDecodedFrom,
+                   ",\"resp_body_decoded_from\":", to: &line)
         if let grpc = exchange.grpc {
-            line.append(literal: ",\"grpc\":{\"service\":")
-            line.append(jsonString: grpc.service)
-            line.append(literal: ",\"method\":")
-            line.append(jsonString: grpc.method)
+            line.append(",\"grpc\":{\"service\":", string: grpc.service)
+            line.append(",\"method\":", string: grpc.method)
             line.append(literal: ",\"status\":")
             appendNumberOrNull(grpc.status, to: &line)
             line.append(literal: ",\"message\":")
             if let message = grpc.message { line.append(jsonString: message) } else { line.append(literal: "null") }
-            line.append(literal: ",\"req_messages\":")
-            line.append(decimal: grpc.requestMessageSizes.count)
-            line.append(literal: ",\"resp_messages\":")
-            line.append(decimal: grpc.responseMessageSizes.count)
+            line.append(",\"req_messages\":", decimal: grpc.requestMessageSizes.count)
+            line.append(",\"resp_messages\":", decimal: grpc.responseMessageSizes.count)
             line.append(literal: ",\"req_message_sizes\":")
             appendNumbers(grpc.requestMessageSizes, to: &line)
             line.append(literal: ",\"resp_message_sizes\":")
@@ -209,10 +151,22 @@ extension JSONLinesSink {
             line.append(literal: "}")
         }
         if let note = exchange.note {
-            line.append(literal: ",\"note\":")
-            line.append(jsonString: note)
+            line.append(",\"note\":", string: note)
         }
         line.append(literal: "}\n")
+    }
+
+    /// A kept body in base64 under `key`, and the coding it was decoded from under `codingKey`.
+    private static func appendBody(
+        _ body: [UInt8]?, _ key: StaticString, decodedFrom coding: String?, _ codingKey: StaticString,
+        to line: inout [UInt8]
+    ) {
+        if let body {
+            line.append(literal: key)
+            line.append(base64: body)
+            line.append(literal: "\"")
+        }
+        if let coding { line.append(codingKey, string: coding) }
     }
 
     private static func appendHeaders(_ headers: [HTTPHeader], to line: inout [UInt8]) {
@@ -220,8 +174,7 @@ extension JSONLinesSink {
         for (index, header) in headers.enumerated() {
             line.append(literal: index == 0 ? "[" : ",[")
             line.append(jsonString: header.name)
-            line.append(literal: ",")
-            line.append(jsonString: header.value)
+            line.append(",", string: header.value)
             line.append(literal: "]")
         }
         line.append(literal: "]")
