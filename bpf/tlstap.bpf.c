@@ -16,6 +16,15 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* The fd TLS object `ssl` of process `tgid` used last, or -1. */
+static __always_inline __s32 known_fd(__u32 tgid, __u64 ssl)
+{
+	struct tlstap_ssl_key key = { .tgid = tgid, .ssl = ssl };
+	__s32 *known = bpf_map_lookup_elem(&ssl_fds, &key);
+
+	return known ? *known : -1;
+}
+
 static __always_inline void remember_call(struct pt_regs *ctx, __u8 library, __u8 function, __u64 length_out)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
@@ -26,6 +35,7 @@ static __always_inline void remember_call(struct pt_regs *ctx, __u8 library, __u
 		.function = function,
 		.library = library,
 		.fd = -1,
+		.known_fd = known_fd(thread >> 32, PT_REGS_PARM1(ctx)),
 	};
 
 	/* An inner probed call replaces the outer one, so bytes go out once. */
@@ -39,12 +49,11 @@ static __always_inline void remember_call(struct pt_regs *ctx, __u8 library, __u
 static __always_inline int call_fd(struct tls_call *call, __u32 tgid)
 {
 	struct tlstap_ssl_key key = { .tgid = tgid, .ssl = call->ssl };
-	__s32 *known = bpf_map_lookup_elem(&ssl_fds, &key);
 
 	if (call->fd < 0)
-		return known ? *known : -1;
+		return call->known_fd;
 	/* An LRU update takes locks: only when the object is new or changed fd, not on every call. */
-	if (!known || *known != call->fd)
+	if (call->known_fd != call->fd)
 		bpf_map_update_elem(&ssl_fds, &key, &call->fd, BPF_ANY);
 	return call->fd;
 }
@@ -384,6 +393,7 @@ static __always_inline void go_remember(struct pt_regs *ctx, __u8 function)
 
 	if (!tracing_this_process())
 		return;
+	pending.call.known_fd = known_fd(key.tgid, pending.call.ssl);
 	bpf_map_update_elem(&go_calls, &key, &pending, BPF_ANY);
 	/* Also by thread, so a socket syscall the goroutine makes here names the fd. */
 	bpf_map_update_elem(&tls_calls, &thread, &pending.call, BPF_ANY);
@@ -480,8 +490,11 @@ static __always_inline void note_call_fd(int fd)
 	struct tls_call *call = bpf_map_lookup_elem(&tls_calls, &thread);
 	struct go_call *go;
 
-	/* Only a TCP socket: a TLS library may also read a file (its configuration, say) inside a call. */
-	if (call && call->fd < 0 && tcp_sock_of_fd(fd))
+	/*
+	 * Only a TCP socket: a TLS library may also read a file (its configuration,
+	 * say) inside a call. The fd its TLS object used before was checked then.
+	 */
+	if (call && call->fd < 0 && (fd == call->known_fd || tcp_sock_of_fd(fd)))
 		call->fd = fd;
 	if (call)
 		return;
