@@ -10,9 +10,10 @@
  * plaintext are tlstap's, and the difference in the two processes' CPU time
  * is what tlstap's user space does with each record.
  *
- * Programs of the object that are not uprobes (tlstap's syscall tracepoints,
- * which tie calls to sockets) are left unattached: they run in the traced
- * process, not in the consumer, and the generator makes no socket calls.
+ * tlstap's syscall tracepoints, which tie calls to sockets, are configured
+ * and attached by tlstap's own C shim (Sources/CTLSTapBPF/tlstap_bpf.c,
+ * compiled in), as `tlstap -p PID` attaches them: they run in the traced
+ * process, so against a server they are part of what the BPF side costs it.
  * A uprobe program this file does not know stops it with a message, so a
  * change in tlstap's probes cannot go unnoticed.
  *
@@ -29,6 +30,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "CTLSTapBPF.h"
 #include "tlstap_abi.h"
 #include "tlstap.skel.h"
 
@@ -69,7 +71,7 @@ int main(int argc, char **argv)
 	struct bpf_link *links[MAX_LINKS] = {};
 	struct tlstap_bpf *skel;
 	int attached = 0, status = 1, option;
-	__u32 ring_mib = 64;
+	__u32 ring_mib = 32; /* tlstap's default */
 	pid_t pid = -1;
 
 	while ((option = getopt(argc, argv, "p:l:m:")) != -1) {
@@ -96,9 +98,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "consumer: cannot open the BPF object: %s\n", strerror(errno));
 		return 1;
 	}
-	skel->rodata->own_pid = getpid();
-	skel->rodata->filter_pids = true;
-	if (bpf_map__set_max_entries(skel->maps.events, ring_mib << 20) || tlstap_bpf__load(skel)) {
+	const struct CTLSTapBPF_Filters filters = { .own_pid = getpid(), .filter_pids = true };
+	if (CTLSTapBPF_configure(skel, &filters, ring_mib << 20) || tlstap_bpf__load(skel)) {
 		fprintf(stderr, "consumer: cannot load tlstap's BPF programs: %s\n", strerror(errno));
 		goto out;
 	}
@@ -158,6 +159,13 @@ int main(int argc, char **argv)
 			}
 			links[attached++] = link;
 		}
+	}
+	const char *failed = NULL;
+	int attach_err = CTLSTapBPF_attach_socket_probes(skel, false, &failed);
+	if (attach_err) {
+		fprintf(stderr, "consumer: cannot attach %s: %s\n", failed ? failed : "the syscall probes",
+			strerror(-attach_err));
+		goto out;
 	}
 	ring = ring_buffer__new(bpf_map__fd(skel->maps.events), count_record, &counts, NULL);
 	if (!ring) {

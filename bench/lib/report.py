@@ -19,8 +19,10 @@ import sys
 
 BEGIN = "<!-- bench:begin: written by bench/run, edit outside these markers -->"
 END = "<!-- bench:end -->"
-MODES = ("none", "floor", "tlstap", "tlstap-full")
-MODE_NAMES = {"none": "no tracer", "floor": "floor (empty uprobes)", "tlstap": "tlstap, JSON Lines of the payloads to a file",
+MODES = ("none", "floor", "consumer", "tlstap", "tlstap-full")
+MODE_NAMES = {"none": "no tracer", "floor": "floor (empty uprobes)",
+              "consumer": "BPF side alone (tlstap's programs, a consumer that only counts)",
+              "tlstap": "tlstap, JSON Lines of the payloads to a file",
               "tlstap-full": "tlstap with HTTP parsing and pcapng (JSON with exchanges + pcapng file)"}
 WORKLOAD_NAMES = {
     "h1-1k": "HTTP/1.1 keep-alive, 1 KiB (wrk)",
@@ -127,7 +129,7 @@ def server_section(results, lines):
         "",
         "Medians over the rounds that no other tool disturbed (rounds with another tool's tracing programs "
         "loaded are rerun and left out; all rounds count only when none was clean). Ratios are medians of "
-        "the per-round ratios (each round runs the three modes back to back). Tracer CPU is user + system seconds of the tracer process over the whole cell (start, "
+        "the per-round ratios (each round runs the modes back to back). Tracer CPU is user + system seconds of the tracer process over the whole cell (start, "
         "load, drain); peak RSS is its maximum resident set (the ring buffer's mapping included) and, in "
         "brackets, its private memory (RssAnon) just before it was stopped.",
         "",
@@ -152,7 +154,7 @@ def server_section(results, lines):
             return median(values)
 
         summary[workload]["floor/none"] = per_round("floor", "none")
-        for mode in ("tlstap", "tlstap-full"):
+        for mode in ("consumer", "tlstap", "tlstap-full"):
             summary[workload][f"{mode}/floor"] = per_round(mode, "floor")
             summary[workload][f"{mode}/none"] = per_round(mode, "none")
         for mode in MODES:
@@ -462,10 +464,10 @@ def profile_section(results, cells_dir, summary, lines):
     if alone:
         lines += [
             "**The BPF side alone.** *consumer* is the bare consumer (`bench/capacity/consumer`) on tlstap's "
-            "own programs: the same uprobes, copies and ring buffer, and nothing done in user space but "
-            "counting. It leaves tlstap's syscall tracepoints unattached, so it costs nginx a little less than "
-            "tlstap's BPF side does. Same profile conditions as above; one cell each, so noisier than the "
-            "medians.",
+            "own programs: the same uprobes, syscall tracepoints, copies and ring buffer, and nothing done in "
+            "user space but counting. Same profile conditions as above (bpf_stats on, which slows every "
+            "program run); one cell each, so noisier than the medians of the server table, whose *BPF side "
+            "alone* rows run without bpf_stats.",
             "",
             "| workload | tracer | req/s | × floor | return probes, avg ns/run | tracer CPU s | events | lost records |",
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
