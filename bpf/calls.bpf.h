@@ -17,8 +17,11 @@ struct tls_call {
 };
 
 /*
- * One call in flight per thread. LRU, so a return probe that never fires
- * (the thread died inside the call) cannot fill the map for good.
+ * One entry per thread, holding its call in flight. A thread's entry is
+ * reused from call to call: a finished call only marks it idle (function 0),
+ * because an LRU update allocates a node and a delete frees one, which cost
+ * more than the rest of an entry probe. The entry is deleted when the thread
+ * exits; LRU, so one whose exit was missed cannot fill the map for good.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -26,5 +29,29 @@ struct {
 	__type(key, __u64);
 	__type(value, struct tls_call);
 } tls_calls SEC(".maps");
+
+/* The call `thread` is inside, or NULL. */
+static __always_inline struct tls_call *call_in_flight(__u64 thread)
+{
+	struct tls_call *call = bpf_map_lookup_elem(&tls_calls, &thread);
+
+	return call && call->function ? call : NULL;
+}
+
+/* Records the call `thread` enters, in its entry if it has one already. */
+static __always_inline void start_call(__u64 thread, const struct tls_call *call)
+{
+	struct tls_call *entry = bpf_map_lookup_elem(&tls_calls, &thread);
+
+	if (entry)
+		*entry = *call;
+	else
+		bpf_map_update_elem(&tls_calls, &thread, call, BPF_ANY);
+}
+
+static __always_inline void end_call(struct tls_call *call)
+{
+	call->function = 0;
+}
 
 #endif /* TLSTAP_CALLS_BPF_H */

@@ -40,7 +40,7 @@ static __always_inline void remember_plain_call(int fd, __u64 buffer, __u64 iov_
 		.direction = direction,
 	};
 
-	if (!capture_plaintext || bpf_map_lookup_elem(&tls_calls, &thread) || !tracing_this_process())
+	if (!capture_plaintext || call_in_flight(thread) || !tracing_this_process())
 		return;
 	socket = socket_in_use(fd);
 	if (!socket || socket->is_tls || !socket->wanted)

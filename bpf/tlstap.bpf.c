@@ -39,7 +39,7 @@ static __always_inline void remember_call(struct pt_regs *ctx, __u8 library, __u
 	};
 
 	/* An inner probed call replaces the outer one, so bytes go out once. */
-	bpf_map_update_elem(&tls_calls, &thread, &call, BPF_ANY);
+	start_call(thread, &call);
 }
 
 /*
@@ -122,8 +122,7 @@ static __always_inline void bio_pair_write(__u64 thread, int fd, __u64 record)
 	__u64 *ssl;
 	struct tlstap_ssl_key key = { .tgid = thread >> 32 };
 
-	if (!bio_pairing_used || !(ssl = bpf_map_lookup_elem(&bio_pending, &thread)) ||
-	    bpf_map_lookup_elem(&tls_calls, &thread))
+	if (!bio_pairing_used || !(ssl = bpf_map_lookup_elem(&bio_pending, &thread)) || call_in_flight(thread))
 		return;
 	if (!tls_record_type(record) || !tcp_sock_of_fd(fd))
 		return;
@@ -152,7 +151,7 @@ static __always_inline __u64 msg_first_iov_base(__u64 msg)
 static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
-	struct tls_call *pending = bpf_map_lookup_elem(&tls_calls, &thread);
+	struct tls_call *pending = call_in_flight(thread);
 	long ret = PT_REGS_RC(ctx);
 	struct tls_call call;
 	__u64 moved = 0;
@@ -173,7 +172,7 @@ static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
 		moved = (int)ret;
 	}
 	fd = call_fd(&call, thread >> 32);
-	bpf_map_delete_elem(&tls_calls, &thread);
+	end_call(pending);
 	if (fd < 0)
 		bio_leave_pending(thread, call.ssl);
 	send_call(&call, direction, moved, fd);
@@ -241,13 +240,13 @@ SEC("uretprobe")
 int probe_ssl_handshake_exit(struct pt_regs *ctx)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
-	struct tls_call *pending = bpf_map_lookup_elem(&tls_calls, &thread);
+	struct tls_call *pending = call_in_flight(thread);
 	struct tls_call call;
 
 	if (!pending || pending->function != TLSTAP_FUNC_SSL_HANDSHAKE)
 		return 0;
 	call = *pending;
-	bpf_map_delete_elem(&tls_calls, &thread);
+	end_call(pending);
 	if (call_fd(&call, thread >> 32) < 0)
 		bio_leave_pending(thread, call.ssl);
 	return 0;
@@ -396,7 +395,7 @@ static __always_inline void go_remember(struct pt_regs *ctx, __u8 function)
 	pending.call.known_fd = known_fd(key.tgid, pending.call.ssl);
 	bpf_map_update_elem(&go_calls, &key, &pending, BPF_ANY);
 	/* Also by thread, so a socket syscall the goroutine makes here names the fd. */
-	bpf_map_update_elem(&tls_calls, &thread, &pending.call, BPF_ANY);
+	start_call(thread, &pending.call);
 }
 
 static __always_inline void go_finish(struct pt_regs *ctx, __u8 direction)
@@ -420,12 +419,12 @@ static __always_inline void go_finish(struct pt_regs *ctx, __u8 direction)
 	 * The goroutine may have parked (say, a read that got EAGAIN) and resumed
 	 * on another thread: the fd was noted on the thread where the call began.
 	 */
-	started_on = bpf_map_lookup_elem(&tls_calls, &first_thread);
+	started_on = call_in_flight(first_thread);
 	if (started_on && started_on->ssl == call.ssl && started_on->library == TLSTAP_LIB_GO &&
 	    started_on->function == call.function) {
 		if (call.fd < 0)
 			call.fd = started_on->fd;
-		bpf_map_delete_elem(&tls_calls, &first_thread);
+		end_call(started_on);
 	}
 	send_call(&call, direction, n > 0 ? n : 0, call_fd(&call, thread >> 32));
 }
@@ -487,7 +486,7 @@ static __always_inline struct go_call *syscall_go_call(void)
 static __always_inline void note_call_fd(int fd)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
-	struct tls_call *call = bpf_map_lookup_elem(&tls_calls, &thread);
+	struct tls_call *call = call_in_flight(thread);
 	struct go_call *go;
 
 	/*
@@ -710,7 +709,8 @@ int probe_close_enter(struct trace_event_raw_sys_enter *ctx)
 	int fd = ctx->args[0];
 	__u64 key = tlstap_socket_key(bpf_get_current_pid_tgid() >> 32, fd);
 
-	if (bpf_map_delete_elem(&sockets, &key) == 0)
+	/* Most closes are of files and untracked fds: a lookup takes no lock, a delete does. */
+	if (bpf_map_lookup_elem(&sockets, &key) && bpf_map_delete_elem(&sockets, &key) == 0)
 		send_socket_end(TLSTAP_SOCKET_CLOSE, fd);
 	return 0;
 }
@@ -766,12 +766,16 @@ int probe_mmap_enter(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
-/* The process is gone, and every fd with it (exit closes them without close()). */
+/*
+ * A thread is gone: its call entry with it. The process is gone when its
+ * leader is, and every fd with it (exit closes them without close()).
+ */
 SEC("tracepoint/sched/sched_process_exit")
 int probe_process_exit(void *ctx)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
 
+	bpf_map_delete_elem(&tls_calls, &thread);
 	if ((__u32)thread == thread >> 32 && tracing_this_process())
 		send_socket_end(TLSTAP_SOCKET_EXIT, -1);
 	return 0;
