@@ -277,9 +277,9 @@ public final class Tracer {
     public func close() {
         if let ringBuffer { ring_buffer__free(ringBuffer) }
         ringBuffer = nil
-        for link in links { bpf_link__destroy(link) }
+        let detached: [OpaquePointer?] = links
+        CTLSTapBPF_destroy(skeleton, detached, detached.count)
         links.removeAll()
-        if let skeleton { CTLSTapBPF_destroy(skeleton) }
         skeleton = nil
     }
 

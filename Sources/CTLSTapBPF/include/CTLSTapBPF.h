@@ -77,8 +77,11 @@ int CTLSTapBPF_configure(struct tlstap_bpf *skel, const struct CTLSTapBPF_Filter
 /* Verifies and loads the programs and creates the maps. 0 or -errno. */
 int CTLSTapBPF_load(struct tlstap_bpf *skel);
 
-/* Detaches and unloads everything the skeleton owns. NULL is fine. */
-void CTLSTapBPF_destroy(struct tlstap_bpf *skel);
+/*
+ * Detaches `links` (probes attached outside the skeleton) and every link the
+ * skeleton owns, all at once, then unloads everything. NULL skel is fine.
+ */
+void CTLSTapBPF_destroy(struct tlstap_bpf *skel, struct bpf_link *const *links, size_t link_count);
 
 struct bpf_program *CTLSTapBPF_program(struct tlstap_bpf *skel, enum CTLSTapBPF_Program program);
 
