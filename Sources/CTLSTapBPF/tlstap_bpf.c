@@ -65,20 +65,27 @@ static void *destroy_link(void *link)
  */
 static void destroy_links_at_once(struct bpf_link **links, size_t count)
 {
-	pthread_t *threads = calloc(count, sizeof(*threads));
-	bool *started = calloc(count, sizeof(*started));
+	pthread_t *threads = calloc(count ? count : 1, sizeof(*threads));
+	bool *started = calloc(count ? count : 1, sizeof(*started));
 	pthread_attr_t attr;
-	bool small_stacks = pthread_attr_init(&attr) == 0;
+	bool small_stacks;
 
+	if (!threads || !started) {
+		for (size_t i = 0; i < count; i++)
+			bpf_link__destroy(links[i]);
+		free(started);
+		free(threads);
+		return;
+	}
+	small_stacks = pthread_attr_init(&attr) == 0;
 	if (small_stacks)
 		pthread_attr_setstacksize(&attr, 64 * 1024);
 	for (size_t i = 0; i < count; i++) {
-		started[i] = threads && started &&
-			     pthread_create(&threads[i], small_stacks ? &attr : NULL, destroy_link, links[i]) == 0;
+		started[i] = pthread_create(&threads[i], small_stacks ? &attr : NULL, destroy_link, links[i]) == 0;
 		if (!started[i])
 			bpf_link__destroy(links[i]);
 	}
-	for (size_t i = 0; i < count && threads && started; i++)
+	for (size_t i = 0; i < count; i++)
 		if (started[i])
 			pthread_join(threads[i], NULL);
 	if (small_stacks)
