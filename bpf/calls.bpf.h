@@ -7,7 +7,7 @@
 struct tls_call {
 	__u64 ssl;
 	__u64 buffer;
-	__u64 length_out; /* size_t * of the _ex forms */
+	__u64 length_out; /* size_t * of the _ex forms and their inner function, else 0 */
 	__u8 function;	  /* enum tlstap_function */
 	__u8 library;	  /* enum tlstap_library */
 	__u8 pad[2];

@@ -160,9 +160,9 @@ static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
 	if (!pending)
 		return;
 	call = *pending;
-	if (call.function == TLSTAP_FUNC_SSL_WRITE_EX || call.function == TLSTAP_FUNC_SSL_READ_EX) {
-		/* SSL_{read,write}_ex return 1 and store the count through a pointer. */
-		if ((int)ret == 1)
+	if (call.length_out) {
+		/* SSL_{read,write}_ex and their inner function return 1 and store the count through a pointer. */
+		if ((int)ret > 0)
 			bpf_probe_read_user(&moved, sizeof(moved), (void *)call.length_out);
 	} else if (call.library == TLSTAP_LIB_GNUTLS) {
 		/* gnutls_record_send/recv return ssize_t. */
@@ -185,9 +185,9 @@ static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
  */
 static __always_inline __u8 openssl_flavour(struct pt_regs *ctx)
 {
-	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u8 library = (__u8)bpf_get_attach_cookie(ctx);
 
-	return cookie ? (__u8)cookie : TLSTAP_LIB_OPENSSL;
+	return library ? library : TLSTAP_LIB_OPENSSL;
 }
 
 /* SSL_write(ssl, buf, num): the buffer is still plaintext on entry. */
@@ -223,6 +223,49 @@ int probe_ssl_read_ex_enter(struct pt_regs *ctx)
 {
 	if (tracing_this_process())
 		remember_call(ctx, openssl_flavour(ctx), TLSTAP_FUNC_SSL_READ_EX, PT_REGS_PARM4(ctx));
+	return 0;
+}
+
+/*
+ * The inner function of SSL_write and SSL_write_ex (OpenSSL's
+ * ssl_write_internal(ssl, buf, num, [flags,] size_t *count), likewise for
+ * reads), probed instead of both when their first instruction would make
+ * every probe hit single-step (ProbePlacement.swift). The return address
+ * tells which of the two called it; the cookie says where the count goes.
+ */
+static __always_inline void remember_inner_call(struct pt_regs *ctx, __u8 plain, __u8 ex)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u64 count_arg = (cookie >> TLSTAP_COOKIE_COUNT_ARG_SHIFT) & 0xff;
+	__u64 return_address = 0;
+	__u64 fourth = PT_REGS_PARM4(ctx), fifth = PT_REGS_PARM5(ctx);
+	__u8 function = ex;
+
+	/* Both read as they are: the verifier rejects a ctx offset chosen at run time. */
+	barrier_var(fourth);
+	barrier_var(fifth);
+
+	if (cookie & TLSTAP_COOKIE_PLAIN_SITE_KNOWN) {
+		bpf_probe_read_user(&return_address, sizeof(return_address), (void *)PT_REGS_SP(ctx));
+		if ((return_address & 0xfff) == ((cookie >> TLSTAP_COOKIE_PLAIN_SITE_SHIFT) & 0xfff))
+			function = plain;
+	}
+	remember_call(ctx, openssl_flavour(ctx), function, count_arg == 5 ? fifth : fourth);
+}
+
+SEC("uprobe")
+int probe_ssl_write_inner_enter(struct pt_regs *ctx)
+{
+	if (tracing_this_process())
+		remember_inner_call(ctx, TLSTAP_FUNC_SSL_WRITE, TLSTAP_FUNC_SSL_WRITE_EX);
+	return 0;
+}
+
+SEC("uprobe")
+int probe_ssl_read_inner_enter(struct pt_regs *ctx)
+{
+	if (tracing_this_process())
+		remember_inner_call(ctx, TLSTAP_FUNC_SSL_READ, TLSTAP_FUNC_SSL_READ_EX);
 	return 0;
 }
 

@@ -120,47 +120,39 @@ void CTLSTapBPF_destroy(struct tlstap_bpf *skel, struct bpf_link *const *links, 
 	tlstap_bpf__destroy(skel);
 }
 
+static const char *const program_names[] = {
+	[CTLSTapBPF_SSL_WRITE_ENTER] = "probe_ssl_write_enter",
+	[CTLSTapBPF_SSL_READ_ENTER] = "probe_ssl_read_enter",
+	[CTLSTapBPF_SSL_WRITE_EX_ENTER] = "probe_ssl_write_ex_enter",
+	[CTLSTapBPF_SSL_READ_EX_ENTER] = "probe_ssl_read_ex_enter",
+	[CTLSTapBPF_SSL_WRITE_EXIT] = "probe_ssl_write_exit",
+	[CTLSTapBPF_SSL_READ_EXIT] = "probe_ssl_read_exit",
+	[CTLSTapBPF_GNUTLS_SEND_ENTER] = "probe_gnutls_send_enter",
+	[CTLSTapBPF_GNUTLS_RECV_ENTER] = "probe_gnutls_recv_enter",
+	[CTLSTapBPF_GO_WRITE_ENTER] = "probe_go_write_enter",
+	[CTLSTapBPF_GO_READ_ENTER] = "probe_go_read_enter",
+	[CTLSTapBPF_GO_WRITE_RETURN] = "probe_go_write_return",
+	[CTLSTapBPF_GO_READ_RETURN] = "probe_go_read_return",
+	[CTLSTapBPF_PR_WRITE_ENTER] = "probe_pr_write_enter",
+	[CTLSTapBPF_PR_SEND_ENTER] = "probe_pr_send_enter",
+	[CTLSTapBPF_PR_READ_ENTER] = "probe_pr_read_enter",
+	[CTLSTapBPF_PR_RECV_ENTER] = "probe_pr_recv_enter",
+	[CTLSTapBPF_SSL_HANDSHAKE_ENTER] = "probe_ssl_handshake_enter",
+	[CTLSTapBPF_SSL_HANDSHAKE_EXIT] = "probe_ssl_handshake_exit",
+	[CTLSTapBPF_SSL_WRITE_INNER_ENTER] = "probe_ssl_write_inner_enter",
+	[CTLSTapBPF_SSL_READ_INNER_ENTER] = "probe_ssl_read_inner_enter",
+};
+
+const char *CTLSTapBPF_program_name(enum CTLSTapBPF_Program program)
+{
+	return (size_t)program < sizeof(program_names) / sizeof(program_names[0]) ? program_names[program] : NULL;
+}
+
 struct bpf_program *CTLSTapBPF_program(struct tlstap_bpf *skel, enum CTLSTapBPF_Program program)
 {
-	switch (program) {
-	case CTLSTapBPF_SSL_WRITE_ENTER:
-		return skel->progs.probe_ssl_write_enter;
-	case CTLSTapBPF_SSL_READ_ENTER:
-		return skel->progs.probe_ssl_read_enter;
-	case CTLSTapBPF_SSL_WRITE_EX_ENTER:
-		return skel->progs.probe_ssl_write_ex_enter;
-	case CTLSTapBPF_SSL_READ_EX_ENTER:
-		return skel->progs.probe_ssl_read_ex_enter;
-	case CTLSTapBPF_SSL_WRITE_EXIT:
-		return skel->progs.probe_ssl_write_exit;
-	case CTLSTapBPF_SSL_READ_EXIT:
-		return skel->progs.probe_ssl_read_exit;
-	case CTLSTapBPF_GNUTLS_SEND_ENTER:
-		return skel->progs.probe_gnutls_send_enter;
-	case CTLSTapBPF_GNUTLS_RECV_ENTER:
-		return skel->progs.probe_gnutls_recv_enter;
-	case CTLSTapBPF_GO_WRITE_ENTER:
-		return skel->progs.probe_go_write_enter;
-	case CTLSTapBPF_GO_READ_ENTER:
-		return skel->progs.probe_go_read_enter;
-	case CTLSTapBPF_GO_WRITE_RETURN:
-		return skel->progs.probe_go_write_return;
-	case CTLSTapBPF_GO_READ_RETURN:
-		return skel->progs.probe_go_read_return;
-	case CTLSTapBPF_PR_WRITE_ENTER:
-		return skel->progs.probe_pr_write_enter;
-	case CTLSTapBPF_PR_SEND_ENTER:
-		return skel->progs.probe_pr_send_enter;
-	case CTLSTapBPF_PR_READ_ENTER:
-		return skel->progs.probe_pr_read_enter;
-	case CTLSTapBPF_PR_RECV_ENTER:
-		return skel->progs.probe_pr_recv_enter;
-	case CTLSTapBPF_SSL_HANDSHAKE_ENTER:
-		return skel->progs.probe_ssl_handshake_enter;
-	case CTLSTapBPF_SSL_HANDSHAKE_EXIT:
-		return skel->progs.probe_ssl_handshake_exit;
-	}
-	return NULL;
+	const char *name = CTLSTapBPF_program_name(program);
+
+	return name ? bpf_object__find_program_by_name(skel->obj, name) : NULL;
 }
 
 int CTLSTapBPF_map_fd(struct tlstap_bpf *skel, enum CTLSTapBPF_Map map)

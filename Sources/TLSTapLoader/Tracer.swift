@@ -163,28 +163,95 @@ public final class Tracer {
         guard let skeleton else { return [] }
         if let go = target.goFunctions { return attachGo(go, in: target, pid: pid) }
         var results: [AttachResult] = []
-        for probe in Self.probes(for: target.library) {
-            for (program, isReturn) in [(probe.enter, false), (probe.exit, true)] {
-                // The cookie tells the shared OpenSSL-API programs which library this is.
+        for point in Self.attachPoints(for: target) {
+            for (program, isReturn) in [(point.enter, false), (point.exit, true)] {
                 let link = CTLSTapBPF_attach_uprobe(
                     CTLSTapBPF_program(skeleton, program), isReturn, pid, target.path,
-                    target.symbolPrefix + probe.symbol, 0, UInt64(target.library.rawValue))
+                    point.offset == nil ? point.symbol : nil, point.offset ?? 0, point.cookie)
                 if let link {
                     links.append(link)
-                    results.append(AttachResult(path: target.path, symbol: target.symbolPrefix + probe.symbol,
-                                                returnProbe: isReturn))
+                    results.append(AttachResult(path: target.path, symbol: point.symbol, returnProbe: isReturn))
                 } else {
                     let reason = String(cString: strerror(errno))
-                    results.append(AttachResult(path: target.path, symbol: target.symbolPrefix + probe.symbol,
-                                                returnProbe: isReturn, failure: reason))
-                    if !probe.optional {
-                        logger.warning("cannot attach to \(target.symbolPrefix + probe.symbol) in \(target.path): \(reason)")
+                    results.append(AttachResult(path: target.path, symbol: point.symbol, returnProbe: isReturn,
+                                                failure: reason))
+                    if !point.optional {
+                        logger.warning("cannot attach to \(point.symbol) in \(target.path): \(reason)")
                     }
                     break  // no return probe without its entry probe
                 }
             }
         }
         return results
+    }
+
+    /// One place an entry probe and its return probe go.
+    struct AttachPoint: Equatable {
+        /// The symbol, or what the point stands for.
+        var symbol: String
+        /// nil: at `symbol`'s address; else at this file offset.
+        var offset: UInt64?
+        var enter: CTLSTapBPF_Program
+        var exit: CTLSTapBPF_Program
+        /// Read by the OpenSSL-API programs (TLSTAP_COOKIE_* in tlstap_abi.h).
+        var cookie: UInt64
+        var optional: Bool
+    }
+
+    /// Where the probes for the library in `target` go: each function of
+    /// `probes(for:)` at its symbol, except OpenSSL's write and read pairs,
+    /// which go into the function both call where `ProbePlacement` finds one.
+    static func attachPoints(for target: LibraryTarget) -> [AttachPoint] {
+        let library = UInt64(target.library.rawValue)
+        var points = probes(for: target.library).map { probe in
+            AttachPoint(symbol: target.symbolPrefix + probe.symbol, enter: probe.enter, exit: probe.exit,
+                        cookie: library, optional: probe.optional)
+        }
+        guard target.library == .openssl || target.library == .boringssl else { return points }
+        let pairs = [("SSL_write", CTLSTapBPF_SSL_WRITE_INNER_ENTER, CTLSTapBPF_SSL_WRITE_EXIT),
+                     ("SSL_read", CTLSTapBPF_SSL_READ_INNER_ENTER, CTLSTapBPF_SSL_READ_EXIT)]
+        let names = pairs.flatMap { [target.symbolPrefix + $0.0, target.symbolPrefix + $0.0 + "_ex"] }
+        guard let functions = ELFSymbols.functions(target.path, named: Set(names)) else { return points }
+        for (name, enter, exit) in pairs {
+            let plain = target.symbolPrefix + name
+            let ex = plain + "_ex"
+            guard let inner = innerFunction(of: plain, ex, functions, path: target.path) else { continue }
+            var cookie = library | UInt64(inner.countArgument) << TLSTAP_COOKIE_COUNT_ARG_SHIFT
+            if let site = inner.plainReturnSite {
+                cookie |= TLSTAP_COOKIE_PLAIN_SITE_KNOWN | (site & 0xfff) << TLSTAP_COOKIE_PLAIN_SITE_SHIFT
+            }
+            let covered = inner.coversEx ? [plain, ex] : [plain]
+            points.removeAll { covered.contains($0.symbol) }
+            points.append(AttachPoint(symbol: covered.joined(separator: " and ") + ", in the function they call",
+                                      offset: inner.callee, enter: enter, exit: exit, cookie: cookie, optional: false))
+        }
+        return points
+    }
+
+    /// The inner function to probe for the pair `plain` and `ex`, if `plain`
+    /// would single-step and is a wrapper of one whose entry does not.
+    private static func innerFunction(
+        of plain: String, _ ex: String, _ functions: [String: ELFSymbols.Function], path: String
+    ) -> (callee: UInt64, countArgument: Int, plainReturnSite: UInt64?, coversEx: Bool)? {
+        let code = { (function: ELFSymbols.Function) in
+            ELFSymbols.bytes(path, at: function.fileOffset, count: Int(min(max(function.size, 16), 96)))
+        }
+        guard let plainFunction = functions[plain], let plainCode = code(plainFunction),
+            !ProbePlacement.kernelEmulates(plainCode),
+            let call = ProbePlacement.innerCall(in: plainCode, at: plainFunction.fileOffset),
+            let calleeCode = ELFSymbols.bytes(path, at: call.callee, count: 16),
+            ProbePlacement.kernelEmulates(calleeCode)
+        else { return nil }
+        let exCall = functions[ex].flatMap { function in
+            code(function).flatMap { ProbePlacement.innerCall(in: $0, at: function.fileOffset) }
+        }
+        guard let exCall, exCall.callee == call.callee, exCall.countArgument == call.countArgument else {
+            // SSL_write_ex keeps its own probe; if it calls the inner function too, the inner call replaces it.
+            return (call.callee, call.countArgument, nil, false)
+        }
+        // Calls from the two wrappers are told apart by the return address's page offset.
+        let distinct = call.returnSite & 0xfff != exCall.returnSite & 0xfff
+        return (call.callee, call.countArgument, distinct ? call.returnSite : nil, true)
     }
 
     /// Go: uprobes at each function's entry and at each of its RET
@@ -221,11 +288,29 @@ public final class Tracer {
                     + function.returns.map { "\(function.name) @ 0x\(String($0, radix: 16)) (RET)" }
             }
         }
-        let names = probes(for: target.library).map { target.symbolPrefix + $0.symbol }
-        let found = ELFSymbols.functions(target.path, named: Set(names)) ?? [:]
-        return names.map { name in
-            guard let function = found[name] else { return "\(name): not in this file" }
-            return "\(name) @ 0x\(String(function.fileOffset, radix: 16)) (entry and uretprobe)"
+        let points = attachPoints(for: target)
+        let found = ELFSymbols.functions(target.path, named: Set(points.map(\.symbol))) ?? [:]
+        return points.map { point in
+            if let offset = point.offset { return "\(point.symbol) @ 0x\(String(offset, radix: 16)) (entry and uretprobe)" }
+            guard let function = found[point.symbol] else { return "\(point.symbol): not in this file" }
+            return "\(point.symbol) @ 0x\(String(function.fileOffset, radix: 16)) (entry and uretprobe)"
+        }
+    }
+
+    /// The entry and return probes of `target` as lines a C libbpf program
+    /// can attach from (bench/'s floor and bare consumer):
+    /// `FILE OFFSET COOKIE ENTRY-PROGRAM RETURN-PROGRAM`, offsets and cookies
+    /// in hex. Go's RET probes are not listed.
+    public static func attachPlanLines(for target: LibraryTarget) -> [String] {
+        guard target.goFunctions == nil else { return [] }
+        let points = attachPoints(for: target)
+        let found = ELFSymbols.functions(target.path, named: Set(points.map(\.symbol))) ?? [:]
+        return points.compactMap { point in
+            guard let offset = point.offset ?? found[point.symbol]?.fileOffset,
+                let enter = CTLSTapBPF_program_name(point.enter), let exit = CTLSTapBPF_program_name(point.exit)
+            else { return nil }
+            return "\(target.path) 0x\(String(offset, radix: 16)) 0x\(String(point.cookie, radix: 16)) "
+                + "\(String(cString: enter)) \(String(cString: exit))"
         }
     }
 

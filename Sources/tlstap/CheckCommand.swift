@@ -11,7 +11,22 @@ struct CheckCommand: ParsableCommand {
     @Option(name: [.short, .customLong("pid")], help: "Also list what tlstap would attach to for this process.")
     var pid: Int32?
 
+    @Flag(help: ArgumentHelp(
+        "With -p: print only where the probes go, one per line: FILE OFFSET COOKIE ENTRY-PROGRAM RETURN-PROGRAM.",
+        discussion: "For tools that attach to the same places (bench/'s floor and bare consumer)."))
+    var attachPlan = false
+
+    func validate() throws {
+        if attachPlan && pid == nil { throw ValidationError("--attach-plan needs -p PID") }
+    }
+
     func run() throws {
+        if attachPlan, let pid {
+            for attachment in try AttachPlan.make(for: TraceFilters(pids: [pid])).attachments {
+                for line in Tracer.attachPlanLines(for: attachment.library) { print(line) }
+            }
+            return
+        }
         let check = HostCheck.run()
         var report = "Kernel and host:\n"
         for feature in check.features {

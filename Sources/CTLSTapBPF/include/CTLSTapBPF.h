@@ -48,6 +48,8 @@ enum CTLSTapBPF_Program {
 	CTLSTapBPF_PR_RECV_ENTER,
 	CTLSTapBPF_SSL_HANDSHAKE_ENTER,
 	CTLSTapBPF_SSL_HANDSHAKE_EXIT,
+	CTLSTapBPF_SSL_WRITE_INNER_ENTER, /* the function SSL_write and SSL_write_ex call */
+	CTLSTapBPF_SSL_READ_INNER_ENTER,
 };
 
 /* The maps user space reads or fills. */
@@ -83,6 +85,8 @@ int CTLSTapBPF_load(struct tlstap_bpf *skel);
  */
 void CTLSTapBPF_destroy(struct tlstap_bpf *skel, struct bpf_link *const *links, size_t link_count);
 
+/* The program's name in tlstap.bpf.c, for tools that attach from `tlstap check --attach-plan`. */
+const char *CTLSTapBPF_program_name(enum CTLSTapBPF_Program program);
 struct bpf_program *CTLSTapBPF_program(struct tlstap_bpf *skel, enum CTLSTapBPF_Program program);
 
 /* The map's file descriptor once loaded, or -1. */
