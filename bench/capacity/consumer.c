@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * consumer -p PID -l LIBSSL: the bare user-space limit for the pipeline
+ * consumer -p PID -P PLAN: the bare user-space limit for the pipeline
  * capacity benchmark. It loads tlstap's own BPF object (the skeleton
  * Sources/CTLSTapBPF/tlstap.skel.h that tlstap is built with), attaches its
- * OpenSSL probes the way `tlstap -p PID` does (entry and return of
- * SSL_write, SSL_read, SSL_write_ex and SSL_read_ex, for PID only), and then
+ * OpenSSL probes where `tlstap -p PID` does (PLAN is what `tlstap check -p
+ * PID --attach-plan` prints: each program, place and cookie), and then
  * only counts the records and payload bytes arriving from the ring buffer:
  * no decoding, no reassembly, no output. So the BPF programs that copy the
  * plaintext are tlstap's, and the difference in the two processes' CPU time
@@ -14,8 +14,6 @@
  * and attached by tlstap's own C shim (Sources/CTLSTapBPF/tlstap_bpf.c,
  * compiled in), as `tlstap -p PID` attaches them: they run in the traced
  * process, so against a server they are part of what the BPF side costs it.
- * A uprobe program this file does not know stops it with a message, so a
- * change in tlstap's probes cannot go unnoticed.
  *
  * Prints "consumer: attached N probes" on stderr when ready; on SIGINT or
  * SIGTERM drains the ring buffer and prints one line on stdout:
@@ -33,6 +31,7 @@
 #include "CTLSTapBPF.h"
 #include "tlstap_abi.h"
 #include "tlstap.skel.h"
+#include "../lib/attach_plan.h"
 
 #define MAX_LINKS 32
 
@@ -65,7 +64,7 @@ static int count_record(void *context, void *data, size_t size)
 
 int main(int argc, char **argv)
 {
-	const char *library = NULL;
+	const char *plan_path = NULL;
 	struct counts counts = {};
 	struct ring_buffer *ring = NULL;
 	struct bpf_link *links[MAX_LINKS] = {};
@@ -74,13 +73,13 @@ int main(int argc, char **argv)
 	__u32 ring_mib = 32; /* tlstap's default */
 	pid_t pid = -1;
 
-	while ((option = getopt(argc, argv, "p:l:m:")) != -1) {
+	while ((option = getopt(argc, argv, "p:P:m:")) != -1) {
 		switch (option) {
 		case 'p':
 			pid = atoi(optarg);
 			break;
-		case 'l':
-			library = optarg;
+		case 'P':
+			plan_path = optarg;
 			break;
 		case 'm':
 			ring_mib = strtoul(optarg, NULL, 0);
@@ -89,7 +88,7 @@ int main(int argc, char **argv)
 			goto usage;
 		}
 	}
-	if (pid <= 0 || !library)
+	if (pid <= 0 || !plan_path)
 		goto usage;
 
 	/* The four steps, as tlstap does them: open, set rodata, load, attach. */
@@ -110,56 +109,31 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	/* Where tlstap attaches each of its uprobe programs. */
-	static const struct {
-		const char *program, *functions[2];
-	} targets[] = {
-		{ "probe_ssl_write_enter", { "SSL_write" } },
-		{ "probe_ssl_read_enter", { "SSL_read" } },
-		{ "probe_ssl_write_ex_enter", { "SSL_write_ex" } },
-		{ "probe_ssl_read_ex_enter", { "SSL_read_ex" } },
-		{ "probe_ssl_write_exit", { "SSL_write", "SSL_write_ex" } },
-		{ "probe_ssl_read_exit", { "SSL_read", "SSL_read_ex" } },
-		{ "probe_ssl_handshake_enter", { "SSL_do_handshake" } },
-		{ "probe_ssl_handshake_exit", { "SSL_do_handshake" } },
-	};
-	/* Programs for other libraries (GnuTLS, NSPR, Go), which tlstap never attaches in libssl. */
-	static const char *const other_libraries[] = { "probe_gnutls_", "probe_pr_", "probe_go_" };
-	struct bpf_program *program;
+	FILE *plan = fopen(plan_path, "r");
+	struct attach_point point;
 
-	bpf_object__for_each_program(program, skel->obj) {
-		const char *section = bpf_program__section_name(program);
-		const char *name = bpf_program__name(program);
-		bool ret = strcmp(section, "uretprobe") == 0;
-		size_t i;
-
-		if (strcmp(section, "uprobe") != 0 && !ret)
-			continue;
-		for (i = 0; i < sizeof(other_libraries) / sizeof(other_libraries[0]); i++)
-			if (strncmp(name, other_libraries[i], strlen(other_libraries[i])) == 0)
-				break;
-		if (i < sizeof(other_libraries) / sizeof(other_libraries[0]))
-			continue;
-		for (i = 0; i < sizeof(targets) / sizeof(targets[0]); i++)
-			if (strcmp(targets[i].program, name) == 0)
-				break;
-		if (i == sizeof(targets) / sizeof(targets[0])) {
-			fprintf(stderr, "consumer: tlstap has a uprobe program %s that bench/capacity/consumer.c "
-					"does not know where to attach\n", name);
-			goto out;
-		}
-		for (int f = 0; f < 2 && targets[i].functions[f] && attached < MAX_LINKS; f++) {
-			LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret, .func_name = targets[i].functions[f]);
-			struct bpf_link *link = bpf_program__attach_uprobe_opts(program, pid, library, 0, &opts);
+	if (!plan) {
+		fprintf(stderr, "consumer: cannot open %s: %s\n", plan_path, strerror(errno));
+		goto out;
+	}
+	while (attached + 2 <= MAX_LINKS && next_attach_point(plan, &point)) {
+		for (int ret = 0; ret <= 1; ret++) {
+			const char *name = ret ? point.exit : point.enter;
+			struct bpf_program *program = bpf_object__find_program_by_name(skel->obj, name);
+			LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret, .bpf_cookie = point.cookie);
+			struct bpf_link *link =
+				program ? bpf_program__attach_uprobe_opts(program, pid, point.file, point.offset, &opts) : NULL;
 
 			if (!link) {
-				fprintf(stderr, "consumer: cannot attach %s to %s in %s: %s\n", name,
-					targets[i].functions[f], library, strerror(errno));
+				fprintf(stderr, "consumer: cannot attach %s at 0x%llx in %s: %s\n", name, point.offset,
+					point.file, program ? strerror(errno) : "no such program");
+				fclose(plan);
 				goto out;
 			}
 			links[attached++] = link;
 		}
 	}
+	fclose(plan);
 	const char *failed = NULL;
 	int attach_err = CTLSTapBPF_attach_socket_probes(skel, false, &failed);
 	if (attach_err) {
@@ -215,6 +189,6 @@ out:
 	return status;
 
 usage:
-	fprintf(stderr, "usage: consumer -p PID -l /path/to/libssl.so [-m RING_BUFFER_MIB]\n");
+	fprintf(stderr, "usage: consumer -p PID -P ATTACH_PLAN [-m RING_BUFFER_MIB]\n");
 	return 2;
 }

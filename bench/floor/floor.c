@@ -2,8 +2,11 @@
 /*
  * floor -p PID -l LIBSSL: attaches floor.bpf.c's empty programs on entry and
  * return of SSL_write, SSL_read, SSL_write_ex, SSL_read_ex and SSL_do_handshake in LIBSSL, for
- * process PID only (as `tlstap -p PID` does), prints "floor: attached N
- * probes" on stderr and waits for SIGINT or SIGTERM.
+ * process PID only (as `tlstap -p PID` does): what every uprobe tracer of
+ * OpenSSL's API pays.
+ * floor -p PID -P PLAN: the same empty programs at the places tlstap probes,
+ * read from PLAN (`tlstap check -p PID --attach-plan`).
+ * Prints "floor: attached N probes" on stderr and waits for SIGINT or SIGTERM.
  */
 #include <errno.h>
 #include <signal.h>
@@ -14,6 +17,7 @@
 
 #include <bpf/libbpf.h>
 #include "floor.skel.h"
+#include "../lib/attach_plan.h"
 
 static volatile sig_atomic_t stopping;
 
@@ -23,18 +27,20 @@ static void stop(int signal)
 	stopping = 1;
 }
 
+#define MAX_LINKS 64
+
 static const char *const functions[] = { "SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex", "SSL_do_handshake" };
 
 int main(int argc, char **argv)
 {
-	struct bpf_link *links[2 * sizeof(functions) / sizeof(functions[0])] = {};
-	const char *library = NULL;
+	struct bpf_link *links[MAX_LINKS] = {};
+	const char *library = NULL, *plan_path = NULL;
 	struct floor_bpf *skel;
 	int attached = 0, status = 1;
 	pid_t pid = -1;
 	int option;
 
-	while ((option = getopt(argc, argv, "p:l:")) != -1) {
+	while ((option = getopt(argc, argv, "p:l:P:")) != -1) {
 		switch (option) {
 		case 'p':
 			pid = atoi(optarg);
@@ -42,11 +48,14 @@ int main(int argc, char **argv)
 		case 'l':
 			library = optarg;
 			break;
+		case 'P':
+			plan_path = optarg;
+			break;
 		default:
 			goto usage;
 		}
 	}
-	if (pid <= 0 || !library)
+	if (pid <= 0 || !library == !plan_path)
 		goto usage;
 
 	skel = floor_bpf__open_and_load();
@@ -54,7 +63,33 @@ int main(int argc, char **argv)
 		fprintf(stderr, "floor: cannot load the BPF programs: %s\n", strerror(errno));
 		return 1;
 	}
-	for (size_t i = 0; i < sizeof(functions) / sizeof(functions[0]); i++) {
+	if (plan_path) {
+		FILE *plan = fopen(plan_path, "r");
+		struct attach_point point;
+
+		if (!plan) {
+			fprintf(stderr, "floor: cannot open %s: %s\n", plan_path, strerror(errno));
+			goto out;
+		}
+		while (attached + 2 <= MAX_LINKS && next_attach_point(plan, &point)) {
+			for (int ret = 0; ret <= 1; ret++) {
+				LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret);
+				struct bpf_program *program = ret ? skel->progs.floor_exit : skel->progs.floor_enter;
+				struct bpf_link *link =
+					bpf_program__attach_uprobe_opts(program, pid, point.file, point.offset, &opts);
+
+				if (!link) {
+					fprintf(stderr, "floor: cannot attach at 0x%llx in %s: %s\n", point.offset,
+						point.file, strerror(errno));
+					fclose(plan);
+					goto out;
+				}
+				links[attached++] = link;
+			}
+		}
+		fclose(plan);
+	}
+	for (size_t i = 0; library && i < sizeof(functions) / sizeof(functions[0]); i++) {
 		for (int ret = 0; ret <= 1; ret++) {
 			LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret, .func_name = functions[i]);
 			struct bpf_program *program = ret ? skel->progs.floor_exit : skel->progs.floor_enter;
@@ -81,6 +116,6 @@ out:
 	return status;
 
 usage:
-	fprintf(stderr, "usage: floor -p PID -l /path/to/libssl.so\n");
+	fprintf(stderr, "usage: floor -p PID (-l /path/to/libssl.so | -P ATTACH_PLAN)\n");
 	return 2;
 }
