@@ -62,6 +62,12 @@ static int count_record(void *context, void *data, size_t size)
 	return 0;
 }
 
+static struct bpf_program *program_named(void *object, const char *name, int is_return)
+{
+	(void)is_return;
+	return bpf_object__find_program_by_name(object, name);
+}
+
 int main(int argc, char **argv)
 {
 	const char *plan_path = NULL;
@@ -109,31 +115,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	FILE *plan = fopen(plan_path, "r");
-	struct attach_point point;
-
-	if (!plan) {
-		fprintf(stderr, "consumer: cannot open %s: %s\n", plan_path, strerror(errno));
+	if (attach_plan("consumer", plan_path, pid, program_named, skel->obj, links, &attached, MAX_LINKS))
 		goto out;
-	}
-	while (attached + 2 <= MAX_LINKS && next_attach_point(plan, &point)) {
-		for (int ret = 0; ret <= 1; ret++) {
-			const char *name = ret ? point.exit : point.enter;
-			struct bpf_program *program = bpf_object__find_program_by_name(skel->obj, name);
-			LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret, .bpf_cookie = point.cookie);
-			struct bpf_link *link =
-				program ? bpf_program__attach_uprobe_opts(program, pid, point.file, point.offset, &opts) : NULL;
-
-			if (!link) {
-				fprintf(stderr, "consumer: cannot attach %s at 0x%llx in %s: %s\n", name, point.offset,
-					point.file, program ? strerror(errno) : "no such program");
-				fclose(plan);
-				goto out;
-			}
-			links[attached++] = link;
-		}
-	}
-	fclose(plan);
 	const char *failed = NULL;
 	int attach_err = CTLSTapBPF_attach_socket_probes(skel, false, &failed);
 	if (attach_err) {

@@ -31,6 +31,13 @@ static void stop(int signal)
 
 static const char *const functions[] = { "SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex", "SSL_do_handshake" };
 
+/* The empty programs, wherever tlstap's own go. */
+static struct bpf_program *empty_program(void *skel, const char *name, int is_return)
+{
+	(void)name;
+	return is_return ? ((struct floor_bpf *)skel)->progs.floor_exit : ((struct floor_bpf *)skel)->progs.floor_enter;
+}
+
 int main(int argc, char **argv)
 {
 	struct bpf_link *links[MAX_LINKS] = {};
@@ -63,32 +70,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "floor: cannot load the BPF programs: %s\n", strerror(errno));
 		return 1;
 	}
-	if (plan_path) {
-		FILE *plan = fopen(plan_path, "r");
-		struct attach_point point;
-
-		if (!plan) {
-			fprintf(stderr, "floor: cannot open %s: %s\n", plan_path, strerror(errno));
-			goto out;
-		}
-		while (attached + 2 <= MAX_LINKS && next_attach_point(plan, &point)) {
-			for (int ret = 0; ret <= 1; ret++) {
-				LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret);
-				struct bpf_program *program = ret ? skel->progs.floor_exit : skel->progs.floor_enter;
-				struct bpf_link *link =
-					bpf_program__attach_uprobe_opts(program, pid, point.file, point.offset, &opts);
-
-				if (!link) {
-					fprintf(stderr, "floor: cannot attach at 0x%llx in %s: %s\n", point.offset,
-						point.file, strerror(errno));
-					fclose(plan);
-					goto out;
-				}
-				links[attached++] = link;
-			}
-		}
-		fclose(plan);
-	}
+	if (plan_path && attach_plan("floor", plan_path, pid, empty_program, skel, links, &attached, MAX_LINKS))
+		goto out;
 	for (size_t i = 0; library && i < sizeof(functions) / sizeof(functions[0]); i++) {
 		for (int ret = 0; ret <= 1; ret++) {
 			LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret, .func_name = functions[i]);

@@ -10,19 +10,52 @@
 #ifndef TLSTAP_BENCH_ATTACH_PLAN_H
 #define TLSTAP_BENCH_ATTACH_PLAN_H
 
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/types.h>
+#include <bpf/libbpf.h>
 
-struct attach_point {
-	char file[4096];
-	unsigned long long offset, cookie;
-	char enter[64], exit[64];
-};
+/* The program to attach for a point's ENTRY-PROGRAM (is_return 0) or RETURN-PROGRAM (1), or NULL. */
+typedef struct bpf_program *(*plan_program)(void *context, const char *name, int is_return);
 
-/* Reads the next point of `plan`; returns 1, or 0 at its end or on a malformed line. */
-static int next_attach_point(FILE *plan, struct attach_point *point)
+/*
+ * Attaches an entry and a return probe, with the point's cookie, at every
+ * point of the plan at `path`, for process `pid` only, appending the links
+ * to `links` (`*count` of `max_links` used). Returns 0, or -1 after saying
+ * why on stderr, prefixed with `who`.
+ */
+static int attach_plan(const char *who, const char *path, pid_t pid, plan_program choose, void *context,
+		       struct bpf_link **links, int *count, int max_links)
 {
-	return fscanf(plan, "%4095s %llx %llx %63s %63s", point->file, &point->offset, &point->cookie, point->enter,
-		      point->exit) == 5;
+	char file[4096], enter[64], exit[64];
+	unsigned long long offset, cookie;
+	FILE *plan = fopen(path, "r");
+
+	if (!plan) {
+		fprintf(stderr, "%s: cannot open %s: %s\n", who, path, strerror(errno));
+		return -1;
+	}
+	while (fscanf(plan, "%4095s %llx %llx %63s %63s", file, &offset, &cookie, enter, exit) == 5) {
+		for (int ret = 0; ret <= 1; ret++) {
+			const char *name = ret ? exit : enter;
+			struct bpf_program *program = choose(context, name, ret);
+			LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret, .bpf_cookie = cookie);
+			struct bpf_link *link = NULL;
+
+			if (*count < max_links && program)
+				link = bpf_program__attach_uprobe_opts(program, pid, file, offset, &opts);
+			if (!link) {
+				fprintf(stderr, "%s: cannot attach %s at 0x%llx in %s: %s\n", who, name, offset, file,
+					!program ? "no such program" : *count < max_links ? strerror(errno) : "too many probes");
+				fclose(plan);
+				return -1;
+			}
+			links[(*count)++] = link;
+		}
+	}
+	fclose(plan);
+	return 0;
 }
 
 #endif
