@@ -11,6 +11,9 @@ import CCapstone
 /// empty probes on the functions below and 10,000 with them on SSL_write
 /// and SSL_read themselves.
 ///
+/// `endbr64`, which CET-enabled builds put first in every function, is
+/// single-stepped too: a probe then goes on the instruction after it.
+///
 /// Debian's OpenSSL 3 compiles SSL_write, SSL_read and their `_ex` forms
 /// into wrappers that begin with `sub $n,%rsp` and call one inner function
 /// each (`ssl_write_internal(ssl, buf, num, [flags,] size_t *count)`, the
@@ -28,6 +31,20 @@ public enum ProbePlacement {
         /// 5 where a flags argument comes first (OpenSSL 3.2 and later).
         public var countArgument: Int
     }
+
+    /// Where in a function whose code is `code` an entry probe costs one
+    /// trap: 0 if the kernel emulates its first instruction; 4 if that is
+    /// `endbr64` (which it single-steps; distributions built for CET begin
+    /// every function with one) and the next is emulated: a nop for the
+    /// processor, so the arguments and the return address at 4 are still
+    /// those of the entry. nil otherwise.
+    public static func cheapEntryOffset(_ code: [UInt8]) -> UInt64? {
+        if kernelEmulates(code) { return 0 }
+        if code.starts(with: endbr64), kernelEmulates(Array(code.dropFirst(endbr64.count))) { return 4 }
+        return nil
+    }
+
+    static let endbr64: [UInt8] = [0xf3, 0x0f, 0x1e, 0xfa]
 
     /// Whether the kernel emulates the instruction `code` begins with, so a
     /// uprobe on it does not single-step (arch/x86/kernel/uprobes.c: push of

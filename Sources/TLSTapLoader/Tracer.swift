@@ -203,15 +203,21 @@ public final class Tracer {
     /// which go into the function both call where `ProbePlacement` finds one.
     static func attachPoints(for target: LibraryTarget) -> [AttachPoint] {
         let library = UInt64(target.library.rawValue)
+        let symbols = probes(for: target.library).map { target.symbolPrefix + $0.symbol }
+        let functions = ELFSymbols.functions(target.path, named: Set(symbols)) ?? [:]
         var points = probes(for: target.library).map { probe in
-            AttachPoint(symbol: target.symbolPrefix + probe.symbol, enter: probe.enter, exit: probe.exit,
-                        cookie: library, optional: probe.optional)
+            let symbol = target.symbolPrefix + probe.symbol
+            // Past a leading endbr64 when that spares the single step; else at the symbol, found by libbpf.
+            let skip = functions[symbol].flatMap { function in
+                ELFSymbols.bytes(target.path, at: function.fileOffset, count: 16)
+                    .flatMap(ProbePlacement.cheapEntryOffset).flatMap { $0 > 0 ? function.fileOffset + $0 : nil }
+            }
+            return AttachPoint(symbol: symbol, offset: skip, enter: probe.enter, exit: probe.exit, cookie: library,
+                               optional: probe.optional)
         }
         guard target.library == .openssl || target.library == .boringssl else { return points }
         let pairs = [("SSL_write", CTLSTapBPF_SSL_WRITE_INNER_ENTER, CTLSTapBPF_SSL_WRITE_EXIT),
                      ("SSL_read", CTLSTapBPF_SSL_READ_INNER_ENTER, CTLSTapBPF_SSL_READ_EXIT)]
-        let names = pairs.flatMap { [target.symbolPrefix + $0.0, target.symbolPrefix + $0.0 + "_ex"] }
-        guard let functions = ELFSymbols.functions(target.path, named: Set(names)) else { return points }
         for (name, enter, exit) in pairs {
             let plain = target.symbolPrefix + name
             let ex = plain + "_ex"
@@ -237,21 +243,21 @@ public final class Tracer {
             ELFSymbols.bytes(path, at: function.fileOffset, count: Int(min(max(function.size, 16), 96)))
         }
         guard let plainFunction = functions[plain], let plainCode = code(plainFunction),
-            !ProbePlacement.kernelEmulates(plainCode),
+            ProbePlacement.cheapEntryOffset(plainCode) == nil,
             let call = ProbePlacement.innerCall(in: plainCode, at: plainFunction.fileOffset),
             let calleeCode = ELFSymbols.bytes(path, at: call.callee, count: 16),
-            ProbePlacement.kernelEmulates(calleeCode)
+            let calleeEntry = ProbePlacement.cheapEntryOffset(calleeCode).map({ call.callee + $0 })
         else { return nil }
         let exCall = functions[ex].flatMap { function in
             code(function).flatMap { ProbePlacement.innerCall(in: $0, at: function.fileOffset) }
         }
         guard let exCall, exCall.callee == call.callee, exCall.countArgument == call.countArgument else {
             // SSL_write_ex keeps its own probe; if it calls the inner function too, the inner call replaces it.
-            return (call.callee, call.countArgument, nil, false)
+            return (calleeEntry, call.countArgument, nil, false)
         }
         // Calls from the two wrappers are told apart by the return address's page offset.
         let distinct = call.returnSite & 0xfff != exCall.returnSite & 0xfff
-        return (call.callee, call.countArgument, distinct ? call.returnSite : nil, true)
+        return (calleeEntry, call.countArgument, distinct ? call.returnSite : nil, true)
     }
 
     /// Go: uprobes at each function's entry and at each of its RET
@@ -291,8 +297,12 @@ public final class Tracer {
         let points = attachPoints(for: target)
         let found = ELFSymbols.functions(target.path, named: Set(points.map(\.symbol))) ?? [:]
         return points.map { point in
-            if let offset = point.offset { return "\(point.symbol) @ 0x\(String(offset, radix: 16)) (entry and uretprobe)" }
-            guard let function = found[point.symbol] else { return "\(point.symbol): not in this file" }
+            let function = found[point.symbol]
+            if let offset = point.offset {
+                let note = function.map { offset == $0.fileOffset + 4 ? ", past its endbr64" : "" } ?? ""
+                return "\(point.symbol) @ 0x\(String(offset, radix: 16)) (entry\(note) and uretprobe)"
+            }
+            guard let function else { return "\(point.symbol): not in this file" }
             return "\(point.symbol) @ 0x\(String(function.fileOffset, radix: 16)) (entry and uretprobe)"
         }
     }

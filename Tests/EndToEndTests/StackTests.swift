@@ -176,3 +176,43 @@ extension EndToEnd.StackTests {
         #expect(Set((clientEvents + serverEvents).compactMap(\.connection)).count == 2)
     }
 }
+
+extension EndToEnd.StackTests {
+    /// A library built for CET (every function begins with endbr64, which
+    /// the kernel would single-step on every hit): the probes go on the
+    /// instruction after it, and the calls are still captured byte-exact.
+    @Test func aCETBuildIsProbedPastEndbr64() throws {
+        let clang = try #require(ChildProcessPath.resolve("clang"), "clang comes with the Swift toolchain")
+        let workspace = try Harness.makeWorkspace()
+        defer { try? FileManager.default.removeItem(at: workspace) }
+        let binary = workspace.appendingPathComponent("cet_ssl").path
+        let source = Harness.packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/cet_ssl.c").path
+        let built = try runProgram([clang, "-O0", "-fcf-protection=full", "-o", binary, source])
+        try #require(built.status == 0, "clang: \(built.standardError)")
+        let go = workspace.appendingPathComponent("go").path
+        let program = try LaunchedProgram([binary, go])
+        try #require(program.waitForStandardError(containing: "ready"), "\(program.standardError)")
+        let pid = program.process.processIdentifier
+
+        let check = try runProgram([Harness.tlstap, "check", "-p", "\(pid)"])
+        let lines = check.standardOutput.split(separator: "\n")
+        for name in ["SSL_write", "SSL_read"] {
+            #expect(lines.contains { $0.contains("\(name) @ 0x") && $0.hasSuffix("(entry, past its endbr64 and uretprobe)") },
+                    "\(check.standardOutput)")
+        }
+        let tracer = try LaunchedProgram([Harness.tlstap, "--format", "json", "-p", "\(pid)"])
+        #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
+        try #require(FileManager.default.createFile(atPath: go, contents: nil))
+        let result = program.wait()
+        usleep(300_000)
+        tracer.signal(SIGINT)
+        let run = tracer.waitForBytes()
+
+        #expect(result.status == 0, "\(result.standardError)")
+        #expect(run.status == 0, "\(run.standardError)")
+        let events = try Harness.dataEvents(run.output)
+        #expect(events.map { "\($0.function) \($0.direction) \($0.text)" }
+            == ["SSL_write out through endbr64", "SSL_read in through endbr64"])
+        #expect(events.allSatisfy { $0.lib == "openssl" && $0.fd >= 0 })
+    }
+}

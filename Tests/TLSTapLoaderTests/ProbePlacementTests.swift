@@ -26,6 +26,20 @@ import Testing
         #expect(!ProbePlacement.kernelEmulates([]))
     }
 
+    /// CET builds begin every function with endbr64, which the kernel single-steps.
+    @Test func anEntryProbeGoesPastEndbr64OntoAnEmulatedInstruction() {
+        #expect(ProbePlacement.cheapEntryOffset([0x55, 0x48, 0x89, 0xe5]) == 0)
+        #expect(ProbePlacement.cheapEntryOffset([0xf3, 0x0f, 0x1e, 0xfa, 0x41, 0x57]) == 4)  // endbr64; push %r15
+        #expect(ProbePlacement.cheapEntryOffset([0xf3, 0x0f, 0x1e, 0xfa, 0x48, 0x83, 0xec, 0x18]) == nil)  // then sub
+        #expect(ProbePlacement.cheapEntryOffset(Self.openSSL30Write) == nil)
+    }
+
+    /// A CET build of the same wrapper: endbr64 first changes nothing.
+    @Test func endbr64DoesNotHideAWrapper() {
+        #expect(ProbePlacement.innerCall(in: [0xf3, 0x0f, 0x1e, 0xfa] + Self.openSSL30Write, at: 0x3597c)
+            == .init(callee: 0x355a0, returnSite: 0x359a3, countArgument: 4))
+    }
+
     @Test func openSSL30WrappersLeadToTheirInnerFunction() {
         #expect(ProbePlacement.innerCall(in: Self.openSSL30Write, at: 0x35980)
             == .init(callee: 0x355a0, returnSite: 0x359a3, countArgument: 4))
@@ -81,7 +95,8 @@ import Testing
                 continue
             }
             let call = try #require(ProbePlacement.innerCall(in: code, at: function.fileOffset))
-            #expect(inner?.offset == call.callee)
+            let calleeCode = try #require(ELFSymbols.bytes(libssl.path, at: call.callee, count: 16))
+            #expect(inner?.offset == call.callee + (try #require(ProbePlacement.cheapEntryOffset(calleeCode))))
             #expect(inner.map { $0.cookie >> 20 & 0xfff } == call.returnSite & 0xfff)
             #expect(!points.contains { $0.symbol == name || $0.symbol == name + "_ex" })
         }
