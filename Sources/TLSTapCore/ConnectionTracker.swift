@@ -73,18 +73,23 @@ public struct ConnectionTracker {
     /// Names the connection of a data event and counts its bytes.
     /// - Returns: `opened` if this is the connection's first data.
     public mutating func attach(_ event: inout DataEvent) -> ConnectionEvent? {
-        let key = Key(pid: event.pid, fd: event.fd)
-        guard event.fd >= 0, var entry = entries[key] else { return nil }
+        guard event.fd >= 0, let index = entries.index(forKey: Key(pid: event.pid, fd: event.fd)) else { return nil }
+        // Changed where it is stored: one lookup, and no copy of the entry per event.
+        let wasAnnounced = Self.update(&entries.values[index], with: event)
+        event.connection = entries.values[index].connection
+        return wasAnnounced ? nil : .opened(entries.values[index].connection, timeNanoseconds: event.timeNanoseconds)
+    }
+
+    /// Counts `event`'s bytes into `entry` and marks it announced.
+    /// - Returns: whether it was announced before.
+    private static func update(_ entry: inout Entry, with event: DataEvent) -> Bool {
         switch event.direction {
         case .inbound: entry.connection.bytesIn += event.length
         case .outbound: entry.connection.bytesOut += event.length
         }
-        entry.connection.comm = event.comm
-        let opened: ConnectionEvent? = entry.announced ? nil : .opened(entry.connection, timeNanoseconds: event.timeNanoseconds)
-        entry.announced = true
-        entries[key] = entry
-        event.connection = entry.connection
-        return opened
+        if entry.connection.comm != event.comm { entry.connection.comm = event.comm }
+        defer { entry.announced = true }
+        return entry.announced
     }
 
     /// Ends every announced connection (tlstap is stopping); they are not
