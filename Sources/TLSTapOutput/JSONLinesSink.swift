@@ -14,17 +14,45 @@ import TLSTapHTTP
 /// Foundation's JSON parser.
 public final class JSONLinesSink: EventSink {
     private let output: OutputFile
+    /// The fields every data line of a connection repeats, rendered once:
+    /// `,"conn":…,"local":…,"remote":…,"role":…`; dropped when it closes.
+    private var connectionFields: [UInt64: [UInt8]] = [:]
+    /// Connections beyond which the oldest fields are rendered anew rather than kept.
+    private let maxCachedConnections = 16_384
+    /// `,"lib":…,"func":…,"dir":…` for each combination seen, by `callKey`.
+    private var callFields: [UInt32: [UInt8]] = [:]
 
     public init(output: OutputFile) {
         self.output = output
     }
 
     public func write(_ event: DataEvent) throws(OutputError) {
-        try output.append { Self.append(event, to: &$0) }
+        let key = UInt32(event.library.rawValue) << 16 | UInt32(event.function.rawValue) << 8
+            | UInt32(event.direction.rawValue)
+        let call = callFields[key] ?? cacheCallFields(of: event, key: key)
+        let connection = event.connection.map { connectionFields[$0.id] ?? cacheFields(of: $0) } ?? []
+        try output.append { Self.append(event, callFields: call, connectionFields: connection, to: &$0) }
+    }
+
+    private func cacheCallFields(of event: DataEvent, key: UInt32) -> [UInt8] {
+        var fields: [UInt8] = []
+        Self.appendCallFields(of: event, to: &fields)
+        callFields[key] = fields
+        return fields
     }
 
     public func write(_ event: ConnectionEvent) throws(OutputError) {
+        if case .closed(let connection, _) = event { connectionFields[connection.id] = nil }
         try output.append { Self.append(event, to: &$0) }
+    }
+
+    private func cacheFields(of connection: Connection) -> [UInt8] {
+        var fields: [UInt8] = []
+        fields.append(",\"conn\":", decimal: connection.id)
+        Self.appendEndpoints(of: connection, to: &fields)
+        if connectionFields.count >= maxCachedConnections { connectionFields.removeAll(keepingCapacity: true) }
+        connectionFields[connection.id] = fields
+        return fields
     }
 
     public func write(_ exchange: HTTPExchange) throws(OutputError) {
@@ -44,29 +72,33 @@ public final class JSONLinesSink: EventSink {
         try output.flush()
     }
 
-    /// Appends the JSON line of a data event, newline included.
-    static func append(_ event: DataEvent, to line: inout [UInt8]) {
+    /// Appends the JSON line of a data event, newline included, from its
+    /// pre-rendered `callFields` (`appendCallFields`) and `connectionFields`
+    /// (`,"conn":…` and its endpoints, or empty).
+    static func append(_ event: DataEvent, callFields: [UInt8], connectionFields: [UInt8], to line: inout [UInt8]) {
         line.append("{\"event\":\"data\",\"time_ns\":", decimal: event.timeNanoseconds)
         line.append(",\"pid\":", decimal: event.pid)
         line.append(",\"tid\":", decimal: event.tid)
         line.append(",\"comm\":", string: event.comm)
-        line.append(",\"lib\":", string: event.library.name)
-        line.append(",\"func\":", string: event.function.name)
-        line.append(",\"dir\":", string: event.direction.name)
+        line.append(contentsOf: callFields)
         line.append(literal: ",\"ssl\":\"0x")
         line.append(hex: event.ssl)
         line.append("\",\"len\":", decimal: event.length)
         line.append(",\"fd\":", decimal: event.fd)
-        if let connection = event.connection {
-            line.append(",\"conn\":", decimal: connection.id)
-            appendEndpoints(of: connection, to: &line)
-        }
+        line.append(contentsOf: connectionFields)
         if event.missingBytes > 0 {
             line.append(",\"lost_bytes\":", decimal: event.missingBytes)
         }
         line.append(literal: ",\"data\":\"")
         line.append(base64: event.payload)
         line.append(literal: "\"}\n")
+    }
+
+    /// `,"lib":…,"func":…,"dir":…`: the same for every call of one function in one direction.
+    static func appendCallFields(of event: DataEvent, to line: inout [UInt8]) {
+        line.append(",\"lib\":", string: event.library.name)
+        line.append(",\"func\":", string: event.function.name)
+        line.append(",\"dir\":", string: event.direction.name)
     }
 
     /// `"local":…,"remote":…,"role":…`, after a comma.
