@@ -9,7 +9,8 @@ import Glibc
 public struct GoTLSFunctions: Equatable, Sendable {
     public struct Function: Equatable, Sendable {
         public var name: String
-        /// File offset of the first instruction.
+        /// File offset of the entry probe: the first instruction the kernel
+        /// emulates after the stack bound check (`ProbePlacement`), else the first.
         public var entry: UInt64
         /// File offsets of its RET instructions.
         public var returns: [UInt64]
@@ -39,7 +40,8 @@ public struct GoTLSFunctions: Equatable, Sendable {
         guard symbol.size > 0, symbol.size < 1 << 20, let code = ELFSymbols.bytes(path, at: symbol.fileOffset, count: Int(symbol.size))
         else { return nil }
         let returns = returnOffsets(code).map { symbol.fileOffset + $0 }
-        return returns.isEmpty ? nil : Function(name: name, entry: symbol.fileOffset, returns: returns)
+        let entry = symbol.fileOffset + (ProbePlacement.cheapEntryOffset(code) ?? 0)
+        return returns.isEmpty ? nil : Function(name: name, entry: entry, returns: returns)
     }
 
     /// Offsets of RET instructions in x86-64 machine code.

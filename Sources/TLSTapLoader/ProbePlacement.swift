@@ -12,7 +12,9 @@ import CCapstone
 /// and SSL_read themselves.
 ///
 /// `endbr64`, which CET-enabled builds put first in every function, is
-/// single-stepped too: a probe then goes on the instruction after it.
+/// single-stepped too, and so is the stack bound check every Go function
+/// begins with: a probe then goes on the first emulated instruction after
+/// them (`cheapEntryOffset`).
 ///
 /// Debian's OpenSSL 3 compiles SSL_write, SSL_read and their `_ex` forms
 /// into wrappers that begin with `sub $n,%rsp` and call one inner function
@@ -33,18 +35,33 @@ public enum ProbePlacement {
     }
 
     /// Where in a function whose code is `code` an entry probe costs one
-    /// trap: 0 if the kernel emulates its first instruction; 4 if that is
-    /// `endbr64` (which it single-steps; distributions built for CET begin
-    /// every function with one) and the next is emulated: a nop for the
-    /// processor, so the arguments and the return address at 4 are still
-    /// those of the entry. nil otherwise.
+    /// trap: at the first instruction the kernel emulates, if only
+    /// instructions that change nothing but the flags come before it
+    /// (`endbr64`, which CET builds put first in every function; the stack
+    /// bound check `cmp 0x10(%r14),%rsp` that begins every Go function;
+    /// test, nop). There the arguments and the return address are still
+    /// those of the entry, so entry and return probes work unchanged.
+    /// - Returns: the offset in `code` (0 when the first instruction is
+    ///   emulated), or nil.
     public static func cheapEntryOffset(_ code: [UInt8]) -> UInt64? {
         if kernelEmulates(code) { return 0 }
-        if code.starts(with: endbr64), kernelEmulates(Array(code.dropFirst(endbr64.count))) { return 4 }
+        var handle: csh = 0
+        guard cs_open(CS_ARCH_X86, CS_MODE_64, &handle) == CS_ERR_OK else { return nil }
+        defer { cs_close(&handle) }
+        var instructions: UnsafeMutablePointer<cs_insn>?
+        let count = code.withUnsafeBufferPointer { cs_disasm(handle, $0.baseAddress, $0.count, 0, 4, &instructions) }
+        guard count > 0, let instructions else { return nil }
+        defer { cs_free(instructions, count) }
+        for index in 0..<count {
+            let offset = Int(instructions[index].address)
+            if index > 0, kernelEmulates(Array(code[offset...])) { return UInt64(offset) }
+            guard flagsOnly.contains(x86_insn(rawValue: instructions[index].id)) else { return nil }
+        }
         return nil
     }
 
-    static let endbr64: [UInt8] = [0xf3, 0x0f, 0x1e, 0xfa]
+    /// Instructions that write no register but the flags, and no memory.
+    private static let flagsOnly: Set<x86_insn> = [X86_INS_ENDBR64, X86_INS_CMP, X86_INS_TEST, X86_INS_NOP]
 
     /// Whether the kernel emulates the instruction `code` begins with, so a
     /// uprobe on it does not single-step (arch/x86/kernel/uprobes.c: push of

@@ -59,6 +59,11 @@ public final class Tracer {
         var exit: CTLSTapBPF_Program
         /// Absent from older versions (OpenSSL < 1.1.1), so a miss is not an error.
         var optional: Bool
+        /// A function that `symbol` only passes its call on to, with the
+        /// same first three arguments and the same result, and that other
+        /// calls reach directly: probed instead of `symbol`, covering both,
+        /// when `symbol`'s entry would single-step and its own would not.
+        var passedOnTo: String? = nil
     }
 
     /// The probes to attach in a file of `library`.
@@ -72,8 +77,9 @@ public final class Tracer {
     }
 
     static let gnuTLSProbes = [
+        // gnutls_record_send(s, data, size) is gnutls_record_send2(s, data, size, 0, 0) since GnuTLS 3.6.3.
         ProbeSpec(symbol: "gnutls_record_send", enter: CTLSTapBPF_GNUTLS_SEND_ENTER, exit: CTLSTapBPF_SSL_WRITE_EXIT,
-                  optional: false),
+                  optional: false, passedOnTo: "gnutls_record_send2"),
         ProbeSpec(symbol: "gnutls_record_recv", enter: CTLSTapBPF_GNUTLS_RECV_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT,
                   optional: false),
     ]
@@ -203,15 +209,25 @@ public final class Tracer {
     /// which go into the function both call where `ProbePlacement` finds one.
     static func attachPoints(for target: LibraryTarget) -> [AttachPoint] {
         let library = UInt64(target.library.rawValue)
-        let symbols = probes(for: target.library).map { target.symbolPrefix + $0.symbol }
+        let specs = probes(for: target.library)
+        let symbols = specs.flatMap { [$0.symbol] + ($0.passedOnTo.map { [$0] } ?? []) }.map { target.symbolPrefix + $0 }
         let functions = ELFSymbols.functions(target.path, named: Set(symbols)) ?? [:]
-        var points = probes(for: target.library).map { probe in
+        let cheapEntry = { (function: ELFSymbols.Function) in
+            ELFSymbols.bytes(target.path, at: function.fileOffset, count: 16)
+                .flatMap(ProbePlacement.cheapEntryOffset).map { function.fileOffset + $0 }
+        }
+        var points = specs.map { probe in
             let symbol = target.symbolPrefix + probe.symbol
-            // Past a leading endbr64 when that spares the single step; else at the symbol, found by libbpf.
-            let skip = functions[symbol].flatMap { function in
-                ELFSymbols.bytes(target.path, at: function.fileOffset, count: 16)
-                    .flatMap(ProbePlacement.cheapEntryOffset).flatMap { $0 > 0 ? function.fileOffset + $0 : nil }
+            let entry = functions[symbol].flatMap(cheapEntry)
+            if entry == nil, let callee = probe.passedOnTo.map({ target.symbolPrefix + $0 }),
+                let calleeEntry = functions[callee].flatMap(cheapEntry)
+            {
+                return AttachPoint(symbol: "\(symbol) and \(callee), in the latter", offset: calleeEntry,
+                                   enter: probe.enter, exit: probe.exit, cookie: library, optional: probe.optional)
             }
+            // Past leading instructions that only set flags (endbr64) when that spares the single step;
+            // else at the symbol, found by libbpf.
+            let skip: UInt64? = if let entry, entry != functions[symbol]?.fileOffset { entry } else { nil }
             return AttachPoint(symbol: symbol, offset: skip, enter: probe.enter, exit: probe.exit, cookie: library,
                                optional: probe.optional)
         }
@@ -299,12 +315,19 @@ public final class Tracer {
         return points.map { point in
             let function = found[point.symbol]
             if let offset = point.offset {
-                let note = function.map { offset == $0.fileOffset + 4 ? ", past its endbr64" : "" } ?? ""
+                let note = function.map { skipped(offset - $0.fileOffset, at: $0, in: target.path) } ?? ""
                 return "\(point.symbol) @ 0x\(String(offset, radix: 16)) (entry\(note) and uretprobe)"
             }
             guard let function else { return "\(point.symbol): not in this file" }
             return "\(point.symbol) @ 0x\(String(function.fileOffset, radix: 16)) (entry and uretprobe)"
         }
+    }
+
+    /// How `tlstap check` says what an entry probe `bytes` into `function` skipped.
+    private static func skipped(_ bytes: UInt64, at function: ELFSymbols.Function, in path: String) -> String {
+        guard bytes > 0, bytes < 16 else { return "" }
+        let code = ELFSymbols.bytes(path, at: function.fileOffset, count: Int(bytes)) ?? []
+        return code == [0xf3, 0x0f, 0x1e, 0xfa] ? ", past its endbr64" : ", past \(bytes) bytes that only set flags"
     }
 
     /// The entry and return probes of `target` as lines a C libbpf program

@@ -1,3 +1,4 @@
+import CTLSTapBPF
 import Testing
 @testable import TLSTapLoader
 
@@ -32,6 +33,18 @@ import Testing
         #expect(ProbePlacement.cheapEntryOffset([0xf3, 0x0f, 0x1e, 0xfa, 0x41, 0x57]) == 4)  // endbr64; push %r15
         #expect(ProbePlacement.cheapEntryOffset([0xf3, 0x0f, 0x1e, 0xfa, 0x48, 0x83, 0xec, 0x18]) == nil)  // then sub
         #expect(ProbePlacement.cheapEntryOffset(Self.openSSL30Write) == nil)
+    }
+
+    /// Every Go function begins with its stack bound check, `cmp
+    /// 0x10(%r14),%rsp; jbe morestack`: the probe goes on the jbe.
+    @Test func anEntryProbeGoesPastInstructionsThatOnlySetFlags() {
+        #expect(ProbePlacement.cheapEntryOffset([0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0x10, 0x01, 0x00, 0x00]) == 4)
+        #expect(ProbePlacement.cheapEntryOffset([0x49, 0x3b, 0x66, 0x10, 0x76, 0x50]) == 4)  // jbe rel8
+        #expect(ProbePlacement.cheapEntryOffset([0x48, 0x85, 0xff, 0x74, 0x05]) == 3)  // test %rdi,%rdi; je
+        #expect(ProbePlacement.cheapEntryOffset([0x0f, 0x1f, 0x44, 0x00, 0x00, 0x55]) == 5)  // nopl; push %rbp
+        // A register written first: the arguments or the stack may differ after it.
+        #expect(ProbePlacement.cheapEntryOffset([0x49, 0x89, 0xfd, 0x55]) == nil)  // mov %rdi,%r13; push
+        #expect(ProbePlacement.cheapEntryOffset([0x48, 0x83, 0x04, 0x24, 0x01, 0x55]) == nil)  // addq $1,(%rsp); push
     }
 
     /// A CET build of the same wrapper: endbr64 first changes nothing.
@@ -100,5 +113,33 @@ import Testing
             #expect(inner.map { $0.cookie >> 20 & 0xfff } == call.returnSite & 0xfff)
             #expect(!points.contains { $0.symbol == name || $0.symbol == name + "_ex" })
         }
+    }
+}
+
+extension ProbePlacementTests {
+    /// GnuTLS: gnutls_record_send only passes its call on to
+    /// gnutls_record_send2; where its own entry would single-step, the
+    /// plan probes gnutls_record_send2 instead, which serves both.
+    @Test func theSystemGnuTLSSendIsProbedWhereNoHitSingleSteps() throws {
+        guard let gnutls = LibraryDiscovery.systemLibraries().first(where: { $0.library == .gnutls }) else {
+            Issue.record("no libgnutls in the dynamic loader's cache: wget, which the tests need, brings it")
+            return
+        }
+        let functions = try #require(ELFSymbols.functions(gnutls.path, named: ["gnutls_record_send", "gnutls_record_send2"]))
+        let send = try #require(functions["gnutls_record_send"])
+        let code = try #require(ELFSymbols.bytes(gnutls.path, at: send.fileOffset, count: 16))
+        let points = Tracer.attachPoints(for: gnutls)
+        guard ProbePlacement.cheapEntryOffset(code) == nil, let send2 = functions["gnutls_record_send2"],
+            let send2Code = ELFSymbols.bytes(gnutls.path, at: send2.fileOffset, count: 16),
+            let entry = ProbePlacement.cheapEntryOffset(send2Code)
+        else {
+            print("\(gnutls.path): gnutls_record_send is probed itself (its entry is cheap, or gnutls_record_send2's is not)")
+            #expect(points.contains { $0.symbol == "gnutls_record_send" })
+            return
+        }
+        let point = points.first { $0.symbol == "gnutls_record_send and gnutls_record_send2, in the latter" }
+        #expect(point?.offset == send2.fileOffset + entry)
+        #expect(point?.enter == CTLSTapBPF_GNUTLS_SEND_ENTER)
+        #expect(!points.contains { $0.symbol == "gnutls_record_send" })
     }
 }
