@@ -36,11 +36,14 @@ public enum ProbePlacement {
 
     /// Where in a function whose code is `code` an entry probe costs one
     /// trap: at the first instruction the kernel emulates, if only
-    /// instructions that change nothing but the flags come before it
-    /// (`endbr64`, which CET builds put first in every function; the stack
-    /// bound check `cmp 0x10(%r14),%rsp` that begins every Go function;
-    /// test, nop). There the arguments and the return address are still
-    /// those of the entry, so entry and return probes work unchanged.
+    /// instructions that change nothing the probes read come before it:
+    /// `endbr64`, which CET builds put first in every function; cmp, test
+    /// and nop, which set flags only; and lea, mov or sub into %r12 or
+    /// %r13, which Go's stack bound check (`cmp 0x10(%r14),%rsp`, or with a
+    /// large frame `lea -N(%rsp),%r12; cmp 0x10(%r14),%r12`) uses as scratch
+    /// and no probe reads (C code saves them before it writes them). There
+    /// the arguments and the return address are still those of the entry,
+    /// so entry and return probes work unchanged.
     /// - Returns: the offset in `code` (0 when the first instruction is
     ///   emulated), or nil.
     public static func cheapEntryOffset(_ code: [UInt8]) -> UInt64? {
@@ -48,6 +51,7 @@ public enum ProbePlacement {
         var handle: csh = 0
         guard cs_open(CS_ARCH_X86, CS_MODE_64, &handle) == CS_ERR_OK else { return nil }
         defer { cs_close(&handle) }
+        cs_option(handle, CS_OPT_DETAIL, Int(CS_OPT_ON.rawValue))
         var instructions: UnsafeMutablePointer<cs_insn>?
         let count = code.withUnsafeBufferPointer { cs_disasm(handle, $0.baseAddress, $0.count, 0, 4, &instructions) }
         guard count > 0, let instructions else { return nil }
@@ -55,13 +59,18 @@ public enum ProbePlacement {
         for index in 0..<count {
             let offset = Int(instructions[index].address)
             if index > 0, kernelEmulates(Array(code[offset...])) { return UInt64(offset) }
-            guard flagsOnly.contains(x86_insn(rawValue: instructions[index].id)) else { return nil }
+            guard changesNothingProbesRead(instructions[index]) else { return nil }
         }
         return nil
     }
 
-    /// Instructions that write no register but the flags, and no memory.
-    private static let flagsOnly: Set<x86_insn> = [X86_INS_ENDBR64, X86_INS_CMP, X86_INS_TEST, X86_INS_NOP]
+    private static func changesNothingProbesRead(_ instruction: cs_insn) -> Bool {
+        let id = x86_insn(rawValue: instruction.id)
+        if [X86_INS_ENDBR64, X86_INS_CMP, X86_INS_TEST, X86_INS_NOP].contains(id) { return true }
+        guard [X86_INS_LEA, X86_INS_MOV, X86_INS_SUB].contains(id), let detail = instruction.detail else { return false }
+        let operands = Self.operands(of: detail.pointee.x86)
+        return operands.first.map { $0.type == X86_OP_REG && ($0.reg == X86_REG_R12 || $0.reg == X86_REG_R13) } ?? false
+    }
 
     /// Whether the kernel emulates the instruction `code` begins with, so a
     /// uprobe on it does not single-step (arch/x86/kernel/uprobes.c: push of

@@ -40,10 +40,14 @@ import Testing
     @Test func anEntryProbeGoesPastInstructionsThatOnlySetFlags() {
         #expect(ProbePlacement.cheapEntryOffset([0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0x10, 0x01, 0x00, 0x00]) == 4)
         #expect(ProbePlacement.cheapEntryOffset([0x49, 0x3b, 0x66, 0x10, 0x76, 0x50]) == 4)  // jbe rel8
+        // A larger frame: lea -0x68(%rsp),%r12; cmp 0x10(%r14),%r12; jbe (Go 1.19's crypto/tls.(*Conn).Write).
+        #expect(ProbePlacement.cheapEntryOffset([0x4c, 0x8d, 0x64, 0x24, 0x98, 0x4d, 0x3b, 0x66, 0x10,
+                                                 0x0f, 0x86, 0x64, 0x07, 0x00, 0x00]) == 9)
         #expect(ProbePlacement.cheapEntryOffset([0x48, 0x85, 0xff, 0x74, 0x05]) == 3)  // test %rdi,%rdi; je
         #expect(ProbePlacement.cheapEntryOffset([0x0f, 0x1f, 0x44, 0x00, 0x00, 0x55]) == 5)  // nopl; push %rbp
         // A register written first: the arguments or the stack may differ after it.
-        #expect(ProbePlacement.cheapEntryOffset([0x49, 0x89, 0xfd, 0x55]) == nil)  // mov %rdi,%r13; push
+        #expect(ProbePlacement.cheapEntryOffset([0x48, 0x89, 0xfb, 0x55]) == nil)  // mov %rdi,%rbx; push
+        #expect(ProbePlacement.cheapEntryOffset([0x48, 0x8d, 0x7c, 0x24, 0x98, 0x55]) == nil)  // lea -0x68(%rsp),%rdi
         #expect(ProbePlacement.cheapEntryOffset([0x48, 0x83, 0x04, 0x24, 0x01, 0x55]) == nil)  // addq $1,(%rsp); push
     }
 
