@@ -497,18 +497,19 @@ def profile_section(results, cells_dir, summary, lines):
     for workload in ("h1-1k", "h1-64k"):
         s = summary.get(workload, {})
         per_request = hits.get((workload, "floor"))
-        if s.get("none") and s.get("floor") and per_request:
-            extra_us = (1 / s["floor"] - 1 / s["none"]) * 1e6
+        for floor_mode, where in (("floor", "on OpenSSL's API functions (their first instruction single-stepped)"),
+                                  ("floor-tlstap", "at tlstap's probe points (emulated instructions)")):
+            if s.get("none") and s.get(floor_mode) and per_request:
+                extra_us = (1 / s[floor_mode] - 1 / s["none"]) * 1e6
+                estimates.append(
+                    f"- {workload}: {per_request:.1f} probe hits per request; empty probes {where} add "
+                    f"{extra_us:.1f} µs per request to nginx's loop (1/req/s), about "
+                    f"{extra_us / per_request:.1f} µs per probe hit, before any program work.")
+        if s.get("floor-tlstap") and s.get("tlstap"):
             estimates.append(
-                f"- {workload}: {per_request:.1f} probe hits per request; the floor adds "
-                f"{extra_us:.1f} µs per request to nginx's loop (1/req/s), so about "
-                f"{extra_us / per_request:.1f} µs per probe hit (trap, uprobe/uretprobe bookkeeping, return), "
-                "before any program work.")
-        if s.get("floor") and s.get("tlstap"):
-            estimates.append(
-                f"- {workload}: tlstap adds {(1 / s['tlstap'] - 1 / s['floor']) * 1e6:.1f} µs per request "
-                "on top of the floor (its programs' run time above, plus contention: nginx, wrk and tlstap share "
-                "2 cores).")
+                f"- {workload}: tlstap adds {(1 / s['tlstap'] - 1 / s['floor-tlstap']) * 1e6:.1f} µs per request "
+                "on top of empty probes at its own probe points (its programs' run time above, plus contention: "
+                "nginx, wrk and tlstap share 2 cores).")
     if estimates:
         lines += ["Estimated from the medians above:", ""] + estimates + [""]
     for r in cells:
