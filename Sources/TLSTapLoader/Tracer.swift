@@ -197,6 +197,8 @@ public final class Tracer {
         var symbol: String
         /// nil: at `symbol`'s address; else at this file offset.
         var offset: UInt64?
+        /// Where `symbol` begins in the file, when it is one and was found.
+        var symbolOffset: UInt64? = nil
         var enter: CTLSTapBPF_Program
         var exit: CTLSTapBPF_Program
         /// Read by the OpenSSL-API programs (TLSTAP_COOKIE_* in tlstap_abi.h).
@@ -227,9 +229,10 @@ public final class Tracer {
             }
             // Past leading instructions that only set flags (endbr64) when that spares the single step;
             // else at the symbol, found by libbpf.
-            let skip: UInt64? = if let entry, entry != functions[symbol]?.fileOffset { entry } else { nil }
-            return AttachPoint(symbol: symbol, offset: skip, enter: probe.enter, exit: probe.exit, cookie: library,
-                               optional: probe.optional)
+            let start = functions[symbol]?.fileOffset
+            let skip: UInt64? = if let entry, entry != start { entry } else { nil }
+            return AttachPoint(symbol: symbol, offset: skip, symbolOffset: start, enter: probe.enter, exit: probe.exit,
+                               cookie: library, optional: probe.optional)
         }
         guard target.library == .openssl || target.library == .boringssl else { return points }
         let pairs = [("SSL_write", CTLSTapBPF_SSL_WRITE_INNER_ENTER, CTLSTapBPF_SSL_WRITE_EXIT),
@@ -310,24 +313,18 @@ public final class Tracer {
                     + function.returns.map { "\(function.name) @ 0x\(String($0, radix: 16)) (RET)" }
             }
         }
-        let points = attachPoints(for: target)
-        let found = ELFSymbols.functions(target.path, named: Set(points.map(\.symbol))) ?? [:]
-        return points.map { point in
-            let function = found[point.symbol]
-            if let offset = point.offset {
-                let note = function.map { skipped(offset - $0.fileOffset, at: $0, in: target.path) } ?? ""
-                return "\(point.symbol) @ 0x\(String(offset, radix: 16)) (entry\(note) and uretprobe)"
-            }
-            guard let function else { return "\(point.symbol): not in this file" }
-            return "\(point.symbol) @ 0x\(String(function.fileOffset, radix: 16)) (entry and uretprobe)"
+        return attachPoints(for: target).map { point in
+            guard let offset = point.offset ?? point.symbolOffset else { return "\(point.symbol): not in this file" }
+            let note = point.symbolOffset.map { skipped(from: $0, to: offset, in: target.path) } ?? ""
+            return "\(point.symbol) @ 0x\(String(offset, radix: 16)) (entry\(note) and uretprobe)"
         }
     }
 
-    /// How `tlstap check` says what an entry probe `bytes` into `function` skipped.
-    private static func skipped(_ bytes: UInt64, at function: ELFSymbols.Function, in path: String) -> String {
-        guard bytes > 0, bytes < 16 else { return "" }
-        let code = ELFSymbols.bytes(path, at: function.fileOffset, count: Int(bytes)) ?? []
-        return code == [0xf3, 0x0f, 0x1e, 0xfa] ? ", past its endbr64" : ", past \(bytes) bytes that only set flags"
+    /// How `tlstap check` says what an entry probe at `offset` skipped of the function at `start`.
+    private static func skipped(from start: UInt64, to offset: UInt64, in path: String) -> String {
+        guard offset > start, offset - start < 16 else { return "" }
+        let code = ELFSymbols.bytes(path, at: start, count: Int(offset - start)) ?? []
+        return code == [0xf3, 0x0f, 0x1e, 0xfa] ? ", past its endbr64" : ", past \(offset - start) bytes that only set flags"
     }
 
     /// The entry and return probes of `target` as lines a C libbpf program
@@ -336,10 +333,8 @@ public final class Tracer {
     /// in hex. Go's RET probes are not listed.
     public static func attachPlanLines(for target: LibraryTarget) -> [String] {
         guard target.goFunctions == nil else { return [] }
-        let points = attachPoints(for: target)
-        let found = ELFSymbols.functions(target.path, named: Set(points.map(\.symbol))) ?? [:]
-        return points.compactMap { point in
-            guard let offset = point.offset ?? found[point.symbol]?.fileOffset,
+        return attachPoints(for: target).compactMap { point in
+            guard let offset = point.offset ?? point.symbolOffset,
                 let enter = CTLSTapBPF_program_name(point.enter), let exit = CTLSTapBPF_program_name(point.exit)
             else { return nil }
             return "\(target.path) 0x\(String(offset, radix: 16)) 0x\(String(point.cookie, radix: 16)) "
