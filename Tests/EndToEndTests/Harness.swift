@@ -109,6 +109,16 @@ enum Harness {
         return binary
     }
 
+    /// Stops a running tlstap with `signal` once the traced programs' last
+    /// records have had time to reach it (300 ms), and collects its output.
+    static func stop(_ tracer: LaunchedProgram, with signal: Int32 = SIGINT)
+        -> (status: Int32, output: [UInt8], standardError: String)
+    {
+        usleep(300_000)
+        tracer.signal(signal)
+        return tracer.waitForBytes()
+    }
+
     /// Runs tlstap to its end.
     static func run(_ arguments: [String]) throws -> (status: Int32, output: [UInt8], standardError: String) {
         try LaunchedProgram([tlstap] + arguments).waitForBytes()

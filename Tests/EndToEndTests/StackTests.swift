@@ -138,9 +138,7 @@ extension EndToEnd.StackTests {
         let clientPID = Int(launched.process.processIdentifier)
         let client = launched.wait()
         let serverResult = server.wait()
-        usleep(300_000)
-        tracer.signal(SIGINT)
-        let run = tracer.waitForBytes()
+        let run = Harness.stop(tracer)
 
         #expect(run.status == 0, "\(run.standardError)")
         #expect(client.status == 0, "the client exits normally: \(client.standardError)")
@@ -204,9 +202,7 @@ extension EndToEnd.StackTests {
         #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
         try #require(FileManager.default.createFile(atPath: go, contents: nil))
         let result = program.wait()
-        usleep(300_000)
-        tracer.signal(SIGINT)
-        let run = tracer.waitForBytes()
+        let run = Harness.stop(tracer)
 
         #expect(result.status == 0, "\(result.standardError)")
         #expect(run.status == 0, "\(run.standardError)")
