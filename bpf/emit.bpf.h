@@ -41,11 +41,50 @@ struct {
  * iovec for vectored syscalls.
  */
 struct emit_state {
-	struct tlstap_chunk_header header; /* chunk_len and chunk_offset unset */
+	struct tlstap_chunk_header header; /* chunk_len, chunk_offset and lost_before unset */
 	__u64 buffer;			   /* user address of the segment */
 	__u64 segment_offset;
 	__u64 segment_len;
+	__u32 lost_before;		   /* told by the call's first chunk that gets through */
+	__u8 delivered;			   /* a chunk of the call got through */
+	__u8 pad[3];
 };
+
+/*
+ * Loss marks: a call none of whose chunks got through leaves a gap in its
+ * socket's stream. The socket counts the gap's bytes, per direction, and
+ * the next record that gets through for it carries them (lost_before), so
+ * user space knows exactly where a stream has a hole. `lost` is the
+ * socket's counter for the call's direction, or NULL when the socket is
+ * unknown. The count saturates: a u32 that says "at least".
+ */
+static __always_inline void begin_loss_mark(struct emit_state *state, __u32 *lost)
+{
+	state->lost_before = lost ? *lost : 0;
+	state->delivered = 0;
+}
+
+static __always_inline void end_loss_mark(struct emit_state *state, __u32 *lost)
+{
+	__u64 gap;
+
+	if (!lost)
+		return;
+	if (state->delivered) {
+		if (*lost)
+			*lost = 0;
+		return;
+	}
+	gap = (__u64)*lost + state->header.total_len;
+	*lost = gap > 0xffffffffULL ? 0xffffffff : (__u32)gap;
+}
+
+/* A chunk got through: the first one of the call tells the gap before it. */
+static __always_inline void chunk_delivered(struct emit_state *state)
+{
+	state->lost_before = 0;
+	state->delivered = 1;
+}
 
 /*
  * Waking the reader for every record costs more than the copy (measured in
@@ -89,6 +128,7 @@ static __always_inline void emit_chunk_in_place(struct emit_state *state, __u64 
 
 	header.chunk_len = len;
 	header.chunk_offset = state->segment_offset + offset;
+	header.lost_before = state->lost_before;
 	if (bpf_ringbuf_reserve_dynptr(&events, sizeof(header) + len, 0, &slot)) {
 		bpf_ringbuf_discard_dynptr(&slot, 0); /* the verifier wants even a failed slot released */
 		count_lost(len);
@@ -101,6 +141,7 @@ static __always_inline void emit_chunk_in_place(struct emit_state *state, __u64 
 		return;
 	}
 	bpf_ringbuf_submit_dynptr(&slot, wakeup_flags());
+	chunk_delivered(state);
 }
 
 /* bpf_loop callback: sends chunk `index`; returns 1 to stop the loop. */
@@ -129,9 +170,12 @@ static long emit_chunk(__u32 index, void *data)
 	record->header = state->header;
 	record->header.chunk_len = len;
 	record->header.chunk_offset = state->segment_offset + offset;
+	record->header.lost_before = state->lost_before;
 	if (bpf_probe_read_user(record->payload, len, (void *)(state->buffer + offset)) ||
 	    bpf_ringbuf_output(&events, record, sizeof(record->header) + len, wakeup_flags()))
 		count_lost(len);
+	else
+		chunk_delivered(state);
 	return 0;
 }
 

@@ -94,9 +94,11 @@ static __always_inline void finish_plain_call(long ret)
 	state.header.total_len = ret;
 	state.header.fd = call.fd;
 	bpf_get_current_comm(state.header.comm, sizeof(state.header.comm));
+	begin_loss_mark(&state, socket_lost(socket, call.direction));
 	if (!call.iov_count) {
 		state.buffer = call.buffer;
 		emit_payload(&state);
+		end_loss_mark(&state, socket_lost(socket, call.direction));
 		return;
 	}
 	for (int i = 0; i < TLSTAP_MAX_IOVECS && i < call.iov_count && done < (__u64)ret; i++) {
@@ -108,6 +110,7 @@ static __always_inline void finish_plain_call(long ret)
 		emit_segment(&state);
 		done += state.segment_len;
 	}
+	end_loss_mark(&state, socket_lost(socket, call.direction));
 	if (done < (__u64)ret)
 		count_lost(ret - done); /* more iovecs than TLSTAP_MAX_IOVECS */
 }

@@ -45,8 +45,19 @@ struct socket_state {
 	__u64 file;   /* the open file behind the fd, to notice the fd reused for another socket */
 	__u8 wanted;  /* passes --port/--host */
 	__u8 is_tls;  /* carries TLS records: its syscalls are never plaintext */
-	__u8 pad[6];
+	__u8 pad[2];
+	/* Bytes of whole calls lost per direction (index direction - 1), not yet told (lost_before). */
+	__u32 lost[2];
+	__u32 pad2;
 };
+
+/* The socket's count of lost bytes for `direction`, or NULL without a socket. */
+static __always_inline __u32 *socket_lost(struct socket_state *socket, __u8 direction)
+{
+	if (!socket)
+		return NULL;
+	return direction == TLSTAP_DIR_IN ? &socket->lost[1] : &socket->lost[0];
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -88,7 +88,9 @@ static __always_inline void send_call(struct tls_call *call, __u8 direction, __u
 	state.header.fd = socket ? fd : -1;
 	state.buffer = call->buffer;
 	bpf_get_current_comm(state.header.comm, sizeof(state.header.comm));
+	begin_loss_mark(&state, socket_lost(socket, direction));
 	emit_payload(&state);
+	end_loss_mark(&state, socket_lost(socket, direction));
 }
 
 /*

@@ -5,7 +5,8 @@
 /// with a later call of the same thread. The assembler still accepts them in
 /// any order and at any split. A call whose chunks were lost in the kernel is
 /// emitted with what arrived as soon as the same thread's next call shows up,
-/// or at `flush()`; its `missingBytes` says how much is absent.
+/// or at `flush()`; its `missingBytes` says how much is absent. The call's
+/// first chunk to arrive tells the bytes of whole calls lost before it.
 public struct ChunkAssembler {
     private struct PartialCall {
         var first: DataChunk
@@ -86,6 +87,7 @@ public struct ChunkAssembler {
         DataEvent(
             timeNanoseconds: clock.wallNanoseconds(fromMonotonic: chunk.callTimeNanoseconds), pid: chunk.pid,
             tid: chunk.tid, comm: chunk.comm, library: chunk.library, function: chunk.function,
-            direction: chunk.direction, ssl: chunk.ssl, length: chunk.totalLength, payload: payload, fd: chunk.fd)
+            direction: chunk.direction, ssl: chunk.ssl, length: chunk.totalLength, payload: payload, fd: chunk.fd,
+            lostBefore: UInt64(chunk.lostBefore))
     }
 }

@@ -22,11 +22,14 @@ public struct DataChunk: Sendable, Equatable {
     public var payload: [UInt8]
     /// The socket, -1 when unknown.
     public var fd: Int32
+    /// Bytes of whole calls on this socket, in this direction, that were
+    /// lost (ring buffer full) since the last record that got through for it.
+    public var lostBefore: UInt32
 
     public init(
         library: TLSLibrary, function: TLSFunction, direction: Direction, pid: UInt32, tid: UInt32,
         callTimeNanoseconds: UInt64, ssl: UInt64, totalLength: UInt64, offset: UInt64, comm: String,
-        payload: [UInt8], fd: Int32 = -1
+        payload: [UInt8], fd: Int32 = -1, lostBefore: UInt32 = 0
     ) {
         self.library = library
         self.function = function
@@ -40,6 +43,7 @@ public struct DataChunk: Sendable, Equatable {
         self.comm = comm
         self.payload = payload
         self.fd = fd
+        self.lostBefore = lostBefore
     }
 }
 
@@ -150,7 +154,8 @@ public enum RecordDecoder {
             library: library, function: function, direction: direction, pid: header.pid, tid: header.tid,
             callTimeNanoseconds: header.call_time_ns, ssl: header.ssl, totalLength: header.total_len,
             offset: header.chunk_offset, comm: commString(header.comm),
-            payload: Array(UnsafeRawBufferPointer(rebasing: record[headerSize...])), fd: header.fd)
+            payload: Array(UnsafeRawBufferPointer(rebasing: record[headerSize...])), fd: header.fd,
+            lostBefore: header.lost_before)
     }
 
     /// The comm up to its first NUL, as UTF-8 with invalid bytes replaced.

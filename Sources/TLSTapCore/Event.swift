@@ -109,6 +109,9 @@ public struct DataEvent: Sendable, Equatable {
     public var fd: Int32
     /// The connection, once the tracker has named it.
     public var connection: Connection?
+    /// Bytes of whole calls on this connection, in this direction, lost
+    /// (ring buffer full) right before this one: the stream has a gap here.
+    public var lostBefore: UInt64
 
     /// Bytes of this call that the ring buffer could not carry.
     public var missingBytes: UInt64 {
@@ -119,7 +122,7 @@ public struct DataEvent: Sendable, Equatable {
     public init(
         timeNanoseconds: UInt64, pid: UInt32, tid: UInt32, comm: String, library: TLSLibrary,
         function: TLSFunction, direction: Direction, ssl: UInt64, length: UInt64, payload: [UInt8], fd: Int32 = -1,
-        connection: Connection? = nil
+        connection: Connection? = nil, lostBefore: UInt64 = 0
     ) {
         self.timeNanoseconds = timeNanoseconds
         self.pid = pid
@@ -133,6 +136,7 @@ public struct DataEvent: Sendable, Equatable {
         self.payload = payload
         self.fd = fd
         self.connection = connection
+        self.lostBefore = lostBefore
     }
 }
 

@@ -86,6 +86,9 @@ public final class JSONLinesSink: EventSink {
         line.append("\",\"len\":", decimal: event.length)
         line.append(",\"fd\":", decimal: event.fd)
         line.append(contentsOf: connectionFields)
+        if event.lostBefore > 0 {
+            line.append(",\"lost_before\":", decimal: event.lostBefore)
+        }
         if event.missingBytes > 0 {
             line.append(",\"lost_bytes\":", decimal: event.missingBytes)
         }

@@ -8,8 +8,9 @@ import TLSTapHTTP
 /// and ports (Ethernet + IPv4/IPv6 + TCP, checksums computed): a three-way
 /// handshake from the side that connected (or a comment that the capture
 /// joined mid-stream), data segments with consistent sequence and
-/// acknowledgement numbers so TCP reassembly follows the stream, and FINs at
-/// close. Timestamps have nanosecond resolution (if_tsresol = 9); every
+/// acknowledgement numbers so TCP reassembly follows the stream (bytes the
+/// ring buffer lost are skipped in the sequence space, so a hole shows as
+/// one), and FINs at close. Timestamps have nanosecond resolution (if_tsresol = 9); every
 /// packet carries a comment naming pid, comm and library. Blocks are
 /// written as they happen and flushed at least every second.
 public final class PcapngSink: EventSink {
@@ -33,9 +34,13 @@ public final class PcapngSink: EventSink {
     }
 
     public func write(_ event: DataEvent) throws(OutputError) {
-        guard let connection = event.connection, !event.payload.isEmpty else { return }
+        guard let connection = event.connection, event.length > 0 else { return }
         var flow = try flowStarting(connection, time: event.timeNanoseconds)
         let outbound = event.direction == .outbound
+        // Lost bytes keep their place in the sequence space, so Wireshark
+        // shows "previous segment not captured" where the stream has a hole.
+        let skipped = UInt32(truncatingIfNeeded: event.lostBefore)
+        if outbound { flow.localSeq &+= skipped } else { flow.remoteSeq &+= skipped }
         let comment = "pid=\(event.pid) comm=\(event.comm) lib=\(event.library.name) func=\(event.function.name)"
         var offset = 0
         while offset < event.payload.count {
@@ -46,6 +51,8 @@ public final class PcapngSink: EventSink {
             if outbound { flow.localSeq &+= UInt32(segment.count) } else { flow.remoteSeq &+= UInt32(segment.count) }
             offset += segment.count
         }
+        let missing = UInt32(truncatingIfNeeded: event.missingBytes)
+        if outbound { flow.localSeq &+= missing } else { flow.remoteSeq &+= missing }
         flows[connection.id] = flow
         try flushEverySecond(event.timeNanoseconds)
     }

@@ -84,6 +84,7 @@ public final class TextSink: EventSink {
         if event.library != .socket { line += "ssl=0x" + String(event.ssl, radix: 16) + " " }
         line += "\(event.length) bytes"
         if event.missingBytes > 0 { line += " (\(event.missingBytes) lost)" }
+        if event.lostBefore > 0 { line += " (\(event.lostBefore) bytes lost before this call)" }
         return line + "\n"
     }
 }

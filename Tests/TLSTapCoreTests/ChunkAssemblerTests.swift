@@ -70,6 +70,21 @@ import Testing
         #expect(events[1].payload == [1, 2, 3])
     }
 
+    /// The bytes of whole calls lost before a call reach its event, from
+    /// whichever of its chunks got through first.
+    @Test func bytesLostBeforeACallReachItsEvent() {
+        var assembler = ChunkAssembler(clock: clock)
+        var events = ChunkBuilder.chunks(of: [1, 2, 3], chunkSize: 16, callTime: 1_000, lostBefore: 4_096)
+            .flatMap { assembler.add($0) }
+        var chunks = ChunkBuilder.chunks(of: payload, chunkSize: 16384, callTime: 2_000, lostBefore: 777)
+        chunks.removeFirst()  // the first chunk was lost too: the second tells the gap
+        for chunk in chunks { events += assembler.add(chunk) }
+        events += assembler.flush()
+        #expect(events.map(\.lostBefore) == [4_096, 777])
+        #expect(events[1].payload.isEmpty)
+        #expect(events[1].missingBytes == 50_000)
+    }
+
     @Test func flushEmitsWhatIsPending() {
         var assembler = ChunkAssembler(clock: clock)
         let chunks = ChunkBuilder.chunks(of: payload, chunkSize: 16384)

@@ -7,7 +7,7 @@ import TestSupport
     @Test func decodesEveryHeaderField() throws {
         let bytes = ChunkBuilder.record(
             function: 4, direction: 2, pid: 4242, tid: 4243, callTime: 123_456_789, ssl: 0x5555_0000_1234,
-            total: 10, offset: 4, comm: "python3", payload: Array("abcdef".utf8))
+            total: 10, offset: 4, comm: "python3", payload: Array("abcdef".utf8), lostBefore: 70_000)
         let chunk = try bytes.withUnsafeBytes { try RecordDecoder.decode($0) }
         #expect(chunk.function == .sslReadEx)
         #expect(chunk.direction == .inbound)
@@ -20,6 +20,7 @@ import TestSupport
         #expect(chunk.offset == 4)
         #expect(chunk.comm == "python3")
         #expect(chunk.payload == Array("abcdef".utf8))
+        #expect(chunk.lostBefore == 70_000)
     }
 
     @Test func refusesMalformedRecords() {

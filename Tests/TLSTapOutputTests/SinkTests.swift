@@ -28,7 +28,8 @@ import TLSTapHTTP
             payload: Array("HTTP/1.0 200 ok\r\n\r\n\u{1b}[31mred\ttab\rcr".utf8) + [0x00, 0xff, 0x80]),
         DataEvent(
             timeNanoseconds: 1_700_000_000_300_000_000, pid: 9, tid: 9, comm: "lossy", library: .openssl,
-            function: .sslRead, direction: .inbound, ssl: 0x20, length: 20_000, payload: Array(repeating: 0x41, count: 18)),
+            function: .sslRead, direction: .inbound, ssl: 0x20, length: 20_000, payload: Array(repeating: 0x41, count: 18),
+            lostBefore: 65_536),
     ]
 
     static let sampleExchanges: [HTTPExchange] = {
@@ -139,6 +140,8 @@ import TLSTapHTTP
         #expect(objects[1]["comm"] as? String == "we\"ird\\\u{1}")
         #expect(Data(base64Encoded: objects[1]["data"] as? String ?? "") == Data(Self.sampleEvents[1].payload))
         #expect(objects[2]["lost_bytes"] as? Int == 19_982)
+        #expect(objects[2]["lost_before"] as? Int == 65_536)
+        #expect(objects[0]["lost_before"] == nil)
         let exchanges = objects.filter { $0["event"] as? String == "http" }
         objects.removeAll { $0["event"] as? String == "http" }
         #expect(exchanges.count == 3)

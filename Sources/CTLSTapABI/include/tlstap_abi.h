@@ -137,7 +137,13 @@ struct tlstap_chunk_header {
 	__u64 chunk_offset; /* where this chunk starts within the payload */
 	char comm[TLSTAP_COMM_LEN];
 	__s32 fd;	    /* the socket the bytes went through, -1 if unknown */
-	__u32 reserved;
+	/*
+	 * Bytes of whole calls on this socket, in this direction, that the ring
+	 * buffer could not carry since the last record it carried for them:
+	 * the stream has a gap right before this record's call. Saturates at
+	 * UINT32_MAX. Bytes missing inside a call show as its absent chunks.
+	 */
+	__u32 lost_before;
 };
 
 /*
