@@ -4,6 +4,12 @@ import DequeModule
 /// exchanges: keep-alive, pipelining (responses answer requests in order),
 /// 1xx interim responses, bodies that HEAD, 204 and 304 forbid, bodies
 /// ended by close, and upgrades (after which parsing stops).
+///
+/// After a side's bytes were lost (`lost(fromClient:time:)`), its parser
+/// resumes at that side's next message. The first response after lost
+/// response bytes answers the latest request that began before it (clients
+/// wait for each response, as nearly all do; pipelined requests cannot be
+/// paired again); the requests before that one end with their response lost.
 /// A class: it owns a connection's parsing state, which changes in place as bytes arrive.
 final class HTTP1Connection {
     private var requests: HTTP1StreamParser
@@ -16,6 +22,8 @@ final class HTTP1Connection {
     private let template: HTTPExchange
     private let limits: HTTPLimits
     private var stopped = false
+    /// Response bytes were lost: the next response may skip requests whose responses were lost.
+    private var responsesLost = false
 
     init(template: HTTPExchange, limits: HTTPLimits) {
         self.template = template
@@ -27,7 +35,7 @@ final class HTTP1Connection {
     /// Bytes the client sent.
     func feedRequest(_ bytes: [UInt8], time: UInt64) -> [HTTPExchange] {
         guard !stopped else { return [] }
-        for event in requests.feed(bytes, time: time, bodyMode: Self.requestBodyMode) {
+        for event in requests.feed(bytes, time: time, bodyMode: { head, _ in Self.requestBodyMode(head) }) {
             switch event {
             case .head(let head, let start):
                 var exchange = template
@@ -59,18 +67,41 @@ final class HTTP1Connection {
         // The parser asks for each head's body mode while it parses, before the
         // events below move the queue on: count the final heads of this feed.
         let methods = pending.map(\.method)
+        let starts = pending.map(\.startNanoseconds)
         var answering = responseStarted ? 1 : 0
-        let bodyMode = { (head: HTTP1Head) -> HTTP1BodyMode in
+        // Per final head of this feed: how many pending requests lost their responses before it.
+        var skips: [Int] = []
+        var afterGap = responsesLost
+        let bodyMode = { (head: HTTP1Head, start: UInt64) -> HTTP1BodyMode in
             let status = Int(head.second) ?? 0
+            guard !(100...199).contains(status) || status == 101 else {
+                return Self.responseBodyMode(head, requestMethod: nil)  // interim: the real one follows
+            }
+            var skipping = 0
+            if afterGap, let latest = starts.lastIndex(where: { $0 <= start }), latest > answering {
+                skipping = latest - answering
+                answering = latest
+            }
+            afterGap = false
+            skips.append(skipping)
             let method = answering < methods.count ? methods[answering] : nil
-            if !(100...199).contains(status) || status == 101 { answering += 1 }
+            answering += 1
             return Self.responseBodyMode(head, requestMethod: method)
         }
+        var heads = 0
         for event in responses.feed(bytes, time: time, bodyMode: bodyMode) {
             switch event {
-            case .head(let head, _):
+            case .head(let head, let start):
                 let status = Int(head.second) ?? 0
                 if (100...199).contains(status) && status != 101 { continue }  // interim: the real one follows
+                for _ in 0..<min(heads < skips.count ? skips[heads] : 0, pending.count) {
+                    var unanswered = pending.removeFirst()
+                    unanswered.endNanoseconds = start
+                    unanswered.note = "response lost"
+                    finished.append(unanswered)
+                }
+                heads += 1
+                responsesLost = false
                 if pending.isEmpty { pending.append(template) }  // a response to a request we did not see
                 pending[0].status = status
                 pending[0].reason = head.third
@@ -101,6 +132,27 @@ final class HTTP1Connection {
             }
         }
         return finished
+    }
+
+    /// Bytes one side sent were lost (the ring buffer was full) at `time`,
+    /// right before the bytes fed next from that side.
+    /// - Returns: an exchange whose response was being read, ended and marked.
+    func lost(fromClient: Bool, time: UInt64) -> [HTTPExchange] {
+        guard !stopped else { return [] }
+        if fromClient {
+            if requests.skipToNextMessage(.requests), !pending.isEmpty {
+                pending[pending.count - 1].note = "request bytes lost"
+            }
+            return []
+        }
+        responses.skipToNextMessage(.responses)
+        responsesLost = true
+        guard responseStarted, !pending.isEmpty else { return [] }
+        var exchange = pending.removeFirst()
+        exchange.endNanoseconds = time
+        exchange.note = "response bytes lost"
+        responseStarted = false
+        return [exchange]
     }
 
     /// The connection closed: a close-delimited response ends, the rest end unanswered.

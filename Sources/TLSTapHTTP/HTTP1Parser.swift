@@ -18,6 +18,12 @@ struct HTTP1Head: Equatable {
     var headers: [HTTPHeader]
 }
 
+/// Which messages one direction of a connection carries.
+enum HTTP1MessageKind: Equatable {
+    case requests
+    case responses
+}
+
 /// What the parser found, in order.
 enum HTTP1ParseEvent: Equatable {
     case head(HTTP1Head, time: UInt64)
@@ -33,6 +39,10 @@ enum HTTP1ParseEvent: Equatable {
 /// Feed it bytes in any split; it produces the same events. Only a head or
 /// chunk-size line being assembled is buffered (capped by
 /// `HTTPLimits.maxHeaderBytes`); body bytes pass straight through.
+///
+/// After bytes were lost (`skipToNextMessage`), it skips what it is given
+/// until a line that starts a message of its kind, at the start of a call's
+/// bytes or after a line feed, and parses again from there.
 struct HTTP1StreamParser {
     private enum State: Equatable {
         case head
@@ -42,6 +52,8 @@ struct HTTP1StreamParser {
         case chunkDataEnd
         case trailers
         case untilClose
+        /// Bytes were lost: skipping to the next start line of this kind.
+        case seeking(HTTP1MessageKind)
         case stopped
     }
 
@@ -59,13 +71,37 @@ struct HTTP1StreamParser {
 
     var isStopped: Bool { state == .stopped }
 
-    /// Parses `bytes` that arrived at `time`.
-    /// - Parameter bodyMode: decides, from a complete head, how its body ends.
-    mutating func feed(_ bytes: [UInt8], time: UInt64, bodyMode: (HTTP1Head) -> HTTP1BodyMode) -> [HTTP1ParseEvent] {
+    /// Bytes of this stream were lost: what was being parsed is broken, and
+    /// parsing goes on at the next message of `kind`.
+    /// - Returns: whether a message whose head was already reported was
+    ///   still open (its body or trailers were being read).
+    @discardableResult
+    mutating func skipToNextMessage(_ kind: HTTP1MessageKind) -> Bool {
+        guard state != .stopped else { return false }
+        let open: Bool
+        switch state {
+        case .head, .seeking, .stopped: open = false
+        case .body, .chunkSize, .chunkData, .chunkDataEnd, .trailers, .untilClose: open = true
+        }
+        state = .seeking(kind)
+        buffer = []
+        section = []
+        messageStart = nil
+        return open
+    }
+
+    /// Parses `bytes` that arrived at `time` (the bytes of one call).
+    /// - Parameter bodyMode: decides, from a complete head and the time its
+    ///   message began, how its body ends.
+    mutating func feed(
+        _ bytes: [UInt8], time: UInt64, bodyMode: (HTTP1Head, UInt64) -> HTTP1BodyMode
+    ) -> [HTTP1ParseEvent] {
         guard state != .stopped else { return [] }
         var events: [HTTP1ParseEvent] = []
         var input = bytes[...]
+        var callStart = true
         while !input.isEmpty {
+            defer { callStart = false }
             switch state {
             case .head:
                 if buffer.isEmpty && section.isEmpty {
@@ -81,7 +117,7 @@ struct HTTP1StreamParser {
                 }
                 guard let parsed = Self.parseHead(head) else { return events + stop("malformed start line or header") }
                 events.append(.head(parsed, time: messageStart ?? time))
-                switch bodyMode(parsed) {
+                switch bodyMode(parsed, messageStart ?? time) {
                 case .none: events.append(endMessage(time))
                 case .length(let count): state = count > 0 ? .body(remaining: count) : .head
                     if count == 0 { events.append(endMessage(time)) }
@@ -135,6 +171,28 @@ struct HTTP1StreamParser {
             case .untilClose:
                 events.append(.body(input))
                 input = input.dropFirst(input.count)
+            case .seeking(let kind):
+                // `buffer` holds the last partial line of earlier bytes, which
+                // could start a message; `messageStart` is when it arrived.
+                let kept = buffer.count
+                let keptTime = messageStart
+                let candidate = buffer + input
+                buffer = []
+                messageStart = nil
+                input = input.dropFirst(input.count)
+                var lineStarts = kept > 0 ? [0] : []
+                if callStart { lineStarts.append(kept) }
+                if let start = Self.firstStartLine(in: candidate, lineStarts: lineStarts, kind: kind) {
+                    state = .head
+                    input = candidate[start...]
+                    if start < kept { messageStart = keptTime }
+                } else {
+                    let tail = candidate.lastIndex(of: 0x0a).map { $0 + 1 } ?? (lineStarts.first ?? candidate.count)
+                    if candidate.count - tail <= limits.maxHeaderBytes {
+                        buffer = Array(candidate[tail...])
+                        messageStart = tail < kept ? keptTime : time
+                    }
+                }
             case .stopped:
                 return events
             }
@@ -187,6 +245,43 @@ struct HTTP1StreamParser {
         input = input[(newline + 1)...]
         if line.last == 0x0d { line.removeLast() }
         return line
+    }
+
+    /// Where the first complete line of `bytes` that starts a message of
+    /// `kind` begins. Lines begin at `lineStarts` and after each line feed.
+    static func firstStartLine(in bytes: [UInt8], lineStarts: [Int], kind: HTTP1MessageKind) -> Int? {
+        var start = lineStarts.first ?? bytes.firstIndex(of: 0x0a).map { $0 + 1 } ?? bytes.count
+        var explicit = lineStarts.dropFirst()
+        while start < bytes.count, let newline = bytes[start...].firstIndex(of: 0x0a) {
+            var line = bytes[start..<newline]
+            if line.last == 0x0d { line = line.dropLast() }
+            if isStartLine(line, kind: kind) { return start }
+            if let next = explicit.first, next > start, next <= newline {
+                start = next
+                explicit = explicit.dropFirst()
+            } else {
+                start = newline + 1
+            }
+        }
+        return nil
+    }
+
+    /// `METHOD target HTTP/1.x`, or `HTTP/1.x NNN reason`.
+    static func isStartLine(_ line: ArraySlice<UInt8>, kind: HTTP1MessageKind) -> Bool {
+        let version = Array("HTTP/1.".utf8)
+        func isVersion(_ part: ArraySlice<UInt8>) -> Bool {
+            part.count == version.count + 1 && part.starts(with: version) && (part.last == 0x30 || part.last == 0x31)
+        }
+        switch kind {
+        case .requests:
+            let parts = line.split(separator: 0x20, maxSplits: 2, omittingEmptySubsequences: false)
+            return parts.count == 3 && !parts[0].isEmpty && !parts[1].isEmpty
+                && parts[0].allSatisfy { (0x41...0x5a).contains($0) || $0 == 0x2d } && isVersion(parts[2])
+        case .responses:
+            let parts = line.split(separator: 0x20, maxSplits: 2, omittingEmptySubsequences: false)
+            return parts.count >= 2 && isVersion(parts[0]) && parts[1].count == 3
+                && parts[1].allSatisfy { (0x30...0x39).contains($0) }
+        }
     }
 
     static func lines(_ section: [UInt8]) -> [ArraySlice<UInt8>] {

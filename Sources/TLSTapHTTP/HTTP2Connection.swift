@@ -23,6 +23,12 @@ struct HTTP2FrameReader {
         self.maxFramePayload = maxFramePayload
     }
 
+    /// Bytes were lost: what is buffered belongs to a frame that cannot be completed.
+    mutating func restart() {
+        buffer = []
+        prefaceLeft = 0
+    }
+
     /// The frames completed by `bytes`, or nil if the stream is not HTTP/2.
     mutating func feed(_ bytes: [UInt8]) -> [HTTP2Frame]? {
         var input = bytes[...]
@@ -119,6 +125,9 @@ final class HTTP2Connection {
     private var responseTableLost = false
     private var streams: [UInt32: StreamState] = [:]
     private var pendingBlock: PendingBlock?
+    /// Bytes of that side were lost: its next bytes must start with frames.
+    private var clientRealigning = false
+    private var serverRealigning = false
     private let template: HTTPExchange
     private let limits: HTTPLimits
     private(set) var failed: String?
@@ -158,6 +167,13 @@ final class HTTP2Connection {
     /// - Returns: the exchanges these bytes completed.
     func feed(fromClient: Bool, _ bytes: [UInt8], time: UInt64) -> [HTTPExchange] {
         guard failed == nil else { return [] }
+        if fromClient ? clientRealigning : serverRealigning {
+            guard Self.looksLikeFrames(bytes) else {
+                failed = "bytes lost in the middle of a frame"
+                return []
+            }
+            if fromClient { clientRealigning = false } else { serverRealigning = false }
+        }
         let frames = fromClient ? clientFrames.feed(bytes) : serverFrames.feed(bytes)
         guard let frames else {
             failed = "not HTTP/2 framing"
@@ -166,6 +182,27 @@ final class HTTP2Connection {
         var finished: [HTTPExchange] = []
         for frame in frames { finished += handle(frame, fromClient: fromClient, time: time) }
         return finished
+    }
+
+    /// Bytes one side sent were lost (the ring buffer was full) right
+    /// before the bytes fed next from that side. Frames go on from those
+    /// bytes if they begin with a frame (whole calls were lost, and a call
+    /// holds whole frames, as servers and clients write them), else parsing
+    /// stops. That side's header table missed entries: its later header
+    /// blocks are not decoded. Every stream open now may have lost bytes.
+    func lost(fromClient: Bool, time: UInt64) -> [HTTPExchange] {
+        guard failed == nil else { return [] }
+        if fromClient {
+            clientFrames.restart()
+            clientRealigning = true
+        } else {
+            serverFrames.restart()
+            serverRealigning = true
+        }
+        if pendingBlock?.fromClient == fromClient { pendingBlock = nil }
+        markTableLost(fromClient: fromClient)
+        for id in streams.keys { streams[id]?.exchange.note = "bytes lost" }
+        return []
     }
 
     /// The connection closed: every open stream ends without its response.

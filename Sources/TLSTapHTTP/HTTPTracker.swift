@@ -7,7 +7,10 @@ import TLSTapCore
 /// raw and ignored from then on. Which direction is the client's follows
 /// from the connection's role, or, when tlstap joined mid-connection, from
 /// which side sent the request. Parse errors mark a connection raw; they
-/// never stop tlstap. State is dropped when the connection closes.
+/// never stop tlstap. Where the kernel lost bytes of a stream (an event's
+/// `lostBefore`, or chunks missing from its own call), that side's parser
+/// is told, and resumes at its next message. State is dropped when the
+/// connection closes.
 public struct HTTPTracker {
     private enum Parser {
         case undecided
@@ -70,7 +73,9 @@ public struct HTTPTracker {
                 }
             }
         default:
-            finished = feed(&state, outbound: outbound, bytes: event.payload, time: event.timeNanoseconds)
+            if event.lostBefore > 0 { finished += lost(&state, outbound: outbound, time: event.timeNanoseconds) }
+            finished += feed(&state, outbound: outbound, bytes: event.payload, time: event.timeNanoseconds)
+            if event.missingBytes > 0 { finished += lost(&state, outbound: outbound, time: event.timeNanoseconds) }
         }
         if case .raw = state.parser { state.early = [] }
         connections[connection.id] = state
@@ -109,6 +114,15 @@ public struct HTTPTracker {
             return done
         case .undecided, .raw:
             return []
+        }
+    }
+
+    private func lost(_ state: inout ConnectionState, outbound: Bool, time: UInt64) -> [HTTPExchange] {
+        guard let clientIsOutbound = state.clientIsOutbound else { return [] }
+        switch state.parser {
+        case .http1(let http1): return http1.lost(fromClient: outbound == clientIsOutbound, time: time)
+        case .http2(let http2): return http2.lost(fromClient: outbound == clientIsOutbound, time: time)
+        case .undecided, .raw: return []
         }
     }
 

@@ -13,7 +13,8 @@ enum FuzzTarget: String, CaseIterable {
     case records
 
     /// Runs one input. The first byte splits it into the client's and the
-    /// server's bytes and sets the piece size, so the fuzzer also explores splits.
+    /// server's bytes, sets the piece size, and marks some pieces as coming
+    /// after lost bytes, so the fuzzer also explores splits and resyncs.
     func run(_ input: [UInt8]) {
         switch self {
         case .http1, .http2:
@@ -25,10 +26,13 @@ enum FuzzTarget: String, CaseIterable {
             let server = Array(body[cut...])
             var tracker = HTTPTracker(limits: HTTPLimits(maxHeaderBytes: 4096, maxBodyBytes: 64, captureBodies: true))
             var time: UInt64 = 0
+            let gapPeriod = Int(control >> 5) + 2  // 2...9 pieces
             for (direction, bytes) in [(Direction.outbound, client), (.inbound, server)] {
                 for start in stride(from: 0, to: bytes.count, by: piece) {
                     time += 1
-                    _ = tracker.feed(Self.event(direction, Array(bytes[start..<min(start + piece, bytes.count)]), time))
+                    var event = Self.event(direction, Array(bytes[start..<min(start + piece, bytes.count)]), time)
+                    if control & 0x10 != 0 && (start / piece) % gapPeriod == gapPeriod - 1 { event.lostBefore = 1 }
+                    _ = tracker.feed(event)
                 }
             }
             _ = tracker.close(connection: 1, time: time + 1)

@@ -287,3 +287,78 @@ extension EndToEnd.FaultTests {
               + "RSS \(warm.footprint.rssKiB) → \(stormed.footprint.rssKiB) KiB, maps \(warm.maps) → \(stormed.maps)")
     }
 }
+
+extension EndToEnd.FaultTests {
+    /// The ring buffer overflows in the middle of a keep-alive connection
+    /// (tlstap's reader stalls while 40 responses of 256 KiB go by, with a
+    /// 1 MiB ring buffer). Every byte each side moved is accounted for, per
+    /// connection and direction: captured, lost inside a call (`lost_bytes`)
+    /// or lost as whole calls right before a record (`lost_before`). The
+    /// HTTP/1 parsers resume at the next message: the exchange after the
+    /// gap is whole and right, and no exchange pairs a request with another
+    /// one's response. The pcapng leaves the lost bytes as holes that tshark
+    /// reports as segments not captured.
+    @Test func aGapInAStreamIsMarkedAndHTTPParsingResumesAfterIt() throws {
+        let workspace = try Harness.makeWorkspace()
+        defer { try? FileManager.default.removeItem(at: workspace) }
+        let (count, size) = (40, 256 << 10)
+        let file = { (name: String) in workspace.appendingPathComponent(name).path }
+        let peer = Harness.packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/lossy_keepalive.py").path
+        let command = ["'\(Harness.python)'", "'\(peer)'", "'\(file("cert.pem"))'", "'\(file("key.pem"))'",
+                       String(count), String(size), "'\(file("paused"))'", "'\(file("go"))'"].joined(separator: " ")
+        let script = "'\(Harness.tlstap)' --format json --ring-buffer-mib 1 --pcapng '\(file("gap.pcapng"))' -- "
+            + "/bin/sh -c \"\(command) >'\(file("peer.out"))'\" "
+            + "| (until [ -e '\(file("paused"))' ]; do sleep 0.05; done; touch '\(file("go"))'; cat >'\(file("gap.jsonl"))'); "
+            + "echo \"status=${PIPESTATUS[0]}\""
+        let run = try runProgram(["/bin/bash", "-c", script])
+        #expect(run.standardOutput == "status=0\n", "\(run.standardError)")
+        let totals = try String(contentsOfFile: file("peer.out"), encoding: .utf8).split(separator: " ")
+        try #require(totals.count == 4, "peer printed: \(totals)")
+        let (requestBytes, responseBytes) = (Int(totals[1]) ?? -1, Int(totals[3].dropLast()) ?? -1)
+        let records = try Harness.records(Array(try Data(contentsOf: URL(fileURLWithPath: file("gap.jsonl")))))
+        let data = records.filter { $0["event"] as? String == "data" }
+        let gaps = data.compactMap { $0["lost_before"] as? Int }
+        try #require(!gaps.isEmpty, "the reader's stall lost no whole call: \(run.standardError)")
+
+        // Per connection (the client's and the server's) and direction.
+        let roles = Dictionary(data.compactMap { record -> (Int, String)? in
+            guard let id = record["conn"] as? Int, let role = record["role"] as? String else { return nil }
+            return (id, role)
+        }, uniquingKeysWith: { first, _ in first })
+        #expect(Set(roles.values) == ["client", "server"])
+        for (id, role) in roles {
+            for direction in ["out", "in"] {
+                let own = data.filter { $0["conn"] as? Int == id && $0["dir"] as? String == direction }
+                let length = own.compactMap { $0["len"] as? Int }.reduce(0, +)
+                let before = own.compactMap { $0["lost_before"] as? Int }.reduce(0, +)
+                let inside = own.compactMap { $0["lost_bytes"] as? Int }.reduce(0, +)
+                let captured = own.map { Data(base64Encoded: $0["data"] as? String ?? "")?.count ?? -1 }.reduce(0, +)
+                let expected = (role == "client") == (direction == "out") ? requestBytes : responseBytes
+                #expect(length + before == expected, "\(role) \(direction): \(length) + \(before)")
+                #expect(captured + inside == length, "\(role) \(direction)")
+            }
+        }
+
+        let exchanges = records.filter { $0["event"] as? String == "http" }
+        for id in roles.keys {
+            let own = exchanges.filter { $0["conn"] as? Int == id }
+            let final = own.filter { $0["path"] as? String == "/final" }
+            #expect(final.count == 1, "connection \(id): \(own.map { $0["path"] ?? "" })")
+            #expect(final.first?["status"] as? Int == 200)
+            #expect(final.first?["resp_body_len"] as? Int == 1000)
+            #expect(final.first?["note"] == nil)
+            // Whole exchanges answer their own request; the rest say what they lost.
+            for exchange in own where exchange["note"] == nil {
+                let path = exchange["path"] as? String ?? ""
+                #expect(path.hasPrefix("/big/") || path == "/final", "\(exchange)")
+                #expect(exchange["resp_body_len"] as? Int == (path == "/final" ? 1000 : size), "\(exchange)")
+            }
+            let notes = Set(own.compactMap { $0["note"] as? String })
+            #expect(notes.isSubset(of: ["response lost", "response bytes lost", "request bytes lost"]), "\(notes)")
+        }
+
+        let holes = try runProgram(["/usr/bin/tshark", "-r", file("gap.pcapng"), "-Y", "tcp.analysis.lost_segment",
+                                    "-T", "fields", "-e", "tcp.stream"])
+        #expect(!holes.standardOutput.isEmpty, "tshark saw no hole: \(holes.standardError)")
+    }
+}

@@ -141,7 +141,7 @@ func exchanges(_ segments: [Segment], piece: Int = 0, closeAt: UInt64? = nil, bo
 
     @Test func oversizedHeadersAreRefusedWithBoundedMemory() {
         var parser = HTTP1StreamParser(limits: HTTPLimits(maxHeaderBytes: 100))
-        let events = parser.feed(Array(("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 500)).utf8), time: 1) { _ in .none }
+        let events = parser.feed(Array(("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 500)).utf8), time: 1) { _, _ in .none }
         #expect(events == [.stop("header section over the limit")])
         #expect(parser.isStopped)
     }

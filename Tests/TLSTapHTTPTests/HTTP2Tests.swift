@@ -148,12 +148,7 @@ struct HTTP2Writer {
         func event(_ connection: UInt64, _ direction: Direction, _ bytes: [UInt8], role: ConnectionRole = .client)
             -> DataEvent
         {
-            DataEvent(timeNanoseconds: 5, pid: 1, tid: 1, comm: "c", library: .openssl, function: .sslWrite,
-                      direction: direction, ssl: 1, length: UInt64(bytes.count), payload: bytes, fd: 3,
-                      connection: Connection(id: connection, pid: 1, comm: "c", fd: 3,
-                                             local: SocketAddress(ip: [127, 0, 0, 1], port: 1),
-                                             remote: SocketAddress(ip: [127, 0, 0, 1], port: 2), role: role,
-                                             origin: .connect, openedNanoseconds: 0))
+            TrackerEvents.event(connection, direction, bytes, role: role)
         }
         var result = tracker.feed(event(1, .outbound, client)) + tracker.feed(event(1, .inbound, server))
         // A server-side connection of HTTP/1: inbound is the client's.
@@ -186,12 +181,7 @@ extension HTTP2Tests {
             + HTTP2Writer.data(Array("abc".utf8), stream: 41, endStream: true)
         var tracker = HTTPTracker()
         func event(_ direction: Direction, _ bytes: [UInt8]) -> DataEvent {
-            DataEvent(timeNanoseconds: 5, pid: 1, tid: 1, comm: "c", library: .openssl, function: .sslWrite,
-                      direction: direction, ssl: 1, length: UInt64(bytes.count), payload: bytes, fd: 3,
-                      connection: Connection(id: 9, pid: 1, comm: "c", fd: 3,
-                                             local: SocketAddress(ip: [127, 0, 0, 1], port: 1),
-                                             remote: SocketAddress(ip: [127, 0, 0, 1], port: 2), role: .client,
-                                             origin: .mid, openedNanoseconds: 0))
+            TrackerEvents.event(9, direction, bytes, origin: .mid)
         }
         let result = tracker.feed(event(.outbound, clientBytes)) + tracker.feed(event(.inbound, serverBytes))
         #expect(result.count == 1)

@@ -1,0 +1,152 @@
+import Testing
+import TLSTapCore
+@testable import TLSTapHTTP
+
+/// When the ring buffer is full, whole calls of a stream are lost (the next
+/// call that gets through says how many bytes: `lostBefore`), or chunks of
+/// one call (`missingBytes`). The parsers resume at the next message.
+@Suite struct LossRecoveryTests {
+    /// A server's connection (it accepted): inbound bytes are the client's requests.
+    static func request(_ text: String, at time: UInt64, lostBefore: UInt64 = 0) -> DataEvent {
+        TrackerEvents.event(1, .inbound, Array(text.utf8), time: time, role: .server, lostBefore: lostBefore)
+    }
+
+    static func response(_ text: String, at time: UInt64, lostBefore: UInt64 = 0, length: Int? = nil) -> DataEvent {
+        TrackerEvents.event(1, .outbound, Array(text.utf8), time: time, role: .server, length: length,
+                            lostBefore: lostBefore)
+    }
+
+    static func run(_ events: [DataEvent], closeAt: UInt64 = 99) -> [HTTPExchange] {
+        var tracker = HTTPTracker()
+        return events.flatMap { tracker.feed($0) } + tracker.close(connection: 1, time: closeAt)
+    }
+
+    @Test func aLostResponseEndsItsExchangeAndTheNextResponseAnswersTheNextRequest() {
+        let result = Self.run([
+            Self.request("GET /1 HTTP/1.1\r\nHost: h\r\n\r\n", at: 10),
+            Self.response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", at: 20),
+            Self.request("GET /2 HTTP/1.1\r\nHost: h\r\n\r\n", at: 30),
+            // The response to /2 (60 bytes) was lost.
+            Self.request("GET /3 HTTP/1.1\r\nHost: h\r\n\r\n", at: 50),
+            Self.response("HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nnop", at: 60, lostBefore: 60),
+        ])
+        #expect(result.map(\.path) == ["/1", "/2", "/3"])
+        #expect(result.map(\.status) == [200, nil, 404])
+        #expect(result.map(\.note) == [nil, "response lost", nil])
+        #expect(result.map(\.responseBodyLength) == [5, 0, 3])
+        #expect(result.map(\.latencyNanoseconds) == [10, 30, 10])
+    }
+
+    @Test func aResponseCutInItsBodyEndsMarkedAndTheNextOneIsParsed() {
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
+        let result = Self.run([
+            Self.request("GET /big HTTP/1.1\r\n\r\n", at: 10),
+            Self.response(head + String(repeating: "a", count: 30), at: 20),
+            // 40 bytes of the body were lost; the last 30 arrive, with a line that is not a status line.
+            Self.response(String(repeating: "b", count: 10) + "\nHTTP/1.1 2000 no\n" + String(repeating: "c", count: 3),
+                          at: 30, lostBefore: 40),
+            Self.request("GET /next HTTP/1.1\r\n\r\n", at: 40),
+            Self.response("HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok", at: 50),
+        ])
+        #expect(result.map(\.path) == ["/big", "/next"])
+        #expect(result.map(\.status) == [200, 201])
+        #expect(result.map(\.note) == ["response bytes lost", nil])
+        #expect(result.map(\.responseBodyLength) == [30, 2])
+        #expect(result.map(\.endNanoseconds) == [30, 50])
+    }
+
+    /// A call that delivered only its first chunks leaves a gap after its bytes.
+    @Test func chunksMissingFromACallAreAGapAfterIt() {
+        let result = Self.run([
+            Self.request("GET /a HTTP/1.1\r\n\r\n", at: 10),
+            Self.response("HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n0123456789", at: 20, length: 88),
+            Self.request("GET /b HTTP/1.1\r\n\r\n", at: 30),
+            Self.response("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n!", at: 40),
+        ])
+        #expect(result.map(\.path) == ["/a", "/b"])
+        #expect(result.map(\.note) == ["response bytes lost", nil])
+        #expect(result.map(\.responseBodyLength) == [10, 1])
+    }
+
+    /// Without the resync, the next request line would be read as the rest of the lost body.
+    @Test func aRequestBodyCutShortDoesNotSwallowTheNextRequest() {
+        let result = Self.run([
+            Self.request("POST /up HTTP/1.1\r\nContent-Length: 100\r\n\r\n" + String(repeating: "x", count: 20), at: 10),
+            Self.response("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", at: 20),
+            Self.request("GET /after HTTP/1.1\r\nHost: h\r\n\r\n", at: 30, lostBefore: 80),
+            Self.response("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone", at: 40),
+        ])
+        #expect(result.map(\.method) == ["POST", "GET"])
+        #expect(result.map(\.path) == ["/up", "/after"])
+        #expect(result.map(\.requestBodyLength) == [20, 0])
+        #expect(result.map(\.responseBodyLength) == [0, 4])
+        #expect(result.map(\.note) == [nil, nil])
+    }
+
+    /// After a gap the parser looks for a start line at the start of a
+    /// call's bytes or after a line feed, also one split across calls.
+    @Test func theParserResumesAtAStartLineSplitAcrossCalls() {
+        var parser = HTTP1StreamParser(limits: HTTPLimits())
+        parser.skipToNextMessage(.responses)
+        #expect(parser.feed(Array("end of a lost body\r\nHTTP/1.1 20".utf8), time: 1) { _, _ in .none }.isEmpty)
+        let events = parser.feed(Array("4 No Content\r\nServer: t\r\n\r\n".utf8), time: 2) { _, _ in .none }
+        #expect(events == [
+            .head(HTTP1Head(first: "HTTP/1.1", second: "204", third: "No Content", headers: [HTTPHeader("Server", "t")]),
+                  time: 1),
+            .end(time: 2),
+        ])
+        for line in ["HTTP/1.1 2000 x", "HTTP/2 200 OK", "GET / HTTP/1.1", "xHTTP/1.1 200 OK"] {
+            #expect(!HTTP1StreamParser.isStartLine(Array(line.utf8)[...], kind: .responses), "\(line)")
+        }
+        for line in ["GET / HTTP/1.1", "M-SEARCH * HTTP/1.1", "DELETE /x?y HTTP/1.0"] {
+            #expect(HTTP1StreamParser.isStartLine(Array(line.utf8)[...], kind: .requests), "\(line)")
+        }
+        for line in ["get / HTTP/1.1", "GET / HTTP/1.2", "GET /", "GET  HTTP/1.1"] {
+            #expect(!HTTP1StreamParser.isStartLine(Array(line.utf8)[...], kind: .requests), "\(line)")
+        }
+    }
+
+    /// HTTP/2: whole calls hold whole frames, so frames go on after a gap;
+    /// streams open at the gap are marked, and that side's header table is
+    /// unknown from then on.
+    @Test func http2GoesOnAfterLostFramesWithOpenStreamsMarked() {
+        var client = HTTP2Writer()
+        var server = HTTP2Writer()
+        let request = { (writer: inout HTTP2Writer, stream: UInt32) in
+            writer.headers([(":method", "GET"), (":scheme", "https"), (":path", "/s\(stream)"), (":authority", "h")],
+                           stream: stream, endStream: true)
+        }
+        var events = [
+            TrackerEvents.event(1, .outbound, HTTP2FrameReader.preface + HTTP2Writer.settings + request(&client, 1), time: 1),
+            TrackerEvents.event(1, .inbound, HTTP2Writer.settings + server.headers([(":status", "200")], stream: 1, endStream: false)
+                                    + HTTP2Writer.data(Array("one".utf8), stream: 1, endStream: true), time: 2),
+            TrackerEvents.event(1, .outbound, request(&client, 3), time: 3),
+            TrackerEvents.event(1, .inbound, server.headers([(":status", "200")], stream: 3, endStream: false), time: 4),
+        ]
+        // A DATA frame of stream 3 was lost; the next call holds its last one.
+        let lost = HTTP2Writer.data(Array("lost".utf8), stream: 3, endStream: false)
+        events.append(TrackerEvents.event(1, .inbound, HTTP2Writer.data(Array("end".utf8), stream: 3, endStream: true),
+                                          time: 6, lostBefore: UInt64(lost.count)))
+        events.append(TrackerEvents.event(1, .outbound, request(&client, 5), time: 7))
+        events.append(TrackerEvents.event(1, .inbound, server.headers([(":status", "204")], stream: 5, endStream: true), time: 8))
+        var tracker = HTTPTracker()
+        let result = events.flatMap { tracker.feed($0) }
+        #expect(result.map(\.stream) == [1, 3, 5])
+        #expect(result.map(\.path) == ["/s1", "/s3", "/s5"])
+        #expect(result.map(\.status) == [200, 200, nil])  // the response table missed what the lost call held
+        #expect(result.map(\.note) == [nil, "bytes lost", "headers incomplete"])
+        #expect(result.map(\.responseBodyLength) == [3, 3, 0])
+    }
+
+    /// A gap that leaves the next call in the middle of a frame stops HTTP/2 parsing, nothing else.
+    @Test func http2StopsWhenTheBytesAfterAGapAreNotFrames() {
+        var client = HTTP2Writer()
+        let request = client.headers([(":method", "GET"), (":path", "/x")], stream: 1, endStream: true)
+        var tracker = HTTPTracker()
+        var result = tracker.feed(TrackerEvents.event(1, .outbound, HTTP2FrameReader.preface + request, time: 1))
+        result += tracker.feed(TrackerEvents.event(1, .inbound, Array(repeating: 0xff, count: 40), time: 2, lostBefore: 7))
+        result += tracker.feed(TrackerEvents.event(1, .inbound, HTTP2Writer.settings, time: 3))
+        #expect(result.isEmpty)
+        #expect(tracker.close(connection: 1, time: 4).isEmpty)
+    }
+}

@@ -1,0 +1,22 @@
+import TLSTapCore
+
+/// Data events as the tracker receives them, on a connection over loopback.
+enum TrackerEvents {
+    /// One call's bytes on connection `id`.
+    /// - Parameters:
+    ///   - length: the byte count the call returned (more than `bytes` when
+    ///     chunks of the call were lost); `bytes.count` when nil.
+    ///   - lostBefore: bytes of whole calls lost right before this one.
+    static func event(
+        _ id: UInt64, _ direction: Direction, _ bytes: [UInt8], time: UInt64 = 5, role: ConnectionRole = .client,
+        origin: ConnectionOrigin = .connect, length: Int? = nil, lostBefore: UInt64 = 0
+    ) -> DataEvent {
+        DataEvent(
+            timeNanoseconds: time, pid: 1, tid: 1, comm: "c", library: .openssl, function: .sslWrite,
+            direction: direction, ssl: 1, length: UInt64(length ?? bytes.count), payload: bytes, fd: 3,
+            connection: Connection(
+                id: id, pid: 1, comm: "c", fd: 3, local: SocketAddress(ip: [127, 0, 0, 1], port: 1),
+                remote: SocketAddress(ip: [127, 0, 0, 1], port: 2), role: role, origin: origin, openedNanoseconds: 0),
+            lostBefore: lostBefore)
+    }
+}
