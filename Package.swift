@@ -27,6 +27,7 @@ let package = Package(
             providers: [.apt(["libbpf-dev"])]
         ),
         .target(name: "CTLSTapABI"),
+        .target(name: "CTLSTapSIMD"),
         .target(name: "CTLSTapBPF", dependencies: ["CLibbpf", "CTLSTapABI"]),
         .target(name: "TLSTapCore", dependencies: ["CTLSTapABI"]),
         .target(
@@ -39,7 +40,8 @@ let package = Package(
         .target(
             name: "TLSTapOutput",
             dependencies: [
-                "TLSTapCore", "TLSTapHTTP", .product(name: "ExtrasBase64", package: "swift-extras-base64"),
+                "TLSTapCore", "TLSTapHTTP", "CTLSTapSIMD",
+                .product(name: "ExtrasBase64", package: "swift-extras-base64"),
             ]
         ),
         .systemLibrary(name: "CCapstone", pkgConfig: "capstone", providers: [.apt(["libcapstone-dev"])]),
@@ -86,7 +88,12 @@ let package = Package(
             name: "TLSTapCoreTests", dependencies: ["TLSTapCore", "CTLSTapABI", "TestSupport"],
             resources: [.copy("Fixtures")]),
         .testTarget(
-            name: "TLSTapOutputTests", dependencies: ["TLSTapOutput", "TLSTapCore", "TLSTapHTTP"], exclude: ["Golden"]),
+            name: "TLSTapOutputTests",
+            dependencies: [
+                "TLSTapOutput", "TLSTapCore", "TLSTapHTTP", "CTLSTapSIMD",
+                .product(name: "ExtrasBase64", package: "swift-extras-base64"),
+            ],
+            exclude: ["Golden"]),
         .testTarget(
             name: "TLSTapHTTPTests",
             dependencies: [

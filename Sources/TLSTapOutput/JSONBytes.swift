@@ -1,3 +1,4 @@
+import CTLSTapSIMD
 import ExtrasBase64
 
 /// The building blocks of the JSON Lines writer: JSON pieces appended as
@@ -91,9 +92,21 @@ extension Array where Element == UInt8 {
     }
 
     /// Appends the base64 of `bytes` (standard alphabet, padded), without quotes.
+    ///
+    /// Where the CPU has AVX2, a vector kernel (CTLSTapSIMD, several times
+    /// faster) encodes whole 24-byte blocks; swift-extras-base64 encodes the
+    /// rest, and all of it elsewhere.
     mutating func append(base64 bytes: [UInt8]) {
         append(addingCapacity: Base64.encodedLength(bytesCount: bytes.count)) { output in
-            Base64.encode(bytes: bytes.span, into: &output)
+            var vectorised = 0
+            bytes.withUnsafeBufferPointer { input in
+                output.withUnsafeMutableBufferPointer { buffer, initialized in
+                    guard let input = input.baseAddress, let free = buffer.baseAddress else { return }
+                    vectorised = tlstap_base64_encode_blocks(input, bytes.count, free + initialized)
+                    initialized += vectorised / 3 * 4
+                }
+            }
+            Base64.encode(bytes: bytes.span.extracting(vectorised...), into: &output)
         }
     }
 }

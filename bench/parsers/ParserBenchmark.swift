@@ -39,24 +39,28 @@ struct ParserBenchmark {
         }
     }
 
-    /// The JSON Lines sink: 1 KiB events rendered into /dev/null.
+    /// The JSON Lines sink: events of 1 KiB and 64 KiB of random bytes
+    /// rendered into /dev/null (the rendering, mostly base64, without the file).
     static func jsonSink() {
         let output = try! OutputFile.create(path: "/dev/null")
         let sink = JSONLinesSink(output: output)
-        let payload = [UInt8](repeating: 0x61, count: 1024)
-        let count = 100_000
-        var best = Double.infinity
-        for _ in 0..<5 {
-            let start = DispatchTime.now().uptimeNanoseconds
-            for index in 0..<count {
-                var event = self.event(.outbound, payload, UInt64(index))
-                event.timeNanoseconds = 1_795_000_000_000_000_000 + UInt64(index)
-                try! sink.write(event)
+        var random = SystemRandomNumberGenerator()
+        for (size, count) in [(1024, 100_000), (65_536, 5_000)] {
+            let payload = (0..<size).map { _ in UInt8.random(in: 0...255, using: &random) }
+            var event = self.event(.outbound, payload, 0)
+            var best = Double.infinity
+            for _ in 0..<5 {
+                let start = DispatchTime.now().uptimeNanoseconds
+                for index in 0..<count {
+                    event.timeNanoseconds = 1_795_000_000_000_000_000 + UInt64(index)
+                    try! sink.write(event)
+                }
+                try! sink.flush()
+                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / Double(count))
             }
-            try! sink.flush()
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / Double(count))
+            print("JSON Lines sink\t\((best / 10).rounded() / 100) µs per \(size / 1024) KiB event "
+                + "(\((Double(size) / best * 1000).rounded()) MB/s of payload)\tbest of 5")
         }
-        print("JSON Lines sink\t\((best / 10).rounded() / 100) µs per 1 KiB event\tbest of 5")
     }
 
     /// Splits into 16 KiB pieces, padding the shorter side with empty pieces.
