@@ -212,6 +212,7 @@ import TLSTapHTTP
         let head = Array("already there\n".utf8)
         #expect(Glibc.write(descriptor, head, head.count) == head.count)
         let output = OutputFile(descriptor: descriptor, name: path, ownsDescriptor: true)
+        #expect(!output.isDirect, "an offset inside a block is written through the page cache")
         var expected = head
         for record in 0..<10_000 {
             let bytes = (0..<4099).map { UInt8(truncatingIfNeeded: $0 &+ record &* 7) }
@@ -223,6 +224,49 @@ import TLSTapHTTP
         let written = try #require(FileManager.default.contents(atPath: path))
         #expect(written.count == expected.count)
         #expect(written == Data(expected))
+    }
+
+    /// A file of tlstap's own goes to the disk with direct I/O, in whole
+    /// blocks; every flush still leaves every byte so far in the file (the
+    /// last partial block written through the page cache, then again
+    /// directly), and the descriptor's offset at the end of what was written.
+    @Test func aFileOfItsOwnIsWrittenDirectlyAndWholeAtEveryFlush() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-direct-\(UUID().uuidString)").path
+        defer { unlink(path) }
+        let output = try OutputFile.create(path: path)
+        if !output.isDirect {
+            print("SinkTests: \(FileManager.default.temporaryDirectory.path) has no direct I/O; checked through the page cache")
+        }
+        var expected: [UInt8] = []
+        var state: UInt64 = 7
+        for record in 0..<3_000 {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            let size = Int(state >> 50)  // 0..<16384: records across block and buffer edges
+            let bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ record) }
+            try output.append { $0.append(contentsOf: bytes) }
+            expected += bytes
+            if record % 500 == 499 {
+                try output.flush()
+                #expect(FileManager.default.contents(atPath: path) == Data(expected), "after record \(record)")
+                #expect(lseek(output.descriptor, 0, SEEK_CUR) == off_t(expected.count))
+            }
+        }
+        try output.flush()
+        #expect(expected.count > 2 * (4 << 20))
+        #expect(FileManager.default.contents(atPath: path) == Data(expected))
+        #expect(fcntl(output.descriptor, F_GETFL) & OutputFile.directIOFlag == 0, "O_DIRECT is off between writes")
+    }
+
+    @Test func aFileOpenedForAppendingIsNotWrittenDirectly() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-append-\(UUID().uuidString)").path
+        defer { unlink(path) }
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        try #require(descriptor >= 0)
+        let output = OutputFile(descriptor: descriptor, name: path, ownsDescriptor: true)
+        #expect(!output.isDirect)
+        try output.write(Array("one line\n".utf8))
+        try output.flush()
+        #expect(FileManager.default.contents(atPath: path) == Data("one line\n".utf8))
     }
 }
 
