@@ -33,8 +33,9 @@ public enum OutputError: Error, Equatable, CustomStringConvertible {
 /// written through the page cache as well, so a reader (`tail -f`) sees
 /// every complete record; the next direct write covers it again.
 ///
-/// Other regular files (opened for appending, shared with stderr, or on a
-/// file system without direct I/O) are written as a stream: once a few MiB
+/// Other regular files (opened for appending, shared with stderr or with a
+/// command tlstap runs, or on a file system without direct I/O) are
+/// written as a stream: once a few MiB
 /// are behind the end, their writeback is started and their pages dropped
 /// from the page cache (`posix_fadvise(DONTNEED)`), as `dd oflag=nocache`
 /// does. A capture of gigabytes pushes neither way the traced server's
@@ -63,8 +64,11 @@ public final class OutputFile {
     static let directIOFlag = O_DIRECT
 
     /// Standard output, not closed by `close()`.
-    public static func standardOutput() -> OutputFile {
-        OutputFile(descriptor: STDOUT_FILENO, name: "stdout", ownsDescriptor: false)
+    /// - Parameter sharedWithCommand: a command tlstap runs writes to the
+    ///   same open file (it inherits it), so the file is written through
+    ///   the page cache, where each side's writes land after the other's.
+    public static func standardOutput(sharedWithCommand: Bool = false) -> OutputFile {
+        OutputFile(descriptor: STDOUT_FILENO, name: "stdout", ownsDescriptor: false, directIO: !sharedWithCommand)
     }
 
     /// Creates `path` for writing: mode 0600, never through a symlink, and
@@ -101,7 +105,9 @@ public final class OutputFile {
     ///   - descriptor: where the bytes go.
     ///   - name: for error messages.
     ///   - ownsDescriptor: whether `close()` closes it.
-    public init(descriptor: Int32, name: String, ownsDescriptor: Bool) {
+    ///   - directIO: whether a regular file may be written with direct I/O
+    ///     (not when another process writes to the same open file).
+    public init(descriptor: Int32, name: String, ownsDescriptor: Bool, directIO: Bool = true) {
         self.descriptor = descriptor
         self.name = name
         self.ownsDescriptor = ownsDescriptor
@@ -109,7 +115,7 @@ public final class OutputFile {
         var info = stat()
         let offset = lseek(descriptor, 0, SEEK_CUR)
         if fstat(descriptor, &info) == 0 && info.st_mode & S_IFMT == S_IFREG && offset >= 0 {
-            direct = DirectWriter(descriptor: descriptor, offset: Int(offset), file: info)
+            direct = directIO ? DirectWriter(descriptor: descriptor, offset: Int(offset), file: info) : nil
             if direct == nil { streamed = (Int(offset), Int(offset), Int(offset)) }
         }
     }

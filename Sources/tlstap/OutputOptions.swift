@@ -53,13 +53,15 @@ struct OutputOptions: ParsableArguments {
 
     /// Every sink the options ask for. Files are created here, so a bad
     /// path fails before any probe is attached.
-    func makeSink() throws(OutputError) -> EventSink {
+    /// - Parameter runsCommand: tlstap runs a command, which inherits its stdout.
+    func makeSink(runsCommand: Bool) throws(OutputError) -> EventSink {
         let diagnostics = OutputFile(descriptor: 2, name: "stderr", ownsDescriptor: false)
+        let standardOutput = OutputFile.standardOutput(sharedWithCommand: runsCommand)
         var sinks: [EventSink] = []
         if pcapng == "-" {
-            sinks.append(try PcapngSink(file: .standardOutput(), version: TLSTapVersion.current))
+            sinks.append(try PcapngSink(file: standardOutput, version: TLSTapVersion.current))
         } else {
-            let sink = format.makeSink(output: .standardOutput(), diagnostics: diagnostics, timestamps: .local())
+            let sink = format.makeSink(output: standardOutput, diagnostics: diagnostics, timestamps: .local())
             sinks.append(events.isEmpty ? sink : FilteringSink(sink, kinds: Set(events)))
         }
         if let jsonFile { sinks.append(JSONLinesSink(output: try OutputFile.create(path: jsonFile))) }

@@ -75,7 +75,7 @@ struct TraceCommand: ParsableCommand {
         let cgroup = command.isEmpty ? nil : try CommandCgroup()
         filters.cgroupID = cgroup?.id
 
-        let sink = try output.makeSink()
+        let sink = try output.makeSink(runsCommand: !command.isEmpty)
         let session = try TraceSession(
             filters: filters, ringBufferBytes: UInt32(ringBufferMiB) << 20, sink: sink,
             http: output.httpLimits, rawLogPath: saveRaw, logger: logger)
