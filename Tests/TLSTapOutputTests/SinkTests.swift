@@ -252,7 +252,7 @@ import TLSTapHTTP
             }
         }
         try output.flush()
-        #expect(expected.count > 2 * (4 << 20))
+        #expect(expected.count > 2 * (2 << 20))
         #expect(FileManager.default.contents(atPath: path) == Data(expected))
         #expect(fcntl(output.descriptor, F_GETFL) & OutputFile.directIOFlag == 0, "O_DIRECT is off between writes")
     }

@@ -128,13 +128,17 @@ def parse_tracer_output(stderr_text):
 def count_jsonl(path, pid, body):
     """Sums `len` per direction of one PID's data events, and checks each event.
 
+    Also sums, per direction, the bytes the events mark as lost (`lost_bytes`
+    inside a call, `lost_before` whole calls before it).
+
     Every line must parse as far as its `data` field, and the base64 text
     must be exactly as long as `len` bytes encode to; the first 2,000 events
     are also decoded. With `body` (the file nginx served), the out events of
     a keep-alive HTTP/1.1 response of that size must end with it.
     """
     out = {"captured_out": 0, "captured_in": 0, "json_events": 0, "json_lost_records": 0, "json_lost_bytes": 0,
-           "json_bad_events": 0, "json_other_pid": 0, "body_checked": 0, "body_mismatch": 0, "json_http": 0}
+           "json_bad_events": 0, "json_other_pid": 0, "body_checked": 0, "body_mismatch": 0, "json_http": 0,
+           "gaps_out": 0, "gaps_in": 0}
     if not os.path.exists(path):
         return out
     with open(path, "rb") as file:
@@ -182,6 +186,9 @@ def count_jsonl(path, pid, body):
                     out["body_checked"] += 1
                     out["body_mismatch"] += not payload.endswith(body)
             out["captured_out" if direction == "out" else "captured_in"] += delivered
+            # Bytes marked missing where they belong: inside the call, and whole calls before it.
+            out["gaps_out" if direction == "out" else "gaps_in"] += (fields.get("lost_bytes", 0)
+                                                                     + fields.get("lost_before", 0))
     return out
 
 
