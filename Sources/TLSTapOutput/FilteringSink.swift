@@ -42,4 +42,8 @@ public final class FilteringSink: EventSink {
     public func flush() throws(OutputError) {
         try inner.flush()
     }
+
+    public func finish() throws(OutputError) {
+        try inner.finish()
+    }
 }

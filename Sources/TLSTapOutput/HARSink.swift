@@ -43,7 +43,7 @@ public final class HARSink: EventSink {
 
     public func finish() throws(OutputError) {
         try file.write("\n]}}\n")
-        try file.flush()
+        try file.finish()
     }
 
     func entry(_ exchange: HTTPExchange) -> [String: Any] {

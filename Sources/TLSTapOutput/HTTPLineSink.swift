@@ -35,6 +35,11 @@ public final class HTTPLineSink: EventSink {
         try output.flush()
     }
 
+    public func finish() throws(OutputError) {
+        try output.finish()
+        try diagnostics.finish()
+    }
+
     func line(for exchange: HTTPExchange) -> String {
         let time = String(timestamps.format(exchange.startNanoseconds).dropLast(3))  // microseconds
         let url = (exchange.scheme.isEmpty ? "" : exchange.scheme + "://") + exchange.authority + exchange.path

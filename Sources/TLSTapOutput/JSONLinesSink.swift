@@ -72,6 +72,10 @@ public final class JSONLinesSink: EventSink {
         try output.flush()
     }
 
+    public func finish() throws(OutputError) {
+        try output.finish()
+    }
+
     /// Appends the JSON line of a data event, newline included, from its
     /// pre-rendered `callFields` (`appendCallFields`) and `connectionFields`
     /// (`,"conn":…` and its endpoints, or empty).

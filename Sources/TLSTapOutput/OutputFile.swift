@@ -25,13 +25,15 @@ public enum OutputError: Error, Equatable, CustomStringConvertible {
 /// `OutputError.readerClosed` so that `tlstap … | head` ends cleanly.
 ///
 /// A regular file tlstap has to itself is written with direct I/O
-/// (`O_DIRECT`): whole 4 KiB blocks go from an aligned buffer to the disk,
-/// bypassing the page cache. On this VM kind, writing through the page cache
-/// cost 1.7 s of kernel time per GB (copying, allocating and reclaiming
-/// pages, writeback), most of tlstap's CPU at 64 KiB responses; direct
-/// writes cost 0.06 s per GB. At each `flush()` the last partial block is
-/// written through the page cache as well, so a reader (`tail -f`) sees
-/// every complete record; the next direct write covers it again.
+/// (`O_DIRECT`): whole 4 KiB blocks go from aligned buffers to the disk,
+/// bypassing the page cache, on a thread of their own (a direct write
+/// returns once the device has the bytes). On this VM kind, writing
+/// through the page cache cost 1.7 s of kernel time per GB (copying,
+/// allocating and reclaiming pages, writeback), most of tlstap's CPU at
+/// 64 KiB responses; direct writes cost 0.06 s per GB. At each `flush()`
+/// the last partial block is written through the page cache as well, so a
+/// reader (`tail -f`) sees every complete record moments later; the next
+/// direct write covers it again. `finish()` waits until all is written.
 ///
 /// Other regular files (opened for appending, shared with stderr or with a
 /// command tlstap runs, or on a file system without direct I/O) are
@@ -121,7 +123,7 @@ public final class OutputFile {
     }
 
     deinit {
-        try? direct?.finish()
+        direct?.finish()
         if ownsDescriptor { close(descriptor) }
     }
 
@@ -163,31 +165,33 @@ public final class OutputFile {
         streamed = file
     }
 
-    /// Writes out everything buffered.
+    /// Writes out everything buffered. With direct I/O, the file holds it
+    /// all once the writing thread is done; `finish()` waits for that.
     public func flush() throws(OutputError) {
         try writeOut(partialBlock: true)
+    }
+
+    /// Writes out everything buffered and waits until it is in the file;
+    /// called once, last (later writes go through the page cache).
+    public func finish() throws(OutputError) {
+        try writeOut(partialBlock: true)
+        guard let direct else { return }
+        self.direct = nil
+        let failure = direct.finish()
+        let end = Int(lseek(descriptor, 0, SEEK_CUR))
+        streamed = (end, end, end)
+        if let failure { throw .writeFailed(name: name, errno: failure) }
     }
 
     /// Writes out what is buffered; with direct I/O, the last partial block
     /// only when `partialBlock` is set (a flush a reader should see).
     private func writeOut(partialBlock: Bool) throws(OutputError) {
         if let direct {
-            do throws(DirectWriter.Failure) {
-                try direct.write(buffer, partialBlock: partialBlock)
-                buffer.removeAll(keepingCapacity: true)
-                return
-            } catch {
-                switch error {
-                case .unsupported(let offset, let unwritten):
-                    // The file system refused direct I/O after all: stream from here.
-                    self.direct = nil
-                    streamed = (offset, offset, offset)
-                    buffer = unwritten
-                case .failed(let code):
-                    buffer.removeAll(keepingCapacity: true)
-                    throw .writeFailed(name: name, errno: code)
-                }
+            defer { buffer.removeAll(keepingCapacity: true) }
+            if let code = direct.write(buffer, partialBlock: partialBlock) {
+                throw .writeFailed(name: name, errno: code)
             }
+            return
         }
         var written = 0
         let total = buffer.count
@@ -217,28 +221,51 @@ private let O_DIRECT: Int32 = 0o40000
 private let O_DIRECT: Int32 = 0o200000
 #endif
 
-/// Writes a regular file with direct I/O: whole blocks from an aligned
-/// buffer at aligned offsets, with `pwrite`, so the descriptor's own offset
-/// is set to the logical end after each write for whoever uses it next.
-private final class DirectWriter {
-    enum Failure: Error {
-        /// The file system refused direct I/O (EINVAL): `unwritten` belongs at `offset`.
-        case unsupported(offset: Int, unwritten: [UInt8])
-        case failed(errno: Int32)
+/// Writes a regular file with direct I/O, on a thread of its own, so that
+/// tlstap goes on rendering while the disk writes (direct writes return only
+/// once the device has the bytes). Whole blocks go from aligned buffers at
+/// aligned offsets with `pwrite`; the rest of the last block waits in the
+/// buffer being filled. Two buffers can be on their way to the disk while a
+/// third fills; when none is free, `write` waits for one.
+///
+/// The thread starts when the first buffer fills, not before: tlstap drops
+/// its capabilities after attaching, which only works while it has one
+/// thread, and threads started later inherit what it kept. Until then
+/// (a file format's header, written at start) writes run on the caller's
+/// thread.
+private final class DirectWriter: @unchecked Sendable {
+    /// What the writing thread does, in order.
+    private enum Job {
+        /// Whole blocks, with direct I/O; the buffer goes back to the pool.
+        case blocks(UnsafeMutableRawPointer, length: Int, offset: Int)
+        /// The last partial block, through the page cache, so that a reader sees it.
+        case partialBlock([UInt8], offset: Int)
+        case stop
     }
 
-    /// The alignment of buffer, offsets and lengths: the largest logical block size of Linux's block devices.
+    /// The alignment of buffers, offsets and lengths: the largest logical block size of Linux's block devices.
     static let block = 4096
     /// Bytes gathered before a direct write: large enough that a write
     /// costs little per byte, small enough to count little in tlstap's RSS.
-    static let capacity = 2 << 20
+    static let capacity = 1 << 20
+    private static let buffers = 3
 
     private let descriptor: Int32
     private let flags: Int32
-    private let staging: UnsafeMutableRawPointer
-    /// Bytes in `staging`, from `offset` in the file on.
+    // The caller's thread only.
+    private var current: UnsafeMutableRawPointer
+    /// Bytes in `current`, from `offset` in the file on.
     private var count = 0
     private var offset: Int
+    private var thread: pthread_t?
+    // Shared with the writing thread, under `mutex`.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var jobs: [Job] = []
+    private var free: [UnsafeMutableRawPointer] = []
+    private var failure: Int32?
+    /// Set when a direct write was refused (EINVAL): writes go through the page cache from then on.
+    private var directRefused = false
 
     /// nil when the file is not one to write this way: not at an aligned
     /// offset, opened for appending, shared with standard error (`> file
@@ -247,8 +274,11 @@ private final class DirectWriter {
     init?(descriptor: Int32, offset: Int, file: stat) {
         var errors = stat()
         let flags = fcntl(descriptor, F_GETFL)
-        guard offset % Self.block == 0, flags >= 0, flags & O_APPEND == 0 else { return nil }
-        if descriptor != STDERR_FILENO, fstat(STDERR_FILENO, &errors) == 0,
+        // Standard error carries diagnostics, which are few, and every process tlstap runs writes to it too.
+        guard descriptor != STDERR_FILENO, offset % Self.block == 0, flags >= 0, flags & O_APPEND == 0 else {
+            return nil
+        }
+        if fstat(STDERR_FILENO, &errors) == 0,
             errors.st_dev == file.st_dev && errors.st_ino == file.st_ino
         {
             return nil
@@ -260,73 +290,167 @@ private final class DirectWriter {
         self.descriptor = descriptor
         self.flags = flags
         self.offset = offset
-        staging = UnsafeMutableRawPointer.allocate(byteCount: Self.capacity, alignment: Self.block)
+        current = UnsafeMutableRawPointer.allocate(byteCount: Self.capacity, alignment: Self.block)
+        free = (1..<Self.buffers).map { _ in
+            UnsafeMutableRawPointer.allocate(byteCount: Self.capacity, alignment: Self.block)
+        }
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(changed, nil)
+    }
+
+    /// Starts the writing thread; false if it could not be started.
+    private func startThread() -> Bool {
+        var thread = pthread_t()
+        let started = pthread_create(&thread, nil, { context in
+            Unmanaged<DirectWriter>.fromOpaque(context!).takeRetainedValue().run()
+            return nil
+        }, Unmanaged.passRetained(self).toOpaque())
+        guard started == 0 else {
+            Unmanaged.passUnretained(self).release()
+            return false
+        }
+        self.thread = thread
+        return true
     }
 
     deinit {
-        staging.deallocate()
+        current.deallocate()
+        for buffer in free { buffer.deallocate() }
+        pthread_cond_destroy(changed)
+        pthread_mutex_destroy(mutex)
+        changed.deallocate()
+        mutex.deallocate()
     }
 
-    /// Gathers `bytes`, writes the whole blocks once the buffer is full, and
-    /// with `partialBlock` everything (the last partial block through the page cache).
-    func write(_ bytes: [UInt8], partialBlock: Bool) throws(Failure) {
+    /// Gathers `bytes`, hands each full buffer to the writing thread and,
+    /// with `partialBlock`, everything gathered (a flush a reader should see).
+    /// - Returns: the errno of a write that failed since the last call, if any.
+    func write(_ bytes: [UInt8], partialBlock: Bool) -> Int32? {
         var rest = bytes[...]
         while !rest.isEmpty {
             let taken = min(rest.count, Self.capacity - count)
-            rest.withUnsafeBytes { (staging + count).copyMemory(from: $0.baseAddress!, byteCount: taken) }
+            rest.withUnsafeBytes { (current + count).copyMemory(from: $0.baseAddress!, byteCount: taken) }
             count += taken
             rest = rest.dropFirst(taken)
-            if count == Self.capacity {
-                do throws(Failure) { try writeBlocks() } catch {
-                    guard case .unsupported(let offset, let unwritten) = error else { throw error }
-                    throw .unsupported(offset: offset, unwritten: unwritten + rest)
-                }
-            }
+            if count == Self.capacity { handOverBlocks(full: true) }
         }
-        if partialBlock {
-            try writeBlocks()
-            try writePartialBlock()
-        }
+        if partialBlock { handOverAll() }
+        return locked { failure }
     }
 
-    /// Writes what is gathered.
-    func finish() throws(Failure) {
-        try writeBlocks()
-        try writePartialBlock()
+    /// Writes everything gathered, waits for the disk, ends the thread and
+    /// leaves the descriptor's offset at the end of what was written.
+    /// - Returns: the errno of a write that failed, if any.
+    @discardableResult
+    func finish() -> Int32? {
+        handOverAll()
+        if let thread {
+            submit(.stop)
+            pthread_join(thread, nil)
+            self.thread = nil
+        }
+        lseek(descriptor, off_t(offset + count), SEEK_SET)
+        return locked { failure }
     }
 
-    /// Writes the whole blocks gathered and keeps the rest at the start of the buffer.
-    private func writeBlocks() throws(Failure) {
+    /// Hands the whole blocks over and moves the rest to the front of a fresh buffer.
+    /// - Parameter full: the buffer is full: the writing thread may start.
+    private func handOverBlocks(full: Bool = false) {
         let whole = count / Self.block * Self.block
         guard whole > 0 else { return }
-        _ = fcntl(descriptor, F_SETFL, flags | O_DIRECT)
-        defer { _ = fcntl(descriptor, F_SETFL, flags) }
-        try pwriteAll(length: whole)
+        let next = takeFreeBuffer()
+        if count > whole { next.copyMemory(from: current + whole, byteCount: count - whole) }
+        submit(.blocks(current, length: whole, offset: offset), mayStartThread: full)
+        current = next
         offset += whole
         count -= whole
-        if count > 0 { staging.copyMemory(from: staging + whole, byteCount: count) }
     }
 
-    /// Writes the last partial block through the page cache; it stays in
-    /// the buffer, and the next direct write covers it again.
-    private func writePartialBlock() throws(Failure) {
-        guard count > 0 else { return }
-        try pwriteAll(length: count)
+    private func handOverAll() {
+        handOverBlocks()
+        if count > 0 {
+            submit(.partialBlock(Array(UnsafeRawBufferPointer(start: current, count: count)), offset: offset))
+        }
     }
 
-    private func pwriteAll(length: Int) throws(Failure) {
+    private func takeFreeBuffer() -> UnsafeMutableRawPointer {
+        locked {
+            while free.isEmpty { pthread_cond_wait(changed, mutex) }
+            return free.removeLast()
+        }
+    }
+
+    /// Queues `job` for the writing thread, or runs it here while there is none.
+    private func submit(_ job: Job, mayStartThread: Bool = false) {
+        if thread == nil && !(mayStartThread && startThread()) {
+            perform(job)
+            return
+        }
+        locked {
+            jobs.append(job)
+            pthread_cond_broadcast(changed)
+        }
+    }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body()
+    }
+
+    /// The writing thread: runs the jobs in order until `.stop`.
+    private func run() {
+        while true {
+            let job: Job = locked {
+                while jobs.isEmpty { pthread_cond_wait(changed, mutex) }
+                return jobs.removeFirst()
+            }
+            if case .stop = job { return }
+            perform(job)
+        }
+    }
+
+    /// Writes what `job` says; gives its buffer back and notes a failure.
+    private func perform(_ job: Job) {
+        var error: Int32?
+        var used: UnsafeMutableRawPointer?
+        switch job {
+        case .stop:
+            return
+        case .blocks(let buffer, let length, let offset):
+            error = writeDirect(buffer, length: length, offset: offset)
+            used = buffer
+        case .partialBlock(let bytes, let offset):
+            error = bytes.withUnsafeBytes { pwriteAll($0.baseAddress!, length: bytes.count, offset: offset) }
+        }
+        locked {
+            if let used { free.append(used) }
+            if failure == nil { failure = error }
+            pthread_cond_broadcast(changed)
+        }
+    }
+
+    private func writeDirect(_ buffer: UnsafeMutableRawPointer, length: Int, offset: Int) -> Int32? {
+        if !directRefused {
+            _ = fcntl(descriptor, F_SETFL, flags | O_DIRECT)
+            let error = pwriteAll(buffer, length: length, offset: offset)
+            _ = fcntl(descriptor, F_SETFL, flags)
+            guard error == EINVAL else { return error }
+            directRefused = true  // not this device's alignment after all
+        }
+        return pwriteAll(buffer, length: length, offset: offset)
+    }
+
+    private func pwriteAll(_ bytes: UnsafeRawPointer, length: Int, offset: Int) -> Int32? {
         var written = 0
         while written < length {
-            let result = pwrite(descriptor, staging + written, length - written, off_t(offset + written))
+            let result = pwrite(descriptor, bytes + written, length - written, off_t(offset + written))
             if result < 0 {
                 if errno == EINTR { continue }
-                if errno == EINVAL && written == 0 {
-                    throw .unsupported(offset: offset, unwritten: Array(UnsafeRawBufferPointer(start: staging, count: count)))
-                }
-                throw .failed(errno: errno)
+                return errno
             }
             written += result
         }
-        lseek(descriptor, off_t(offset + length), SEEK_SET)
+        return nil
     }
 }

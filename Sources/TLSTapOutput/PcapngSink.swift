@@ -81,6 +81,10 @@ public final class PcapngSink: EventSink {
         try file.flush()
     }
 
+    public func finish() throws(OutputError) {
+        try file.finish()
+    }
+
     /// The flow of a connection, starting it with a handshake (or a mid-stream note) when new.
     private func flowStarting(_ connection: Connection, time: UInt64) throws(OutputError) -> Flow {
         if let flow = flows[connection.id] { return flow }

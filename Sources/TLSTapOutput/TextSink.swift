@@ -76,6 +76,11 @@ public final class TextSink: EventSink {
         try output.flush()
     }
 
+    public func finish() throws(OutputError) {
+        try output.finish()
+        try diagnostics.finish()
+    }
+
     /// `12:00:01.123456789 curl[1234/1234] openssl SSL_write out ssl=0x5581… 78 bytes`
     func header(_ event: DataEvent) -> String {
         var line = timestamps.format(event.timeNanoseconds) + " " + PayloadText.escapedName(event.comm)

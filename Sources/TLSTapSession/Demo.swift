@@ -86,7 +86,7 @@ public struct Demo {
     private func writeFile(_ path: String, _ text: String) throws {
         let file = try OutputFile.create(path: path)
         try file.write(text)
-        try file.flush()
+        try file.finish()
     }
 
     /// A loopback port nothing listens on now.
@@ -160,6 +160,10 @@ private final class GreetingObserver: EventSink {
 
     func flush() throws(OutputError) {
         try inner.flush()
+    }
+
+    func finish() throws(OutputError) {
+        try inner.finish()
     }
 
     private func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {

@@ -140,7 +140,7 @@ public final class TraceSession {
             if outputError == nil {
                 do { try sink.finish() } catch { outputError = error }
             }
-            if let rawLog { try? rawLog.file.write(rawLog.buffer); try? rawLog.file.flush() }
+            if let rawLog { try? rawLog.file.write(rawLog.buffer); try? rawLog.file.finish() }
             rawLog = nil
         }
         switch outputError {

@@ -89,8 +89,8 @@ import TLSTapHTTP
         try sink.write(.closed(sampleConnection, timeNanoseconds: 1_700_000_000_102_150_000))
         try sink.write(.closed(v6, timeNanoseconds: 1_700_000_001_000_000_000))
         try sink.writeLost(LostCounts(records: 3, bytes: 49152), timeNanoseconds: 1_700_000_000_400_000_000)
-        try sink.flush()
-        try diagnostics.flush()
+        try sink.finish()
+        try diagnostics.finish()
         let out = try String(contentsOf: directory.appendingPathComponent("out"), encoding: .utf8)
         let err = try String(contentsOf: directory.appendingPathComponent("err"), encoding: .utf8)
         return out + (err.isEmpty ? "" : "--- stderr ---\n" + err)
@@ -246,14 +246,20 @@ import TLSTapHTTP
             try output.append { $0.append(contentsOf: bytes) }
             expected += bytes
             if record % 500 == 499 {
+                // Written by the writing thread: shortly after the flush, every byte so far is in the file.
                 try output.flush()
-                #expect(FileManager.default.contents(atPath: path) == Data(expected), "after record \(record)")
-                #expect(lseek(output.descriptor, 0, SEEK_CUR) == off_t(expected.count))
+                var seen = FileManager.default.contents(atPath: path)
+                for _ in 0..<200 where seen != Data(expected) {
+                    usleep(10_000)
+                    seen = FileManager.default.contents(atPath: path)
+                }
+                #expect(seen == Data(expected), "after record \(record)")
             }
         }
-        try output.flush()
-        #expect(expected.count > 2 * (2 << 20))
+        try output.finish()
+        #expect(expected.count > 4 * (1 << 20))
         #expect(FileManager.default.contents(atPath: path) == Data(expected))
+        #expect(lseek(output.descriptor, 0, SEEK_CUR) == off_t(expected.count))
         #expect(fcntl(output.descriptor, F_GETFL) & OutputFile.directIOFlag == 0, "O_DIRECT is off between writes")
     }
 
