@@ -41,13 +41,12 @@ struct {
  * iovec for vectored syscalls.
  */
 struct emit_state {
-	struct tlstap_chunk_header header; /* chunk_len, chunk_offset and lost_before unset */
+	struct tlstap_chunk_header header; /* chunk_len and chunk_offset unset */
 	__u64 buffer;			   /* user address of the segment */
 	__u64 segment_offset;
 	__u64 segment_len;
-	__u32 lost_before;		   /* told by the call's first chunk that gets through */
 	__u8 delivered;			   /* a chunk of the call got through */
-	__u8 pad[3];
+	__u8 pad[7];
 };
 
 /*
@@ -60,7 +59,7 @@ struct emit_state {
  */
 static __always_inline void begin_loss_mark(struct emit_state *state, __u32 *lost)
 {
-	state->lost_before = lost ? *lost : 0;
+	state->header.lost_before = lost ? *lost : 0;
 	state->delivered = 0;
 }
 
@@ -79,10 +78,10 @@ static __always_inline void end_loss_mark(struct emit_state *state, __u32 *lost)
 	*lost = gap > 0xffffffffULL ? 0xffffffff : (__u32)gap;
 }
 
-/* A chunk got through: the first one of the call tells the gap before it. */
+/* A chunk got through: only the first one of the call tells the gap before it. */
 static __always_inline void chunk_delivered(struct emit_state *state)
 {
-	state->lost_before = 0;
+	state->header.lost_before = 0;
 	state->delivered = 1;
 }
 
@@ -128,7 +127,6 @@ static __always_inline void emit_chunk_in_place(struct emit_state *state, __u64 
 
 	header.chunk_len = len;
 	header.chunk_offset = state->segment_offset + offset;
-	header.lost_before = state->lost_before;
 	if (bpf_ringbuf_reserve_dynptr(&events, sizeof(header) + len, 0, &slot)) {
 		bpf_ringbuf_discard_dynptr(&slot, 0); /* the verifier wants even a failed slot released */
 		count_lost(len);
@@ -170,7 +168,6 @@ static long emit_chunk(__u32 index, void *data)
 	record->header = state->header;
 	record->header.chunk_len = len;
 	record->header.chunk_offset = state->segment_offset + offset;
-	record->header.lost_before = state->lost_before;
 	if (bpf_probe_read_user(record->payload, len, (void *)(state->buffer + offset)) ||
 	    bpf_ringbuf_output(&events, record, sizeof(record->header) + len, wakeup_flags()))
 		count_lost(len);

@@ -98,8 +98,7 @@ static __always_inline void finish_plain_call(long ret)
 	if (!call.iov_count) {
 		state.buffer = call.buffer;
 		emit_payload(&state);
-		end_loss_mark(&state, socket_lost(socket, call.direction));
-		return;
+		done = ret;
 	}
 	for (int i = 0; i < TLSTAP_MAX_IOVECS && i < call.iov_count && done < (__u64)ret; i++) {
 		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(call.buffer + i * sizeof(iov))))

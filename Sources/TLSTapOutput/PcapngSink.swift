@@ -17,6 +17,12 @@ public final class PcapngSink: EventSink {
     private struct Flow {
         var localSeq: UInt32
         var remoteSeq: UInt32
+
+        /// Moves the sender's sequence number on by `bytes`.
+        mutating func advance(outbound: Bool, by bytes: Int) {
+            let count = UInt32(truncatingIfNeeded: bytes)
+            if outbound { localSeq &+= count } else { remoteSeq &+= count }
+        }
     }
 
     private let file: OutputFile
@@ -39,8 +45,7 @@ public final class PcapngSink: EventSink {
         let outbound = event.direction == .outbound
         // Lost bytes keep their place in the sequence space, so Wireshark
         // shows "previous segment not captured" where the stream has a hole.
-        let skipped = UInt32(truncatingIfNeeded: event.lostBefore)
-        if outbound { flow.localSeq &+= skipped } else { flow.remoteSeq &+= skipped }
+        flow.advance(outbound: outbound, by: Int(truncatingIfNeeded: event.lostBefore))
         let comment = "pid=\(event.pid) comm=\(event.comm) lib=\(event.library.name) func=\(event.function.name)"
         var offset = 0
         while offset < event.payload.count {
@@ -48,11 +53,10 @@ public final class PcapngSink: EventSink {
             let (seq, ack) = outbound ? (flow.localSeq, flow.remoteSeq) : (flow.remoteSeq, flow.localSeq)
             try packet(connection, fromLocal: outbound, seq: seq, ack: ack, flags: [.psh, .ack], payload: segment,
                        time: event.timeNanoseconds, comment: comment)
-            if outbound { flow.localSeq &+= UInt32(segment.count) } else { flow.remoteSeq &+= UInt32(segment.count) }
+            flow.advance(outbound: outbound, by: segment.count)
             offset += segment.count
         }
-        let missing = UInt32(truncatingIfNeeded: event.missingBytes)
-        if outbound { flow.localSeq &+= missing } else { flow.remoteSeq &+= missing }
+        flow.advance(outbound: outbound, by: Int(truncatingIfNeeded: event.missingBytes))
         flows[connection.id] = flow
         try flushEverySecond(event.timeNanoseconds)
     }
