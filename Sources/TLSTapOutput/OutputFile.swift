@@ -25,9 +25,10 @@ public enum OutputError: Error, Equatable, CustomStringConvertible {
 /// `OutputError.readerClosed` so that `tlstap … | head` ends cleanly.
 ///
 /// A regular file tlstap has to itself is written with direct I/O
-/// (`O_DIRECT`): whole 4 KiB blocks go from aligned buffers to the disk,
-/// bypassing the page cache, on a thread of their own (a direct write
-/// returns once the device has the bytes). On this VM kind, writing
+/// (`O_DIRECT`): records are rendered into aligned buffers, whose whole
+/// 4 KiB blocks go to the disk as they are, bypassing the page cache, on a
+/// thread of their own (a direct write returns once the device has the
+/// bytes). On this VM kind, writing
 /// through the page cache cost 1.7 s of kernel time per GB (copying,
 /// allocating and reclaiming pages, writeback), most of tlstap's CPU at
 /// 64 KiB responses; direct writes cost 0.06 s per GB. At each `flush()`
@@ -48,8 +49,12 @@ public final class OutputFile {
     /// The file descriptor written to.
     public let descriptor: Int32
     private let ownsDescriptor: Bool
+    /// Rendered bytes not written yet, from `start` on (with direct I/O,
+    /// the bytes before `start` only align it).
     private var buffer: [UInt8] = []
-    private let flushThreshold = 256 * 1024
+    private var start = 0
+    /// Bytes gathered before a write.
+    private let flushThreshold: Int
     /// For a regular file: the offset the next write goes to, and where the
     /// part not yet handed to writeback starts. nil for pipes and devices.
     private var streamed: (end: Int, writebackFrom: Int, start: Int)?
@@ -113,38 +118,47 @@ public final class OutputFile {
         self.descriptor = descriptor
         self.name = name
         self.ownsDescriptor = ownsDescriptor
-        buffer.reserveCapacity(flushThreshold + 64 * 1024)
         var info = stat()
         let offset = lseek(descriptor, 0, SEEK_CUR)
         if fstat(descriptor, &info) == 0 && info.st_mode & S_IFMT == S_IFREG && offset >= 0 {
             direct = directIO ? DirectWriter(descriptor: descriptor, offset: Int(offset), file: info) : nil
             if direct == nil { streamed = (Int(offset), Int(offset), Int(offset)) }
         }
+        if direct != nil {
+            flushThreshold = DirectWriter.capacity
+            start = DirectWriter.prepare(&buffer)
+        } else {
+            flushThreshold = 256 * 1024
+            buffer.reserveCapacity(flushThreshold + 64 * 1024)
+        }
     }
 
     deinit {
-        direct?.finish()
+        if let direct {
+            _ = direct.write(&buffer, start: &start, partialBlock: true)
+            direct.finish(pending: buffer.count - start)
+        }
         if ownsDescriptor { close(descriptor) }
     }
 
     /// Appends bytes, writing out when the buffer is large.
     public func write<Bytes: Sequence>(_ bytes: Bytes) throws(OutputError) where Bytes.Element == UInt8 {
         buffer.append(contentsOf: bytes)
-        if buffer.count >= flushThreshold { try writeOut(partialBlock: false) }
+        if buffer.count - start >= flushThreshold { try writeOut(partialBlock: false) }
     }
 
     /// Appends a string's UTF-8.
     public func write(_ text: String) throws(OutputError) {
         var text = text
         text.withUTF8 { buffer.append(contentsOf: $0) }
-        if buffer.count >= flushThreshold { try writeOut(partialBlock: false) }
+        if buffer.count - start >= flushThreshold { try writeOut(partialBlock: false) }
     }
 
     /// Lets `render` append to the buffer in place (a record rendered
     /// without an intermediate copy), writing out when the buffer is large.
     public func append(_ render: (inout [UInt8]) -> Void) throws(OutputError) {
         render(&buffer)
-        if buffer.count >= flushThreshold { try writeOut(partialBlock: false) }
+        if buffer.count - start >= flushThreshold { try writeOut(partialBlock: false) }
     }
 
     /// Starts writeback of each full window behind the end of a regular
@@ -177,7 +191,9 @@ public final class OutputFile {
         try writeOut(partialBlock: true)
         guard let direct else { return }
         self.direct = nil
-        let failure = direct.finish()
+        let failure = direct.finish(pending: buffer.count - start)
+        buffer = []
+        start = 0
         let end = Int(lseek(descriptor, 0, SEEK_CUR))
         streamed = (end, end, end)
         if let failure { throw .writeFailed(name: name, errno: failure) }
@@ -187,8 +203,7 @@ public final class OutputFile {
     /// only when `partialBlock` is set (a flush a reader should see).
     private func writeOut(partialBlock: Bool) throws(OutputError) {
         if let direct {
-            defer { buffer.removeAll(keepingCapacity: true) }
-            if let code = direct.write(buffer, partialBlock: partialBlock) {
+            if let code = direct.write(&buffer, start: &start, partialBlock: partialBlock) {
                 throw .writeFailed(name: name, errno: code)
             }
             return
@@ -223,21 +238,32 @@ private let O_DIRECT: Int32 = 0o200000
 
 /// Writes a regular file with direct I/O, on a thread of its own, so that
 /// tlstap goes on rendering while the disk writes (direct writes return only
-/// once the device has the bytes). Whole blocks go from aligned buffers at
-/// aligned offsets with `pwrite`; the rest of the last block waits in the
-/// buffer being filled. Two buffers can be on their way to the disk while a
-/// third fills; when none is free, `write` waits for one.
+/// once the device has the bytes).
 ///
-/// The thread starts when the first buffer fills, not before: tlstap drops
+/// Records are rendered straight into an array whose bytes from `start` on
+/// begin at an aligned address (`prepare`), so its whole blocks go to the
+/// disk with `pwrite` at aligned offsets as they are, without a copy; only
+/// the rest of the last block moves to the front of the next array. Two
+/// arrays can be on their way to the disk while a third fills; when none is
+/// free, `write` waits for one.
+///
+/// The thread starts when the first array fills, not before: tlstap drops
 /// its capabilities after attaching, which only works while it has one
 /// thread, and threads started later inherit what it kept. Until then
 /// (a file format's header, written at start) writes run on the caller's
 /// thread.
 private final class DirectWriter: @unchecked Sendable {
+    /// An array on its way to the disk, or free to be filled again. Only the
+    /// thread that has the block from the queue or the free list touches it.
+    private final class Block {
+        var bytes: [UInt8] = []
+    }
+
     /// What the writing thread does, in order.
     private enum Job {
-        /// Whole blocks, with direct I/O; the buffer goes back to the pool.
-        case blocks(UnsafeMutableRawPointer, length: Int, offset: Int)
+        /// `length` bytes of whole blocks from `start` on, with direct I/O;
+        /// the block then goes back to the free list.
+        case blocks(Block, start: Int, length: Int, offset: Int)
         /// The last partial block, through the page cache, so that a reader sees it.
         case partialBlock([UInt8], offset: Int)
         case stop
@@ -248,21 +274,23 @@ private final class DirectWriter: @unchecked Sendable {
     /// Bytes gathered before a direct write: large enough that a write
     /// costs little per byte, small enough to count little in tlstap's RSS.
     static let capacity = 1 << 20
+    /// Room past `capacity` for the record that crosses it. A larger record
+    /// makes its array grow; that array's blocks are copied once into an
+    /// aligned one.
+    private static let slack = 256 << 10
     private static let buffers = 3
 
     private let descriptor: Int32
     private let flags: Int32
     // The caller's thread only.
-    private var current: UnsafeMutableRawPointer
-    /// Bytes in `current`, from `offset` in the file on.
-    private var count = 0
+    /// Where the bytes from the filling array's `start` on go in the file.
     private var offset: Int
     private var thread: pthread_t?
     // Shared with the writing thread, under `mutex`.
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var jobs: [Job] = []
-    private var free: [UnsafeMutableRawPointer] = []
+    private var free: [Block]
     private var failure: Int32?
     /// Set when a direct write was refused (EINVAL): writes go through the page cache from then on.
     private var directRefused = false
@@ -290,90 +318,87 @@ private final class DirectWriter: @unchecked Sendable {
         self.descriptor = descriptor
         self.flags = flags
         self.offset = offset
-        current = UnsafeMutableRawPointer.allocate(byteCount: Self.capacity, alignment: Self.block)
-        free = (1..<Self.buffers).map { _ in
-            UnsafeMutableRawPointer.allocate(byteCount: Self.capacity, alignment: Self.block)
-        }
+        free = (1..<Self.buffers).map { _ in Block() }
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(changed, nil)
     }
 
-    /// Starts the writing thread; false if it could not be started.
-    private func startThread() -> Bool {
-        var thread = pthread_t()
-        let started = pthread_create(&thread, nil, { context in
-            Unmanaged<DirectWriter>.fromOpaque(context!).takeRetainedValue().run()
-            return nil
-        }, Unmanaged.passRetained(self).toOpaque())
-        guard started == 0 else {
-            Unmanaged.passUnretained(self).release()
-            return false
-        }
-        self.thread = thread
-        return true
-    }
-
     deinit {
-        current.deallocate()
-        for buffer in free { buffer.deallocate() }
         pthread_cond_destroy(changed)
         pthread_mutex_destroy(mutex)
         changed.deallocate()
         mutex.deallocate()
     }
 
-    /// Gathers `bytes`, hands each full buffer to the writing thread and,
-    /// with `partialBlock`, everything gathered (a flush a reader should see).
-    /// - Returns: the errno of a write that failed since the last call, if any.
-    func write(_ bytes: [UInt8], partialBlock: Bool) -> Int32? {
-        var rest = bytes[...]
-        while !rest.isEmpty {
-            let taken = min(rest.count, Self.capacity - count)
-            rest.withUnsafeBytes { (current + count).copyMemory(from: $0.baseAddress!, byteCount: taken) }
-            count += taken
-            rest = rest.dropFirst(taken)
-            if count == Self.capacity { handOverBlocks(full: true) }
+    /// Empties `buffer` for filling and fills it up to its first aligned
+    /// address: the bytes appended after that can go to the disk as they are.
+    /// - Returns: where the file's bytes begin in `buffer`.
+    static func prepare(_ buffer: inout [UInt8]) -> Int {
+        if buffer.capacity > 2 * (block + capacity + slack) {
+            buffer = []  // grown for a large record: give the memory back
+        } else {
+            buffer.removeAll(keepingCapacity: true)
         }
-        if partialBlock { handOverAll() }
+        buffer.reserveCapacity(block + capacity + slack)
+        buffer.append(contentsOf: repeatElement(0, count: block))
+        let address = buffer.withUnsafeBytes { Int(bitPattern: $0.baseAddress!) }
+        let start = (block - address % block) % block
+        buffer.removeLast(block - start)
+        return start
+    }
+
+    /// Hands the whole blocks of `buffer` after `start` to the writing thread
+    /// and leaves the rest at the start of a prepared array; with
+    /// `partialBlock`, also writes that rest (a flush a reader should see).
+    /// - Returns: the errno of a write that failed since the last call, if any.
+    func write(_ buffer: inout [UInt8], start: inout Int, partialBlock: Bool) -> Int32? {
+        let whole = (buffer.count - start) / Self.block * Self.block
+        if whole > 0 {
+            let block = takeFreeBlock()
+            var next = block.bytes
+            block.bytes = []
+            let nextStart = Self.prepare(&next)
+            next.append(contentsOf: buffer[(start + whole)...])
+            let aligned = buffer.withUnsafeBytes { Int(bitPattern: $0.baseAddress! + start) % Self.block == 0 }
+            if aligned {
+                block.bytes = buffer
+                buffer = next
+                submit(.blocks(block, start: start, length: whole, offset: offset), mayStartThread: !partialBlock)
+            } else {
+                // The array grew and moved for a large record: copy its blocks once.
+                var copy: [UInt8] = []
+                let copyStart = Self.prepare(&copy)
+                copy.append(contentsOf: buffer[start..<(start + whole)])
+                block.bytes = copy
+                buffer = next
+                submit(.blocks(block, start: copyStart, length: whole, offset: offset), mayStartThread: !partialBlock)
+            }
+            start = nextStart
+            offset += whole
+        }
+        if partialBlock && buffer.count > start {
+            submit(.partialBlock(Array(buffer[start...]), offset: offset))
+        }
         return locked { failure }
     }
 
-    /// Writes everything gathered, waits for the disk, ends the thread and
-    /// leaves the descriptor's offset at the end of what was written.
+    /// Waits for the disk, ends the thread and leaves the descriptor's
+    /// offset at the end of what was written.
+    /// - Parameter pending: bytes after the last whole block handed over,
+    ///   already written through the page cache by a `write` with `partialBlock`.
     /// - Returns: the errno of a write that failed, if any.
     @discardableResult
-    func finish() -> Int32? {
-        handOverAll()
+    func finish(pending: Int) -> Int32? {
         if let thread {
             submit(.stop)
             pthread_join(thread, nil)
             self.thread = nil
         }
-        lseek(descriptor, off_t(offset + count), SEEK_SET)
+        lseek(descriptor, off_t(offset + pending), SEEK_SET)
         return locked { failure }
     }
 
-    /// Hands the whole blocks over and moves the rest to the front of a fresh buffer.
-    /// - Parameter full: the buffer is full: the writing thread may start.
-    private func handOverBlocks(full: Bool = false) {
-        let whole = count / Self.block * Self.block
-        guard whole > 0 else { return }
-        let next = takeFreeBuffer()
-        if count > whole { next.copyMemory(from: current + whole, byteCount: count - whole) }
-        submit(.blocks(current, length: whole, offset: offset), mayStartThread: full)
-        current = next
-        offset += whole
-        count -= whole
-    }
-
-    private func handOverAll() {
-        handOverBlocks()
-        if count > 0 {
-            submit(.partialBlock(Array(UnsafeRawBufferPointer(start: current, count: count)), offset: offset))
-        }
-    }
-
-    private func takeFreeBuffer() -> UnsafeMutableRawPointer {
+    private func takeFreeBlock() -> Block {
         locked {
             while free.isEmpty { pthread_cond_wait(changed, mutex) }
             return free.removeLast()
@@ -390,6 +415,21 @@ private final class DirectWriter: @unchecked Sendable {
             jobs.append(job)
             pthread_cond_broadcast(changed)
         }
+    }
+
+    /// Starts the writing thread; false if it could not be started.
+    private func startThread() -> Bool {
+        var thread = pthread_t()
+        let started = pthread_create(&thread, nil, { context in
+            Unmanaged<DirectWriter>.fromOpaque(context!).takeRetainedValue().run()
+            return nil
+        }, Unmanaged.passRetained(self).toOpaque())
+        guard started == 0 else {
+            Unmanaged.passUnretained(self).release()
+            return false
+        }
+        self.thread = thread
+        return true
     }
 
     private func locked<T>(_ body: () -> T) -> T {
@@ -410,16 +450,16 @@ private final class DirectWriter: @unchecked Sendable {
         }
     }
 
-    /// Writes what `job` says; gives its buffer back and notes a failure.
+    /// Writes what `job` says; gives its block back and notes a failure.
     private func perform(_ job: Job) {
         var error: Int32?
-        var used: UnsafeMutableRawPointer?
+        var used: Block?
         switch job {
         case .stop:
             return
-        case .blocks(let buffer, let length, let offset):
-            error = writeDirect(buffer, length: length, offset: offset)
-            used = buffer
+        case .blocks(let block, let start, let length, let offset):
+            error = block.bytes.withUnsafeBytes { writeDirect($0.baseAddress! + start, length: length, offset: offset) }
+            used = block
         case .partialBlock(let bytes, let offset):
             error = bytes.withUnsafeBytes { pwriteAll($0.baseAddress!, length: bytes.count, offset: offset) }
         }
@@ -430,15 +470,15 @@ private final class DirectWriter: @unchecked Sendable {
         }
     }
 
-    private func writeDirect(_ buffer: UnsafeMutableRawPointer, length: Int, offset: Int) -> Int32? {
+    private func writeDirect(_ bytes: UnsafeRawPointer, length: Int, offset: Int) -> Int32? {
         if !directRefused {
             _ = fcntl(descriptor, F_SETFL, flags | O_DIRECT)
-            let error = pwriteAll(buffer, length: length, offset: offset)
+            let error = pwriteAll(bytes, length: length, offset: offset)
             _ = fcntl(descriptor, F_SETFL, flags)
             guard error == EINVAL else { return error }
             directRefused = true  // not this device's alignment after all
         }
-        return pwriteAll(buffer, length: length, offset: offset)
+        return pwriteAll(bytes, length: length, offset: offset)
     }
 
     private func pwriteAll(_ bytes: UnsafeRawPointer, length: Int, offset: Int) -> Int32? {

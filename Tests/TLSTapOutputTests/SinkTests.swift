@@ -241,8 +241,14 @@ import TLSTapHTTP
         var state: UInt64 = 7
         for record in 0..<3_000 {
             state = state &* 6364136223846793005 &+ 1442695040888963407
-            let size = Int(state >> 50)  // 0..<16384: records across block and buffer edges
-            let bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ record) }
+            // 0..<16384: records across block and buffer edges; now and then
+            // 300,000..<431,072, larger than a buffer's room past its capacity.
+            let large = record % 199 == 198
+            let size = large ? 300_000 + Int(state >> 47) : Int(state >> 50)
+            let bytes =
+                large
+                ? [UInt8](repeating: UInt8(truncatingIfNeeded: record), count: size)
+                : (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ record) }
             try output.append { $0.append(contentsOf: bytes) }
             expected += bytes
             if record % 500 == 499 {
