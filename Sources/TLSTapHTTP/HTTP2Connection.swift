@@ -9,6 +9,47 @@ struct HTTP2Frame {
     var payload: ArraySlice<UInt8>
 }
 
+/// The 9 bytes in front of every HTTP/2 frame (RFC 9113 section 4.1).
+struct HTTP2FrameHeader {
+    var length: Int
+    var type: UInt8
+    var flags: UInt8
+    var stream: UInt32
+    var reservedBit: Bool
+
+    /// The header at `offset`, if 9 bytes are there.
+    init?(_ bytes: [UInt8], at offset: Int) {
+        guard offset >= 0, bytes.count - offset >= 9 else { return nil }
+        length = Int(bytes[offset]) << 16 | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2])
+        type = bytes[offset + 3]
+        flags = bytes[offset + 4]
+        reservedBit = bytes[offset + 5] & 0x80 != 0
+        stream = (UInt32(bytes[offset + 5]) << 24 | UInt32(bytes[offset + 6]) << 16 | UInt32(bytes[offset + 7]) << 8
+            | UInt32(bytes[offset + 8])) & 0x7fff_ffff
+    }
+
+    /// Whether a well-behaved peer could have sent this header: a frame type
+    /// of RFC 9113, only flags defined for it (senders leave the others
+    /// unset), the stream and length its type requires, the reserved bit
+    /// clear, and at most `maxPayload` bytes.
+    func isWellFormed(maxPayload: Int) -> Bool {
+        guard !reservedBit, length <= maxPayload else { return false }
+        switch type {
+        case 0: return stream != 0 && flags & ~0x09 == 0  // DATA: END_STREAM, PADDED
+        case 1: return stream != 0 && flags & ~0x2d == 0  // HEADERS: END_STREAM, END_HEADERS, PADDED, PRIORITY
+        case 2: return stream != 0 && flags == 0 && length == 5  // PRIORITY
+        case 3: return stream != 0 && flags == 0 && length == 4  // RST_STREAM
+        case 4: return stream == 0 && flags & ~0x1 == 0 && (flags == 1 ? length == 0 : length % 6 == 0)  // SETTINGS
+        case 5: return stream != 0 && flags & ~0x0c == 0 && length >= 4  // PUSH_PROMISE
+        case 6: return stream == 0 && flags & ~0x1 == 0 && length == 8  // PING
+        case 7: return stream == 0 && flags == 0 && length >= 8  // GOAWAY
+        case 8: return flags == 0 && length == 4  // WINDOW_UPDATE
+        case 9: return stream != 0 && flags & ~0x4 == 0  // CONTINUATION
+        default: return false
+        }
+    }
+}
+
 /// Cuts one direction's byte stream into frames, at any split.
 struct HTTP2FrameReader {
     static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
@@ -41,16 +82,13 @@ struct HTTP2FrameReader {
         buffer += input
         var frames: [HTTP2Frame] = []
         var offset = 0
-        while buffer.count - offset >= 9 {
-            let length = Int(buffer[offset]) << 16 | Int(buffer[offset + 1]) << 8 | Int(buffer[offset + 2])
-            guard length <= maxFramePayload else { return nil }
-            guard buffer.count - offset >= 9 + length else { break }
-            let stream = (UInt32(buffer[offset + 5]) << 24 | UInt32(buffer[offset + 6]) << 16
-                | UInt32(buffer[offset + 7]) << 8 | UInt32(buffer[offset + 8])) & 0x7fff_ffff
+        while let header = HTTP2FrameHeader(buffer, at: offset) {
+            guard header.length <= maxFramePayload else { return nil }
+            guard buffer.count - offset >= 9 + header.length else { break }
             frames.append(HTTP2Frame(
-                type: buffer[offset + 3], flags: buffer[offset + 4], stream: stream,
-                payload: buffer[(offset + 9)..<(offset + 9 + length)]))
-            offset += 9 + length
+                type: header.type, flags: header.flags, stream: header.stream,
+                payload: buffer[(offset + 9)..<(offset + 9 + header.length)]))
+            offset += 9 + header.length
         }
         frames = frames.map { frame in
             var copy = frame
@@ -125,9 +163,14 @@ final class HTTP2Connection {
     private var responseTableLost = false
     private var streams: [UInt32: StreamState] = [:]
     private var pendingBlock: PendingBlock?
-    /// Bytes of that side were lost: its next bytes must start with frames.
-    private var clientRealigning = false
-    private var serverRealigning = false
+    /// Bytes of that side were lost: frames resume at the next frame found
+    /// in its bytes. Holds the last bytes searched (a header may begin in
+    /// one call and end in the next).
+    private var clientResync: [UInt8]?
+    private var serverResync: [UInt8]?
+    /// The highest stream the client opened, to tell its next new stream
+    /// when bytes before it were lost.
+    private var highestClientStream: UInt32 = 0
     private let template: HTTPExchange
     private let limits: HTTPLimits
     private(set) var failed: String?
@@ -151,13 +194,12 @@ final class HTTP2Connection {
     /// Whether `bytes` start with what looks like HTTP/2 frames: each header
     /// has a known type, a length within the default maximum frame size and
     /// a clear reserved bit, for the first two frames (or one, if that is all).
-    static func looksLikeFrames(_ bytes: [UInt8]) -> Bool {
-        var offset = 0
+    static func looksLikeFrames(_ bytes: [UInt8], from start: Int = 0) -> Bool {
+        var offset = start
         var frames = 0
-        while frames < 2, bytes.count - offset >= 9 {
-            let length = Int(bytes[offset]) << 16 | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2])
-            guard length <= 16_384, bytes[offset + 3] <= 9, bytes[offset + 5] & 0x80 == 0 else { return false }
-            offset += 9 + length
+        while frames < 2, let header = HTTP2FrameHeader(bytes, at: offset) {
+            guard header.length <= 16_384, header.type <= 9, !header.reservedBit else { return false }
+            offset += 9 + header.length
             frames += 1
         }
         return frames == 2 || (frames == 1 && offset == bytes.count)
@@ -167,12 +209,14 @@ final class HTTP2Connection {
     /// - Returns: the exchanges these bytes completed.
     func feed(fromClient: Bool, _ bytes: [UInt8], time: UInt64) -> [HTTPExchange] {
         guard failed == nil else { return [] }
-        if fromClient ? clientRealigning : serverRealigning {
-            guard Self.looksLikeFrames(bytes) else {
-                failed = "bytes lost in the middle of a frame"
-                return []
-            }
-            if fromClient { clientRealigning = false } else { serverRealigning = false }
+        var bytes = bytes
+        if let searched = fromClient ? clientResync : serverResync {
+            let joined = searched + bytes
+            let resumed = resumption(in: joined, callStart: searched.count, fromClient: fromClient)
+            let left = resumed == nil ? Array(joined.suffix(8)) : nil
+            if fromClient { clientResync = left } else { serverResync = left }
+            guard let resumed else { return [] }
+            bytes = Array(joined[resumed...])
         }
         let frames = fromClient ? clientFrames.feed(bytes) : serverFrames.feed(bytes)
         guard let frames else {
@@ -185,24 +229,80 @@ final class HTTP2Connection {
     }
 
     /// Bytes one side sent were lost (the ring buffer was full) right
-    /// before the bytes fed next from that side. Frames go on from those
-    /// bytes if they begin with a frame (whole calls were lost, and a call
-    /// holds whole frames, as servers and clients write them), else parsing
-    /// stops. That side's header table missed entries: its later header
-    /// blocks are not decoded. Every stream open now may have lost bytes.
+    /// before the bytes fed next from that side. Frames resume at the next
+    /// frame found in that side's bytes (`resumption`). That side's header
+    /// table missed entries: its later header blocks are not decoded. Every
+    /// stream open now may have lost bytes.
     func lost(fromClient: Bool, time: UInt64) -> [HTTPExchange] {
         guard failed == nil else { return [] }
         if fromClient {
             clientFrames.restart()
-            clientRealigning = true
+            clientResync = []
         } else {
             serverFrames.restart()
-            serverRealigning = true
+            serverResync = []
         }
         if pendingBlock?.fromClient == fromClient { pendingBlock = nil }
         markTableLost(fromClient: fromClient)
         for id in streams.keys { streams[id]?.exchange.note = "bytes lost" }
         return []
+    }
+
+    /// Where frames resume in `bytes`, the bytes of one side after a gap
+    /// (the last few searched before, then a call from `callStart` on), or
+    /// nil if no frame begins in them.
+    ///
+    /// At the call's start if it begins with frames: whole calls were lost,
+    /// and most programs write whole frames. Else at the first frame header
+    /// that fits what the connection knows (a frame of an open stream, the
+    /// client's next new stream, or a control frame of stream 0) and after
+    /// which every header in `bytes` is well formed. nginx's frames cross
+    /// its 16 KiB writes, so there a call after a gap begins inside a frame.
+    /// Random payload bytes pass for such a header with a chance below 1 in
+    /// 2^34 per position (length, type, flags, and a stream in the client's
+    /// next million; a known stream's, far below that).
+    private func resumption(in bytes: [UInt8], callStart: Int, fromClient: Bool) -> Int? {
+        if Self.looksLikeFrames(bytes, from: callStart) { return callStart }
+        let maxPayload = fromClient ? clientFrames.maxFramePayload : serverFrames.maxFramePayload
+        var offset = 0
+        while let header = HTTP2FrameHeader(bytes, at: offset) {
+            if header.isWellFormed(maxPayload: maxPayload), fitsAfterGap(header, fromClient: fromClient),
+                Self.wellFormedHeaders(in: bytes, from: offset + 9 + header.length, maxPayload: maxPayload)
+            {
+                return offset
+            }
+            offset += 1
+        }
+        return nil
+    }
+
+    /// Whether a well-formed header belongs to this connection as it is:
+    /// a control frame of the connection, a frame of an open stream (not a
+    /// CONTINUATION: the block it continues was dropped), or the HEADERS
+    /// that opens the client's next stream.
+    private func fitsAfterGap(_ header: HTTP2FrameHeader, fromClient: Bool) -> Bool {
+        if header.stream == 0 { return true }
+        switch FrameType(rawValue: header.type) {
+        case .continuation, nil:
+            return false
+        case .headers where fromClient && streams[header.stream] == nil:
+            return header.stream & 1 == 1 && header.stream > highestClientStream
+                && header.stream - highestClientStream < 1 << 20
+        case .pushPromise:
+            return !fromClient && streams[header.stream] != nil
+        default:
+            return streams[header.stream] != nil
+        }
+    }
+
+    /// Whether every whole frame header from `offset` on, frame after frame, is well formed.
+    private static func wellFormedHeaders(in bytes: [UInt8], from offset: Int, maxPayload: Int) -> Bool {
+        var offset = offset
+        while let header = HTTP2FrameHeader(bytes, at: offset) {
+            guard header.isWellFormed(maxPayload: maxPayload) else { return false }
+            offset += 9 + header.length
+        }
+        return true
     }
 
     /// The connection closed: every open stream ends without its response.
@@ -302,6 +402,7 @@ final class HTTP2Connection {
             }
         }
         if isPromise { promisedStreams.remove(block.stream) }
+        if block.fromClient { highestClientStream = max(highestClientStream, block.stream) }
 
         var state = streams[block.stream] ?? StreamState(exchange: template)
         if streams[block.stream] == nil {

@@ -138,15 +138,111 @@ import TLSTapCore
         #expect(result.map(\.responseBodyLength) == [3, 3, 0])
     }
 
-    /// A gap that leaves the next call in the middle of a frame stops HTTP/2 parsing, nothing else.
-    @Test func http2StopsWhenTheBytesAfterAGapAreNotFrames() {
+    /// A call after a gap in which no frame begins is skipped; frames resume
+    /// at the next call that begins with one.
+    @Test func http2SkipsACallAfterAGapInWhichNoFrameBegins() {
         var client = HTTP2Writer()
+        var server = HTTP2Writer()
         let request = client.headers([(":method", "GET"), (":path", "/x")], stream: 1, endStream: true)
         var tracker = HTTPTracker()
         var result = tracker.feed(TrackerEvents.event(1, .outbound, HTTP2FrameReader.preface + request, time: 1))
         result += tracker.feed(TrackerEvents.event(1, .inbound, Array(repeating: 0xff, count: 40), time: 2, lostBefore: 7))
         result += tracker.feed(TrackerEvents.event(1, .inbound, HTTP2Writer.settings, time: 3))
-        #expect(result.isEmpty)
-        #expect(tracker.close(connection: 1, time: 4).isEmpty)
+        result += tracker.feed(TrackerEvents.event(1, .inbound, server.headers([(":status", "200")], stream: 1, endStream: true),
+                                                   time: 4))
+        #expect(result.map(\.stream) == [1])
+        #expect(result.map(\.path) == ["/x"])
+        #expect(result.map(\.status) == [nil])  // the response table is unknown after the gap
+        #expect(result.map(\.note) == ["headers incomplete"])
+        #expect(tracker.close(connection: 1, time: 5).isEmpty)
+    }
+
+    /// nginx writes HTTP/2 in 16 KiB calls that cut through frames, so the
+    /// call after a gap begins inside a frame. Frames resume at the first
+    /// frame header after the gap (here every frame is of an open stream),
+    /// even when no header begins in the first calls after it or one is cut
+    /// in two by a call's end. Every DATA frame wholly before the gap or
+    /// after that header counts; a stream whose last frame was lost ends
+    /// when the connection closes. Payloads are random bytes: they must not
+    /// pass for a frame header.
+    @Test(arguments: [4_033, 9_000, 16_384], 1...11)  // 4,033: headers cut in two after lost calls 9-11
+    func http2ResumesAtTheFirstFrameHeaderAfterAGap(callSize: Int, lostCall: Int) {
+        var client = HTTP2Writer()
+        var server = HTTP2Writer()
+        let streams: [UInt32] = [1, 3, 5, 7, 9]
+        let requests = streams.flatMap { stream in
+            client.headers([(":method", "GET"), (":scheme", "https"), (":path", "/\(stream)"), (":authority", "h")],
+                           stream: stream, endStream: true)
+        }
+        var state: UInt64 = 0x9e37_79b9_7f4a_7c15
+        var bytes = HTTP2Writer.settings
+        var frameStarts: [Int] = []
+        var headersEnd: [UInt32: Int] = [:]
+        var dataFrames: [(stream: UInt32, range: Range<Int>, payload: Int, last: Bool)] = []
+        for stream in streams {
+            frameStarts.append(bytes.count)
+            bytes += server.headers([(":status", "200")], stream: stream, endStream: false)
+            headersEnd[stream] = bytes.count
+            for (index, size) in [16_384, 16_384, 7_232].enumerated() {
+                let payload = (0..<size).map { _ in
+                    state = state &* 6364136223846793005 &+ 1442695040888963407
+                    return UInt8(truncatingIfNeeded: state >> 56)
+                }
+                let frame = HTTP2Writer.data(payload, stream: stream, endStream: index == 2)
+                frameStarts.append(bytes.count)
+                dataFrames.append((stream, bytes.count..<(bytes.count + frame.count), size, index == 2))
+                bytes += frame
+            }
+        }
+        let gap = (lostCall * callSize)..<((lostCall + 1) * callSize)
+        let resume = frameStarts.first { $0 >= gap.upperBound } ?? bytes.count
+        let counted = dataFrames.filter { $0.range.upperBound <= gap.lowerBound || $0.range.lowerBound >= resume }
+
+        var events = [TrackerEvents.event(1, .outbound, HTTP2FrameReader.preface + HTTP2Writer.settings + requests, time: 1)]
+        for (index, start) in stride(from: 0, to: bytes.count, by: callSize).enumerated() where index != lostCall {
+            events.append(TrackerEvents.event(1, .inbound, Array(bytes[start..<min(start + callSize, bytes.count)]),
+                                              time: UInt64(10 + index), lostBefore: index == lostCall + 1 ? UInt64(gap.count) : 0))
+        }
+        var tracker = HTTPTracker()
+        let finished = events.flatMap { tracker.feed($0) }
+        let closed = tracker.close(connection: 1, time: 99)
+
+        #expect(Set(finished.map(\.stream)) == Set(counted.filter(\.last).map(\.stream)))
+        #expect(Set(finished.map(\.stream)).union(closed.map(\.stream)) == Set(streams))
+        for exchange in finished + closed {
+            let stream = exchange.stream ?? 0
+            #expect(exchange.path == "/\(stream)")
+            #expect(exchange.responseBodyLength == counted.filter { $0.stream == stream }.map(\.payload).reduce(0, +),
+                    "stream \(stream)")
+            #expect(exchange.status == (headersEnd[stream]! <= gap.lowerBound ? 200 : nil), "stream \(stream)")
+        }
+    }
+
+    /// After a gap in the client's bytes, the request that opens its next
+    /// stream is found inside a call that begins in a lost request body.
+    @Test func http2FindsTheClientsNextStreamAfterAGap() {
+        var client = HTTP2Writer()
+        var server = HTTP2Writer()
+        let opening = HTTP2FrameReader.preface + HTTP2Writer.settings
+            + client.headers([(":method", "POST"), (":path", "/upload")], stream: 1, endStream: false)
+        let body = HTTP2Writer.data(Array(repeating: 0x42, count: 16_384), stream: 1, endStream: false)
+            + HTTP2Writer.data(Array(repeating: 0x43, count: 13_616), stream: 1, endStream: true)
+        let next = client.headers([(":method", "GET"), (":path", "/next")], stream: 3, endStream: true)
+        let sent = opening + body + next
+        let cut = opening.count + 100
+        let gap = cut..<(cut + 20_000)
+        var tracker = HTTPTracker()
+        var result = tracker.feed(TrackerEvents.event(1, .outbound, Array(sent[..<gap.lowerBound]), time: 1))
+        result += tracker.feed(TrackerEvents.event(1, .outbound, Array(sent[gap.upperBound...]), time: 2,
+                                                   lostBefore: UInt64(gap.count)))
+        result += tracker.feed(TrackerEvents.event(1, .inbound, HTTP2Writer.settings
+                                                    + server.headers([(":status", "201")], stream: 1, endStream: true)
+                                                    + server.headers([(":status", "200")], stream: 3, endStream: true),
+                                                   time: 3))
+        #expect(result.map(\.stream) == [1, 3])
+        #expect(result.map(\.path) == ["/upload", ""])  // the request table is unknown after the gap
+        #expect(result.map(\.status) == [201, 200])
+        #expect(result.map(\.note) == ["bytes lost", "headers incomplete"])
+        #expect(result.map(\.requestBodyLength) == [0, 0])
     }
 }
