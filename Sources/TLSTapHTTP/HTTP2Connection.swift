@@ -158,9 +158,6 @@ final class HTTP2Connection {
     private var serverFrames: HTTP2FrameReader
     private var requestDecoder = HPACKDecoder(allocator: ByteBufferAllocator())
     private var responseDecoder = HPACKDecoder(allocator: ByteBufferAllocator())
-    /// Once a header block fails to decode, the dynamic table is unknown for that direction.
-    private var requestTableLost = false
-    private var responseTableLost = false
     private var streams: [UInt32: StreamState] = [:]
     private var pendingBlock: PendingBlock?
     /// Bytes of that side were lost: frames resume at the next frame found
@@ -176,9 +173,9 @@ final class HTTP2Connection {
     private(set) var failed: String?
 
     /// - Parameter joinedMidConnection: the preface and earlier header blocks
-    ///   were never seen, so neither HPACK dynamic table is known: headers are
-    ///   not decoded (a fresh table would resolve indices to wrong entries)
-    ///   and every exchange is marked "headers incomplete".
+    ///   were never seen, so both HPACK dynamic tables hold entries tlstap
+    ///   does not know (see `resetTable`): a header block that refers to one
+    ///   is not decoded, and its exchange is marked "headers incomplete".
     init(template: HTTPExchange, limits: HTTPLimits, joinedMidConnection: Bool = false) {
         var template = template
         template.protocolVersion = "HTTP/2"
@@ -187,8 +184,6 @@ final class HTTP2Connection {
         let maxPayload = max(16_384, limits.maxBufferedBytes)
         clientFrames = HTTP2FrameReader(expectPreface: !joinedMidConnection, maxFramePayload: maxPayload)
         serverFrames = HTTP2FrameReader(expectPreface: false, maxFramePayload: maxPayload)
-        requestTableLost = joinedMidConnection
-        responseTableLost = joinedMidConnection
     }
 
     /// Whether `bytes` start with what looks like HTTP/2 frames: each header
@@ -231,8 +226,8 @@ final class HTTP2Connection {
     /// Bytes one side sent were lost (the ring buffer was full) right
     /// before the bytes fed next from that side. Frames resume at the next
     /// frame found in that side's bytes (`resumption`). That side's header
-    /// table missed entries: its later header blocks are not decoded. Every
-    /// stream open now may have lost bytes.
+    /// table missed entries (`resetTable`). Every stream open now may have
+    /// lost bytes.
     func lost(fromClient: Bool, time: UInt64) -> [HTTPExchange] {
         guard failed == nil else { return [] }
         if fromClient {
@@ -243,7 +238,7 @@ final class HTTP2Connection {
             serverResync = []
         }
         if pendingBlock?.fromClient == fromClient { pendingBlock = nil }
-        markTableLost(fromClient: fromClient)
+        resetTable(fromClient: fromClient)
         for id in streams.keys { streams[id]?.exchange.note = "bytes lost" }
         return []
     }
@@ -319,7 +314,7 @@ final class HTTP2Connection {
     private func handle(_ frame: HTTP2Frame, fromClient: Bool, time: UInt64) -> [HTTPExchange] {
         if let pending = pendingBlock, frame.type != FrameType.continuation.rawValue || frame.stream != pending.stream {
             pendingBlock = nil  // a header block must continue at once; drop the broken one
-            markTableLost(fromClient: pending.fromClient)
+            resetTable(fromClient: pending.fromClient)
         }
         switch FrameType(rawValue: frame.type) {
         case .data:
@@ -349,7 +344,7 @@ final class HTTP2Connection {
             pending.block += frame.payload
             guard pending.block.count <= limits.maxHeaderBytes else {
                 pendingBlock = nil
-                markTableLost(fromClient: pending.fromClient)
+                resetTable(fromClient: pending.fromClient)
                 return []
             }
             if frame.flags & 0x4 == 0 {
@@ -389,17 +384,16 @@ final class HTTP2Connection {
         let isPromise = promise || (promisedStreams.contains(block.stream) && streams[block.stream] == nil)
         let decodesRequest = block.fromClient || isPromise
         var headers: [HTTPHeader] = []
-        var complete = !(block.fromClient ? requestTableLost : responseTableLost)
-        if complete {
-            var buffer = ByteBuffer(bytes: block.block)
-            do {
-                let decoded = block.fromClient
-                    ? try requestDecoder.decodeHeaders(from: &buffer) : try responseDecoder.decodeHeaders(from: &buffer)
-                headers = decoded.map { HTTPHeader($0.name, $0.value) }
-            } catch {
-                markTableLost(fromClient: block.fromClient)
-                complete = false
-            }
+        var complete = true
+        var buffer = ByteBuffer(bytes: block.block)
+        do {
+            let decoded = block.fromClient
+                ? try requestDecoder.decodeHeaders(from: &buffer) : try responseDecoder.decodeHeaders(from: &buffer)
+            headers = decoded.map { HTTPHeader($0.name, $0.value) }
+        } catch {
+            // It refers to an entry tlstap never saw, or is not HPACK; it may have added entries before failing.
+            resetTable(fromClient: block.fromClient)
+            complete = false
         }
         if isPromise { promisedStreams.remove(block.stream) }
         if block.fromClient { highestClientStream = max(highestClientStream, block.stream) }
@@ -462,8 +456,22 @@ final class HTTP2Connection {
         return [exchange]
     }
 
-    private func markTableLost(fromClient: Bool) {
-        if fromClient { requestTableLost = true } else { responseTableLost = true }
+    /// That side's dynamic table missed entries: bytes were lost, a header
+    /// block was dropped or failed to decode. Its decoder starts again with
+    /// an empty table, which then holds the entries the encoder adds from
+    /// here on: the newest of the real table, at the same indices (the real
+    /// one evicts its oldest first, the unknown ones). So a block that refers
+    /// only to them and to the static table decodes right (nginx's responses
+    /// use no dynamic entries), and one that refers to an older entry fails
+    /// (an index past the table) instead of decoding to wrong headers.
+    private func resetTable(fromClient: Bool) {
+        if fromClient {
+            requestDecoder = HPACKDecoder(
+                allocator: ByteBufferAllocator(), maxDynamicTableSize: requestDecoder.maxDynamicTableLength)
+        } else {
+            responseDecoder = HPACKDecoder(
+                allocator: ByteBufferAllocator(), maxDynamicTableSize: responseDecoder.maxDynamicTableLength)
+        }
     }
 
     private func applySettings(_ payload: ArraySlice<UInt8>, fromClient: Bool) {

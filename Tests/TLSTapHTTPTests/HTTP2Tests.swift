@@ -128,18 +128,23 @@ struct HTTP2Writer {
 
     /// A header block that does not decode (as when tlstap joins a
     /// connection whose dynamic table it never saw) marks the headers
-    /// incomplete instead of inventing them, for every later block too.
+    /// incomplete instead of inventing them. A later block that refers only
+    /// to the static table and to entries added since decodes.
     @Test func anUnknownDynamicTableMarksHeadersIncomplete() {
         var writer = HTTP2Writer()
         _ = writer.block([("x-custom", "value")])  // an entry in the encoder's table we never see
         let client = HTTP2FrameReader.preface
             + writer.headers([(":method", "GET"), (":path", "/"), ("x-custom", "value")], stream: 1, endStream: true)
+            + writer.headers([(":method", "GET"), (":path", "/later"), ("x-new", "1")], stream: 3, endStream: true)
+            + writer.headers([(":method", "GET"), (":path", "/later"), ("x-new", "1")], stream: 5, endStream: true)
         let connection = HTTP2Connection(
             template: HTTPExchange(connection: 1, pid: 2, comm: "c", protocolVersion: ""), limits: HTTPLimits())
         _ = connection.feed(fromClient: true, client, time: 1)
         let result = connection.close(time: 2)
-        #expect(result.count == 1)
-        #expect(result.first?.note == "headers incomplete")
+        #expect(result.map(\.stream) == [1, 3, 5])
+        #expect(result.map(\.note) == ["headers incomplete", "connection closed", "connection closed"])
+        #expect(result.map(\.path) == ["", "/later", "/later"])  // stream 5's refer to the entries stream 3's added
+        #expect(result.last?.requestHeaders.first("x-new") == "1")
     }
 
     @Test func trackerRecognisesBothProtocolsAndIgnoresRawStreams() {
@@ -170,13 +175,14 @@ struct HTTP2Writer {
 
 extension HTTP2Tests {
     /// Joined mid-connection: frames without a preface are still HTTP/2, but
-    /// no header is decoded against a table tlstap never saw.
+    /// no header block is decoded that refers to a table entry tlstap never saw.
     @Test func aMidConnectionJoinCountsStreamsWithHeadersIncomplete() {
         var client = HTTP2Writer()
         var server = HTTP2Writer()
         _ = client.block([(":authority", "earlier.test")])  // table entries from before the join
         _ = server.block([("server", "earlier")])
-        let clientBytes = client.headers([(":method", "GET"), (":path", "/after-join")], stream: 41, endStream: true)
+        let clientBytes = client.headers([(":method", "GET"), (":path", "/after-join"), (":authority", "earlier.test")],
+                                         stream: 41, endStream: true)
         let serverBytes = server.headers([(":status", "200")], stream: 41, endStream: false)
             + HTTP2Writer.data(Array("abc".utf8), stream: 41, endStream: true)
         var tracker = HTTPTracker()
@@ -188,6 +194,7 @@ extension HTTP2Tests {
         #expect(result.first?.stream == 41)
         #expect(result.first?.note == "headers incomplete")
         #expect(result.first?.path == "")
+        #expect(result.first?.status == 200)  // the server's block refers only to the static table
         #expect(result.first?.responseBodyLength == 3)
     }
 }
