@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import TLSTapCore
 import TLSTapHTTP
 
@@ -11,10 +15,10 @@ import TLSTapHTTP
 public final class HARSink: EventSink {
     private let file: OutputFile
     private var entries = 0
-    private let timeFormatter: ISO8601DateFormatter = {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter
+    private let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
     }()
 
     public init(file: OutputFile, version: String) throws(OutputError) {
@@ -28,10 +32,9 @@ public final class HARSink: EventSink {
     public func write(_ event: ConnectionEvent) throws(OutputError) {}
 
     public func write(_ exchange: HTTPExchange) throws(OutputError) {
-        guard let json = try? JSONSerialization.data(withJSONObject: entry(exchange), options: [.sortedKeys]) else {
-            return
-        }
-        try file.write((entries == 0 ? "" : ",\n") + String(decoding: json, as: UTF8.self))
+        guard let json = try? encoder.encode(Self.entry(exchange)) else { return }
+        if entries > 0 { try file.write(",\n") }
+        try file.write(json)
         entries += 1
     }
 
@@ -46,75 +49,134 @@ public final class HARSink: EventSink {
         try file.finish()
     }
 
-    func entry(_ exchange: HTTPExchange) -> [String: Any] {
+    static func entry(_ exchange: HTTPExchange) -> HAREntry {
         let milliseconds = Double(exchange.latencyNanoseconds) / 1e6
         let started = Date(timeIntervalSince1970: Double(exchange.startNanoseconds) / 1e9)
         let version = exchange.protocolVersion.isEmpty ? "HTTP/1.1" : exchange.protocolVersion
         let url = (exchange.scheme.isEmpty ? "https" : exchange.scheme) + "://" + exchange.authority + exchange.path
-        var request: [String: Any] = [
-            "method": exchange.method, "url": url, "httpVersion": version,
-            "headers": Self.headers(exchange.requestHeaders),
-            "cookies": Self.cookies(exchange.requestHeaders, header: "cookie"),
-            "queryString": Self.queryString(exchange.path), "headersSize": -1, "bodySize": exchange.requestBodyLength,
-        ]
+        var request = HAREntry.Request(
+            method: exchange.method, url: url, httpVersion: version, headers: Self.headers(exchange.requestHeaders),
+            cookies: Self.cookies(exchange.requestHeaders, header: "cookie"),
+            queryString: Self.queryString(exchange.path), bodySize: exchange.requestBodyLength)
         if exchange.requestBodyLength > 0 || exchange.requestBody?.isEmpty == false {
-            var postData: [String: Any] = ["mimeType": exchange.requestHeaders.first("content-type") ?? ""]
-            if let body = exchange.requestBody {
-                postData["text"] = String(validating: body, as: UTF8.self) ?? Data(body).base64EncodedString()
-            }
-            request["postData"] = postData
+            request.postData = HAREntry.PostData(
+                mimeType: exchange.requestHeaders.first("content-type") ?? "",
+                text: exchange.requestBody.map { String(validating: $0, as: UTF8.self) ?? Data($0).base64EncodedString() })
         }
-        var content: [String: Any] = [
-            "size": exchange.responseBody?.count ?? exchange.responseBodyLength,
-            "mimeType": exchange.responseHeaders.first("content-type") ?? "",
-        ]
+        var content = HAREntry.Content(
+            size: exchange.responseBody?.count ?? exchange.responseBodyLength,
+            mimeType: exchange.responseHeaders.first("content-type") ?? "")
         if let body = exchange.responseBody {
             if let text = String(validating: body, as: UTF8.self) {
-                content["text"] = text
+                content.text = text
             } else {
-                content["text"] = Data(body).base64EncodedString()
-                content["encoding"] = "base64"
+                content.text = Data(body).base64EncodedString()
+                content.encoding = "base64"
             }
         }
         if exchange.responseBody == nil || exchange.responseBodyDecodedFrom != nil {
-            content["compression"] = (exchange.responseBody?.count ?? exchange.responseBodyLength)
+            content.compression = (exchange.responseBody?.count ?? exchange.responseBodyLength)
                 - exchange.responseBodyLength
         }
-        let response: [String: Any] = [
-            "status": exchange.status ?? 0, "statusText": exchange.reason ?? "", "httpVersion": version,
-            "headers": Self.headers(exchange.responseHeaders),
-            "cookies": Self.cookies(exchange.responseHeaders, header: "set-cookie"), "content": content,
-            "redirectURL": exchange.responseHeaders.first("location") ?? "", "headersSize": -1,
-            "bodySize": exchange.responseBodyLength,
-        ]
-        var entry: [String: Any] = [
-            "startedDateTime": timeFormatter.string(from: started), "time": milliseconds, "request": request,
-            "response": response, "cache": [String: Any](),
-            "timings": ["send": 0, "wait": milliseconds, "receive": 0],
-            "_pid": Int(exchange.pid), "_comm": exchange.comm, "_conn": Int(exchange.connection),
-        ]
-        if let note = exchange.note { entry["comment"] = note }
-        return entry
+        let response = HAREntry.Response(
+            status: exchange.status ?? 0, statusText: exchange.reason ?? "", httpVersion: version,
+            headers: Self.headers(exchange.responseHeaders),
+            cookies: Self.cookies(exchange.responseHeaders, header: "set-cookie"), content: content,
+            redirectURL: exchange.responseHeaders.first("location") ?? "", bodySize: exchange.responseBodyLength)
+        return HAREntry(
+            startedDateTime: started.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)),
+            time: milliseconds, request: request, response: response,
+            timings: HAREntry.Timings(send: 0, wait: milliseconds, receive: 0), comment: exchange.note,
+            pid: Int(exchange.pid), comm: exchange.comm, connection: Int(exchange.connection))
     }
 
-    static func headers(_ headers: [HTTPHeader]) -> [[String: String]] {
-        headers.map { ["name": $0.name, "value": $0.value] }
+    static func headers(_ headers: [HTTPHeader]) -> [HAREntry.Pair] {
+        headers.map { HAREntry.Pair(name: $0.name, value: $0.value) }
     }
 
     /// Cookies of `Cookie: a=1; b=2` or of each `Set-Cookie: a=1; Path=/`.
-    static func cookies(_ headers: [HTTPHeader], header: String) -> [[String: String]] {
-        headers.filter { $0.name.lowercased() == header }.flatMap { field -> [[String: String]] in
+    static func cookies(_ headers: [HTTPHeader], header: String) -> [HAREntry.Pair] {
+        headers.filter { $0.name.lowercased() == header }.flatMap { field -> [HAREntry.Pair] in
             let pairs = header == "cookie" ? field.value.split(separator: ";") : [field.value.split(separator: ";").first ?? ""]
             return pairs.compactMap { pair in
                 guard let equals = pair.firstIndex(of: "=") else { return nil }
-                return ["name": String(pair[..<equals]).trimmed, "value": String(pair[pair.index(after: equals)...]).trimmed]
+                return HAREntry.Pair(name: String(pair[..<equals]).trimmed,
+                                     value: String(pair[pair.index(after: equals)...]).trimmed)
             }
         }
     }
 
-    static func queryString(_ path: String) -> [[String: String]] {
+    static func queryString(_ path: String) -> [HAREntry.Pair] {
         guard let items = URLComponents(string: "http://h" + path)?.queryItems else { return [] }
-        return items.map { ["name": $0.name, "value": $0.value ?? ""] }
+        return items.map { HAREntry.Pair(name: $0.name, value: $0.value ?? "") }
+    }
+}
+
+/// One entry of a HAR 1.2 log (http://www.softwareishard.com/blog/har-12-spec/),
+/// with tlstap's `_pid`, `_comm` and `_conn`. Fields that are nil are left out.
+struct HAREntry: Encodable {
+    struct Pair: Encodable {
+        var name: String
+        var value: String
+    }
+
+    struct Request: Encodable {
+        var method: String
+        var url: String
+        var httpVersion: String
+        var headers: [Pair]
+        var cookies: [Pair]
+        var queryString: [Pair]
+        var headersSize = -1
+        var bodySize: Int
+        var postData: PostData?
+    }
+
+    struct PostData: Encodable {
+        var mimeType: String
+        var text: String?
+    }
+
+    struct Response: Encodable {
+        var status: Int
+        var statusText: String
+        var httpVersion: String
+        var headers: [Pair]
+        var cookies: [Pair]
+        var content: Content
+        var redirectURL: String
+        var headersSize = -1
+        var bodySize: Int
+    }
+
+    struct Content: Encodable {
+        var size: Int
+        var mimeType: String
+        var text: String?
+        var encoding: String?
+        var compression: Int?
+    }
+
+    struct Timings: Encodable {
+        var send: Double
+        var wait: Double
+        var receive: Double
+    }
+
+    var startedDateTime: String
+    var time: Double
+    var request: Request
+    var response: Response
+    var cache: [String: String] = [:]
+    var timings: Timings
+    var comment: String?
+    var pid: Int
+    var comm: String
+    var connection: Int
+
+    enum CodingKeys: String, CodingKey {
+        case startedDateTime, time, request, response, cache, timings, comment
+        case pid = "_pid", comm = "_comm", connection = "_conn"
     }
 }
 
