@@ -30,8 +30,10 @@ public struct Demo {
     }
 
     /// Runs the demo, rendering events into `sink`.
-    /// - Parameter announce: receives one line describing the setup before traffic starts.
-    public func run(sink: EventSink, announce: (String) -> Void) throws -> Outcome {
+    /// - Parameters:
+    ///   - http: parse HTTP exchanges with these limits; nil to skip parsing.
+    ///   - announce: receives one line describing the setup before traffic starts.
+    public func run(sink: EventSink, http: HTTPLimits? = nil, announce: (String) -> Void) throws -> Outcome {
         for tool in ["openssl", "curl"] where ChildProcess.resolve(tool) == nil {
             throw LoaderError("the demo needs \(tool); install it (scripts/bootstrap does) and run it again")
         }
@@ -48,7 +50,8 @@ public struct Demo {
         let cgroup = try CommandCgroup()
         let observer = GreetingObserver(sink)
         let session = try TraceSession(
-            filters: TraceFilters(cgroupID: cgroup.id), ringBufferBytes: 16 << 20, sink: observer, logger: logger)
+            filters: TraceFilters(cgroupID: cgroup.id), ringBufferBytes: 16 << 20, sink: observer, http: http,
+            logger: logger)
         try session.attach(try AttachPlan.make(for: TraceFilters(cgroupID: cgroup.id)))
 
         let port = try Self.freePort()

@@ -14,7 +14,8 @@ struct DemoCommand: ParsableCommand {
     func run() throws {
         let logger = TerminalLogHandler.logger(verbose: output.verbose)
         try Privileges.requireTracing()
-        let outcome = try Demo(logger: logger).run(sink: try output.makeSink(runsCommand: true)) { line in
+        let sink = try output.makeSink(runsCommand: true)
+        let outcome = try Demo(logger: logger).run(sink: sink, http: output.httpLimits) { line in
             FileHandleOutput.standardError(line + "\n")
         }
         FileHandleOutput.standardError(outcome.summary.line + "\n")

@@ -79,6 +79,23 @@ extension EndToEnd {
             #expect(run.standardError.contains("captured the request and the response in plaintext"))
         }
 
+        /// The demo parses HTTP as `trace` does: both ends of its one exchange,
+        /// whose HTTP/1.0 response ends when the server closes.
+        @Test func demoRecordsTheExchangeFromBothEnds() throws {
+            let run = try Harness.run(["demo", "--format", "json", "--events", "http"])
+            #expect(run.status == 0, "\(run.standardError)")
+            let exchanges = try Harness.records(run.output)
+            #expect(exchanges.compactMap { $0["comm"] as? String }.sorted() == ["curl", "openssl"])
+            for exchange in exchanges {
+                #expect(exchange["event"] as? String == "http")
+                #expect(exchange["method"] as? String == "GET")
+                #expect(exchange["path"] as? String == "/hello.txt")
+                #expect(exchange["status"] as? Int == 200)
+                let greeting = "Hello from the tlstap demo: this line crossed TLS and was read in plaintext.\n"
+                #expect(exchange["resp_body_len"] as? Int == greeting.utf8.count)
+            }
+        }
+
         /// `tlstap … | head -c 100`: the closed pipe ends tlstap quietly.
         @Test func aClosedOutputPipeEndsTheRunCleanly() throws {
             let workspace = try Harness.makeWorkspace()
