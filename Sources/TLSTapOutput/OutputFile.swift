@@ -67,6 +67,10 @@ public final class OutputFile {
     /// Whether the file is written with direct I/O.
     var isDirect: Bool { direct != nil }
 
+    /// Set by `finish()`: how many times whole blocks meant for a direct
+    /// write went through the page cache instead.
+    private(set) var blocksThroughPageCache = 0
+
     /// The O_DIRECT flag of this architecture.
     static let directIOFlag = O_DIRECT
 
@@ -192,6 +196,7 @@ public final class OutputFile {
         guard let direct else { return }
         self.direct = nil
         let failure = direct.finish(pending: buffer.count - start)
+        blocksThroughPageCache = direct.blocksThroughPageCache
         buffer = []
         start = 0
         let end = Int(lseek(descriptor, 0, SEEK_CUR))
@@ -292,8 +297,13 @@ private final class DirectWriter: @unchecked Sendable {
     private var jobs: [Job] = []
     private var free: [Block]
     private var failure: Int32?
-    /// Set when a direct write was refused (EINVAL): writes go through the page cache from then on.
-    private var directRefused = false
+    /// Set when a direct write was refused (EINVAL): writes go through the
+    /// page cache from then on.
+    private var refused = false
+    /// Whole blocks handed over but written through the page cache (direct
+    /// writes refused, or a buffer not aligned). The writing thread's; read
+    /// after `finish`.
+    private(set) var blocksThroughPageCache = 0
 
     /// nil when the file is not one to write this way: not at an aligned
     /// offset, opened for appending, shared with standard error (`> file
@@ -331,15 +341,16 @@ private final class DirectWriter: @unchecked Sendable {
     }
 
     /// Empties `buffer` for filling and fills it up to its first aligned
-    /// address: the bytes appended after that can go to the disk as they are.
+    /// address: the bytes appended after that can go to the disk as they
+    /// are, as long as they fit in `room` (beyond it, the array moves).
     /// - Returns: where the file's bytes begin in `buffer`.
-    static func prepare(_ buffer: inout [UInt8]) -> Int {
-        if buffer.capacity > 2 * (block + capacity + slack) {
+    static func prepare(_ buffer: inout [UInt8], room: Int = capacity + slack) -> Int {
+        if buffer.capacity > 2 * (block + max(room, capacity + slack)) {
             buffer = []  // grown for a large record: give the memory back
         } else {
             buffer.removeAll(keepingCapacity: true)
         }
-        buffer.reserveCapacity(block + capacity + slack)
+        buffer.reserveCapacity(block + room)
         buffer.append(contentsOf: repeatElement(0, count: block))
         let address = buffer.withUnsafeBytes { Int(bitPattern: $0.baseAddress!) }
         let start = (block - address % block) % block
@@ -367,7 +378,7 @@ private final class DirectWriter: @unchecked Sendable {
             } else {
                 // The array grew and moved for a large record: copy its blocks once.
                 var copy: [UInt8] = []
-                let copyStart = Self.prepare(&copy)
+                let copyStart = Self.prepare(&copy, room: whole)
                 copy.append(contentsOf: buffer[start..<(start + whole)])
                 block.bytes = copy
                 buffer = next
@@ -471,13 +482,15 @@ private final class DirectWriter: @unchecked Sendable {
     }
 
     private func writeDirect(_ bytes: UnsafeRawPointer, length: Int, offset: Int) -> Int32? {
-        if !directRefused {
+        // Buffers are aligned by construction; were one not, it alone goes through the page cache.
+        if !refused && Int(bitPattern: bytes) % Self.block == 0 {
             _ = fcntl(descriptor, F_SETFL, flags | O_DIRECT)
             let error = pwriteAll(bytes, length: length, offset: offset)
             _ = fcntl(descriptor, F_SETFL, flags)
             guard error == EINVAL else { return error }
-            directRefused = true  // not this device's alignment after all
+            refused = true  // not this device's alignment after all
         }
+        blocksThroughPageCache += 1
         return pwriteAll(bytes, length: length, offset: offset)
     }
 

@@ -242,9 +242,9 @@ import TLSTapHTTP
         for record in 0..<3_000 {
             state = state &* 6364136223846793005 &+ 1442695040888963407
             // 0..<16384: records across block and buffer edges; now and then
-            // 300,000..<431,072, larger than a buffer's room past its capacity.
+            // 600,000..<731,072, larger than a buffer's room past its capacity.
             let large = record % 199 == 198
-            let size = large ? 300_000 + Int(state >> 47) : Int(state >> 50)
+            let size = large ? 600_000 + Int(state >> 47) : Int(state >> 50)
             let bytes =
                 large
                 ? [UInt8](repeating: UInt8(truncatingIfNeeded: record), count: size)
@@ -263,6 +263,7 @@ import TLSTapHTTP
             }
         }
         try output.finish()
+        #expect(output.blocksThroughPageCache == 0, "every direct write went from an aligned address")
         #expect(expected.count > 4 * (1 << 20))
         #expect(FileManager.default.contents(atPath: path) == Data(expected))
         #expect(lseek(output.descriptor, 0, SEEK_CUR) == off_t(expected.count))
