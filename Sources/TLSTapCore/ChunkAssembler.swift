@@ -29,18 +29,21 @@ public struct ChunkAssembler {
     /// Calls still waiting for chunks.
     public var pendingCalls: Int { pending.count }
 
-    /// Adds one chunk.
-    /// - Returns: the calls this chunk completed, oldest first (an incomplete
-    ///   earlier call of the same thread, then this one if it is whole).
-    public mutating func add(_ chunk: DataChunk) -> [DataEvent] {
-        var finished: [DataEvent] = []
+    /// Adds one chunk and hands `emit` the calls it completed, oldest first:
+    /// an incomplete earlier call of the same thread, then this one if it is whole.
+    public mutating func add(_ chunk: DataChunk, emit: (consuming DataEvent) -> Void) {
+        // A whole call with nothing pending, the common case, needs no lookup.
+        if pending.isEmpty && chunk.offset == 0 && UInt64(chunk.payload.count) == chunk.totalLength {
+            emit(event(chunk, payload: chunk.payload))
+            return
+        }
         if let partial = pending[chunk.tid], partial.first.callTimeNanoseconds != chunk.callTimeNanoseconds {
             pending[chunk.tid] = nil
-            finished.append(incompleteEvent(partial))
+            emit(incompleteEvent(partial))
         }
         if chunk.offset == 0 && UInt64(chunk.payload.count) == chunk.totalLength {
-            finished.append(event(chunk, payload: chunk.payload))
-            return finished
+            emit(event(chunk, payload: chunk.payload))
+            return
         }
         var partial = pending[chunk.tid] ?? PartialCall(first: chunk)
         if partial.chunks.updateValue(chunk.payload, forKey: chunk.offset) == nil {
@@ -48,16 +51,23 @@ public struct ChunkAssembler {
         }
         if partial.received == chunk.totalLength {
             pending[chunk.tid] = nil
-            finished.append(event(partial.first, payload: Self.contiguousPrefix(partial)))
+            emit(event(partial.first, payload: Self.contiguousPrefix(partial)))
         } else {
             pending[chunk.tid] = partial
             if pending.count > maxPendingCalls, let oldest = pending.min(by: {
                 $0.value.first.callTimeNanoseconds < $1.value.first.callTimeNanoseconds
             }) {
                 pending[oldest.key] = nil
-                finished.append(incompleteEvent(oldest.value))
+                emit(incompleteEvent(oldest.value))
             }
         }
+    }
+
+    /// Adds one chunk.
+    /// - Returns: the calls this chunk completed, as `add(_:emit:)` hands them on.
+    public mutating func add(_ chunk: DataChunk) -> [DataEvent] {
+        var finished: [DataEvent] = []
+        add(chunk) { finished.append($0) }
         return finished
     }
 

@@ -443,7 +443,9 @@ private final class RecordCallbackBox {
 /// libbpf's ring buffer callback: hands the record to the Swift handler.
 private func deliverRecord(context: UnsafeMutableRawPointer?, data: UnsafeMutableRawPointer?, size: Int) -> Int32 {
     guard let context, let data else { return 0 }
-    Unmanaged<RecordCallbackBox>.fromOpaque(context).takeUnretainedValue().handler(
-        UnsafeRawBufferPointer(start: data, count: size))
+    // The tracer keeps the box alive while its ring buffer exists: no retain per record.
+    Unmanaged<RecordCallbackBox>.fromOpaque(context)._withUnsafeGuaranteedRef {
+        $0.handler(UnsafeRawBufferPointer(start: data, count: size))
+    }
     return 0
 }

@@ -7,8 +7,24 @@ import ExtrasBase64
 /// A busy capture renders tens of thousands of records a second; building
 /// each as a String first cost more than everything else tlstap does per
 /// event (allocations, reference counting, UTF-8 checks), so the records are
-/// written straight into the output buffer.
+/// written straight into the output buffer. A data record is written through
+/// one `ByteCursor` into room reserved once, as the many small appends of an
+/// Array each check its uniqueness and capacity again.
 extension Array where Element == UInt8 {
+    /// Lets `render` write at most `maxCount` bytes after the end through a
+    /// cursor; what it wrote is appended. Writing more traps (a bound
+    /// computed wrong is a bug, never input).
+    @inline(__always)
+    mutating func append(atMost maxCount: Int, _ render: (inout ByteCursor) -> Void) {
+        append(addingCapacity: maxCount) { output in
+            output.withUnsafeMutableBufferPointer { buffer, initialized in
+                var cursor = ByteCursor(UnsafeMutableBufferPointer(rebasing: buffer[initialized...]))
+                render(&cursor)
+                initialized += cursor.count
+            }
+        }
+    }
+
     /// Appends text known at compile time (keys, punctuation), as it is.
     mutating func append(literal: StaticString) {
         literal.withUTF8Buffer { append(contentsOf: $0) }
@@ -26,9 +42,83 @@ extension Array where Element == UInt8 {
         append(jsonString: value)
     }
 
-    /// Appends an unsigned integer in decimal.
-    mutating func append(decimal value: UInt64) {
-        append(value, radix: 10)
+    /// Appends an integer in decimal, with its sign.
+    mutating func append(decimal value: some BinaryInteger) {
+        append(atMost: ByteCursor.maxDecimalCount) { $0.append(decimal: value) }
+    }
+
+    /// Appends an unsigned integer in lowercase hexadecimal, without a prefix.
+    mutating func append(hex value: UInt64) {
+        append(atMost: 16) { $0.append(hex: value) }
+    }
+
+    /// Appends `value` as a JSON string (RFC 8259): in quotes, with quotes,
+    /// backslashes and control characters escaped. Other UTF-8 is kept as is.
+    mutating func append(jsonString value: String) {
+        append(atMost: ByteCursor.maxJSONStringCount(value)) { $0.append(jsonString: value) }
+    }
+
+    /// Appends the base64 of `bytes` (standard alphabet, padded), without quotes.
+    mutating func append(base64 bytes: [UInt8]) {
+        append(atMost: Base64.encodedLength(bytesCount: bytes.count)) { $0.append(base64: bytes) }
+    }
+}
+
+/// Writes bytes into memory reserved beforehand (`Array.append(atMost:_:)`):
+/// each append is a bounds check and a store or a copy.
+struct ByteCursor: ~Copyable {
+    private let buffer: UnsafeMutableBufferPointer<UInt8>
+    /// Bytes written so far.
+    private(set) var count = 0
+
+    init(_ buffer: UnsafeMutableBufferPointer<UInt8>) {
+        self.buffer = buffer
+    }
+
+    /// Room for a `UInt64` or an `Int64` with its sign.
+    static let maxDecimalCount = 20
+
+    /// Room for `value` as a JSON string: each byte escaped (`\u00XX`) at worst, and the quotes.
+    static func maxJSONStringCount(_ value: String) -> Int {
+        value.utf8.count * 6 + 2
+    }
+
+    /// Where the next `length` bytes go.
+    @inline(__always)
+    private mutating func claim(_ length: Int) -> UnsafeMutablePointer<UInt8> {
+        precondition(length <= buffer.count - count, "ByteCursor: the record outgrew the room reserved for it")
+        defer { count += length }
+        return buffer.baseAddress! + count
+    }
+
+    mutating func append(_ byte: UInt8) {
+        claim(1).pointee = byte
+    }
+
+    mutating func append(bytes: UnsafeRawBufferPointer) {
+        guard let source = bytes.baseAddress else { return }
+        claim(bytes.count).update(from: source.assumingMemoryBound(to: UInt8.self), count: bytes.count)
+    }
+
+    mutating func append(contentsOf bytes: [UInt8]) {
+        bytes.withUnsafeBytes { append(bytes: $0) }
+    }
+
+    /// Appends text known at compile time (keys, punctuation), as it is.
+    mutating func append(literal: StaticString) {
+        append(bytes: UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+    }
+
+    /// Appends a key, written with its punctuation (`,"pid":`), and a number.
+    mutating func append(_ key: StaticString, decimal value: some BinaryInteger) {
+        append(literal: key)
+        append(decimal: value)
+    }
+
+    /// Appends a key, written with its punctuation (`,"comm":`), and a JSON string.
+    mutating func append(_ key: StaticString, string value: String) {
+        append(literal: key)
+        append(jsonString: value)
     }
 
     /// Appends an integer in decimal, with its sign.
@@ -37,25 +127,54 @@ extension Array where Element == UInt8 {
         append(decimal: UInt64(value.magnitude))
     }
 
-    /// Appends an unsigned integer in lowercase hexadecimal, without a prefix.
-    mutating func append(hex value: UInt64) {
-        append(value, radix: 16)
-    }
-
-    @inline(__always)
-    private mutating func append(_ value: UInt64, radix: UInt64) {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-            var start = digits.count
-            var rest = value
-            repeat {
-                start -= 1
-                let digit = UInt8(truncatingIfNeeded: rest % radix)
-                digits[start] = digit < 10 ? UInt8(ascii: "0") &+ digit : UInt8(ascii: "a") &+ (digit &- 10)
-                rest /= radix
-            } while rest > 0
-            append(contentsOf: UnsafeBufferPointer(rebasing: digits[start...]))
+    /// Appends an unsigned integer in decimal, two digits at a time.
+    mutating func append(decimal value: UInt64) {
+        var digits = 1
+        var bound: UInt64 = 10
+        while digits < 20 && value >= bound {
+            digits += 1
+            bound &*= 10
+        }
+        let end = claim(digits) + digits
+        var position = end
+        var rest = value
+        Self.digitPairs.withUTF8Buffer { pairs in
+            while rest >= 100 {
+                let pair = Int(rest % 100) * 2
+                rest /= 100
+                position -= 2
+                position[0] = pairs[pair]
+                position[1] = pairs[pair + 1]
+            }
+            if rest >= 10 {
+                position -= 2
+                position[0] = pairs[Int(rest) * 2]
+                position[1] = pairs[Int(rest) * 2 + 1]
+            } else {
+                position -= 1
+                position[0] = UInt8(ascii: "0") &+ UInt8(rest)
+            }
         }
     }
+
+    private static let digitPairs: StaticString = """
+        00010203040506070809101112131415161718192021222324252627282930313233343536373839\
+        40414243444546474849505152535455565758596061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899
+        """
+
+    /// Appends an unsigned integer in lowercase hexadecimal, without a prefix.
+    mutating func append(hex value: UInt64) {
+        let digits = max(1, (64 - value.leadingZeroBitCount + 3) / 4)
+        let start = claim(digits)
+        Self.hexDigits.withUTF8Buffer { hex in
+            for index in 0..<digits {
+                start[index] = hex[Int(truncatingIfNeeded: value >> UInt64(4 * (digits - 1 - index)) & 0xf)]
+            }
+        }
+    }
+
+    private static let hexDigits: StaticString = "0123456789abcdef"
 
     /// Appends `value` as a JSON string (RFC 8259): in quotes, with quotes,
     /// backslashes and control characters escaped. Other UTF-8 is kept as is.
@@ -65,7 +184,7 @@ extension Array where Element == UInt8 {
             append(UInt8(ascii: "\""))
             // Most names, addresses and header values need no escaping: append them whole.
             if utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x22 && $0 != 0x5c && $0 != 0x7f }) {
-                append(contentsOf: utf8)
+                append(bytes: UnsafeRawBufferPointer(utf8))
             } else {
                 for byte in utf8 { append(jsonEscaped: byte) }
             }
@@ -82,8 +201,7 @@ extension Array where Element == UInt8 {
         case UInt8(ascii: "\t"): append(literal: "\\t")
         case 0..<0x20, 0x7f:
             append(literal: "\\u00")
-            let hexDigits: StaticString = "0123456789abcdef"
-            hexDigits.withUTF8Buffer { digits in
+            Self.hexDigits.withUTF8Buffer { digits in
                 append(digits[Int(byte >> 4)])
                 append(digits[Int(byte & 0xf)])
             }
@@ -97,16 +215,14 @@ extension Array where Element == UInt8 {
     /// faster) encodes whole 24-byte blocks; swift-extras-base64 encodes the
     /// rest, and all of it elsewhere.
     mutating func append(base64 bytes: [UInt8]) {
-        append(addingCapacity: Base64.encodedLength(bytesCount: bytes.count)) { output in
-            var vectorised = 0
-            bytes.withUnsafeBufferPointer { input in
-                output.withUnsafeMutableBufferPointer { buffer, initialized in
-                    guard let input = input.baseAddress, let free = buffer.baseAddress else { return }
-                    vectorised = tlstap_base64_encode_blocks(input, bytes.count, free + initialized)
-                    initialized += vectorised / 3 * 4
-                }
-            }
-            Base64.encode(bytes: bytes.span.extracting(vectorised...), into: &output)
+        let length = Base64.encodedLength(bytesCount: bytes.count)
+        let start = claim(length)
+        bytes.withUnsafeBufferPointer { input in
+            guard let source = input.baseAddress else { return }
+            let vectorised = tlstap_base64_encode_blocks(source, input.count, start)
+            let done = vectorised / 3 * 4
+            var output = UnsafeMutableBufferPointer(start: start + done, count: length - done).mutableSpan
+            _ = Base64.encode(bytes: UnsafeBufferPointer(rebasing: input[vectorised...]).span, into: &output)
         }
     }
 }

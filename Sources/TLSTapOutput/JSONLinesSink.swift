@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import ExtrasBase64
 import TLSTapCore
 import TLSTapHTTP
 
@@ -79,27 +80,35 @@ public final class JSONLinesSink: EventSink {
     /// Appends the JSON line of a data event, newline included, from its
     /// pre-rendered `callFields` (`appendCallFields`) and `connectionFields`
     /// (`,"conn":…` and its endpoints, or empty).
-    static func append(_ event: DataEvent, callFields: [UInt8], connectionFields: [UInt8], to line: inout [UInt8]) {
-        line.append("{\"event\":\"data\",\"time_ns\":", decimal: event.timeNanoseconds)
-        line.append(",\"pid\":", decimal: event.pid)
-        line.append(",\"tid\":", decimal: event.tid)
-        line.append(",\"comm\":", string: event.comm)
-        line.append(contentsOf: callFields)
-        line.append(literal: ",\"ssl\":\"0x")
-        line.append(hex: event.ssl)
-        line.append("\",\"len\":", decimal: event.length)
-        line.append(",\"fd\":", decimal: event.fd)
-        line.append(contentsOf: connectionFields)
-        if event.lostBefore > 0 {
-            line.append(",\"lost_before\":", decimal: event.lostBefore)
+    static func append(_ event: DataEvent, callFields: [UInt8], connectionFields: [UInt8], to output: inout [UInt8]) {
+        let most = dataLineRoom + ByteCursor.maxJSONStringCount(event.comm) + callFields.count
+            + connectionFields.count + Base64.encodedLength(bytesCount: event.payload.count)
+        output.append(atMost: most) { line in
+            line.append("{\"event\":\"data\",\"time_ns\":", decimal: event.timeNanoseconds)
+            line.append(",\"pid\":", decimal: event.pid)
+            line.append(",\"tid\":", decimal: event.tid)
+            line.append(",\"comm\":", string: event.comm)
+            line.append(contentsOf: callFields)
+            line.append(literal: ",\"ssl\":\"0x")
+            line.append(hex: event.ssl)
+            line.append("\",\"len\":", decimal: event.length)
+            line.append(",\"fd\":", decimal: event.fd)
+            line.append(contentsOf: connectionFields)
+            if event.lostBefore > 0 {
+                line.append(",\"lost_before\":", decimal: event.lostBefore)
+            }
+            if event.missingBytes > 0 {
+                line.append(",\"lost_bytes\":", decimal: event.missingBytes)
+            }
+            line.append(literal: ",\"data\":\"")
+            line.append(base64: event.payload)
+            line.append(literal: "\"}\n")
         }
-        if event.missingBytes > 0 {
-            line.append(",\"lost_bytes\":", decimal: event.missingBytes)
-        }
-        line.append(literal: ",\"data\":\"")
-        line.append(base64: event.payload)
-        line.append(literal: "\"}\n")
     }
+
+    /// Room for a data line's keys and punctuation (113 bytes) and its eight
+    /// numbers (at most 20 digits each), besides its strings and payload.
+    private static let dataLineRoom = 113 + 8 * ByteCursor.maxDecimalCount
 
     /// `,"lib":…,"func":…,"dir":…`: the same for every call of one function in one direction.
     static func appendCallFields(of event: DataEvent, to line: inout [UInt8]) {

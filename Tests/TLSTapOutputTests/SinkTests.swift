@@ -298,9 +298,35 @@ import TLSTapHTTP
         #expect(Self.text { $0.append(decimal: Int32.min) } == "-2147483648")
         #expect(Self.text { $0.append(decimal: Int.min) } == "-9223372036854775808")
         #expect(Self.text { $0.append(decimal: UInt32(4_000_000_000)) } == "4000000000")
+        for digits in 1...19 {
+            let power = (1..<digits).reduce(UInt64(1)) { product, _ in product * 10 }
+            #expect(Self.text { $0.append(decimal: power) } == "1" + String(repeating: "0", count: digits - 1))
+            #expect(Self.text { $0.append(decimal: power - 1) } == (digits == 1 ? "0" : String(repeating: "9", count: digits - 1)))
+        }
         #expect(Self.text { $0.append(hex: 0) } == "0")
         #expect(Self.text { $0.append(hex: 0x5581_0000_beef) } == "55810000beef")
         #expect(Self.text { $0.append(hex: UInt64.max) } == "ffffffffffffffff")
+        #expect(Self.text { $0.append(hex: 0x1_0000_0000) } == "100000000")
+    }
+
+    /// A data line is written into room reserved for it beforehand; the
+    /// largest numbers and a comm that escapes every byte still fit, exactly.
+    @Test func aDataLineWithEveryFieldAtItsLargestFitsItsRoom() {
+        let event = DataEvent(
+            timeNanoseconds: .max, pid: .max, tid: .max, comm: String(repeating: "\u{1}", count: 15), library: .openssl,
+            function: .sslWriteEx, direction: .outbound, ssl: .max, length: .max, payload: [0xfb, 0xff], fd: .min,
+            lostBefore: .max)
+        let line = Self.text {
+            JSONLinesSink.append(event, callFields: Array(",\"lib\":\"x\"".utf8), connectionFields: Array(",\"conn\":1".utf8),
+                                 to: &$0)
+        }
+        let comm = String(repeating: "\\u0001", count: 15)
+        #expect(line == """
+            {"event":"data","time_ns":18446744073709551615,"pid":4294967295,"tid":4294967295,"comm":"\(comm)",\
+            "lib":"x","ssl":"0xffffffffffffffff","len":18446744073709551615,"fd":-2147483648,"conn":1,\
+            "lost_before":18446744073709551615,"lost_bytes":18446744073709551613,"data":"+/8="}
+
+            """)
     }
 
     /// Every control character, quote, backslash and DEL is escaped; other
