@@ -162,9 +162,7 @@ struct HTTP1StreamParser {
                     }
                     return events
                 }
-                let lines = Self.lines(section)
-                let trailers = lines.compactMap(Self.parseHeader)
-                guard trailers.count == lines.count else { return events + stop("malformed trailer") }
+                guard let trailers = Self.parseTrailers(section) else { return events + stop("malformed trailer") }
                 if !trailers.isEmpty { events.append(.trailers(trailers)) }
                 state = .head
                 events.append(endMessage(time))
@@ -219,8 +217,15 @@ struct HTTP1StreamParser {
     }
 
     /// Takes lines up to the blank one that ends a header section.
-    /// - Returns: the section's lines, each ending in LF, or nil while incomplete.
+    /// - Returns: the section's lines as they came, each ending in LF (CRLF
+    ///   or LF; `lines` takes the CR off), or nil while incomplete.
     private mutating func takeSection(from input: inout ArraySlice<UInt8>, allowEmpty: Bool = false) -> [UInt8]? {
+        // A whole section in one call, the common case, is taken in one copy.
+        if buffer.isEmpty && section.isEmpty, let end = Self.sectionEnd(in: input, allowEmpty: allowEmpty),
+           end.lines - input.startIndex <= limits.maxHeaderBytes {
+            defer { input = input[end.next...] }
+            return Array(input[..<end.lines])
+        }
         while section.count + buffer.count <= limits.maxHeaderBytes, let line = takeLine(from: &input) {
             if line.isEmpty {
                 if section.isEmpty && !allowEmpty { continue }
@@ -228,7 +233,23 @@ struct HTTP1StreamParser {
                 return section
             }
             section.append(contentsOf: line)
-            section.append(0x0a)
+            section.append(contentsOf: [0x0d, 0x0a])
+        }
+        return nil
+    }
+
+    /// Where the blank line that ends the header section at the start of
+    /// `input` begins (`lines`) and what follows it (`next`); nil when
+    /// `input` does not hold it, or when it holds blank lines first and
+    /// `allowEmpty` is not set.
+    private static func sectionEnd(in input: ArraySlice<UInt8>, allowEmpty: Bool) -> (lines: Int, next: Int)? {
+        var lineStart = input.startIndex
+        while let newline = input[lineStart...].firstIndex(of: 0x0a) {
+            if newline == lineStart || (newline == lineStart + 1 && input[lineStart] == 0x0d) {
+                guard lineStart > input.startIndex || allowEmpty else { return nil }
+                return (lineStart, newline + 1)
+            }
+            lineStart = newline + 1
         }
         return nil
     }
@@ -284,29 +305,62 @@ struct HTTP1StreamParser {
         }
     }
 
-    static func lines(_ section: [UInt8]) -> [ArraySlice<UInt8>] {
-        section.split(separator: 0x0a, omittingEmptySubsequences: true)
+    /// A line of a section, without its CRLF or LF.
+    typealias Line = Slice<UnsafeBufferPointer<UInt8>>
+
+    /// Hands `body` each line of a section from `takeSection`, in order,
+    /// while it returns true. Lines are read in place: a head is parsed
+    /// for every message, and arrays of slices cost more than the parsing.
+    /// - Returns: whether `body` took every line.
+    static func forEachLine(of section: UnsafeBufferPointer<UInt8>, _ body: (Line) -> Bool) -> Bool {
+        var start = 0
+        while start < section.count {
+            let newline = section[start...].firstIndex(of: 0x0a) ?? section.count
+            var end = newline
+            if end > start && section[end - 1] == 0x0d { end -= 1 }
+            if newline > start, !body(section[start..<end]) { return false }
+            start = newline + 1
+        }
+        return true
     }
 
     static func parseHead(_ section: [UInt8]) -> HTTP1Head? {
-        let lines = lines(section)
-        guard let startLine = lines.first else { return nil }
-        let parts = startLine.split(separator: 0x20, maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count >= 2 else { return nil }
-        var headers: [HTTPHeader] = []
-        for line in lines.dropFirst() {
-            if line.first == 0x20 || line.first == 0x09, !headers.isEmpty {  // obsolete line folding
-                headers[headers.count - 1].value += " " + String(decoding: line, as: UTF8.self).trimmed
-                continue
+        section.withUnsafeBufferPointer { section in
+            var parts: [String] = []
+            var headers: [HTTPHeader] = []
+            let parsed = forEachLine(of: section) { line in
+                if parts.isEmpty {
+                    parts = line.split(separator: 0x20, maxSplits: 2, omittingEmptySubsequences: false)
+                        .map { String(decoding: $0, as: UTF8.self) }
+                    return parts.count >= 2
+                }
+                if line.first == 0x20 || line.first == 0x09, !headers.isEmpty {  // obsolete line folding
+                    headers[headers.count - 1].value += " " + String(decoding: line, as: UTF8.self).trimmed
+                    return true
+                }
+                guard let header = parseHeader(line) else { return false }
+                headers.append(header)
+                return true
             }
-            guard let header = parseHeader(line) else { return nil }
-            headers.append(header)
+            guard parsed, parts.count >= 2 else { return nil }
+            return HTTP1Head(first: parts[0], second: parts[1], third: parts.count > 2 ? parts[2] : "", headers: headers)
         }
-        let text = parts.map { String(decoding: $0, as: UTF8.self) }
-        return HTTP1Head(first: text[0], second: text[1], third: text.count > 2 ? text[2] : "", headers: headers)
     }
 
-    static func parseHeader(_ line: ArraySlice<UInt8>) -> HTTPHeader? {
+    /// The fields of a trailer section, or nil when one is malformed.
+    static func parseTrailers(_ section: [UInt8]) -> [HTTPHeader]? {
+        section.withUnsafeBufferPointer { section in
+            var trailers: [HTTPHeader] = []
+            let parsed = forEachLine(of: section) { line in
+                guard let trailer = parseHeader(line) else { return false }
+                trailers.append(trailer)
+                return true
+            }
+            return parsed ? trailers : nil
+        }
+    }
+
+    static func parseHeader(_ line: Line) -> HTTPHeader? {
         guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex else { return nil }
         let name = line[..<colon]
         guard !name.contains(where: { $0 == 0x20 || $0 == 0x09 }) else { return nil }
