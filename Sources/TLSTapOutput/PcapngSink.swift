@@ -28,6 +28,8 @@ public final class PcapngSink: EventSink {
     private let file: OutputFile
     private var flows: [UInt64: Flow] = [:]
     private var lastFlush: UInt64 = 0
+    /// The comment of the data event being written.
+    private var comment: [UInt8] = []
     /// Largest TCP payload per segment: what an IPv4 packet of 65535 bytes carries.
     static let maxSegment = 65_535 - 20 - 20
 
@@ -46,7 +48,15 @@ public final class PcapngSink: EventSink {
         // Lost bytes keep their place in the sequence space, so Wireshark
         // shows "previous segment not captured" where the stream has a hole.
         flow.advance(outbound: outbound, by: Int(truncatingIfNeeded: event.lostBefore))
-        let comment = "pid=\(event.pid) comm=\(event.comm) lib=\(event.library.name) func=\(event.function.name)"
+        // Rendered into a reused buffer: string interpolation per event showed in profiles.
+        comment.removeAll(keepingCapacity: true)
+        comment.append("pid=", decimal: event.pid)
+        comment.append(literal: " comm=")
+        comment.append(contentsOf: event.comm.utf8)
+        comment.append(literal: " lib=")
+        comment.append(contentsOf: event.library.name.utf8)
+        comment.append(literal: " func=")
+        comment.append(contentsOf: event.function.name.utf8)
         var offset = 0
         while offset < event.payload.count {
             let segment = event.payload[offset..<min(offset + Self.maxSegment, event.payload.count)]
@@ -131,6 +141,14 @@ public final class PcapngSink: EventSink {
         _ connection: Connection, fromLocal: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags,
         payload: ArraySlice<UInt8>, time: UInt64, comment: String
     ) throws(OutputError) {
+        try packet(connection, fromLocal: fromLocal, seq: seq, ack: ack, flags: flags, payload: payload, time: time,
+                   comment: Array(comment.utf8))
+    }
+
+    private func packet(
+        _ connection: Connection, fromLocal: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags,
+        payload: ArraySlice<UInt8>, time: UInt64, comment: [UInt8]
+    ) throws(OutputError) {
         let (source, destination) = fromLocal ? (connection.local, connection.remote) : (connection.remote, connection.local)
         try file.append { bytes in
             Self.appendEnhancedPacket(to: &bytes, time: time, comment: comment) { frame in
@@ -167,7 +185,7 @@ public final class PcapngSink: EventSink {
 
     /// Appends an enhanced packet block whose frame `appendFrame` appends.
     static func appendEnhancedPacket(
-        to bytes: inout [UInt8], time: UInt64, comment: String, appendFrame: (inout [UInt8]) -> Void
+        to bytes: inout [UInt8], time: UInt64, comment: [UInt8], appendFrame: (inout [UInt8]) -> Void
     ) {
         PcapngBytes.appendBlock(type: 6, to: &bytes) { body in
             body.appendLittleEndian(UInt32(0))  // interface 0
@@ -181,10 +199,11 @@ public final class PcapngSink: EventSink {
             body.setLittleEndian(frameLength, at: lengths)
             body.setLittleEndian(frameLength, at: lengths + 4)
             body.appendZeros((4 - Int(frameLength) % 4) % 4)
-            var options = PcapngBytes()
-            options.option(1, Array(comment.utf8))  // opt_comment
-            options.endOfOptions()
-            body.append(contentsOf: options.bytes)
+            body.appendLittleEndian(UInt16(1))  // opt_comment
+            body.appendLittleEndian(UInt16(comment.count))
+            body.append(contentsOf: comment)
+            body.appendZeros((4 - comment.count % 4) % 4)
+            body.appendLittleEndian(UInt32(0))  // end of options
         }
     }
 }
@@ -274,17 +293,21 @@ enum SyntheticFrame {
     ) {
         let v6 = source.ip.count == 16
         let tcpLength = 20 + payload.count
-        frame += [0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01]  // Ethernet: destination, source
+        // Ethernet: destination 02:00:00:00:00:02, source 02:00:00:00:00:01, type.
+        frame.appendBigEndian(UInt32(0x0200_0000))
+        frame.appendBigEndian(UInt32(0x0002_0200))
+        frame.appendBigEndian(UInt32(0x0000_0001))
         frame.appendBigEndian(UInt16(v6 ? 0x86dd : 0x0800))
         let ipStart = frame.count
         if v6 {
-            frame += [0x60, 0, 0, 0]
+            frame.appendBigEndian(UInt32(0x6000_0000))  // version 6
             frame.appendBigEndian(UInt16(tcpLength))
-            frame += [6, 64]  // next header TCP, hop limit
+            frame.appendBigEndian(UInt16(0x0640))  // next header TCP, hop limit 64
         } else {
-            frame += [0x45, 0]
+            frame.appendBigEndian(UInt16(0x4500))  // version 4, header length 5
             frame.appendBigEndian(UInt16(20 + tcpLength))
-            frame += [0, 0, 0x40, 0, 64, 6, 0, 0]  // id, don't fragment, TTL, TCP, checksum (below)
+            frame.appendBigEndian(UInt32(0x0000_4000))  // id, don't fragment
+            frame.appendBigEndian(UInt32(0x4006_0000))  // TTL 64, TCP, checksum (below)
         }
         frame += source.ip
         frame += destination.ip
@@ -298,16 +321,17 @@ enum SyntheticFrame {
         frame.appendBigEndian(destination.port)
         frame.appendBigEndian(seq)
         frame.appendBigEndian(ack)
-        frame += [0x50, flags.rawValue, 0xff, 0xff, 0, 0, 0, 0]  // offset 5, flags, window, checksum (below), urgent
+        frame.appendBigEndian(UInt16(0x5000) | UInt16(flags.rawValue))  // data offset 5, flags
+        frame.appendBigEndian(UInt16(0xffff))  // window
+        frame.appendBigEndian(UInt32(0))  // checksum (below), urgent pointer
         frame.append(contentsOf: payload)
 
+        // The pseudo-header: addresses, protocol and TCP length (RFC 9293 3.1, RFC 8200 8.1).
         var tcp = InternetChecksum()
-        var pseudo = source.ip + destination.ip
-        if v6 { pseudo.appendBigEndian(UInt32(tcpLength)); pseudo += [0, 0, 0, 6] } else {
-            pseudo += [0, 6]
-            pseudo.appendBigEndian(UInt16(tcpLength))
-        }
-        pseudo.withUnsafeBytes { tcp.add($0) }
+        source.ip.withUnsafeBytes { tcp.add($0) }
+        destination.ip.withUnsafeBytes { tcp.add($0) }
+        tcp.add(word: v6 ? UInt32(tcpLength) : 6 << 16 | UInt32(tcpLength))
+        if v6 { tcp.add(word: 6) }
         frame.withUnsafeBytes { tcp.add(UnsafeRawBufferPointer(rebasing: $0[tcpStart..<frame.count])) }
         frame.setBigEndian(tcp.value, at: tcpStart + 16)
     }
@@ -331,6 +355,11 @@ struct InternetChecksum {
             index += 2
         }
         if index < bytes.count { sum &+= UInt64(bytes[index]) << 8 }
+    }
+
+    /// Adds a 32-bit word, as its 4 big-endian bytes would be added.
+    mutating func add(word: UInt32) {
+        sum &+= UInt64(word)
     }
 
     /// The checksum to put in the header.
