@@ -25,6 +25,11 @@ public struct WallClock: Sendable {
         UInt64(clamping: nanoseconds(CLOCK_REALTIME))
     }
 
+    /// CLOCK_MONOTONIC now, in nanoseconds: for intervals.
+    public static func monotonicNanoseconds() -> UInt64 {
+        UInt64(clamping: nanoseconds(CLOCK_MONOTONIC))
+    }
+
     /// The wall-clock time, in nanoseconds since the Unix epoch, of a monotonic reading.
     public func wallNanoseconds(fromMonotonic monotonic: UInt64) -> UInt64 {
         UInt64(clamping: Int64(clamping: monotonic) &+ offsetNanoseconds)

@@ -105,16 +105,30 @@ public final class TraceSession {
     /// is filling up, so this is also the longest an event waits to be shown.
     static let pollMilliseconds: Int32 = 20
 
+    /// How often output is flushed while records come: often enough for a
+    /// live view, seldom enough that a busy capture to a file does not write
+    /// its last partial block through the page cache after every poll (the
+    /// next direct write of that block then waits for its writeback).
+    static let flushIntervalNanoseconds: UInt64 = 50_000_000
+
     /// Polls and renders until `shouldStop` says so, then drains what is left.
     /// - Parameter shouldStop: asked after every poll (at least every 20 ms).
     /// - Throws: `OutputError.writeFailed` when output cannot be written;
     ///   a closed reader ends the run normally.
     public func run(until shouldStop: () -> Bool) throws {
         guard let tracer else { return }
+        var unflushed = false
+        var lastFlush: UInt64 = 0
         while outputError == nil && !shouldStop() {
             let delivered = try tracer.poll(timeoutMilliseconds: Self.pollMilliseconds)
             reportLoss()
-            if delivered > 0 { flushOutput() }
+            unflushed = unflushed || delivered > 0
+            let now = WallClock.monotonicNanoseconds()
+            if unflushed && now &- lastFlush >= Self.flushIntervalNanoseconds {
+                flushOutput()
+                unflushed = false
+                lastFlush = now
+            }
         }
         try finish()
     }
