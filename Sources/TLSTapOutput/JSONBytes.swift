@@ -129,12 +129,9 @@ struct ByteCursor: ~Copyable {
 
     /// Appends an unsigned integer in decimal, two digits at a time.
     mutating func append(decimal value: UInt64) {
-        var digits = 1
-        var bound: UInt64 = 10
-        while digits < 20 && value >= bound {
-            digits += 1
-            bound &*= 10
-        }
+        // log10 from log2 (1233 / 4096 ≈ log10(2)), then one comparison.
+        let estimate = ((64 - (value | 1).leadingZeroBitCount) * 1233) >> 12
+        let digits = max(1, estimate + (value >= Self.powersOfTen[estimate] ? 1 : 0))
         let end = claim(digits) + digits
         var position = end
         var rest = value
@@ -157,6 +154,11 @@ struct ByteCursor: ~Copyable {
         }
     }
 
+    /// 10^0 through 10^19.
+    private static let powersOfTen: [UInt64] = (0..<20).map { power in
+        (0..<power).reduce(UInt64(1)) { product, _ in product * 10 }
+    }
+
     private static let digitPairs: StaticString = """
         00010203040506070809101112131415161718192021222324252627282930313233343536373839\
         40414243444546474849505152535455565758596061626364656667686970717273747576777879\
@@ -168,8 +170,10 @@ struct ByteCursor: ~Copyable {
         let digits = max(1, (64 - value.leadingZeroBitCount + 3) / 4)
         let start = claim(digits)
         Self.hexDigits.withUTF8Buffer { hex in
-            for index in 0..<digits {
-                start[index] = hex[Int(truncatingIfNeeded: value >> UInt64(4 * (digits - 1 - index)) & 0xf)]
+            var rest = value
+            for index in (0..<digits).reversed() {
+                start[index] = hex[Int(truncatingIfNeeded: rest & 0xf)]
+                rest >>= 4
             }
         }
     }

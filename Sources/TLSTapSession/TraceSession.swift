@@ -75,9 +75,12 @@ public final class TraceSession {
             }
         }
         // The handler runs inside `tracer.poll`, on this object's thread, so
-        // only while this object, which owns the tracer, exists: unowned(unsafe)
-        // saves a reference count check per record.
-        let handle: (UnsafeRawBufferPointer) -> Void = { [unowned(unsafe) self] record in self.handle(record) }
+        // only while this object, which owns the tracer, exists: it is
+        // reached without a retain per record.
+        let session = Unmanaged.passUnretained(self)
+        let handle: (UnsafeRawBufferPointer) -> Void = { record in
+            session._withUnsafeGuaranteedRef { $0.handle(record) }
+        }
         tracer = try Tracer(filters: filters, ringBufferBytes: ringBufferBytes, logger: logger, onRecord: handle)
     }
 
