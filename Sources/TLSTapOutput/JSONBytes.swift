@@ -10,7 +10,33 @@ import ExtrasBase64
 /// written straight into the output buffer. A data record is written through
 /// one `ByteCursor` into room reserved once, as the many small appends of an
 /// Array each check its uniqueness and capacity again.
-extension Array where Element == UInt8 {
+/// What JSON pieces are written to: an output buffer (`Array`), or room
+/// reserved in one (`ByteCursor`).
+protocol JSONWriter: ~Copyable {
+    /// Appends text known at compile time (keys, punctuation), as it is.
+    mutating func append(literal: StaticString)
+    /// Appends an integer in decimal, with its sign.
+    mutating func append(decimal value: some BinaryInteger)
+    /// Appends `value` as a JSON string (RFC 8259): in quotes, with quotes,
+    /// backslashes and control characters escaped. Other UTF-8 is kept as is.
+    mutating func append(jsonString value: String)
+}
+
+extension JSONWriter where Self: ~Copyable {
+    /// Appends a key, written with its punctuation (`,"pid":`), and a number.
+    mutating func append(_ key: StaticString, decimal value: some BinaryInteger) {
+        append(literal: key)
+        append(decimal: value)
+    }
+
+    /// Appends a key, written with its punctuation (`,"comm":`), and a JSON string.
+    mutating func append(_ key: StaticString, string value: String) {
+        append(literal: key)
+        append(jsonString: value)
+    }
+}
+
+extension Array: JSONWriter where Element == UInt8 {
     /// Lets `render` write at most `maxCount` bytes after the end through a
     /// cursor; what it wrote is appended. Writing more traps (a bound
     /// computed wrong is a bug, never input).
@@ -28,18 +54,6 @@ extension Array where Element == UInt8 {
     /// Appends text known at compile time (keys, punctuation), as it is.
     mutating func append(literal: StaticString) {
         literal.withUTF8Buffer { append(contentsOf: $0) }
-    }
-
-    /// Appends a key, written with its punctuation (`,"pid":`), and a number.
-    mutating func append(_ key: StaticString, decimal value: some BinaryInteger) {
-        append(literal: key)
-        append(decimal: value)
-    }
-
-    /// Appends a key, written with its punctuation (`,"comm":`), and a JSON string.
-    mutating func append(_ key: StaticString, string value: String) {
-        append(literal: key)
-        append(jsonString: value)
     }
 
     /// Appends an integer in decimal, with its sign.
@@ -66,7 +80,7 @@ extension Array where Element == UInt8 {
 
 /// Writes bytes into memory reserved beforehand (`Array.append(atMost:_:)`):
 /// each append is a bounds check and a store or a copy.
-struct ByteCursor: ~Copyable {
+struct ByteCursor: JSONWriter, ~Copyable {
     private let buffer: UnsafeMutableBufferPointer<UInt8>
     /// Bytes written so far.
     private(set) var count = 0
@@ -107,18 +121,6 @@ struct ByteCursor: ~Copyable {
     /// Appends text known at compile time (keys, punctuation), as it is.
     mutating func append(literal: StaticString) {
         append(bytes: UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
-    }
-
-    /// Appends a key, written with its punctuation (`,"pid":`), and a number.
-    mutating func append(_ key: StaticString, decimal value: some BinaryInteger) {
-        append(literal: key)
-        append(decimal: value)
-    }
-
-    /// Appends a key, written with its punctuation (`,"comm":`), and a JSON string.
-    mutating func append(_ key: StaticString, string value: String) {
-        append(literal: key)
-        append(jsonString: value)
     }
 
     /// Appends an integer in decimal, with its sign.
