@@ -218,7 +218,7 @@ struct HTTP1StreamParser {
 
     /// Takes lines up to the blank one that ends a header section.
     /// - Returns: the section's lines as they came, each ending in LF (CRLF
-    ///   or LF; `lines` takes the CR off), or nil while incomplete.
+    ///   or LF; `forEachLine` takes the CR off), or nil while incomplete.
     private mutating func takeSection(from input: inout ArraySlice<UInt8>, allowEmpty: Bool = false) -> [UInt8]? {
         // A whole section in one call, the common case, is taken in one copy.
         if buffer.isEmpty && section.isEmpty, let end = Self.sectionEnd(in: input, allowEmpty: allowEmpty),

@@ -10,8 +10,9 @@ import ExtrasBase64
 /// written straight into the output buffer. A data record is written through
 /// one `ByteCursor` into room reserved once, as the many small appends of an
 /// Array each check its uniqueness and capacity again.
-/// What JSON pieces are written to: an output buffer (`Array`), or room
-/// reserved in one (`ByteCursor`).
+///
+/// `JSONWriter` is what these pieces are written to: an output buffer
+/// (`Array`), or room reserved in one (`ByteCursor`).
 protocol JSONWriter: ~Copyable {
     /// Appends text known at compile time (keys, punctuation), as it is.
     mutating func append(literal: StaticString)
