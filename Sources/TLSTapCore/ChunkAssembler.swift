@@ -32,12 +32,9 @@ public struct ChunkAssembler {
     /// Adds one chunk and hands `emit` the calls it completed, oldest first:
     /// an incomplete earlier call of the same thread, then this one if it is whole.
     public mutating func add(_ chunk: DataChunk, emit: (consuming DataEvent) -> Void) {
-        // A whole call with nothing pending, the common case, needs no lookup.
-        if pending.isEmpty && chunk.offset == 0 && UInt64(chunk.payload.count) == chunk.totalLength {
-            emit(event(chunk, payload: chunk.payload))
-            return
-        }
-        if let partial = pending[chunk.tid], partial.first.callTimeNanoseconds != chunk.callTimeNanoseconds {
+        // With nothing pending, the common case, there is nothing to look up.
+        if !pending.isEmpty, let partial = pending[chunk.tid],
+           partial.first.callTimeNanoseconds != chunk.callTimeNanoseconds {
             pending[chunk.tid] = nil
             emit(incompleteEvent(partial))
         }

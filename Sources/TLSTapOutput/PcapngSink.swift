@@ -199,11 +199,8 @@ public final class PcapngSink: EventSink {
             body.setLittleEndian(frameLength, at: lengths)
             body.setLittleEndian(frameLength, at: lengths + 4)
             body.appendZeros((4 - Int(frameLength) % 4) % 4)
-            body.appendLittleEndian(UInt16(1))  // opt_comment
-            body.appendLittleEndian(UInt16(comment.count))
-            body.append(contentsOf: comment)
-            body.appendZeros((4 - comment.count % 4) % 4)
-            body.appendLittleEndian(UInt32(0))  // end of options
+            body.appendOption(1, comment)  // opt_comment
+            body.appendEndOfOptions()
         }
     }
 }
@@ -216,19 +213,12 @@ struct PcapngBytes {
     mutating func uint32(_ value: UInt32) { bytes.appendLittleEndian(value) }
     mutating func uint64(_ value: UInt64) { bytes.appendLittleEndian(value) }
 
-    mutating func padded(_ data: [UInt8]) {
-        bytes += data
-        bytes += [UInt8](repeating: 0, count: (4 - data.count % 4) % 4)
-    }
-
     mutating func option(_ code: UInt16, _ value: [UInt8]) {
-        uint16(code)
-        uint16(UInt16(value.count))
-        padded(value)
+        bytes.appendOption(code, value)
     }
 
     mutating func endOfOptions() {
-        uint32(0)
+        bytes.appendEndOfOptions()
     }
 
     /// type, total length, body, total length.
@@ -271,6 +261,19 @@ extension Array where Element == UInt8 {
 
     mutating func appendZeros(_ count: Int) {
         append(contentsOf: repeatElement(0, count: count))
+    }
+
+    /// A pcapng option: code, length, value padded to 4 bytes.
+    mutating func appendOption(_ code: UInt16, _ value: [UInt8]) {
+        appendLittleEndian(code)
+        appendLittleEndian(UInt16(value.count))
+        append(contentsOf: value)
+        appendZeros((4 - value.count % 4) % 4)
+    }
+
+    /// The option that ends a block's options.
+    mutating func appendEndOfOptions() {
+        appendLittleEndian(UInt32(0))
     }
 }
 
