@@ -87,9 +87,18 @@ public enum RecordDecoder {
 
     /// Decodes one record of either kind.
     public static func decodeRecord(_ record: UnsafeRawBufferPointer) throws(RecordDecodingError) -> Record {
+        var storage: [UInt8] = []
+        return try decodeRecord(record, reusing: &storage)
+    }
+
+    /// Decodes one record of either kind, a data record's payload into
+    /// `storage`'s memory when nothing else holds it (`decode(_:reusing:)`).
+    public static func decodeRecord(
+        _ record: UnsafeRawBufferPointer, reusing storage: inout [UInt8]
+    ) throws(RecordDecodingError) -> Record {
         guard let kind = record.first else { throw .tooShort(size: 0) }
         switch UInt32(kind) {
-        case TLSTAP_RECORD_DATA.rawValue: return .chunk(try decode(record))
+        case TLSTAP_RECORD_DATA.rawValue: return .chunk(try decode(record, reusing: &storage))
         case TLSTAP_RECORD_SOCKET.rawValue: return .socket(try decodeSocket(record))
         default: throw .unknownKind(kind)
         }
@@ -130,6 +139,18 @@ public enum RecordDecoder {
     /// - Parameter record: the bytes as the ring buffer delivered them.
     /// - Returns: the chunk, with its payload copied out of `record`.
     public static func decode(_ record: UnsafeRawBufferPointer) throws(RecordDecodingError) -> DataChunk {
+        var storage: [UInt8] = []
+        return try decode(record, reusing: &storage)
+    }
+
+    /// Decodes a data record, copying its payload into the memory of
+    /// `storage` (left empty) when nothing else holds it: a reader that
+    /// hands each payload back once done allocates none per record.
+    /// - Parameter record: the bytes as the ring buffer delivered them.
+    /// - Returns: the chunk, with its payload copied out of `record`.
+    public static func decode(
+        _ record: UnsafeRawBufferPointer, reusing storage: inout [UInt8]
+    ) throws(RecordDecodingError) -> DataChunk {
         guard record.count >= headerSize else { throw .tooShort(size: record.count) }
         let header = record.loadUnaligned(as: tlstap_chunk_header.self)
         guard header.kind == UInt8(TLSTAP_RECORD_DATA.rawValue) else { throw .unknownKind(header.kind) }
@@ -150,11 +171,14 @@ public enum RecordDecoder {
         guard !overflow, end <= header.total_len else {
             throw .chunkOutsideCall(offset: header.chunk_offset, length: header.chunk_len, total: header.total_len)
         }
+        var payload: [UInt8] = []
+        swap(&payload, &storage)
+        payload.removeAll(keepingCapacity: true)
+        payload.append(contentsOf: UnsafeRawBufferPointer(rebasing: record[headerSize...]))
         return DataChunk(
             library: library, function: function, direction: direction, pid: header.pid, tid: header.tid,
             callTimeNanoseconds: header.call_time_ns, ssl: header.ssl, totalLength: header.total_len,
-            offset: header.chunk_offset, comm: commString(header.comm),
-            payload: Array(UnsafeRawBufferPointer(rebasing: record[headerSize...])), fd: header.fd,
+            offset: header.chunk_offset, comm: commString(header.comm), payload: payload, fd: header.fd,
             lostBefore: header.lost_before)
     }
 

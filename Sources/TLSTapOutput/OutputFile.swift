@@ -50,9 +50,11 @@ public final class OutputFile {
     public let descriptor: Int32
     private let ownsDescriptor: Bool
     /// Rendered bytes not written yet, from `start` on (with direct I/O,
-    /// the bytes before `start` only align it).
-    private var buffer: [UInt8] = []
-    private var start = 0
+    /// the bytes before `start` only align it). Touched per record, from
+    /// one thread, and `render` never reaches back into this file: the
+    /// runtime's exclusivity check is skipped.
+    @exclusivity(unchecked) private var buffer: [UInt8] = []
+    @exclusivity(unchecked) private var start = 0
     /// Bytes gathered before a write.
     private let flushThreshold: Int
     /// For a regular file: the offset the next write goes to, and where the

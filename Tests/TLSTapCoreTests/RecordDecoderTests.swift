@@ -23,6 +23,30 @@ import TestSupport
         #expect(chunk.lostBefore == 70_000)
     }
 
+    /// A payload handed back lends its memory to the next record's; one
+    /// still held elsewhere keeps its bytes, and the next gets new memory.
+    @Test func aPayloadHandedBackIsReusedAndAHeldOneIsNeverOverwritten() throws {
+        func decode(_ text: String, reusing storage: inout [UInt8]) throws -> DataChunk {
+            let bytes = ChunkBuilder.record(total: UInt64(text.utf8.count), payload: Array(text.utf8))
+            return try bytes.withUnsafeBytes { try RecordDecoder.decode($0, reusing: &storage) }
+        }
+        func address(_ bytes: [UInt8]) -> UnsafeRawPointer? { bytes.withUnsafeBytes { $0.baseAddress } }
+        var storage = [UInt8](repeating: 0, count: 64)
+        let lent = address(storage)
+        var first = try decode("first payload", reusing: &storage)
+        #expect(storage.isEmpty)
+        #expect(first.payload == Array("first payload".utf8))
+        #expect(address(first.payload) == lent)
+
+        storage = first.payload
+        let held = first.payload
+        first.payload = []
+        let second = try decode("second", reusing: &storage)
+        #expect(held == Array("first payload".utf8))
+        #expect(second.payload == Array("second".utf8))
+        #expect(address(second.payload) != lent)
+    }
+
     @Test func refusesMalformedRecords() {
         func decode(_ bytes: [UInt8]) -> RecordDecodingError? {
             do {
