@@ -119,6 +119,10 @@ struct ByteCursor: JSONWriter, ~Copyable {
         bytes.withUnsafeBytes { append(bytes: $0) }
     }
 
+    mutating func append(contentsOf bytes: ArraySlice<UInt8>) {
+        bytes.withUnsafeBytes { append(bytes: $0) }
+    }
+
     /// Appends text known at compile time (keys, punctuation), as it is.
     mutating func append(literal: StaticString) {
         append(bytes: UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))

@@ -17,29 +17,51 @@ public final class JSONLinesSink: EventSink {
     private let output: OutputFile
     /// The fields every data line of a connection repeats, rendered once:
     /// `,"conn":…,"local":…,"remote":…,"role":…`; dropped when it closes.
-    private var connectionFields: [UInt64: [UInt8]] = [:]
+    /// (Read per record, only from the writing thread, never while either
+    /// is changed: the runtime's exclusivity check is skipped.)
+    @exclusivity(unchecked) private var connectionFields: [UInt64: [UInt8]] = [:]
     /// Connections beyond which the oldest fields are rendered anew rather than kept.
     private let maxCachedConnections = 16_384
-    /// `,"lib":…,"func":…,"dir":…` for each combination seen, by `callKey`.
-    private var callFields: [UInt32: [UInt8]] = [:]
+    /// `,"lib":…,"func":…,"dir":…` of every library, function and
+    /// direction, rendered once into one table: read per record without
+    /// hashing (`callFields(of:)`).
+    private let callFieldsTable: [UInt8]
+    private let callFieldsRanges: [Range<Int>]
 
     public init(output: OutputFile) {
         self.output = output
+        var table: [UInt8] = []
+        var ranges = [Range<Int>](repeating: 0..<0, count: Self.callSlots)
+        for library in TLSLibrary.allCases {
+            for function in TLSFunction.allCases {
+                for direction in Direction.allCases {
+                    let start = table.count
+                    Self.appendCallFields(library: library, function: function, direction: direction, to: &table)
+                    ranges[Self.callSlot(library, function, direction)] = start..<table.count
+                }
+            }
+        }
+        callFieldsTable = table
+        callFieldsRanges = ranges
+    }
+
+    private static let functionSlots = Int(TLSFunction.allCases.map(\.rawValue).max()!) + 1
+    private static let directionSlots = Int(Direction.allCases.map(\.rawValue).max()!) + 1
+    private static let callSlots = (Int(TLSLibrary.allCases.map(\.rawValue).max()!) + 1) * functionSlots
+        * directionSlots
+
+    private static func callSlot(_ library: TLSLibrary, _ function: TLSFunction, _ direction: Direction) -> Int {
+        (Int(library.rawValue) * functionSlots + Int(function.rawValue)) * directionSlots + Int(direction.rawValue)
+    }
+
+    private func callFields(of event: DataEvent) -> ArraySlice<UInt8> {
+        callFieldsTable[callFieldsRanges[Self.callSlot(event.library, event.function, event.direction)]]
     }
 
     public func write(_ event: DataEvent) throws(OutputError) {
-        let key = UInt32(event.library.rawValue) << 16 | UInt32(event.function.rawValue) << 8
-            | UInt32(event.direction.rawValue)
-        let call = callFields[key] ?? cacheCallFields(of: event, key: key)
+        let call = callFields(of: event)
         let connection = event.connection.map { connectionFields[$0.id] ?? cacheFields(of: $0) } ?? []
         try output.append { Self.append(event, callFields: call, connectionFields: connection, to: &$0) }
-    }
-
-    private func cacheCallFields(of event: DataEvent, key: UInt32) -> [UInt8] {
-        var fields: [UInt8] = []
-        Self.appendCallFields(of: event, to: &fields)
-        callFields[key] = fields
-        return fields
     }
 
     public func write(_ event: ConnectionEvent) throws(OutputError) {
@@ -80,7 +102,9 @@ public final class JSONLinesSink: EventSink {
     /// Appends the JSON line of a data event, newline included, from its
     /// pre-rendered `callFields` (`appendCallFields`) and `connectionFields`
     /// (`,"conn":…` and its endpoints, or empty).
-    static func append(_ event: DataEvent, callFields: [UInt8], connectionFields: [UInt8], to output: inout [UInt8]) {
+    static func append(
+        _ event: DataEvent, callFields: ArraySlice<UInt8>, connectionFields: [UInt8], to output: inout [UInt8]
+    ) {
         let most = dataLineRoom + ByteCursor.maxJSONStringCount(event.comm) + callFields.count
             + connectionFields.count + Base64.encodedLength(bytesCount: event.payload.count)
         output.append(atMost: most) { line in
@@ -111,10 +135,12 @@ public final class JSONLinesSink: EventSink {
     private static let dataLineRoom = 113 + 8 * ByteCursor.maxDecimalCount
 
     /// `,"lib":…,"func":…,"dir":…`: the same for every call of one function in one direction.
-    static func appendCallFields(of event: DataEvent, to line: inout [UInt8]) {
-        line.append(",\"lib\":", string: event.library.name)
-        line.append(",\"func\":", string: event.function.name)
-        line.append(",\"dir\":", string: event.direction.name)
+    static func appendCallFields(
+        library: TLSLibrary, function: TLSFunction, direction: Direction, to line: inout [UInt8]
+    ) {
+        line.append(",\"lib\":", string: library.name)
+        line.append(",\"func\":", string: function.name)
+        line.append(",\"dir\":", string: direction.name)
     }
 
     /// `"local":…,"remote":…,"role":…`, after a comma.

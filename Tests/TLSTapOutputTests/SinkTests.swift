@@ -166,6 +166,34 @@ import TLSTapHTTP
         #expect(objects[5]["bytes"] as? Int == 49152)
     }
 
+    /// The lib, func and dir of a data line come from a table rendered
+    /// once for every combination: each one names its own.
+    @Test func everyLibraryFunctionAndDirectionIsNamedInJSON() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-sink-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("out").path
+        let sink = JSONLinesSink(output: try OutputFile.create(path: path))
+        var expected: [[String]] = []
+        for library in TLSLibrary.allCases {
+            for function in TLSFunction.allCases {
+                for direction in Direction.allCases {
+                    try sink.write(DataEvent(
+                        timeNanoseconds: 1, pid: 2, tid: 3, comm: "c", library: library, function: function,
+                        direction: direction, ssl: 4, length: 1, payload: [0x61]))
+                    expected.append([library.name, function.name, direction.name])
+                }
+            }
+        }
+        try sink.finish()
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+        let named = try lines.map { line in
+            let object = try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            return ["lib", "func", "dir"].map { object[$0] as? String ?? "" }
+        }
+        #expect(named == expected)
+    }
+
     @Test func escapedTextNeverPassesControlBytes() {
         var text = ""
         PayloadText.appendEscaped([0x1b, 0x5b, 0x32, 0x4a, 0x0d, 0x0a, 0x07, 0xc3, 0xa9], to: &text)
@@ -317,8 +345,9 @@ import TLSTapHTTP
             function: .sslWriteEx, direction: .outbound, ssl: .max, length: .max, payload: [0xfb, 0xff], fd: .min,
             lostBefore: .max)
         let line = Self.text {
-            JSONLinesSink.append(event, callFields: Array(",\"lib\":\"x\"".utf8), connectionFields: Array(",\"conn\":1".utf8),
-                                 to: &$0)
+            JSONLinesSink.append(
+                event, callFields: Array(",\"lib\":\"x\"".utf8)[...], connectionFields: Array(",\"conn\":1".utf8),
+                to: &$0)
         }
         let comm = String(repeating: "\\u0001", count: 15)
         #expect(line == """
