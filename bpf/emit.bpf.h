@@ -89,14 +89,17 @@ static __always_inline void chunk_delivered(struct emit_state *state)
  * Waking the reader for every record costs more than the copy (measured in
  * BENCHMARKS.md: most of the return probe's time). Records go in without a
  * wakeup; user space polls every few milliseconds, and BPF wakes it at once
- * only when the buffer is filling up.
+ * only when this many bytes are waiting. User space sets it from the ring
+ * buffer's size (an eighth, at most 4 MiB): each wakeup is a thread switch
+ * in tlstap and work on the traced process's CPU, so a busy capture wakes
+ * its reader a few hundred times a second, not thousands.
  */
-#define TLSTAP_WAKEUP_THRESHOLD (1 << 20)
+const volatile __u64 wakeup_threshold = 1 << 20;
 
 static __always_inline __u64 wakeup_flags(void)
 {
-	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= TLSTAP_WAKEUP_THRESHOLD ? BPF_RB_FORCE_WAKEUP
-											 : BPF_RB_NO_WAKEUP;
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_threshold ? BPF_RB_FORCE_WAKEUP
+										  : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline void count_lost(__u64 bytes)

@@ -42,6 +42,7 @@ int CTLSTapBPF_configure(struct tlstap_bpf *skel, const struct CTLSTapBPF_Filter
 			bpf_program__set_autoload(plaintext_only[i], false);
 	}
 	skel->rodata->target_cgroup_id = filters->target_cgroup_id;
+	skel->rodata->wakeup_threshold = ring_buffer_bytes / 8 < (1u << 20) ? ring_buffer_bytes / 8 : (1u << 20);
 	return bpf_map__set_max_entries(skel->maps.events, ring_buffer_bytes);
 }
 
