@@ -46,7 +46,8 @@ struct emit_state {
 	__u64 segment_offset;
 	__u64 segment_len;
 	__u8 delivered;			   /* a chunk of the call got through */
-	__u8 pad[7];
+	__u8 cut;			   /* a chunk of the call was lost */
+	__u8 pad[6];
 };
 
 /*
@@ -61,6 +62,7 @@ static __always_inline void begin_loss_mark(struct emit_state *state, __u32 *los
 {
 	state->header.lost_before = lost ? *lost : 0;
 	state->delivered = 0;
+	state->cut = 0;
 }
 
 static __always_inline void end_loss_mark(struct emit_state *state, __u32 *lost)
@@ -90,9 +92,8 @@ static __always_inline void chunk_delivered(struct emit_state *state)
  * BENCHMARKS.md: most of the return probe's time). Records go in without a
  * wakeup; user space polls every few milliseconds, and BPF wakes it at once
  * only when this many bytes are waiting. User space sets it from the ring
- * buffer's size (an eighth, at most 4 MiB): each wakeup is a thread switch
- * in tlstap and work on the traced process's CPU, so a busy capture wakes
- * its reader a few hundred times a second, not thousands.
+ * buffer's size (an eighth, at most 1 MiB), so that a small ring buffer is
+ * drained long before it is full.
  */
 const volatile __u64 wakeup_threshold = 1 << 20;
 
@@ -114,6 +115,19 @@ static __always_inline void count_lost(__u64 bytes)
 }
 
 /*
+ * A chunk that could not be sent cuts its call: user space keeps a call's
+ * bytes up to its first gap (a record has no way to say where later bytes
+ * would go), so the chunks after it are counted as lost too instead of
+ * taking ring buffer room only to be dropped, and the kernel's count is
+ * exactly what the call misses.
+ */
+static __always_inline void chunk_lost(struct emit_state *state, __u32 len)
+{
+	state->cut = 1;
+	count_lost(len);
+}
+
+/*
  * Linux 6.16 added this kfunc: it copies user memory straight into a
  * dynptr, so a chunk is copied once, into its ring buffer slot of exactly
  * its size. Declared weak: on older kernels libbpf leaves it NULL, and
@@ -132,13 +146,13 @@ static __always_inline void emit_chunk_in_place(struct emit_state *state, __u64 
 	header.chunk_offset = state->segment_offset + offset;
 	if (bpf_ringbuf_reserve_dynptr(&events, sizeof(header) + len, 0, &slot)) {
 		bpf_ringbuf_discard_dynptr(&slot, 0); /* the verifier wants even a failed slot released */
-		count_lost(len);
+		chunk_lost(state, len);
 		return;
 	}
 	if (bpf_dynptr_write(&slot, 0, &header, sizeof(header), 0) ||
 	    bpf_probe_read_user_dynptr(&slot, sizeof(header), len, (void *)(state->buffer + offset))) {
 		bpf_ringbuf_discard_dynptr(&slot, 0);
-		count_lost(len);
+		chunk_lost(state, len);
 		return;
 	}
 	bpf_ringbuf_submit_dynptr(&slot, wakeup_flags());
@@ -160,6 +174,10 @@ static long emit_chunk(__u32 index, void *data)
 							      : state->segment_len - offset;
 	if (len > TLSTAP_CHUNK_MAX) /* tells the verifier the bound */
 		return 1;
+	if (state->cut) {
+		count_lost(len);
+		return 0;
+	}
 	if (bpf_probe_read_user_dynptr) {
 		emit_chunk_in_place(state, offset, len);
 		return 0;
@@ -173,7 +191,7 @@ static long emit_chunk(__u32 index, void *data)
 	record->header.chunk_offset = state->segment_offset + offset;
 	if (bpf_probe_read_user(record->payload, len, (void *)(state->buffer + offset)) ||
 	    bpf_ringbuf_output(&events, record, sizeof(record->header) + len, wakeup_flags()))
-		count_lost(len);
+		chunk_lost(state, len);
 	else
 		chunk_delivered(state);
 	return 0;
