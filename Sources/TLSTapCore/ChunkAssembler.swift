@@ -31,15 +31,19 @@ public struct ChunkAssembler {
 
     /// Adds one chunk and hands `emit` the calls it completed, oldest first:
     /// an incomplete earlier call of the same thread, then this one if it is whole.
-    public mutating func add(_ chunk: DataChunk, emit: (consuming DataEvent) -> Void) {
+    /// `emit` may change the event where it lies (the session names its
+    /// connection): a large struct handed on as owned was copied first.
+    public mutating func add(_ chunk: DataChunk, emit: (inout DataEvent) -> Void) {
         // With nothing pending, the common case, there is nothing to look up.
         if !pending.isEmpty, let partial = pending[chunk.tid],
            partial.first.callTimeNanoseconds != chunk.callTimeNanoseconds {
             pending[chunk.tid] = nil
-            emit(incompleteEvent(partial))
+            var earlier = incompleteEvent(partial)
+            emit(&earlier)
         }
         if chunk.offset == 0 && UInt64(chunk.payload.count) == chunk.totalLength {
-            emit(event(chunk, payload: chunk.payload))
+            var whole = event(chunk, payload: chunk.payload)
+            emit(&whole)
             return
         }
         var partial = pending[chunk.tid] ?? PartialCall(first: chunk)
@@ -48,14 +52,16 @@ public struct ChunkAssembler {
         }
         if partial.received == chunk.totalLength {
             pending[chunk.tid] = nil
-            emit(event(partial.first, payload: Self.contiguousPrefix(partial)))
+            var joined = event(partial.first, payload: Self.contiguousPrefix(partial))
+            emit(&joined)
         } else {
             pending[chunk.tid] = partial
             if pending.count > maxPendingCalls, let oldest = pending.min(by: {
                 $0.value.first.callTimeNanoseconds < $1.value.first.callTimeNanoseconds
             }) {
                 pending[oldest.key] = nil
-                emit(incompleteEvent(oldest.value))
+                var evicted = incompleteEvent(oldest.value)
+                emit(&evicted)
             }
         }
     }

@@ -119,9 +119,6 @@ struct ByteCursor: JSONWriter, ~Copyable {
         bytes.withUnsafeBytes { append(bytes: $0) }
     }
 
-    mutating func append(contentsOf bytes: ArraySlice<UInt8>) {
-        bytes.withUnsafeBytes { append(bytes: $0) }
-    }
 
     /// Appends text known at compile time (keys, punctuation), as it is.
     mutating func append(literal: StaticString) {

@@ -15,29 +15,36 @@ import TLSTapHTTP
 /// Foundation's JSON parser.
 public final class JSONLinesSink: EventSink {
     private let output: OutputFile
-    /// The fields every data line of a connection repeats, rendered once:
-    /// `,"conn":…,"local":…,"remote":…,"role":…`; dropped when it closes.
-    /// (Read per record, only from the writing thread, never while either
-    /// is changed: the runtime's exclusivity check is skipped.)
-    @exclusivity(unchecked) private var connectionFields: [UInt64: [UInt8]] = [:]
-    /// Connections beyond which the oldest fields are rendered anew rather than kept.
-    private let maxCachedConnections = 16_384
+    // A data line's repeated fields are rendered once into byte stores and
+    // read where they lie: a copy of an array per record was a reference
+    // count up and down, which showed in profiles of busy captures.
+
+    /// The fields every data line of a connection repeats,
+    /// `,"conn":…,"local":…,"remote":…,"role":…`, by connection; dropped
+    /// when it closes. (Read per record, only from the writing thread, never
+    /// while either is changed: the runtime's exclusivity check is skipped.)
+    @exclusivity(unchecked) private var connectionFields: [UInt64: Range<Int>] = [:]
+    @exclusivity(unchecked) private var connectionFieldBytes: [UInt8] = []
+    /// Beyond this, the store starts over and fields are rendered anew.
+    private let maxConnectionFieldBytes = 2 << 20
     /// `,"lib":…,"func":…,"dir":…` of every library, function and
-    /// direction, rendered once into one table: read per record without
-    /// hashing (`callFields(of:)`).
+    /// direction, rendered once into one table: read without hashing.
     private let callFieldsTable: [UInt8]
     private let callFieldsRanges: [Range<Int>]
+    /// Held, not static: a static would be reached through a lazy
+    /// initializer's check per record.
+    private let callSlots = CallSlots()
 
     public init(output: OutputFile) {
         self.output = output
         var table: [UInt8] = []
-        var ranges = [Range<Int>](repeating: 0..<0, count: Self.callSlots)
+        var ranges = [Range<Int>](repeating: 0..<0, count: callSlots.count)
         for library in TLSLibrary.allCases {
             for function in TLSFunction.allCases {
                 for direction in Direction.allCases {
                     let start = table.count
                     Self.appendCallFields(library: library, function: function, direction: direction, to: &table)
-                    ranges[Self.callSlot(library, function, direction)] = start..<table.count
+                    ranges[callSlots.slot(library, function, direction)] = start..<table.count
                 }
             }
         }
@@ -45,23 +52,31 @@ public final class JSONLinesSink: EventSink {
         callFieldsRanges = ranges
     }
 
-    private static let functionSlots = Int(TLSFunction.allCases.map(\.rawValue).max()!) + 1
-    private static let directionSlots = Int(Direction.allCases.map(\.rawValue).max()!) + 1
-    private static let callSlots = (Int(TLSLibrary.allCases.map(\.rawValue).max()!) + 1) * functionSlots
-        * directionSlots
+    /// A dense index for each library, function and direction, from their raw values.
+    private struct CallSlots {
+        let functions = Int(TLSFunction.allCases.map(\.rawValue).max()!) + 1
+        let directions = Int(Direction.allCases.map(\.rawValue).max()!) + 1
+        var count: Int { (Int(TLSLibrary.allCases.map(\.rawValue).max()!) + 1) * functions * directions }
 
-    private static func callSlot(_ library: TLSLibrary, _ function: TLSFunction, _ direction: Direction) -> Int {
-        (Int(library.rawValue) * functionSlots + Int(function.rawValue)) * directionSlots + Int(direction.rawValue)
-    }
-
-    private func callFields(of event: DataEvent) -> ArraySlice<UInt8> {
-        callFieldsTable[callFieldsRanges[Self.callSlot(event.library, event.function, event.direction)]]
+        func slot(_ library: TLSLibrary, _ function: TLSFunction, _ direction: Direction) -> Int {
+            (Int(library.rawValue) * functions + Int(function.rawValue)) * directions + Int(direction.rawValue)
+        }
     }
 
     public func write(_ event: DataEvent) throws(OutputError) {
-        let call = callFields(of: event)
-        let connection = event.connection.map { connectionFields[$0.id] ?? cacheFields(of: $0) } ?? []
-        try output.append { Self.append(event, callFields: call, connectionFields: connection, to: &$0) }
+        let call = callFieldsRanges[callSlots.slot(event.library, event.function, event.direction)]
+        var connection = 0..<0
+        if let id = event.connection?.id {
+            connection = connectionFields[id] ?? cacheFields(ofConnectionOf: event)
+        }
+        try output.append { line in
+            callFieldsTable.withUnsafeBytes { table in
+                connectionFieldBytes.withUnsafeBytes { connections in
+                    Self.append(event, callFields: UnsafeRawBufferPointer(rebasing: table[call]),
+                                connectionFields: UnsafeRawBufferPointer(rebasing: connections[connection]), to: &line)
+                }
+            }
+        }
     }
 
     public func write(_ event: ConnectionEvent) throws(OutputError) {
@@ -69,13 +84,18 @@ public final class JSONLinesSink: EventSink {
         try output.append { Self.append(event, to: &$0) }
     }
 
-    private func cacheFields(of connection: Connection) -> [UInt8] {
-        var fields: [UInt8] = []
-        fields.append(",\"conn\":", decimal: connection.id)
-        Self.appendEndpoints(of: connection, to: &fields)
-        if connectionFields.count >= maxCachedConnections { connectionFields.removeAll(keepingCapacity: true) }
-        connectionFields[connection.id] = fields
-        return fields
+    /// - Returns: where the fields of `event`'s connection are kept.
+    private func cacheFields(ofConnectionOf event: DataEvent) -> Range<Int> {
+        guard let connection = event.connection else { return 0..<0 }
+        if connectionFieldBytes.count >= maxConnectionFieldBytes {
+            connectionFields.removeAll(keepingCapacity: true)
+            connectionFieldBytes.removeAll(keepingCapacity: true)
+        }
+        let start = connectionFieldBytes.count
+        connectionFieldBytes.append(",\"conn\":", decimal: connection.id)
+        Self.appendEndpoints(of: connection, to: &connectionFieldBytes)
+        connectionFields[connection.id] = start..<connectionFieldBytes.count
+        return start..<connectionFieldBytes.count
     }
 
     public func write(_ exchange: HTTPExchange) throws(OutputError) {
@@ -103,7 +123,8 @@ public final class JSONLinesSink: EventSink {
     /// pre-rendered `callFields` (`appendCallFields`) and `connectionFields`
     /// (`,"conn":…` and its endpoints, or empty).
     static func append(
-        _ event: DataEvent, callFields: ArraySlice<UInt8>, connectionFields: [UInt8], to output: inout [UInt8]
+        _ event: DataEvent, callFields: UnsafeRawBufferPointer, connectionFields: UnsafeRawBufferPointer,
+        to output: inout [UInt8]
     ) {
         let most = dataLineRoom + ByteCursor.maxJSONStringCount(event.comm) + callFields.count
             + connectionFields.count + Base64.encodedLength(bytesCount: event.payload.count)
@@ -112,12 +133,12 @@ public final class JSONLinesSink: EventSink {
             line.append(",\"pid\":", decimal: event.pid)
             line.append(",\"tid\":", decimal: event.tid)
             line.append(",\"comm\":", string: event.comm)
-            line.append(contentsOf: callFields)
+            line.append(bytes: callFields)
             line.append(literal: ",\"ssl\":\"0x")
             line.append(hex: event.ssl)
             line.append("\",\"len\":", decimal: event.length)
             line.append(",\"fd\":", decimal: event.fd)
-            line.append(contentsOf: connectionFields)
+            line.append(bytes: connectionFields)
             if event.lostBefore > 0 {
                 line.append(",\"lost_before\":", decimal: event.lostBefore)
             }

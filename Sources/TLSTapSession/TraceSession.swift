@@ -151,7 +151,7 @@ public final class TraceSession {
     public func finish() throws {
         if let tracer {
             try tracer.drain()
-            for event in assembler.flush() { emit(event) }
+            for var event in assembler.flush() { emit(&event) }
             if var tracker = exchanges {
                 let now = WallClock.nowNanoseconds()
                 for id in tracker.connectionIDs {
@@ -183,7 +183,7 @@ public final class TraceSession {
         do {
             switch try RecordDecoder.decodeRecord(record, reusing: &spentPayload) {
             case .chunk(let chunk):
-                assembler.add(chunk) { emit($0) }
+                assembler.add(chunk) { emit(&$0) }
             case .socket(let socket):
                 switch socket.kind {
                 case .exec where followsExecs: attachLinkedTLS(pid: Int32(bitPattern: socket.pid))
@@ -235,18 +235,16 @@ public final class TraceSession {
         logger.info("attached \(attached) probes in \(path) for all processes (\(target.reason))")
     }
 
-    private func emit(_ event: consuming DataEvent) {
-        var event = event
-        let opened = connections.attach(&event)
-        // Once per connection: BPF keeps its TLS object's fd only for calls that named a socket.
-        if opened != nil && event.ssl != 0 { tlsObjects[event.pid, default: []].insert(event.ssl) }
+    private func emit(_ event: inout DataEvent) {
+        if let opened = connections.attach(&event) {
+            // Once per connection: BPF keeps its TLS object's fd only for calls that named a socket.
+            if event.ssl != 0 { tlsObjects[event.pid, default: []].insert(event.ssl) }
+            emit(opened)
+        }
         summary.events += 1
         summary.payloadBytes += UInt64(event.payload.count)
         guard outputError == nil else { return }
-        do {
-            if let opened { try sink.write(opened) }
-            try sink.write(event)
-        } catch { outputError = error }
+        do { try sink.write(event) } catch { outputError = error }
         for exchange in exchanges?.feed(event) ?? [] { emit(exchange) }
         if event.payload.capacity <= Self.maxSpentPayloadCapacity { spentPayload = event.payload }
     }

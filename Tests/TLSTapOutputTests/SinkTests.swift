@@ -194,6 +194,46 @@ import TLSTapHTTP
         #expect(named == expected)
     }
 
+    /// A connection's fields are rendered once into a store that starts
+    /// over when it is full: lines before and after name their own
+    /// connections, and a closed connection's id is not reused for another.
+    @Test func connectionFieldsStayRightWhenTheirStoreStartsOver() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-sink-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("out").path
+        let sink = JSONLinesSink(output: try OutputFile.create(path: path))
+        // About 70 bytes of fields each: the store (2 MiB) starts over once or twice.
+        let count = 40_000
+        func connection(_ id: Int) -> Connection {
+            Connection(
+                id: UInt64(id), pid: 1, comm: "c", fd: 3,
+                local: SocketAddress(ip: [10, 0, UInt8(id >> 8 & 0xff), UInt8(id & 0xff)], port: 443),
+                remote: SocketAddress(ip: [10, 1, 0, 1], port: UInt16(id % 60_000 + 1024)), role: .server,
+                origin: .accept, openedNanoseconds: 0)
+        }
+        for round in 0..<2 {
+            for id in 1...count where round == 0 || id % 1000 == 0 {
+                if round == 1 { try sink.write(.closed(connection(id - 1), timeNanoseconds: 1)) }
+                try sink.write(DataEvent(
+                    timeNanoseconds: 1, pid: 1, tid: 1, comm: "c", library: .openssl, function: .sslRead,
+                    direction: .inbound, ssl: 1, length: 1, payload: [0x61], fd: 3, connection: connection(id)))
+            }
+        }
+        try sink.finish()
+        var checked = 0
+        for line in try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n") {
+            let object = try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            guard object["event"] as? String == "data", let id = object["conn"] as? Int else { continue }
+            let expected = connection(id)
+            #expect(object["local"] as? String == expected.local.description)
+            #expect(object["remote"] as? String == expected.remote.description)
+            #expect(object["role"] as? String == "server")
+            checked += 1
+        }
+        #expect(checked == count + count / 1000)
+    }
+
     @Test func escapedTextNeverPassesControlBytes() {
         var text = ""
         PayloadText.appendEscaped([0x1b, 0x5b, 0x32, 0x4a, 0x0d, 0x0a, 0x07, 0xc3, 0xa9], to: &text)
@@ -344,10 +384,13 @@ import TLSTapHTTP
             timeNanoseconds: .max, pid: .max, tid: .max, comm: String(repeating: "\u{1}", count: 15), library: .openssl,
             function: .sslWriteEx, direction: .outbound, ssl: .max, length: .max, payload: [0xfb, 0xff], fd: .min,
             lostBefore: .max)
-        let line = Self.text {
-            JSONLinesSink.append(
-                event, callFields: Array(",\"lib\":\"x\"".utf8)[...], connectionFields: Array(",\"conn\":1".utf8),
-                to: &$0)
+        let (callFields, connectionFields) = (Array(",\"lib\":\"x\"".utf8), Array(",\"conn\":1".utf8))
+        let line = Self.text { line in
+            callFields.withUnsafeBytes { call in
+                connectionFields.withUnsafeBytes {
+                    JSONLinesSink.append(event, callFields: call, connectionFields: $0, to: &line)
+                }
+            }
         }
         let comm = String(repeating: "\\u0001", count: 15)
         #expect(line == """
