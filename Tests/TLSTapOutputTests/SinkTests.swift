@@ -166,44 +166,44 @@ import TLSTapHTTP
         #expect(objects[5]["bytes"] as? Int == 49152)
     }
 
-    /// The lib, func and dir of a data line come from a table rendered
-    /// once for every combination: each one names its own.
-    @Test func everyLibraryFunctionAndDirectionIsNamedInJSON() throws {
+    /// The JSON objects a JSON Lines sink writes to a file of its own.
+    static func jsonObjects(writtenBy write: (JSONLinesSink) throws -> Void) throws -> [[String: Any]] {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-sink-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("out").path
         let sink = JSONLinesSink(output: try OutputFile.create(path: path))
+        try write(sink)
+        try sink.finish()
+        return try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { line in
+            try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        }
+    }
+
+    /// The lib, func and dir of a data line come from a table rendered
+    /// once for every combination: each one names its own.
+    @Test func everyLibraryFunctionAndDirectionIsNamedInJSON() throws {
         var expected: [[String]] = []
-        for library in TLSLibrary.allCases {
-            for function in TLSFunction.allCases {
-                for direction in Direction.allCases {
-                    try sink.write(DataEvent(
-                        timeNanoseconds: 1, pid: 2, tid: 3, comm: "c", library: library, function: function,
-                        direction: direction, ssl: 4, length: 1, payload: [0x61]))
-                    expected.append([library.name, function.name, direction.name])
+        let objects = try Self.jsonObjects { sink in
+            for library in TLSLibrary.allCases {
+                for function in TLSFunction.allCases {
+                    for direction in Direction.allCases {
+                        try sink.write(DataEvent(
+                            timeNanoseconds: 1, pid: 2, tid: 3, comm: "c", library: library, function: function,
+                            direction: direction, ssl: 4, length: 1, payload: [0x61]))
+                        expected.append([library.name, function.name, direction.name])
+                    }
                 }
             }
         }
-        try sink.finish()
-        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
-        let named = try lines.map { line in
-            let object = try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-            return ["lib", "func", "dir"].map { object[$0] as? String ?? "" }
-        }
-        #expect(named == expected)
+        #expect(objects.map { object in ["lib", "func", "dir"].map { object[$0] as? String ?? "" } } == expected)
     }
 
     /// A connection's fields are rendered once into a store that starts
     /// over when it is full: lines before and after name their own
-    /// connections, and a closed connection's id is not reused for another.
+    /// connections, and closing one drops only its own fields.
     @Test func connectionFieldsStayRightWhenTheirStoreStartsOver() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-sink-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let path = directory.appendingPathComponent("out").path
-        let sink = JSONLinesSink(output: try OutputFile.create(path: path))
-        // About 70 bytes of fields each: the store (2 MiB) starts over once or twice.
+        // About 70 bytes of fields each: the store (2 MiB) starts over once.
         let count = 40_000
         func connection(_ id: Int) -> Connection {
             Connection(
@@ -212,18 +212,18 @@ import TLSTapHTTP
                 remote: SocketAddress(ip: [10, 1, 0, 1], port: UInt16(id % 60_000 + 1024)), role: .server,
                 origin: .accept, openedNanoseconds: 0)
         }
-        for round in 0..<2 {
-            for id in 1...count where round == 0 || id % 1000 == 0 {
-                if round == 1 { try sink.write(.closed(connection(id - 1), timeNanoseconds: 1)) }
-                try sink.write(DataEvent(
-                    timeNanoseconds: 1, pid: 1, tid: 1, comm: "c", library: .openssl, function: .sslRead,
-                    direction: .inbound, ssl: 1, length: 1, payload: [0x61], fd: 3, connection: connection(id)))
+        let objects = try Self.jsonObjects { sink in
+            for round in 0..<2 {
+                for id in 1...count where round == 0 || id % 1000 == 0 {
+                    if round == 1 { try sink.write(.closed(connection(id - 1), timeNanoseconds: 1)) }
+                    try sink.write(DataEvent(
+                        timeNanoseconds: 1, pid: 1, tid: 1, comm: "c", library: .openssl, function: .sslRead,
+                        direction: .inbound, ssl: 1, length: 1, payload: [0x61], fd: 3, connection: connection(id)))
+                }
             }
         }
-        try sink.finish()
         var checked = 0
-        for line in try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n") {
-            let object = try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        for object in objects {
             guard object["event"] as? String == "data", let id = object["conn"] as? Int else { continue }
             let expected = connection(id)
             #expect(object["local"] as? String == expected.local.description)
