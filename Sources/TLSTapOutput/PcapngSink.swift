@@ -150,9 +150,10 @@ public final class PcapngSink: EventSink {
         payload: ArraySlice<UInt8>, time: UInt64, comment: [UInt8]
     ) throws(OutputError) {
         let (source, destination) = fromLocal ? (connection.local, connection.remote) : (connection.remote, connection.local)
+        let frameLength = SyntheticFrame.headerCount(ipv6: source.ip.count == 16) + payload.count
         try file.append { bytes in
-            Self.appendEnhancedPacket(to: &bytes, time: time, comment: comment) { frame in
-                SyntheticFrame.appendTCP(
+            Self.appendEnhancedPacket(to: &bytes, time: time, comment: comment, frameLength: frameLength) { frame in
+                SyntheticFrame.writeTCP(
                     to: &frame, from: source, to: destination, seq: seq, ack: ack, flags: flags, payload: payload)
             }
         }
@@ -183,24 +184,32 @@ public final class PcapngSink: EventSink {
         return PcapngBytes.block(type: 1, body: body.bytes)
     }
 
-    /// Appends an enhanced packet block whose frame `appendFrame` appends.
+    /// Appends an enhanced packet block whose frame of `frameLength` bytes
+    /// `writeFrame` writes. The block's size is known before it is written,
+    /// so it is written in one pass into room reserved once: a packet per
+    /// call, built from many small appends, showed in profiles.
     static func appendEnhancedPacket(
-        to bytes: inout [UInt8], time: UInt64, comment: [UInt8], appendFrame: (inout [UInt8]) -> Void
+        to bytes: inout [UInt8], time: UInt64, comment: [UInt8], frameLength: Int,
+        writeFrame: (inout ByteCursor) -> Void
     ) {
-        PcapngBytes.appendBlock(type: 6, to: &bytes) { body in
-            body.appendLittleEndian(UInt32(0))  // interface 0
-            body.appendLittleEndian(UInt32(truncatingIfNeeded: time >> 32))
-            body.appendLittleEndian(UInt32(truncatingIfNeeded: time))
-            let lengths = body.count
-            body.appendLittleEndian(UInt64(0))  // captured and original length, set below
-            let frameStart = body.count
-            appendFrame(&body)
-            let frameLength = UInt32(body.count - frameStart)
-            body.setLittleEndian(frameLength, at: lengths)
-            body.setLittleEndian(frameLength, at: lengths + 4)
-            body.appendZeros((4 - Int(frameLength) % 4) % 4)
-            body.appendOption(1, comment)  // opt_comment
-            body.appendEndOfOptions()
+        let framePadding = (4 - frameLength % 4) % 4
+        // Type, length, interface, time, captured and original length; frame; comment; end of options; length.
+        let total = 28 + frameLength + framePadding + ByteCursor.optionCount(comment) + 4 + 4
+        bytes.append(atMost: total) { block in
+            block.append(littleEndian: UInt32(6))
+            block.append(littleEndian: UInt32(total))
+            block.append(littleEndian: UInt32(0))  // interface 0
+            block.append(littleEndian: UInt32(truncatingIfNeeded: time >> 32))
+            block.append(littleEndian: UInt32(truncatingIfNeeded: time))
+            block.append(littleEndian: UInt32(frameLength))
+            block.append(littleEndian: UInt32(frameLength))
+            let frameStart = block.count
+            writeFrame(&block)
+            precondition(block.count - frameStart == frameLength, "pcapng: the frame is not the length announced")
+            block.append(zeros: framePadding)
+            block.appendOption(1, comment)  // opt_comment
+            block.append(littleEndian: UInt32(0))  // end of options
+            block.append(littleEndian: UInt32(total))
         }
     }
 }
@@ -246,29 +255,13 @@ extension Array where Element == UInt8 {
         Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
     }
 
-    mutating func appendBigEndian(_ value: some FixedWidthInteger) {
-        Swift.withUnsafeBytes(of: value.bigEndian) { append(contentsOf: $0) }
-    }
-
     mutating func setLittleEndian(_ value: UInt32, at offset: Int) {
         Swift.withUnsafeBytes(of: value.littleEndian) { replaceSubrange(offset..<offset + 4, with: $0) }
     }
 
-    mutating func setBigEndian(_ value: UInt16, at offset: Int) {
-        self[offset] = UInt8(value >> 8)
-        self[offset + 1] = UInt8(value & 0xff)
-    }
-
-    mutating func appendZeros(_ count: Int) {
-        append(contentsOf: repeatElement(0, count: count))
-    }
-
     /// A pcapng option: code, length, value padded to 4 bytes.
     mutating func appendOption(_ code: UInt16, _ value: [UInt8]) {
-        appendLittleEndian(code)
-        appendLittleEndian(UInt16(value.count))
-        append(contentsOf: value)
-        appendZeros((4 - value.count % 4) % 4)
+        append(atMost: ByteCursor.optionCount(value)) { $0.appendOption(code, value) }
     }
 
     /// The option that ends a block's options.
@@ -288,55 +281,107 @@ struct TCPFlags: OptionSet {
 
 /// Ethernet + IPv4/IPv6 + TCP frames built from addresses and payload.
 enum SyntheticFrame {
+    /// Bytes of a frame before its payload: Ethernet, IP and TCP headers.
+    static func headerCount(ipv6: Bool) -> Int {
+        14 + (ipv6 ? 40 : 20) + 20
+    }
+
     /// Appends a frame carrying `payload` from `source` to `destination`,
     /// with the IPv4 header's and the TCP checksum computed.
     static func appendTCP(
         to frame: inout [UInt8], from source: SocketAddress, to destination: SocketAddress, seq: UInt32, ack: UInt32,
         flags: TCPFlags, payload: ArraySlice<UInt8>
     ) {
+        frame.append(atMost: headerCount(ipv6: source.ip.count == 16) + payload.count) { cursor in
+            writeTCP(to: &cursor, from: source, to: destination, seq: seq, ack: ack, flags: flags, payload: payload)
+        }
+    }
+
+    /// Writes the frame `appendTCP` appends, of `headerCount + payload.count`
+    /// bytes. The checksums are summed from the fields before they are
+    /// written, so the frame is written once, front to back.
+    static func writeTCP(
+        to frame: inout ByteCursor, from source: SocketAddress, to destination: SocketAddress, seq: UInt32,
+        ack: UInt32, flags: TCPFlags, payload: ArraySlice<UInt8>
+    ) {
         let v6 = source.ip.count == 16
         let tcpLength = 20 + payload.count
         // Ethernet: destination 02:00:00:00:00:02, source 02:00:00:00:00:01, type.
-        frame.appendBigEndian(UInt32(0x0200_0000))
-        frame.appendBigEndian(UInt32(0x0002_0200))
-        frame.appendBigEndian(UInt32(0x0000_0001))
-        frame.appendBigEndian(UInt16(v6 ? 0x86dd : 0x0800))
-        let ipStart = frame.count
+        frame.append(bigEndian: UInt32(0x0200_0000))
+        frame.append(bigEndian: UInt32(0x0002_0200))
+        frame.append(bigEndian: UInt32(0x0000_0001))
+        frame.append(bigEndian: UInt16(v6 ? 0x86dd : 0x0800))
         if v6 {
-            frame.appendBigEndian(UInt32(0x6000_0000))  // version 6
-            frame.appendBigEndian(UInt16(tcpLength))
-            frame.appendBigEndian(UInt16(0x0640))  // next header TCP, hop limit 64
+            frame.append(bigEndian: UInt32(0x6000_0000))  // version 6
+            frame.append(bigEndian: UInt16(tcpLength))
+            frame.append(bigEndian: UInt16(0x0640))  // next header TCP, hop limit 64
         } else {
-            frame.appendBigEndian(UInt16(0x4500))  // version 4, header length 5
-            frame.appendBigEndian(UInt16(20 + tcpLength))
-            frame.appendBigEndian(UInt32(0x0000_4000))  // id, don't fragment
-            frame.appendBigEndian(UInt32(0x4006_0000))  // TTL 64, TCP, checksum (below)
-        }
-        frame += source.ip
-        frame += destination.ip
-        if !v6 {
+            let words: (UInt32, UInt32, UInt32) = (
+                0x4500 << 16 | UInt32(20 + tcpLength),  // version 4, header length 5; total length
+                0x0000_4000,  // id, don't fragment
+                0x4006_0000  // TTL 64, TCP, checksum
+            )
             var header = InternetChecksum()
-            frame.withUnsafeBytes { header.add(UnsafeRawBufferPointer(rebasing: $0[ipStart..<frame.count])) }
-            frame.setBigEndian(header.value, at: ipStart + 10)
+            header.add(word: words.0)
+            header.add(word: words.1)
+            header.add(word: words.2)
+            source.ip.withUnsafeBytes { header.add($0) }
+            destination.ip.withUnsafeBytes { header.add($0) }
+            frame.append(bigEndian: words.0)
+            frame.append(bigEndian: words.1)
+            frame.append(bigEndian: words.2 | UInt32(header.value))
         }
-        let tcpStart = frame.count
-        frame.appendBigEndian(source.port)
-        frame.appendBigEndian(destination.port)
-        frame.appendBigEndian(seq)
-        frame.appendBigEndian(ack)
-        frame.appendBigEndian(UInt16(0x5000) | UInt16(flags.rawValue))  // data offset 5, flags
-        frame.appendBigEndian(UInt16(0xffff))  // window
-        frame.appendBigEndian(UInt32(0))  // checksum (below), urgent pointer
-        frame.append(contentsOf: payload)
+        source.ip.withUnsafeBytes { frame.append(bytes: $0) }
+        destination.ip.withUnsafeBytes { frame.append(bytes: $0) }
 
+        let words: (UInt32, UInt32, UInt32, UInt32) = (
+            UInt32(source.port) << 16 | UInt32(destination.port), seq, ack,
+            (0x5000 | UInt32(flags.rawValue)) << 16 | 0xffff  // data offset 5, flags; window
+        )
         // The pseudo-header: addresses, protocol and TCP length (RFC 9293 3.1, RFC 8200 8.1).
         var tcp = InternetChecksum()
         source.ip.withUnsafeBytes { tcp.add($0) }
         destination.ip.withUnsafeBytes { tcp.add($0) }
         tcp.add(word: v6 ? UInt32(tcpLength) : 6 << 16 | UInt32(tcpLength))
         if v6 { tcp.add(word: 6) }
-        frame.withUnsafeBytes { tcp.add(UnsafeRawBufferPointer(rebasing: $0[tcpStart..<frame.count])) }
-        frame.setBigEndian(tcp.value, at: tcpStart + 16)
+        tcp.add(word: words.0)
+        tcp.add(word: words.1)
+        tcp.add(word: words.2)
+        tcp.add(word: words.3)
+        payload.withUnsafeBytes { tcp.add($0) }
+        frame.append(bigEndian: words.0)
+        frame.append(bigEndian: words.1)
+        frame.append(bigEndian: words.2)
+        frame.append(bigEndian: words.3)
+        frame.append(bigEndian: UInt32(tcp.value) << 16)  // checksum, urgent pointer
+        payload.withUnsafeBytes { frame.append(bytes: $0) }
+    }
+}
+
+extension ByteCursor {
+    mutating func append(littleEndian value: some FixedWidthInteger) {
+        Swift.withUnsafeBytes(of: value.littleEndian) { append(bytes: $0) }
+    }
+
+    mutating func append(bigEndian value: some FixedWidthInteger) {
+        Swift.withUnsafeBytes(of: value.bigEndian) { append(bytes: $0) }
+    }
+
+    mutating func append(zeros count: Int) {
+        for _ in 0..<count { append(0) }
+    }
+
+    /// Bytes of a pcapng option holding `value`.
+    static func optionCount(_ value: [UInt8]) -> Int {
+        4 + value.count + (4 - value.count % 4) % 4
+    }
+
+    /// A pcapng option: code, length, value padded to 4 bytes.
+    mutating func appendOption(_ code: UInt16, _ value: [UInt8]) {
+        append(littleEndian: code)
+        append(littleEndian: UInt16(value.count))
+        value.withUnsafeBytes { append(bytes: $0) }
+        append(zeros: (4 - value.count % 4) % 4)
     }
 }
 
