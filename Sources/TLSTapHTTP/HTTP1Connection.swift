@@ -15,8 +15,10 @@ final class HTTP1Connection {
     private var requests: HTTP1StreamParser
     private var responses: HTTP1StreamParser
     /// Requests waiting for their response, oldest first (a deque: pipelined
-    /// requests leave from the front).
-    private var pending = Deque<HTTPExchange>()
+    /// requests leave from the front). Boxed: a Deque changes an element in
+    /// place by moving it out and copying it back, every field's reference
+    /// count up and down, and an exchange changes several times.
+    private var pending = Deque<PendingExchange>()
     /// The response being read belongs to pending[0]; set once its head arrived.
     private var responseStarted = false
     private let template: HTTPExchange
@@ -47,12 +49,12 @@ final class HTTP1Connection {
                 exchange.startNanoseconds = start
                 exchange.endNanoseconds = start
                 if limits.captureBodies { exchange.requestBody = [] }
-                pending.append(exchange)
+                pending.append(PendingExchange(exchange))
             case .body(let bytes):
                 guard !pending.isEmpty else { continue }
-                pending[pending.count - 1].appendRequestBody(bytes, limit: limits.maxBodyBytes)
+                pending[pending.count - 1].exchange!.appendRequestBody(bytes, limit: limits.maxBodyBytes)
             case .trailers(let trailers):
-                if !pending.isEmpty { pending[pending.count - 1].requestHeaders += trailers }
+                if !pending.isEmpty { pending[pending.count - 1].exchange!.requestHeaders += trailers }
             case .end, .stop:
                 continue
             }
@@ -66,8 +68,8 @@ final class HTTP1Connection {
         var finished: [HTTPExchange] = []
         // The parser asks for each head's body mode while it parses, before the
         // events below move the queue on: count the final heads of this feed.
-        let methods = pending.map(\.method)
-        let starts = pending.map(\.startNanoseconds)
+        let methods = pending.map { $0.exchange!.method }
+        let starts = pending.map { $0.exchange!.startNanoseconds }
         var answering = responseStarted ? 1 : 0
         // Per final head of this feed: how many pending requests lost their responses before it.
         var skips: [Int] = []
@@ -95,34 +97,30 @@ final class HTTP1Connection {
                 let status = Int(head.second) ?? 0
                 if (100...199).contains(status) && status != 101 { continue }  // interim: the real one follows
                 for _ in 0..<min(heads < skips.count ? skips[heads] : 0, pending.count) {
-                    var unanswered = pending.removeFirst()
+                    var unanswered = pending.removeFirst().take()
                     unanswered.endNanoseconds = start
                     unanswered.note = "response lost"
                     finished.append(unanswered)
                 }
                 heads += 1
                 responsesLost = false
-                if pending.isEmpty { pending.append(template) }  // a response to a request we did not see
-                pending[0].status = status
-                pending[0].reason = head.third
-                pending[0].responseHeaders = head.headers
-                if pending[0].protocolVersion.isEmpty { pending[0].protocolVersion = head.first }
-                if limits.captureBodies { pending[0].responseBody = [] }
+                if pending.isEmpty { pending.append(PendingExchange(template)) }  // a request we did not see
+                pending[0].exchange!.takeResponseHead(head, status: status, capturingBody: limits.captureBodies)
                 responseStarted = true
             case .body(let bytes):
                 guard responseStarted else { continue }
-                pending[0].appendResponseBody(bytes, limit: limits.maxBodyBytes)
+                pending[0].exchange!.appendResponseBody(bytes, limit: limits.maxBodyBytes)
             case .trailers(let trailers):
-                if responseStarted { pending[0].responseHeaders += trailers }
+                if responseStarted { pending[0].exchange!.responseHeaders += trailers }
             case .end(let end):
                 guard responseStarted else { continue }
-                var exchange = pending.removeFirst()
+                var exchange = pending.removeFirst().take()
                 exchange.endNanoseconds = end
                 finished.append(exchange)
                 responseStarted = false
             case .stop(let reason):
                 if responseStarted {
-                    var exchange = pending.removeFirst()
+                    var exchange = pending.removeFirst().take()
                     exchange.endNanoseconds = time
                     exchange.note = reason
                     finished.append(exchange)
@@ -141,14 +139,14 @@ final class HTTP1Connection {
         guard !stopped else { return [] }
         if fromClient {
             if requests.skipToNextMessage(.requests), !pending.isEmpty {
-                pending[pending.count - 1].note = "request bytes lost"
+                pending[pending.count - 1].exchange!.note = "request bytes lost"
             }
             return []
         }
         responses.skipToNextMessage(.responses)
         responsesLost = true
         guard responseStarted, !pending.isEmpty else { return [] }
-        var exchange = pending.removeFirst()
+        var exchange = pending.removeFirst().take()
         exchange.endNanoseconds = time
         exchange.note = "response bytes lost"
         responseStarted = false
@@ -158,7 +156,8 @@ final class HTTP1Connection {
     /// The connection closed: a close-delimited response ends, the rest end unanswered.
     func close(time: UInt64) -> [HTTPExchange] {
         var finished = feedResponseEvents(responses.finish(time: time))
-        for var exchange in pending {
+        for box in pending {
+            var exchange = box.take()
             exchange.endNanoseconds = time
             exchange.note = "connection closed"
             finished.append(exchange)
@@ -170,7 +169,7 @@ final class HTTP1Connection {
 
     private func feedResponseEvents(_ events: [HTTP1ParseEvent]) -> [HTTPExchange] {
         guard case .end(let end)? = events.first, responseStarted, !pending.isEmpty else { return [] }
-        var exchange = pending.removeFirst()
+        var exchange = pending.removeFirst().take()
         exchange.endNanoseconds = end
         responseStarted = false
         return [exchange]
@@ -202,5 +201,31 @@ final class HTTP1Connection {
         if Self.isChunked(head.headers.first("transfer-encoding")) { return .chunked }
         if let length = head.headers.first("content-length").flatMap({ Int($0) }), length >= 0 { return .length(length) }
         return .untilClose
+    }
+}
+
+/// An exchange waiting for its response, changed where it lies.
+private final class PendingExchange {
+    /// nil once taken.
+    var exchange: HTTPExchange?
+
+    init(_ exchange: HTTPExchange) {
+        self.exchange = exchange
+    }
+
+    /// Moves the exchange out, without a copy.
+    func take() -> HTTPExchange {
+        exchange.take()!
+    }
+}
+
+extension HTTPExchange {
+    /// Takes a response's head.
+    fileprivate mutating func takeResponseHead(_ head: HTTP1Head, status: Int, capturingBody: Bool) {
+        self.status = status
+        reason = head.third
+        responseHeaders = head.headers
+        if protocolVersion.isEmpty { protocolVersion = head.first }
+        if capturingBody { responseBody = [] }
     }
 }

@@ -69,17 +69,26 @@ public struct HTTPTracker {
                 state.early = []
                 state.earlyBytes = 0
                 for chunk in early {
-                    finished += feed(&state, outbound: chunk.outbound, bytes: chunk.bytes, time: chunk.time)
+                    let done = feed(&state, outbound: chunk.outbound, bytes: chunk.bytes, time: chunk.time)
+                    Self.add(done, to: &finished)
                 }
             }
         default:
-            if event.lostBefore > 0 { finished += lost(&state, outbound: outbound, time: event.timeNanoseconds) }
-            finished += feed(&state, outbound: outbound, bytes: event.payload, time: event.timeNanoseconds)
-            if event.missingBytes > 0 { finished += lost(&state, outbound: outbound, time: event.timeNanoseconds) }
+            let time = event.timeNanoseconds
+            if event.lostBefore > 0 { Self.add(lost(&state, outbound: outbound, time: time), to: &finished) }
+            Self.add(feed(&state, outbound: outbound, bytes: event.payload, time: time), to: &finished)
+            if event.missingBytes > 0 { Self.add(lost(&state, outbound: outbound, time: time), to: &finished) }
         }
         if case .raw = state.parser { state.early = [] }
         connections[connection.id] = state
         return finishing(finished)
+    }
+
+    /// Appends `exchanges` to `finished`, taking the array as it is when
+    /// `finished` is empty (nearly always): appending copies each exchange,
+    /// every field's reference count up, and down again for the original.
+    private static func add(_ exchanges: consuming [HTTPExchange], to finished: inout [HTTPExchange]) {
+        if finished.isEmpty { finished = exchanges } else { finished += exchanges }
     }
 
     /// Decodes captured bodies of completed exchanges.
