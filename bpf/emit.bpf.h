@@ -93,7 +93,7 @@ static __always_inline void chunk_delivered(struct emit_state *state)
  * wakeup; user space polls every few milliseconds, and BPF wakes it at once
  * only when this many bytes are waiting. User space sets it from the ring
  * buffer's size (an eighth, at most 1 MiB), so that a small ring buffer is
- * drained long before it is full.
+ * drained as it fills, not only at the next poll.
  */
 const volatile __u64 wakeup_threshold = 1 << 20;
 
