@@ -85,6 +85,9 @@ public enum RecordDecoder {
     /// Size of a socket record.
     public static let socketRecordSize = MemoryLayout<tlstap_socket_record>.size
 
+    /// The most payload one record carries: BPF cuts larger calls into chunks of this size.
+    public static let maxChunkPayload = Int(TLSTAP_CHUNK_MAX)
+
     /// Decodes one record of either kind.
     public static func decodeRecord(_ record: UnsafeRawBufferPointer) throws(RecordDecodingError) -> Record {
         var storage: [UInt8] = []

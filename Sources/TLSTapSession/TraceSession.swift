@@ -46,9 +46,10 @@ public final class TraceSession {
     @exclusivity(unchecked) private var outputError: OutputError?
     /// The last event's payload, once written: its memory takes the next
     /// record's payload when nothing kept it (no allocation per record).
+    /// Kept only up to about one record's most (the allocator rounds up):
+    /// a larger call's memory would be held, oversized, by a chunk waiting
+    /// in the assembler.
     @exclusivity(unchecked) private var spentPayload: [UInt8] = []
-    /// Payloads larger than this are not kept for reuse.
-    private static let maxSpentPayloadCapacity = 1 << 20
     private var reportedLost = LostCounts.zero
     /// Files with probes, so a program exec'd again is not attached twice.
     private var attachedFiles = Set<FileIdentity>()
@@ -246,7 +247,7 @@ public final class TraceSession {
         guard outputError == nil else { return }
         do { try sink.write(event) } catch { outputError = error }
         for exchange in exchanges?.feed(event) ?? [] { emit(exchange) }
-        if event.payload.capacity <= Self.maxSpentPayloadCapacity { spentPayload = event.payload }
+        if event.payload.capacity < 2 * RecordDecoder.maxChunkPayload { spentPayload = event.payload }
     }
 
     private func emit(_ event: ConnectionEvent) {
