@@ -94,8 +94,9 @@ public final class JSONLinesSink: EventSink {
         let start = connectionFieldBytes.count
         connectionFieldBytes.append(",\"conn\":", decimal: connection.id)
         Self.appendEndpoints(of: connection, to: &connectionFieldBytes)
-        connectionFields[connection.id] = start..<connectionFieldBytes.count
-        return start..<connectionFieldBytes.count
+        let fields = start..<connectionFieldBytes.count
+        connectionFields[connection.id] = fields
+        return fields
     }
 
     public func write(_ exchange: HTTPExchange) throws(OutputError) {

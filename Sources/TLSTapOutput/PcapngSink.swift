@@ -223,11 +223,11 @@ struct PcapngBytes {
     mutating func uint64(_ value: UInt64) { bytes.appendLittleEndian(value) }
 
     mutating func option(_ code: UInt16, _ value: [UInt8]) {
-        bytes.appendOption(code, value)
+        bytes.append(atMost: ByteCursor.optionCount(value)) { $0.appendOption(code, value) }
     }
 
     mutating func endOfOptions() {
-        bytes.appendEndOfOptions()
+        uint32(0)
     }
 
     /// type, total length, body, total length.
@@ -258,16 +258,6 @@ extension Array where Element == UInt8 {
     mutating func setLittleEndian(_ value: UInt32, at offset: Int) {
         Swift.withUnsafeBytes(of: value.littleEndian) { replaceSubrange(offset..<offset + 4, with: $0) }
     }
-
-    /// A pcapng option: code, length, value padded to 4 bytes.
-    mutating func appendOption(_ code: UInt16, _ value: [UInt8]) {
-        append(atMost: ByteCursor.optionCount(value)) { $0.appendOption(code, value) }
-    }
-
-    /// The option that ends a block's options.
-    mutating func appendEndOfOptions() {
-        appendLittleEndian(UInt32(0))
-    }
 }
 
 /// TCP header flags.
@@ -286,20 +276,10 @@ enum SyntheticFrame {
         14 + (ipv6 ? 40 : 20) + 20
     }
 
-    /// Appends a frame carrying `payload` from `source` to `destination`,
-    /// with the IPv4 header's and the TCP checksum computed.
-    static func appendTCP(
-        to frame: inout [UInt8], from source: SocketAddress, to destination: SocketAddress, seq: UInt32, ack: UInt32,
-        flags: TCPFlags, payload: ArraySlice<UInt8>
-    ) {
-        frame.append(atMost: headerCount(ipv6: source.ip.count == 16) + payload.count) { cursor in
-            writeTCP(to: &cursor, from: source, to: destination, seq: seq, ack: ack, flags: flags, payload: payload)
-        }
-    }
-
-    /// Writes the frame `appendTCP` appends, of `headerCount + payload.count`
-    /// bytes. The checksums are summed from the fields before they are
-    /// written, so the frame is written once, front to back.
+    /// Writes a frame of `headerCount + payload.count` bytes carrying
+    /// `payload` from `source` to `destination`, with the IPv4 header's and
+    /// the TCP checksum computed. The checksums are summed from the fields
+    /// before they are written, so the frame is written once, front to back.
     static func writeTCP(
         to frame: inout ByteCursor, from source: SocketAddress, to destination: SocketAddress, seq: UInt32,
         ack: UInt32, flags: TCPFlags, payload: ArraySlice<UInt8>

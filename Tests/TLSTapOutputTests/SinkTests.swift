@@ -468,8 +468,10 @@ import TLSTapHTTP
              SocketAddress(ip: Array(repeating: 0x20, count: 15) + [2], port: 65_535)),
         ] {
             var frame: [UInt8] = [0xaa]  // appended after what is there
-            SyntheticFrame.appendTCP(to: &frame, from: source, to: destination, seq: 0xdead_beef, ack: 7,
-                                     flags: [.psh, .ack], payload: payload[...])
+            frame.append(atMost: SyntheticFrame.headerCount(ipv6: source.ip.count == 16) + payloadLength) {
+                SyntheticFrame.writeTCP(to: &$0, from: source, to: destination, seq: 0xdead_beef, ack: 7,
+                                        flags: [.psh, .ack], payload: payload[...])
+            }
             frame.removeFirst()
             let v6 = source.ip.count == 16
             let ipLength = v6 ? 40 : 20
