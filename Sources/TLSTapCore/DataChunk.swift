@@ -107,6 +107,15 @@ public enum RecordDecoder {
         }
     }
 
+    /// What a data record carries, read without decoding it: whether it is
+    /// its call's first chunk, and its payload's size. nil for any other
+    /// record, or one too short to be a data record.
+    public static func peekData(_ record: UnsafeRawBufferPointer) -> (startsCall: Bool, payloadBytes: UInt32)? {
+        guard record.count >= headerSize, record[0] == UInt8(TLSTAP_RECORD_DATA.rawValue) else { return nil }
+        let header = record.loadUnaligned(as: tlstap_chunk_header.self)
+        return (header.chunk_offset == 0, header.chunk_len)
+    }
+
     /// Decodes a socket record.
     public static func decodeSocket(_ record: UnsafeRawBufferPointer) throws(RecordDecodingError) -> SocketEvent {
         guard record.count == socketRecordSize else { throw .tooShort(size: record.count) }

@@ -6,7 +6,7 @@ import Darwin
 
 /// Converts CLOCK_MONOTONIC readings (what `bpf_ktime_get_ns` returns) into
 /// wall-clock time, using the offset between the two clocks measured once.
-public struct WallClock: Sendable {
+public struct WallClock: Sendable, Equatable {
     /// Realtime minus monotonic, in nanoseconds.
     public let offsetNanoseconds: Int64
 

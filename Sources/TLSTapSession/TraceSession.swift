@@ -25,6 +25,16 @@ public struct TraceSummary: Sendable, Equatable {
     }
 }
 
+/// A saved capture that could not be read to its end.
+public struct ReplayError: Error, CustomStringConvertible {
+    public let path: String
+    public let reason: RawRecordLog.ReadError
+    /// What the records before the failure held, if any were read.
+    public var summary: TraceSummary?
+
+    public var description: String { "\(path): \(reason)" }
+}
+
 /// One tracing run, wired end to end: BPF tracer → record decoding → chunk
 /// assembly → sink. Everything happens on the thread that calls `run`, so a
 /// slow reader of the output slows the draining of the ring buffer, and the
@@ -42,7 +52,14 @@ public final class TraceSession {
     @exclusivity(unchecked) private var assembler: ChunkAssembler
     @exclusivity(unchecked) private var connections: ConnectionTracker
     @exclusivity(unchecked) private var exchanges: HTTPTracker?
-    @exclusivity(unchecked) private var rawLog: (file: OutputFile, buffer: [UInt8])?
+    /// Where every raw record is also saved (`--save-raw`, `tlstap record`).
+    /// A constant, so that a record reaches it without a retain.
+    private let rawLog: OutputFile?
+    /// Data records are only saved and counted (`tlstap record`).
+    private let recordsOnly: Bool
+    /// When a replayed capture stopped, from its note.
+    private var stoppedAtNanoseconds: UInt64?
+    private var finished = false
     @exclusivity(unchecked) private var outputError: OutputError?
     /// The last event's payload, once written: its memory takes the next
     /// record's payload when nothing kept it (no allocation per record).
@@ -62,29 +79,45 @@ public final class TraceSession {
     @exclusivity(unchecked) private var tlsObjects: [UInt32: Set<UInt64>] = [:]
     @exclusivity(unchecked) public private(set) var summary = TraceSummary()
 
+    /// What every session starts from; a live one adds its tracer.
+    /// - Parameter live: records come from this host now, so the role of a
+    ///   connection opened before the capture is guessed from the sockets
+    ///   listening here (not in a replay, whose host may be another).
+    private init(
+        sink: EventSink, http: HTTPLimits?, clock: WallClock, live: Bool, rawLog: OutputFile? = nil,
+        recordsOnly: Bool = false, logger: Logger
+    ) {
+        self.sink = sink
+        self.rawLog = rawLog
+        self.logger = logger
+        self.recordsOnly = recordsOnly
+        assembler = ChunkAssembler(clock: clock)
+        connections = live ? ConnectionTracker(clock: clock, roleOfMidConnection: ListeningPorts.role)
+            : ConnectionTracker(clock: clock)
+        exchanges = http.map { HTTPTracker(limits: $0) }
+    }
+
     /// Loads the programs with `filters`; attach with `attach(_:)`.
     /// - Parameters:
     ///   - http: parse HTTP exchanges with these limits; nil to skip parsing.
-    ///   - rawLogPath: also save every raw record there (`RawRecordLog` format).
-    public init(
+    ///   - rawLog: also save every raw record there (`RawRecordLog`
+    ///     format), with the notes `replay` needs; a new, empty file.
+    ///   - recordsOnly: only save data records to `rawLog` and count
+    ///     them, rendering nothing (`tlstap record`; `tlstap replay` renders
+    ///     them later). Socket records are still read, to follow processes;
+    ///     the TLS objects of a process that exits are left to the kernel's
+    ///     LRU map, since finding them would take decoding every record.
+    public convenience init(
         filters: TraceFilters, ringBufferBytes: UInt32, sink: EventSink, http: HTTPLimits? = nil,
-        rawLogPath: String? = nil, logger: Logger
+        rawLog: OutputFile? = nil, recordsOnly: Bool = false, logger: Logger
     ) throws(LoaderError) {
-        self.sink = sink
-        self.logger = logger
+        precondition(rawLog != nil || !recordsOnly, "a records-only session needs a file for them")
+        do { try rawLog?.write(RawRecordLog.magic) } catch { throw LoaderError("\(error)") }
         let clock = WallClock.measure()
-        assembler = ChunkAssembler(clock: clock)
-        connections = ConnectionTracker(clock: clock, roleOfMidConnection: ListeningPorts.role)
-        exchanges = http.map { HTTPTracker(limits: $0) }
-        if let rawLogPath {
-            do {
-                let file = try OutputFile.create(path: rawLogPath)
-                try file.write(RawRecordLog.magic)
-                rawLog = (file, [])
-            } catch {
-                throw LoaderError("\(error)")
-            }
-        }
+        self.init(
+            sink: sink, http: recordsOnly ? nil : http, clock: clock, live: true, rawLog: rawLog,
+            recordsOnly: recordsOnly, logger: logger)
+        save(.clock(clock))
         // The handler runs inside `tracer.poll`, on this object's thread, so
         // only while this object, which owns the tracer, exists: it is
         // reached without a retain per record.
@@ -93,6 +126,39 @@ public final class TraceSession {
             session._withUnsafeGuaranteedRef { $0.handle(record) }
         }
         tracer = try Tracer(filters: filters, ringBufferBytes: ringBufferBytes, logger: logger, onRecord: handle)
+    }
+
+    /// Renders a saved capture (`RawRecordLog` format, as `tlstap record`
+    /// and `--save-raw` write it) into `sink`, as a live run would have.
+    /// - Returns: what the capture held.
+    /// - Throws: `ReplayError` when the file cannot be read or ends inside
+    ///   a record (after rendering every record before it), and
+    ///   `OutputError` when output cannot be written.
+    public static func replay(
+        path: String, sink: EventSink, http: HTTPLimits? = nil, logger: Logger
+    ) throws -> TraceSummary {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw ReplayError(path: path, reason: .unreadable(errno: errno)) }
+        defer { close(descriptor) }
+        // A capture's first record is its clock note; one saved before notes existed takes this host's clock.
+        let session = TraceSession(sink: sink, http: http, clock: .measure(), live: false, logger: logger)
+        var reader = RawRecordLog.Reader(descriptor: descriptor)
+        var failure: RawRecordLog.ReadError?
+        do {
+            try reader.forEach { record in
+                session.replay(record)
+                return session.outputError == nil
+            }
+        } catch {
+            failure = error
+        }
+        try session.finish()
+        if let failure {
+            // Records were read only if the file began as a capture does.
+            let readSome = if case .truncated = failure { true } else { false }
+            throw ReplayError(path: path, reason: failure, summary: readSome ? session.summary : nil)
+        }
+        return session.summary
     }
 
     /// Attaches the probes of `plan`.
@@ -150,11 +216,12 @@ public final class TraceSession {
     /// Drains the ring buffer, emits incomplete calls, reports loss, flushes
     /// and detaches. Called by `run`; safe to call again.
     public func finish() throws {
-        if let tracer {
-            try tracer.drain()
+        if !finished {
+            finished = true
+            try tracer?.drain()
             for var event in assembler.flush() { emit(&event) }
             if var tracker = exchanges {
-                let now = WallClock.nowNanoseconds()
+                let now = stoppedAtNanoseconds ?? WallClock.nowNanoseconds()
                 for id in tracker.connectionIDs {
                     for var exchange in tracker.close(connection: id, time: now) {
                         if exchange.note == "connection closed" { exchange.note = "capture stopped" }
@@ -164,14 +231,16 @@ public final class TraceSession {
                 exchanges = tracker
             }
             reportLoss()
-            tracer.close()
-            self.tracer = nil
+            tracer?.close()
+            tracer = nil
             flushOutput()
             if outputError == nil {
                 do { try sink.finish() } catch { outputError = error }
             }
-            if let rawLog { try? rawLog.file.write(rawLog.buffer); try? rawLog.file.finish() }
-            rawLog = nil
+            if let rawLog {
+                save(.stop(timeNanoseconds: WallClock.nowNanoseconds()))
+                do { try rawLog.finish() } catch { outputError = outputError ?? error }
+            }
         }
         switch outputError {
         case nil, .readerClosed?: return
@@ -180,7 +249,15 @@ public final class TraceSession {
     }
 
     private func handle(_ record: UnsafeRawBufferPointer) {
-        if rawLog != nil { RawRecordLog.append(record, to: &rawLog!.buffer) }
+        if rawLog != nil {
+            // Reached through the optional, not bound by `if let`: a binding retains.
+            do { try rawLog?.append { RawRecordLog.append(record, to: &$0) } } catch { outputError = error }
+            if recordsOnly, let data = RecordDecoder.peekData(record) {
+                if data.startsCall { summary.events += 1 }
+                summary.payloadBytes += UInt64(data.payloadBytes)
+                return
+            }
+        }
         do {
             switch try RecordDecoder.decodeRecord(record, reusing: &spentPayload) {
             case .chunk(let chunk):
@@ -200,6 +277,31 @@ public final class TraceSession {
             summary.malformedRecords += 1
             logger.error("malformed record from the kernel: \(error)")
         }
+    }
+
+    /// A record of a saved capture: a kernel record, or one of tlstap's notes.
+    private func replay(_ record: UnsafeRawBufferPointer) {
+        guard RawRecordLog.Note.isNote(record) else { return handle(record) }
+        switch RawRecordLog.Note(record) {
+        case .clock(let clock)?:
+            // A log's first record, before any other.
+            assembler = ChunkAssembler(clock: clock)
+            connections = ConnectionTracker(clock: clock)
+        case .lost(let lost, let time)?:
+            guard lost != reportedLost else { return }
+            write(lost: lost, timeNanoseconds: time)
+        case .stop(let time)?:
+            stoppedAtNanoseconds = time
+        case nil:
+            summary.malformedRecords += 1
+            logger.error("malformed note of \(record.count) bytes in the capture")
+        }
+    }
+
+    /// Saves a note in the raw log, for a replay.
+    private func save(_ note: RawRecordLog.Note) {
+        guard let rawLog else { return }
+        do { try rawLog.append { RawRecordLog.append(note, to: &$0) } } catch { outputError = outputError ?? error }
     }
 
     /// Attaches to a TLS library linked into the program `pid` now runs, if
@@ -268,20 +370,26 @@ public final class TraceSession {
         guard let tracer else { return }
         let lost = tracer.lostCounts()
         guard lost != reportedLost else { return }
+        let now = WallClock.nowNanoseconds()
+        save(.lost(lost, timeNanoseconds: now))
+        write(lost: lost, timeNanoseconds: now)
+    }
+
+    /// Tells the sink what was lost since the last report: the kernel's
+    /// counters now stand at `lost`.
+    private func write(lost: LostCounts, timeNanoseconds: UInt64) {
         let gained = lost.since(reportedLost)
         reportedLost = lost
         summary.lost = lost
         guard outputError == nil else { return }
         do {
-            try sink.writeLost(gained, timeNanoseconds: WallClock.nowNanoseconds())
+            try sink.writeLost(gained, timeNanoseconds: timeNanoseconds)
         } catch { outputError = error }
     }
 
+    /// Flushes the sink; the raw log is written in whole blocks and
+    /// finished last, since no one reads it live.
     private func flushOutput() {
-        if rawLog.map({ $0.buffer.count > 1 << 20 }) == true {
-            try? rawLog!.file.write(rawLog!.buffer)
-            rawLog!.buffer.removeAll(keepingCapacity: true)
-        }
         guard outputError == nil else { return }
         do { try sink.flush() } catch { outputError = error }
     }

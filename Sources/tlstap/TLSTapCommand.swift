@@ -18,11 +18,13 @@ struct TLSTapCommand: ParsableCommand {
               tlstap                                 trace every process on the host
               tlstap -p 1234 --format json           one process, as JSON Lines
               tlstap -- curl https://example.org     run a command and trace it and its children
+              tlstap record -o cap.tlstap -p 1234    save the records undecoded (the lightest)
+              tlstap replay cap.tlstap --format json and render them later
               tlstap demo                            a TLS conversation on loopback, traced
               tlstap check                           what this host supports
             """,
         version: TLSTapVersion.current,
-        subcommands: [TraceCommand.self, CheckCommand.self, DemoCommand.self],
+        subcommands: [TraceCommand.self, RecordCommand.self, ReplayCommand.self, CheckCommand.self, DemoCommand.self],
         defaultSubcommand: TraceCommand.self
     )
 

@@ -1,7 +1,5 @@
 import ArgumentParser
-import Glibc
-import TLSTapCore
-import TLSTapLoader
+import TLSTapOutput
 import TLSTapSession
 
 /// The default command: trace the host, some processes, or a command.
@@ -12,101 +10,21 @@ struct TraceCommand: ParsableCommand {
         discussion: "Runs until Ctrl-C, or in `-- COMMAND` mode until the command and all it started have exited."
     )
 
-    @Option(name: [.short, .customLong("pid")], help: "Trace this process (repeatable).")
-    var pids: [Int32] = []
-
-    @Option(name: [.short, .customLong("comm")], help: "Trace processes with this command name (repeatable).")
-    var comms: [String] = []
-
-    @Option(name: .customLong("port"), help: "Only connections with this local or remote TCP port (repeatable).")
-    var ports: [UInt16] = []
-
-    @Option(name: .customLong("host"), help: "Only connections with this local or remote IP address (repeatable).")
-    var hosts: [String] = []
-
-    @Flag(help: "Also capture unencrypted TCP payload (lib \"socket\"); TLS sockets' ciphertext is never shown.")
-    var plaintext = false
-
-    @Option(name: .customLong("ring-buffer-mib"), help: "Ring buffer size in MiB, a power of two.")
-    var ringBufferMiB: Int = 32
-
-    @Option(help: ArgumentHelp("Also save the raw ring buffer records to FILE (for bug reports and test fixtures).",
-                               valueName: "file"))
+    @Option(help: ArgumentHelp("Also save the raw ring buffer records to FILE, for `tlstap replay`, bug reports and "
+                               + "test fixtures.", valueName: "file"))
     var saveRaw: String?
 
     @OptionGroup var output: OutputOptions
 
-    @Argument(parsing: .postTerminator, help: "A command to run and trace, with every process it forks.")
-    var command: [String] = []
-
-    func validate() throws {
-        for pid in pids {
-            guard pid > 0 else { throw ValidationError("'\(pid)' is not a valid PID") }
-            guard kill(pid, 0) == 0 || errno == EPERM else { throw ValidationError("no process with PID \(pid) exists") }
-        }
-        for comm in comms {
-            guard !comm.isEmpty, comm.utf8.count <= 15 else {
-                throw ValidationError("command name '\(comm)' must be 1 to 15 bytes long, as the kernel keeps it")
-            }
-        }
-        if ports.contains(0) { throw ValidationError("--port must be from 1 to 65535") }
-        for host in hosts where SocketAddress(host: host) == nil {
-            throw ValidationError("--host '\(host)' is not an IPv4 or IPv6 address")
-        }
-        guard (1...1024).contains(ringBufferMiB), ringBufferMiB & (ringBufferMiB - 1) == 0 else {
-            throw ValidationError("--ring-buffer-mib must be a power of two from 1 to 1024")
-        }
-        if !command.isEmpty && !pids.isEmpty {
-            throw ValidationError("-p/--pid and -- COMMAND cannot be combined: the command is the scope")
-        }
-        if let program = command.first, ChildProcess.resolve(program) == nil {
-            throw ValidationError("cannot run '\(program)': no such command in PATH")
-        }
-    }
+    @OptionGroup var scope: TraceScope
 
     func run() throws {
         let logger = TerminalLogHandler.logger(verbose: output.verbose)
-        try Privileges.requireTracing()
-        StopSignals.holdUntilCaught()
-
-        var filters = TraceFilters(
-            pids: pids, comms: comms, ports: ports, hosts: hosts.compactMap { SocketAddress(host: $0) })
-        filters.plaintext = plaintext
-        let cgroup = command.isEmpty ? nil : try CommandCgroup()
-        filters.cgroupID = cgroup?.id
-
-        let sink = try output.makeSink(runsCommand: !command.isEmpty)
-        let session = try TraceSession(
-            filters: filters, ringBufferBytes: UInt32(ringBufferMiB) << 20, sink: sink,
-            http: output.httpLimits, rawLogPath: saveRaw, logger: logger)
-        try session.attach(try AttachPlan.make(for: filters))
-        if let program = command.first.flatMap(ChildProcess.resolve) { session.attachLinkedTLS(path: program) }
-        do {
-            let kept = try Privileges.dropAfterAttach(attachingLater: session.followsExecs)
-            logger.info("probes attached; capabilities dropped but \(kept.joined(separator: ", "))")
-        } catch {
-            logger.warning("\(error)")
-        }
-        let signals = StopSignals()
-
-        // Started only now, with every probe in place, so its first call is seen.
-        let traced = try cgroup.map { cgroup throws(LoaderError) in try TracedCommand(command, in: cgroup) }
-        if traced == nil {
-            FileHandleOutput.standardError("tlstap: tracing; press Ctrl-C to stop\n")
-        }
-        var signalsForwarded = 0
-        try session.run {
-            guard let traced else { return signals.count > 0 }
-            if signals.count > signalsForwarded {
-                signalsForwarded = signals.count
-                traced.forward(signals.last)
-            }
-            // A second signal stops tlstap even if the command ignores the first.
-            return traced.isFinished || signals.count > 1
-        }
-        FileHandleOutput.standardError(session.summary.line + "\n")
-        if let status = traced?.exitStatus, status != 0 {
-            throw ExitCode(status)
+        try scope.trace(logger: logger) { filters, runsCommand in
+            let sink = try output.makeSink(runsCommand: runsCommand)
+            return try TraceSession(
+                filters: filters, ringBufferBytes: scope.ringBufferBytes, sink: sink, http: output.httpLimits,
+                rawLog: try saveRaw.map(OutputFile.create), logger: logger)
         }
     }
 }

@@ -16,7 +16,10 @@ extension EndToEnd {
             var har: String { workspace.appendingPathComponent("capture.har").path }
             var jsonl: String { workspace.appendingPathComponent("capture.jsonl").path }
 
-            init(extraArguments: [String] = [], curlArguments: String = "") throws {
+            var raw: String { workspace.appendingPathComponent("capture.tlstapraw").path }
+
+            /// - Parameter savesRaw: also `--save-raw` to `raw`.
+            init(extraArguments: [String] = [], curlArguments: String = "", savesRaw: Bool = false) throws {
                 workspace = try Harness.makeWorkspace()
                 nginx = try Nginx(workspace: workspace)
                 try String(repeating: "0123456789abcdef", count: 64).write(
@@ -29,6 +32,7 @@ extension EndToEnd {
                     ["--format", "json", "--events", "data", "--pcapng", workspace.appendingPathComponent("capture.pcapng").path,
                      "--har", workspace.appendingPathComponent("capture.har").path,
                      "--write", workspace.appendingPathComponent("capture.jsonl").path]
+                        + (savesRaw ? ["--save-raw", workspace.appendingPathComponent("capture.tlstapraw").path] : [])
                         + extraArguments + ["--", "/bin/sh", "-c", script])
             }
 

@@ -1,0 +1,120 @@
+import Foundation
+import Testing
+import TestSupport
+
+extension EndToEnd {
+    /// `tlstap record` saves the kernel's records undecoded; `tlstap replay`
+    /// renders them later exactly as a live run would have.
+    @Suite struct RecordTests {
+        /// A live run's outputs and the replay of its `--save-raw` file are
+        /// the same bytes: JSON Lines (data, connections, HTTP exchanges),
+        /// pcapng and HAR, times included.
+        @Test func replayRendersWhatTheLiveRunRendered() throws {
+            let capture = try FileTests.Capture(savesRaw: true)
+            defer { capture.close() }
+            #expect(capture.run.status == 0, "\(capture.run.standardError)")
+            let file = { (name: String) in capture.workspace.appendingPathComponent(name).path }
+            let replay = try Harness.run([
+                "replay", capture.raw, "--format", "json", "--pcapng", file("replay.pcapng"), "--har", file("replay.har"),
+            ])
+            #expect(replay.status == 0, "\(replay.standardError)")
+            let live = try Data(contentsOf: URL(fileURLWithPath: capture.jsonl))
+            #expect(Data(replay.output) == live)
+            #expect(try Harness.records(replay.output).filter { $0["event"] as? String == "http" }.count == 2)
+            for (replayed, original) in [("replay.pcapng", capture.pcapng), ("replay.har", capture.har)] {
+                #expect(try Data(contentsOf: URL(fileURLWithPath: file(replayed)))
+                    == Data(contentsOf: URL(fileURLWithPath: original)), "\(replayed)")
+            }
+            // The live summary counts what the replay counts.
+            #expect(Self.summary(replay.standardError) == Self.summary(capture.run.standardError))
+        }
+
+        /// `tlstap record -- COMMAND` renders nothing, and its file replays
+        /// into the exchanges, the bytes and the counts of the run.
+        @Test func recordThenReplayGivesTheExchanges() throws {
+            let workspace = try Harness.makeWorkspace()
+            let nginx = try Nginx(workspace: workspace)
+            defer {
+                nginx.stop()
+                try? FileManager.default.removeItem(at: workspace)
+            }
+            let body = String(repeating: "0123456789abcdef", count: 64)
+            try body.write(to: workspace.appendingPathComponent("www/one-k.txt"), atomically: true, encoding: .utf8)
+            let cert = workspace.appendingPathComponent("cert.pem").path
+            let url = "https://localhost:\(nginx.port)/one-k.txt"
+            let script = "curl -sS --http1.1 --cacert '\(cert)' '\(url)?v=1' -o /dev/null && "
+                + "curl -sS --http2 --cacert '\(cert)' '\(url)?v=2' -o /dev/null"
+            let saved = workspace.appendingPathComponent("saved.tlstap").path
+            let record = try Harness.run(["record", "-o", saved, "--", "/bin/sh", "-c", script])
+            #expect(record.status == 0, "\(record.standardError)")
+            #expect(record.output.isEmpty)
+            let mode = try FileManager.default.attributesOfItem(atPath: saved)[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+
+            let replay = try Harness.run(["replay", saved, "--format", "json"])
+            #expect(replay.status == 0, "\(replay.standardError)")
+            let records = try Harness.records(replay.output)
+            let exchanges = records.filter { $0["event"] as? String == "http" }
+            #expect(exchanges.map { $0["path"] as? String } == ["/one-k.txt?v=1", "/one-k.txt?v=2"])
+            #expect(exchanges.map { $0["status"] as? Int } == [200, 200])
+            let events = try Harness.dataEvents(replay.output)
+            #expect(Set(events.map(\.comm)) == ["curl"])
+            let received = events.filter { $0.direction == "in" }.flatMap(\.payload)
+            #expect(received.firstRange(of: Array(body.utf8)) != nil)
+            // Every data line has its connection, and times lie within the run.
+            #expect(events.allSatisfy { $0.connection != nil && $0.role == "client" })
+            let now = UInt64(Date().timeIntervalSince1970 * 1e9)
+            #expect(events.allSatisfy { $0.timeNanoseconds < now && now - $0.timeNanoseconds < 120_000_000_000 })
+            // Record counts while saving what replay counts while rendering.
+            let recorded = try #require(Self.summary(record.standardError))
+            #expect(recorded.hasPrefix("tlstap: \(events.count) events, \(events.map(\.length).reduce(0, +)) bytes"))
+            #expect(Self.summary(replay.standardError) == recorded + ", 2 HTTP exchanges")
+        }
+
+        /// A missing file, a file that is not a capture, and a capture cut
+        /// short: one line each and exit status 2; a cut capture's records
+        /// before the cut are still rendered.
+        @Test func aBadCaptureFailsClearly() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let missing = workspace.appendingPathComponent("missing").path
+            let run = try Harness.run(["replay", missing])
+            #expect(run.status == 2)
+            #expect(run.standardError == "tlstap: \(missing): cannot read it: No such file or directory\n")
+
+            let text = workspace.appendingPathComponent("text").path
+            try "GET / HTTP/1.1\r\n".write(toFile: text, atomically: true, encoding: .utf8)
+            let notCapture = try Harness.run(["replay", text])
+            #expect(notCapture.status == 2)
+            #expect(notCapture.standardError
+                == "tlstap: \(text): not a tlstap record file (it does not begin with TLSTAPR1)\n")
+
+            let fixture = Harness.packageRoot.appendingPathComponent(
+                "Tests/TLSTapCoreTests/Fixtures/python-post-40000.tlstapraw")
+            let whole = try Harness.run(["replay", fixture.path, "--format", "json", "--events", "data"])
+            #expect(whole.status == 0, "\(whole.standardError)")
+            let bytes = try Data(contentsOf: fixture)
+            let cut = workspace.appendingPathComponent("cut.tlstapraw")
+            try bytes.prefix(bytes.count - 5).write(to: cut)
+            let partial = try Harness.run(["replay", cut.path, "--format", "json", "--events", "data"])
+            #expect(partial.status == 2)
+            let lines = partial.standardError.split(separator: "\n")
+            #expect(lines.count == 2, "\(partial.standardError)")
+            #expect(lines.last?.hasPrefix("tlstap: \(cut.path): the file ends inside a record that begins before byte ")
+                == true)
+            // Only the last record (the socket's close) was cut: every call is there, byte for byte.
+            // (This fixture predates clock notes: both replays take this machine's clock, read apart.)
+            let calls = { (output: [UInt8]) in
+                try Harness.dataEvents(output).map { "\($0.function) \($0.direction) \($0.payload)" }
+            }
+            #expect(try calls(partial.output) == calls(whole.output))
+            #expect(try calls(whole.output).count == 4)
+        }
+
+        /// The summary line of tlstap's standard error.
+        static func summary(_ standardError: String) -> String? {
+            standardError.split(separator: "\n").last { $0.hasPrefix("tlstap: ") && $0.contains(" events, ") }
+                .map(String.init)
+        }
+    }
+}
