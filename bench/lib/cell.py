@@ -250,7 +250,7 @@ def main():
             record.update(gen_writes=int(match.group(2)), gen_write_bytes=int(match.group(3)),
                           gen_reads=int(match.group(4)), gen_read_bytes=int(match.group(5)),
                           gen_seconds=float(match.group(6)))
-        if record.get("mode") == "tlstap":
+        if record.get("mode") in ("tlstap", "tlstap-record"):  # tlstap-record's, as `tlstap replay` renders them
             record.update(count_jsonl(os.path.join(folder, "out.jsonl"), record["worker"], None))
     problems = [line for line in tracer_err.splitlines() if "warning" in line or "error" in line]
     if problems:

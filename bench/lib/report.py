@@ -19,11 +19,12 @@ import sys
 
 BEGIN = "<!-- bench:begin: written by bench/run, edit outside these markers -->"
 END = "<!-- bench:end -->"
-MODES = ("none", "floor", "floor-tlstap", "consumer", "tlstap", "tlstap-full")
+MODES = ("none", "floor", "floor-tlstap", "consumer", "tlstap", "tlstap-record", "tlstap-full")
 MODE_NAMES = {"none": "no tracer", "floor": "floor (empty uprobes on OpenSSL's API functions)",
               "floor-tlstap": "floor at tlstap's probe points (empty uprobes where tlstap attaches)",
               "consumer": "BPF side alone (tlstap's programs, a consumer that only counts)",
               "tlstap": "tlstap, JSON Lines of the payloads to a file",
+              "tlstap-record": "tlstap record, the records saved undecoded (rendered afterwards by tlstap replay)",
               "tlstap-full": "tlstap with HTTP parsing and pcapng (JSON with exchanges + pcapng file)"}
 WORKLOAD_NAMES = {
     "h1-1k": "HTTP/1.1 keep-alive, 1 KiB (wrk)",
@@ -155,7 +156,7 @@ def server_section(results, lines):
             return median(values)
 
         summary[workload]["floor/none"] = per_round("floor", "none")
-        for mode in ("floor-tlstap", "consumer", "tlstap", "tlstap-full"):
+        for mode in ("floor-tlstap", "consumer", "tlstap", "tlstap-record", "tlstap-full"):
             summary[workload][f"{mode}/floor"] = per_round(mode, "floor")
             summary[workload][f"{mode}/floor-tlstap"] = per_round(mode, "floor-tlstap")
             summary[workload][f"{mode}/none"] = per_round(mode, "none")
@@ -206,7 +207,8 @@ def correctness_section(results, lines):
         "and the 1 KiB HTTP/1.1 responses compared with the file served. Cells marked *full* ran with HTTP "
         "parsing and pcapng: their `http` records are counted against the requests in nginx's access log (for "
         "HTTP/1.1 they must be equal), and their pcapng file is walked block by block (packets, and whether "
-        "it ends on a whole block). Where records were lost, the data events mark the missing bytes where they "
+        "it ends on a whole block). Cells marked *record* ran `tlstap record`; what they count is the JSON "
+        "`tlstap replay` rendered from its file after the cell. Where records were lost, the data events mark the missing bytes where they "
         "belong (`lost_bytes` inside a call, `lost_before` for whole calls before one): for HTTP/1.1, captured "
         "plus marked must equal the reference.",
         "",
@@ -218,7 +220,8 @@ def correctness_section(results, lines):
     verdict = {}
     for r in cells:
         full = r["mode"] == "tlstap-full"
-        name = (f"{r['phase']} {r['workload']}{' full' if full else ''} r{r['round']}"
+        variant = {"tlstap-full": " full", "tlstap-record": " record"}.get(r["mode"], "")
+        name = (f"{r['phase']} {r['workload']}{variant} r{r['round']}"
                 + (" (disturbed)" if disturbed(r) else ""))
         connections = r.get("connections") or 20
         clean = r.get("lost_records", 1) == 0 and r.get("json_bad_events", 1) == 0 and r.get("body_mismatch", 0) == 0
@@ -248,7 +251,7 @@ def correctness_section(results, lines):
             text, ok = "complete (+ streams abandoned at stop)", True
         else:
             text, ok = "missing bytes" if (out_delta or 0) < 0 or (in_delta or 0) < 0 else "extra bytes", False
-        workload = (r["workload"] if r["phase"] == "main" else "soak") + (" full" if full else "")
+        workload = (r["workload"] if r["phase"] == "main" else "soak") + variant
         verdict.setdefault(workload, []).append((r["round"], ok, disturbed(r), r.get("lost_records")))
         http_text = f"{fmt(r.get('json_http'))} ({fmt(r.get('logged_requests'))})" if full else "–"
         pcapng_text = (f"{fmt(r.get('pcapng_packets'))}{'' if r.get('pcapng_complete') else ' (cut short)'}"
@@ -296,7 +299,7 @@ def capacity_row(r, size, mode, first, per_event, lines):
 def marginal_cpu(cells, per_event, lines):
     """CPU per event without start and stop: two 1 KiB runs of different lengths, per tracer."""
     marginal = {}
-    for mode in ("consumer", "tlstap"):
+    for mode in ("consumer", "tlstap", "tlstap-record"):
         runs = sorted((r for r in cells if r["size"] == 1024 and r["mode"] == mode and r.get("rate") == "0"
                        and r.get("count", 0) > 1 and cpu(r) is not None and r.get("events")),
                       key=lambda r: r["count"])
@@ -331,9 +334,12 @@ def capacity_section(results, lines):
         "SSL_reads them back (memory BIO pair; a 256 KiB write is read as 16 records of 16 KiB), so every "
         "write is captured twice: out and in. Each traced run is the same fixed count of writes. "
         "*consumer* is `bench/capacity/consumer`: tlstap's own BPF programs and attach, a libbpf ring buffer "
-        "callback that only counts. CPU per event is the tracer's CPU for the whole run (start and stop "
+        "callback that only counts. *tlstap-record* is `tlstap record`: the records saved to a file as the "
+        "kernel sent them, nothing decoded; its counts come from `tlstap replay` of that file afterwards, "
+        "rendered as tlstap's JSON and checked the same way. CPU per event is the tracer's CPU for the whole run (start and stop "
         "included: an idle run, start, one write, stop, took consumer "
-        f"{idle.get('consumer', 0):.2f} s, tlstap {idle.get('tlstap', 0):.2f} s; subtracting it was tried and gave "
+        f"{idle.get('consumer', 0):.2f} s, tlstap {idle.get('tlstap', 0):.2f} s, tlstap record "
+        f"{idle.get('tlstap-record', 0):.2f} s; subtracting it was tried and gave "
         "negative numbers, as the idle run can cost more than a loaded one) divided by the events (calls; a "
         "256 KiB write is one event of 16 records). Payload MB/s = bytes "
         "captured / the generator's run time; drain = time from SIGINT to the tracer's exit (draining, and "
@@ -345,7 +351,7 @@ def capacity_section(results, lines):
     ]
     per_event = {}
     for size in sorted({r["size"] for r in cells if r.get("count", 0) > 1 and r.get("rate") == "0"}):
-        for mode in ("none", "consumer", "tlstap"):
+        for mode in ("none", "consumer", "tlstap", "tlstap-record"):
             rows = sorted((r for r in cells if r["size"] == size and r["mode"] == mode and r.get("rate") == "0"
                            and r.get("count", 0) > 1), key=lambda r: r["count"])
             for index, r in enumerate(rows):
@@ -559,7 +565,10 @@ def targets_section(summary, verdict, capacity, soak, lines):
             f"(empty programs where tlstap attaches): {ratio(s.get('tlstap/floor-tlstap'))} "
             f"({fmt(s.get('floor-tlstap'))} req/s); zero loss and every byte captured: in "
             f"{sum(clean)} of {len(clean)} undisturbed tlstap cells (and {sum(noisy)} of {len(noisy)} disturbed) — "
-            f"{status(judged and all(judged))}" + (f" (not in {'; '.join(others)})" if others else "") + ".")
+            f"{status(judged and all(judged))}" + (f" (not in {'; '.join(others)})" if others else "") + "."
+            + (f" `tlstap record`: {ratio(s.get('tlstap-record/floor'))} the floor, "
+               f"{ratio(s.get('tlstap-record/floor-tlstap'))} the floor at tlstap's points "
+               f"({fmt(s.get('tlstap-record'))} req/s)." if s.get("tlstap-record") else ""))
     one_k = capacity.get(1024, {})
     if one_k.get("tlstap") and one_k.get("consumer"):
         t, c = one_k["tlstap"], one_k["consumer"]
@@ -580,6 +589,15 @@ def targets_section(summary, verdict, capacity, soak, lines):
             f"user + system {t['total']:.2f} µs/event; the bare consumer user {c['user']:.2f}, user + system "
             f"{c['total']:.2f} µs/event — {status(met)}: the consumer does no work per record beyond counting it, "
             "so 2× its cost leaves no room for rendering and writing a kilobyte of JSON.")
+    if "tlstap-record" in marginal and "consumer" in marginal:
+        t, c = marginal["tlstap-record"], marginal["consumer"]
+        user_ratio = t["user"] / c["user"] if c["user"] > 0 else None
+        total_ratio = t["total"] / c["total"] if c["total"] > 0 else None
+        lines.append(
+            f"- The same for `tlstap record` (each record copied once into the file, rendered later by "
+            f"`tlstap replay`): user {t['user']:.2f} µs/event = {ratio(user_ratio)} the consumer's — "
+            f"{status(user_ratio is not None and user_ratio <= 2)}; user + system {t['total']:.2f} µs/event = "
+            f"{ratio(total_ratio)} — {status(total_ratio is not None and total_ratio <= 2)}.")
     big = capacity.get(262144, {})
     ladder = capacity.get("ladder", [])
     # The generator paces itself to within a fraction of a percent of the
