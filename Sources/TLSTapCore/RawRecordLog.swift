@@ -104,12 +104,44 @@ public enum RawRecordLog {
         return records
     }
 
-    /// Reads a log's records in order, from memory or from a file of any
-    /// size (read in pieces of a few MiB, never whole).
+    /// The ring format (`tlstap record`), which starts with these 8 bytes
+    /// instead: a block of `ringBlock` bytes holding the magic and notes in
+    /// the framing above (up to a zero length), then the ring buffer's bytes
+    /// as the kernel laid them out (each record behind an 8-byte header of
+    /// its length, two flag bits and a page offset, padded to 8 bytes;
+    /// discarded records are skipped), then notes in the framing above,
+    /// then the ring bytes' length as a little-endian UInt64 and
+    /// `ringEndMagic`. A file without that end was cut short (tlstap was
+    /// killed): its ring bytes run to its end.
+    public static let ringMagic: [UInt8] = Array("TLSTAPR2".utf8)
+    public static let ringEndMagic: [UInt8] = Array("TLSTAPE2".utf8)
+    /// The size of the first block, and the alignment of the ring bytes in
+    /// the file: what direct I/O needs.
+    public static let ringBlock = 4096
+
+    /// The first block of a ring-format file, holding `notes`.
+    public static func ringHeader(_ notes: [Note]) -> [UInt8] {
+        var block = ringMagic
+        for note in notes { append(note, to: &block) }
+        precondition(block.count + 4 <= ringBlock, "notes of a ring file's first block must fit in it")
+        return block + Array(repeating: 0, count: ringBlock - block.count)
+    }
+
+    /// What follows the ring bytes of a ring-format file: `notes`, then the
+    /// end that says how many ring bytes there were.
+    public static func ringTrailer(_ notes: [Note], ringBytes: UInt64) -> [UInt8] {
+        var trailer: [UInt8] = []
+        for note in notes { append(note, to: &trailer) }
+        withUnsafeBytes(of: ringBytes.littleEndian) { trailer.append(contentsOf: $0) }
+        return trailer + ringEndMagic
+    }
+
+    /// Reads a log's records in order, in either format, from memory or
+    /// from a file of any size (read in pieces of a few MiB, never whole).
     public struct Reader: ~Copyable {
         private let descriptor: Int32
         private var buffer: [UInt8]
-        /// Bytes of the log before `buffer`'s first.
+        /// The offset in the log of `buffer`'s first byte.
         private var consumed = 0
 
         /// Reads the log in `bytes`.
@@ -127,45 +159,95 @@ public enum RawRecordLog {
         /// Calls `body` with each record, valid only during the call, until
         /// the log ends or `body` returns false.
         public mutating func forEach(_ body: (UnsafeRawBufferPointer) -> Bool) throws(ReadError) {
-            try fill(atLeast: magic.count)
-            guard buffer.count >= magic.count, buffer.starts(with: magic) else { throw .badMagic }
-            var position = magic.count
-            while true {
-                if buffer.count - position < 4 {
-                    try refill(keepingFrom: &position, atLeast: 4)
-                    if buffer.count == position { return }
-                    guard buffer.count - position >= 4 else { throw .truncated(atOffset: consumed + position) }
-                }
-                let length = buffer.withUnsafeBytes {
-                    Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: position, as: UInt32.self)))
-                }
-                if buffer.count - position - 4 < length {
-                    try refill(keepingFrom: &position, atLeast: 4 + length)
-                    guard buffer.count - position - 4 >= length else {
-                        throw .truncated(atOffset: consumed + position + 4)
-                    }
-                }
-                let start = position + 4
-                let goesOn = buffer.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[start..<start + length])) }
-                guard goesOn else { return }
-                position = start + length
+            guard try have(0, magic.count) else { throw .badMagic }
+            let start = Array(buffer[0..<magic.count])
+            if start == magic {
+                _ = try records(from: magic.count, to: nil, body)
+                return
             }
+            guard start == ringMagic else { throw .badMagic }
+            let (ringEnd, trailerEnd) = try ringExtent()
+            guard try records(from: ringMagic.count, to: ringBlock, stoppingAtEmpty: true, body),
+                try records(from: ringBlock, to: ringEnd, ring: true, body)
+            else { return }
+            _ = try records(from: ringEnd, to: trailerEnd, body)
         }
 
-        /// Drops the bytes before `position` and reads until `count` bytes
-        /// follow it, or the file ends.
-        private mutating func refill(keepingFrom position: inout Int, atLeast count: Int) throws(ReadError) {
-            guard descriptor >= 0 else { return }
-            buffer.removeSubrange(..<position)
-            consumed += position
-            position = 0
+        /// Where a ring-format file's ring bytes end, and its trailer's notes.
+        private mutating func ringExtent() throws(ReadError) -> (ring: Int, trailer: Int) {
+            let size: Int
+            var end = [UInt8](repeating: 0, count: 16)
+            if descriptor >= 0 {
+                var info = stat()
+                guard fstat(descriptor, &info) == 0 else { throw .unreadable(errno: errno) }
+                size = Int(info.st_size)
+                if size >= ringBlock + 16 {
+                    let got = end.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, 16, off_t(size - 16)) }
+                    guard got == 16 else { throw .unreadable(errno: got < 0 ? errno : EIO) }
+                }
+            } else {
+                size = buffer.count
+                if size >= ringBlock + 16 { end = Array(buffer[(size - 16)...]) }
+            }
+            guard size >= ringBlock else { throw .truncated(atOffset: size) }
+            guard end[8...].elementsEqual(ringEndMagic) else { return (size, size) }  // cut short
+            let ringBytes = end.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+            guard ringBytes <= UInt64(size - 16 - ringBlock) else { throw .truncated(atOffset: size - 16) }
+            return (ringBlock + Int(ringBytes), size - 16)
+        }
+
+        /// Hands `body` the records from offset `start` to `end` (the log's
+        /// end if nil): length-prefixed, or behind the ring's headers.
+        /// - Returns: false if `body` asked to stop.
+        private mutating func records(
+            from start: Int, to end: Int?, ring: Bool = false, stoppingAtEmpty: Bool = false,
+            _ body: (UnsafeRawBufferPointer) -> Bool
+        ) throws(ReadError) -> Bool {
+            let headerSize = ring ? 8 : 4
+            var offset = start
+            while end.map({ offset < $0 }) ?? true {
+                guard try have(offset, headerSize), end.map({ offset + headerSize <= $0 }) ?? true else {
+                    let bytesLeft = try have(offset, 1)
+                    if (end == nil && !bytesLeft) || stoppingAtEmpty { return true }  // the log ends between records
+                    throw .truncated(atOffset: offset)
+                }
+                let word = buffer.withUnsafeBytes {
+                    UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: offset - consumed, as: UInt32.self))
+                }
+                let busy: UInt32 = 1 << 31, discarded: UInt32 = 1 << 30
+                let length = Int(ring ? word & ~(busy | discarded) : word)
+                if stoppingAtEmpty && length == 0 { return true }
+                if ring && word & busy != 0 { throw .truncated(atOffset: offset) }
+                let first = offset + headerSize
+                guard try have(first, length), end.map({ first + length <= $0 }) ?? true else {
+                    throw .truncated(atOffset: first)
+                }
+                if !ring || word & discarded == 0 {
+                    let goesOn = buffer.withUnsafeBytes {
+                        body(UnsafeRawBufferPointer(rebasing: $0[(first - consumed)..<(first - consumed + length)]))
+                    }
+                    guard goesOn else { return false }
+                }
+                offset = ring ? (first + length + 7) & ~7 : first + length
+            }
+            return true
+        }
+
+        /// Whether the log holds `count` bytes from `offset` on, which the
+        /// buffer then holds (a file's bytes before `offset` are dropped).
+        private mutating func have(_ offset: Int, _ count: Int) throws(ReadError) -> Bool {
+            if offset + count <= consumed + buffer.count { return true }
+            guard descriptor >= 0 else { return false }
+            buffer.removeSubrange(..<min(offset - consumed, buffer.count))
+            consumed = offset
             try fill(atLeast: count)
+            return buffer.count >= count
         }
 
         private static let pieceBytes = 4 << 20
 
+        /// Reads until the buffer holds `count` bytes, or the file ends.
         private mutating func fill(atLeast count: Int) throws(ReadError) {
-            guard descriptor >= 0 else { return }
             while buffer.count < count {
                 let room = max(Self.pieceBytes, count - buffer.count)
                 let old = buffer.count

@@ -49,6 +49,9 @@ public final class Tracer {
     private var skeleton: OpaquePointer?
     private var links: [OpaquePointer] = []
     private var ringBuffer: OpaquePointer?
+    private let ringBufferBytes: UInt32
+    /// Set once the ring is read in place.
+    private var ringDump: UnsafeMutablePointer<CTLSTapBPF_RingDump>?
     private let records: RecordCallbackBox
     private let logger: Logger
 
@@ -116,6 +119,7 @@ public final class Tracer {
     ) throws(LoaderError) {
         self.logger = logger
         self.records = RecordCallbackBox(onRecord)
+        self.ringBufferBytes = ringBufferBytes
         LibbpfLog.route(to: logger)
         guard ProcFS.exists("/sys/kernel/btf/vmlinux") else {
             throw LoaderError(
@@ -366,6 +370,52 @@ public final class Tracer {
         return max(0, Int(count))
     }
 
+    /// Reads the ring buffer in place from now on (`tlstap record`): `poll`
+    /// and `drain` no longer deliver records; `scanRing` does, and the
+    /// caller writes the ring's bytes out itself (`ringBytes(at:)`) and
+    /// gives them back (`releaseRing(through:)`).
+    public func startRingDump() throws(LoaderError) {
+        guard let skeleton, ringDump == nil else { return }
+        // libbpf's reader is not needed any more: both mappings at once would count in RSS twice over.
+        if let ringBuffer { ring_buffer__free(ringBuffer) }
+        ringBuffer = nil
+        let dump = UnsafeMutablePointer<CTLSTapBPF_RingDump>.allocate(capacity: 1)
+        dump.initialize(to: CTLSTapBPF_RingDump())
+        let mapped = CTLSTapBPF_ring_dump_open(dump, CTLSTapBPF_map_fd(skeleton, CTLSTapBPF_MAP_EVENTS), ringBufferBytes)
+        guard mapped == 0 else {
+            dump.deallocate()
+            throw .system("cannot map the ring buffer", errno: -mapped)
+        }
+
+        ringDump = dump
+    }
+
+    /// Waits up to `timeoutMilliseconds` for BPF to wake the reader (it does
+    /// when an eighth of the ring is waiting), consuming nothing.
+    public func waitForRecords(timeoutMilliseconds: Int32) {
+        guard let ringDump else { return }
+        CTLSTapBPF_ring_dump_wait(ringDump, timeoutMilliseconds)
+    }
+
+    /// Hands `onRecord` every record committed since the last scan.
+    /// - Returns: the stream position up to which every record is committed.
+    public func scanRing() -> UInt64 {
+        guard let ringDump else { return 0 }
+        return CTLSTapBPF_ring_dump_scan(ringDump, visitRecord, Unmanaged.passUnretained(records).toOpaque())
+    }
+
+    /// The ring's bytes from stream position `position` on: the ring's
+    /// size of them lie in a row.
+    public func ringBytes(at position: UInt64) -> UnsafeRawPointer? {
+        ringDump.map { CTLSTapBPF_ring_dump_bytes($0, position) }
+    }
+
+    /// Gives the ring's bytes before `position` back to the programs.
+    public func releaseRing(through position: UInt64) {
+        guard let ringDump else { return }
+        CTLSTapBPF_ring_dump_release(ringDump, position)
+    }
+
     /// Records and bytes the kernel side could not put into the ring buffer
     /// since load, summed over CPUs.
     public func lostCounts() -> LostCounts {
@@ -390,6 +440,11 @@ public final class Tracer {
     public func close() {
         if let ringBuffer { ring_buffer__free(ringBuffer) }
         ringBuffer = nil
+        if let ringDump {
+            CTLSTapBPF_ring_dump_close(ringDump)
+            ringDump.deallocate()
+        }
+        ringDump = nil
         let detached: [OpaquePointer?] = links
         CTLSTapBPF_destroy(skeleton, detached, detached.count)
         links.removeAll()
@@ -441,6 +496,14 @@ private final class RecordCallbackBox {
 }
 
 /// libbpf's ring buffer callback: hands the record to the Swift handler.
+private func visitRecord(context: UnsafeMutableRawPointer?, sample: UnsafeRawPointer?, length: UInt32) {
+    guard let context, let sample else { return }
+    // As in deliverRecord: the tracer keeps the box alive while its ring is mapped.
+    Unmanaged<RecordCallbackBox>.fromOpaque(context)._withUnsafeGuaranteedRef {
+        $0.handler(UnsafeRawBufferPointer(start: sample, count: Int(length)))
+    }
+}
+
 private func deliverRecord(context: UnsafeMutableRawPointer?, data: UnsafeMutableRawPointer?, size: Int) -> Int32 {
     guard let context, let data else { return 0 }
     // The tracer keeps the box alive while its ring buffer exists: no retain per record.

@@ -87,31 +87,36 @@ public final class OutputFile {
     /// Creates `path` for writing: mode 0600, never through a symlink, and
     /// never over an existing file that is not a regular file.
     public static func create(path: String) throws(OutputError) -> OutputFile {
+        let (descriptor, _) = try openPrivate(path: path, allowing: [S_IFREG, S_IFIFO, S_IFCHR])
+        return OutputFile(descriptor: descriptor, name: path, ownsDescriptor: true)
+    }
+
+    /// Opens `path` for writing, truncated: mode 0600 (also when it
+    /// existed), never through a symlink. A FIFO or a device (a live reader
+    /// such as wireshark -k -i FIFO, or /dev/null) is written as it is.
+    /// - Parameter types: the file types (`S_IFREG`, …) accepted.
+    /// - Returns: the descriptor, and whether the file is a regular one.
+    static func openPrivate(path: String, allowing types: [mode_t]) throws(OutputError) -> (Int32, isRegular: Bool) {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw .openFailed(name: path, errno: errno) }
-        // An existing file keeps its mode through O_CREAT: make it private too.
-        // A FIFO or a device (a live reader such as wireshark -k -i FIFO, or
-        // /dev/null) is written as it is.
         var info = stat()
         guard fstat(descriptor, &info) == 0 else {
             let code = errno
             close(descriptor)
             throw .openFailed(name: path, errno: code)
         }
-        switch info.st_mode & S_IFMT {
-        case S_IFREG:
-            guard fchmod(descriptor, 0o600) == 0 else {
-                let code = errno
-                close(descriptor)
-                throw .openFailed(name: path, errno: code)
-            }
-        case S_IFIFO, S_IFCHR:
-            break
-        default:
+        let type = info.st_mode & S_IFMT
+        guard types.contains(type) else {
             close(descriptor)
-            throw .openFailed(name: path, errno: EISDIR)
+            throw .openFailed(name: path, errno: type == S_IFDIR ? EISDIR : EINVAL)
         }
-        return OutputFile(descriptor: descriptor, name: path, ownsDescriptor: true)
+        // An existing file keeps its mode through O_CREAT: make it private too.
+        if type == S_IFREG && fchmod(descriptor, 0o600) != 0 {
+            let code = errno
+            close(descriptor)
+            throw .openFailed(name: path, errno: code)
+        }
+        return (descriptor, type == S_IFREG)
     }
 
     /// - Parameters:

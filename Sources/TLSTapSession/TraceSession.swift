@@ -55,8 +55,11 @@ public final class TraceSession {
     /// Where every raw record is also saved (`--save-raw`, `tlstap record`).
     /// A constant, so that a record reaches it without a retain.
     private let rawLog: OutputFile?
-    /// Data records are only saved and counted (`tlstap record`).
-    private let recordsOnly: Bool
+    /// Where the ring buffer's bytes go as they lie (`tlstap record`):
+    /// data records are then only counted, never decoded.
+    private let recording: RingCaptureFile?
+    /// The stream position up to which the ring's bytes are in `recording`.
+    private var recorded: UInt64 = 0
     /// When a replayed capture stopped, from its note.
     private var stoppedAtNanoseconds: UInt64?
     private var finished = false
@@ -85,12 +88,12 @@ public final class TraceSession {
     ///   listening here (not in a replay, whose host may be another).
     private init(
         sink: EventSink, http: HTTPLimits?, clock: WallClock, live: Bool, rawLog: OutputFile? = nil,
-        recordsOnly: Bool = false, logger: Logger
+        recording: RingCaptureFile? = nil, logger: Logger
     ) {
         self.sink = sink
         self.rawLog = rawLog
         self.logger = logger
-        self.recordsOnly = recordsOnly
+        self.recording = recording
         assembler = ChunkAssembler(clock: clock)
         connections = live ? ConnectionTracker(clock: clock, roleOfMidConnection: ListeningPorts.role)
             : ConnectionTracker(clock: clock)
@@ -102,21 +105,24 @@ public final class TraceSession {
     ///   - http: parse HTTP exchanges with these limits; nil to skip parsing.
     ///   - rawLog: also save every raw record there (`RawRecordLog`
     ///     format), with the notes `replay` needs; a new, empty file.
-    ///   - recordsOnly: only save data records to `rawLog` and count
-    ///     them, rendering nothing (`tlstap record`; `tlstap replay` renders
-    ///     them later). Socket records are still read, to follow processes;
-    ///     the TLS objects of a process that exits are left to the kernel's
-    ///     LRU map, since finding them would take decoding every record.
+    ///   - recording: write the ring buffer's bytes there as they lie, and
+    ///     render nothing (`tlstap record`; `tlstap replay` renders them
+    ///     later): no record is copied or decoded by tlstap. Socket records
+    ///     are still read, to follow processes; the TLS objects of a process
+    ///     that exits are left to the kernel's LRU map, since finding them
+    ///     would take decoding every record.
     public convenience init(
         filters: TraceFilters, ringBufferBytes: UInt32, sink: EventSink, http: HTTPLimits? = nil,
-        rawLog: OutputFile? = nil, recordsOnly: Bool = false, logger: Logger
+        rawLog: OutputFile? = nil, recording: RingCaptureFile? = nil, logger: Logger
     ) throws(LoaderError) {
-        precondition(rawLog != nil || !recordsOnly, "a records-only session needs a file for them")
-        do { try rawLog?.write(RawRecordLog.magic) } catch { throw LoaderError("\(error)") }
         let clock = WallClock.measure()
+        do {
+            try rawLog?.write(RawRecordLog.magic)
+            try recording?.start(notes: [.clock(clock)])
+        } catch { throw LoaderError("\(error)") }
         self.init(
-            sink: sink, http: recordsOnly ? nil : http, clock: clock, live: true, rawLog: rawLog,
-            recordsOnly: recordsOnly, logger: logger)
+            sink: sink, http: recording == nil ? http : nil, clock: clock, live: true, rawLog: rawLog,
+            recording: recording, logger: logger)
         save(.clock(clock))
         // The handler runs inside `tracer.poll`, on this object's thread, so
         // only while this object, which owns the tracer, exists: it is
@@ -126,6 +132,7 @@ public final class TraceSession {
             session._withUnsafeGuaranteedRef { $0.handle(record) }
         }
         tracer = try Tracer(filters: filters, ringBufferBytes: ringBufferBytes, logger: logger, onRecord: handle)
+        if recording != nil { try tracer?.startRingDump() }
     }
 
     /// Renders a saved capture (`RawRecordLog` format, as `tlstap record`
@@ -200,7 +207,8 @@ public final class TraceSession {
         var unflushed = false
         var lastFlush: UInt64 = 0
         while outputError == nil && !shouldStop() {
-            let delivered = try tracer.poll(timeoutMilliseconds: Self.pollMilliseconds)
+            let delivered = recording == nil ? try tracer.poll(timeoutMilliseconds: Self.pollMilliseconds)
+                : writeRing(waitingMilliseconds: Self.pollMilliseconds)
             reportLoss()
             unflushed = unflushed || delivered > 0
             let now = WallClock.monotonicNanoseconds()
@@ -218,7 +226,7 @@ public final class TraceSession {
     public func finish() throws {
         if !finished {
             finished = true
-            try tracer?.drain()
+            if recording == nil { try tracer?.drain() } else { _ = writeRing(waitingMilliseconds: 0) }
             for var event in assembler.flush() { emit(&event) }
             if var tracker = exchanges {
                 let now = stoppedAtNanoseconds ?? WallClock.nowNanoseconds()
@@ -231,6 +239,7 @@ public final class TraceSession {
                 exchanges = tracker
             }
             reportLoss()
+            finishRecording()
             tracer?.close()
             tracer = nil
             flushOutput()
@@ -249,14 +258,14 @@ public final class TraceSession {
     }
 
     private func handle(_ record: UnsafeRawBufferPointer) {
+        if recording != nil, let data = RecordDecoder.peekData(record) {
+            if data.startsCall { summary.events += 1 }
+            summary.payloadBytes += UInt64(data.payloadBytes)
+            return
+        }
         if rawLog != nil {
             // Reached through the optional, not bound by `if let`: a binding retains.
             do { try rawLog?.append { RawRecordLog.append(record, to: &$0) } } catch { outputError = error }
-            if recordsOnly, let data = RecordDecoder.peekData(record) {
-                if data.startsCall { summary.events += 1 }
-                summary.payloadBytes += UInt64(data.payloadBytes)
-                return
-            }
         }
         do {
             switch try RecordDecoder.decodeRecord(record, reusing: &spentPayload) {
@@ -277,6 +286,48 @@ public final class TraceSession {
             summary.malformedRecords += 1
             logger.error("malformed record from the kernel: \(error)")
         }
+    }
+
+    /// Writes the ring's committed bytes to `recording` in whole blocks,
+    /// after handing their records to `handle`, and gives them back to the
+    /// programs; the last partial block waits for more, or for the end.
+    /// - Parameter waitingMilliseconds: how long to wait for BPF's wakeup first.
+    /// - Returns: the bytes written.
+    private func writeRing(waitingMilliseconds: Int32) -> Int {
+        guard let tracer, let recording, outputError == nil else { return 0 }
+        tracer.waitForRecords(timeoutMilliseconds: waitingMilliseconds)
+        let committed = tracer.scanRing()
+        let end = committed / UInt64(RingCaptureFile.block) * UInt64(RingCaptureFile.block)
+        guard end > recorded, let bytes = tracer.ringBytes(at: recorded) else { return 0 }
+        let count = Int(end - recorded)
+        do {
+            try recording.write(ring: UnsafeRawBufferPointer(start: bytes, count: count), at: recorded)
+        } catch {
+            outputError = error
+            return 0
+        }
+        tracer.releaseRing(through: end)
+        recorded = end
+        return count
+    }
+
+    /// Writes the ring's last committed bytes and the capture's trailer.
+    private func finishRecording() {
+        guard let tracer, let recording else { return }
+        let end = tracer.scanRing()
+        guard let bytes = tracer.ringBytes(at: recorded) else { return }
+        let notes: [RawRecordLog.Note] = [
+            .lost(summary.lost, timeNanoseconds: WallClock.nowNanoseconds()),
+            .stop(timeNanoseconds: WallClock.nowNanoseconds()),
+        ]
+        do {
+            try recording.finish(
+                tail: UnsafeRawBufferPointer(start: bytes, count: Int(end - recorded)), at: recorded, notes: notes)
+        } catch {
+            outputError = outputError ?? error
+        }
+        tracer.releaseRing(through: end)
+        recorded = end
     }
 
     /// A record of a saved capture: a kernel record, or one of tlstap's notes.

@@ -3,8 +3,8 @@ import TLSTapOutput
 import TLSTapSession
 
 /// `tlstap record`: save the raw records now, render them later with
-/// `tlstap replay`. The least a busy host pays for complete plaintext: each
-/// record is copied once into the file's buffer and nothing is decoded.
+/// `tlstap replay`. The least a busy host pays for complete plaintext: the
+/// ring buffer's pages go to the file as they lie, and nothing is decoded.
 struct RecordCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "record",
@@ -28,7 +28,7 @@ struct RecordCommand: ParsableCommand {
         try scope.trace(logger: logger) { filters, _ in
             try TraceSession(
                 filters: filters, ringBufferBytes: scope.ringBufferBytes, sink: TeeSink([]),
-                rawLog: try OutputFile.create(path: output), recordsOnly: true, logger: logger)
+                recording: try RingCaptureFile(path: output), logger: logger)
         }
     }
 }

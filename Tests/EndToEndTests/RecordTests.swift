@@ -111,6 +111,44 @@ extension EndToEnd {
             #expect(try calls(whole.output).count == 4)
         }
 
+        /// A large upload recorded through the ring's pages comes back to
+        /// the byte; with a ring buffer far smaller than the upload, the
+        /// loss the kernel counted is in the file, and the replay reports it.
+        @Test func aLargeUploadIsRecordedToTheByteAndLossIsKept() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            for (size, ringMiB) in [(6 << 20, 32), (16 << 20, 1)] {
+                let (server, port) = try Harness.startPythonServer(in: workspace)
+                let client = Harness.pythonClientScript(port: port, workspace: workspace, size: size, seed: size)
+                let saved = workspace.appendingPathComponent("upload-\(size).tlstap").path
+                let record = try Harness.run(
+                    ["record", "-o", saved, "--ring-buffer-mib", String(ringMiB), "--", "/bin/sh", "-c", client])
+                _ = server.wait()
+                #expect(record.status == 0, "\(record.standardError)")
+                let file = try Data(contentsOf: URL(fileURLWithPath: saved))
+                #expect(file.starts(with: Array("TLSTAPR2".utf8)))
+
+                let replay = try Harness.run(["replay", saved, "--format", "json"])
+                #expect(replay.status == 0, "\(replay.standardError)")
+                let recorded = try #require(Self.summary(record.standardError))
+                #expect(Self.summary(replay.standardError)?.hasPrefix(recorded) == true, "\(replay.standardError)")
+                let sent = Array(try Data(contentsOf: workspace.appendingPathComponent("body.bin")))
+                let events = try Harness.dataEvents(replay.output)
+                let body = try #require(events.first { $0.direction == "out" && $0.length == size })
+                let lost = try Harness.records(replay.output).filter { $0["event"] as? String == "lost" }
+                let lostRecords = lost.compactMap { $0["records"] as? Int }.reduce(0, +)
+                let lostBytes = lost.compactMap { $0["bytes"] as? Int }.reduce(0, +)
+                #expect(recorded.contains(" \(lostRecords) records lost (\(lostBytes) bytes)"))
+                if ringMiB == 32 {
+                    #expect(lostRecords == 0)
+                    #expect(body.payload == sent)
+                } else {
+                    #expect(lostRecords > 0 && lostBytes >= size - body.payload.count)
+                    #expect(body.payload.count < size && body.payload == Array(sent.prefix(body.payload.count)))
+                }
+            }
+        }
+
         /// The summary line of tlstap's standard error.
         static func summary(_ standardError: String) -> String? {
             standardError.split(separator: "\n").last { $0.hasPrefix("tlstap: ") && $0.contains(" events, ") }

@@ -75,3 +75,50 @@ import TLSTapCore
     #expect(cut.1 == .truncated(atOffset: 8 + 5 + 4 + (3 << 20) + 4))
     #expect(cut.0 == Array(records.prefix(2)))
 }
+
+/// The ring format of `tlstap record`: the first block's notes, the ring's
+/// records as the kernel laid them out (discarded ones skipped, padding
+/// stepped over), then the trailer's notes; a file without its end (tlstap
+/// killed) gives the records that are whole, then where the cut one began.
+@Test func aRingFormatFileGivesItsNotesAndRecords() throws {
+    let clock = RawRecordLog.Note.clock(WallClock(offsetNanoseconds: 1_764_590_000_000_000_000))
+    let lost = RawRecordLog.Note.lost(LostCounts(records: 2, bytes: 70), timeNanoseconds: 5)
+    let stop = RawRecordLog.Note.stop(timeNanoseconds: 6)
+    let records: [(bytes: [UInt8], discarded: Bool)] = [
+        ([1, 2, 3], false), (Array(repeating: 7, count: 16), true), (Array(repeating: 9, count: 5 << 20), false),
+        ([], false), ((0..<13).map { UInt8($0) }, false),
+    ]
+    var ring: [UInt8] = []
+    for (bytes, discarded) in records {
+        let word = UInt32(bytes.count) | (discarded ? 1 << 30 : 0)
+        withUnsafeBytes(of: word.littleEndian) { ring.append(contentsOf: $0) }
+        ring += [0xaa, 0xbb, 0xcc, 0xdd] + bytes  // the page offset the kernel keeps there, then the sample
+        ring += Array(repeating: 0xee, count: (8 - ring.count % 8) % 8)
+    }
+    let header = RawRecordLog.ringHeader([clock])
+    #expect(header.count == RawRecordLog.ringBlock && header.starts(with: RawRecordLog.ringMagic))
+    let file = header + ring + RawRecordLog.ringTrailer([lost, stop], ringBytes: UInt64(ring.count))
+    let expected = [clock.bytes] + records.filter { !$0.discarded }.map(\.bytes) + [lost.bytes, stop.bytes]
+    #expect(try RawRecordLog.records(in: file) == expected)
+
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-ring-\(UUID().uuidString)").path
+    defer { unlink(path) }
+    func read(_ bytes: [UInt8]) throws -> ([[UInt8]], RawRecordLog.ReadError?) {
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let descriptor = open(path, O_RDONLY)
+        defer { close(descriptor) }
+        var reader = RawRecordLog.Reader(descriptor: descriptor)
+        var read: [[UInt8]] = []
+        do { try reader.forEach { read.append(Array($0)); return true } } catch { return (read, error) }
+        return (read, nil)
+    }
+    let whole = try read(file)
+    #expect(whole.0 == expected && whole.1 == nil)
+    // Killed inside the large record: no trailer, the records before it, then where it began.
+    let cut = try read(Array((header + ring).prefix(header.count + 8 + 8 + 8 + 16 + 8 + 1000)))
+    #expect(cut.0 == [clock.bytes, [1, 2, 3]])
+    #expect(cut.1 == .truncated(atOffset: header.count + 8 + 8 + 8 + 16 + 8))
+    // Killed between records: everything, and no error.
+    let between = try read(header + ring)
+    #expect(between.0 == Array(expected.dropLast(2)) && between.1 == nil)
+}

@@ -69,6 +69,44 @@ enum CTLSTapBPF_Map {
 void CTLSTapBPF_forget_process(struct tlstap_bpf *skel, uint32_t pid, const int32_t *fds, size_t fd_count,
 			       const uint64_t *tls_objects, size_t tls_object_count);
 
+/*
+ * The ring buffer read in place (`tlstap record`): its committed bytes go to
+ * a file as they lie, and the consumer position follows (ring_dump.c).
+ */
+struct CTLSTapBPF_RingDump {
+	unsigned long *consumer_pos;	   /* the kernel's consumer page, which this side moves */
+	const unsigned long *producer_pos; /* the producer page, read-only */
+	const uint8_t *data;		   /* the data pages, mapped twice in a row */
+	uint64_t mask;			   /* the ring's size minus one */
+	long page;
+	uint64_t scanned;		   /* where the first record not yet handed to a visitor begins */
+	int wakeups;			   /* an epoll fd that BPF's wakeups make ready */
+};
+
+/* Called with each committed record's sample (not its 8-byte ring header). */
+typedef void (*CTLSTapBPF_RecordVisitor)(void *context, const void *sample, uint32_t length);
+
+/* Maps the ring buffer `map_fd` of `ring_bytes`. 0 or -errno. */
+int CTLSTapBPF_ring_dump_open(struct CTLSTapBPF_RingDump *dump, int map_fd, uint32_t ring_bytes);
+
+void CTLSTapBPF_ring_dump_close(struct CTLSTapBPF_RingDump *dump);
+
+/* Waits up to `timeout_ms` for BPF to wake the reader; consumes nothing. */
+void CTLSTapBPF_ring_dump_wait(const struct CTLSTapBPF_RingDump *dump, int timeout_ms);
+
+/*
+ * Hands every record committed since the last scan to `visit`, skipping
+ * discarded ones, and stops at the first record still being written.
+ * Returns the stream position up to which every record is committed.
+ */
+uint64_t CTLSTapBPF_ring_dump_scan(struct CTLSTapBPF_RingDump *dump, CTLSTapBPF_RecordVisitor visit, void *context);
+
+/* Where stream position `position` lies: the ring's size of bytes from there on is contiguous. */
+const void *CTLSTapBPF_ring_dump_bytes(const struct CTLSTapBPF_RingDump *dump, uint64_t position);
+
+/* Gives the ring's bytes before `position` back to the producers. */
+void CTLSTapBPF_ring_dump_release(struct CTLSTapBPF_RingDump *dump, uint64_t position);
+
 /* Opens the embedded object. NULL with errno set on failure. */
 struct tlstap_bpf *CTLSTapBPF_open(void);
 
