@@ -334,8 +334,8 @@ def capacity_section(results, lines):
         "SSL_reads them back (memory BIO pair; a 256 KiB write is read as 16 records of 16 KiB), so every "
         "write is captured twice: out and in. Each traced run is the same fixed count of writes. "
         "*consumer* is `bench/capacity/consumer`: tlstap's own BPF programs and attach, a libbpf ring buffer "
-        "callback that only counts. *tlstap-record* is `tlstap record`: the records saved to a file as the "
-        "kernel sent them, nothing decoded; its counts come from `tlstap replay` of that file afterwards, "
+        "callback that only counts. *tlstap-record* is `tlstap record`: the ring buffer's pages written to a "
+        "file with direct I/O as they lie, no record copied or decoded; its counts come from `tlstap replay` of that file afterwards, "
         "rendered as tlstap's JSON and checked the same way. CPU per event is the tracer's CPU for the whole run (start and stop "
         "included: an idle run, start, one write, stop, took consumer "
         f"{idle.get('consumer', 0):.2f} s, tlstap {idle.get('tlstap', 0):.2f} s, tlstap record "
@@ -594,8 +594,8 @@ def targets_section(summary, verdict, capacity, soak, lines):
         user_ratio = t["user"] / c["user"] if c["user"] > 0 else None
         total_ratio = t["total"] / c["total"] if c["total"] > 0 else None
         lines.append(
-            f"- The same for `tlstap record` (each record copied once into the file, rendered later by "
-            f"`tlstap replay`): user {t['user']:.2f} µs/event = {ratio(user_ratio)} the consumer's — "
+            f"- The same for `tlstap record` (the ring buffer's pages written to the file as they lie, no "
+            f"record copied or decoded; rendered later by `tlstap replay`): user {t['user']:.2f} µs/event = {ratio(user_ratio)} the consumer's — "
             f"{status(user_ratio is not None and user_ratio <= 2)}; user + system {t['total']:.2f} µs/event = "
             f"{ratio(total_ratio)} — {status(total_ratio is not None and total_ratio <= 2)}.")
     big = capacity.get(262144, {})
