@@ -60,9 +60,7 @@ public final class RingCaptureFile {
         if let base = tail.baseAddress { aligned.copyMemory(from: base, byteCount: tail.count) }
         trailer.withUnsafeBytes { (aligned + tail.count).copyMemory(from: $0.baseAddress!, byteCount: trailer.count) }
         try writeAll(UnsafeRawBufferPointer(start: aligned, count: padded), at: offset)
-        guard ftruncate(descriptor, off_t(offset + length)) == 0, fsync(descriptor) == 0 || errno == EINVAL else {
-            throw .writeFailed(name: name, errno: errno)
-        }
+        guard ftruncate(descriptor, off_t(offset + length)) == 0 else { throw .writeFailed(name: name, errno: errno) }
     }
 
     /// Writes `bytes` from an aligned copy (the first block).
