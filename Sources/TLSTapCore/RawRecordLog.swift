@@ -143,17 +143,23 @@ public enum RawRecordLog {
         private var buffer: [UInt8]
         /// The offset in the log of `buffer`'s first byte.
         private var consumed = 0
+        /// The log's size, when known (not for a pipe): a record longer than
+        /// what is left is cut short, found without reading up to its length.
+        private var size = Int.max
 
         /// Reads the log in `bytes`.
         public init(_ bytes: [UInt8]) {
             descriptor = -1
             buffer = bytes
+            size = bytes.count
         }
 
         /// Reads the log in the open file `descriptor`, which the caller closes.
         public init(descriptor: Int32) {
             self.descriptor = descriptor
             buffer = []
+            var info = stat()
+            if fstat(descriptor, &info) == 0 && info.st_mode & S_IFMT == S_IFREG { size = Int(info.st_size) }
         }
 
         /// Calls `body` with each record, valid only during the call, until
@@ -175,19 +181,15 @@ public enum RawRecordLog {
 
         /// Where a ring-format file's ring bytes end, and its trailer's notes.
         private mutating func ringExtent() throws(ReadError) -> (ring: Int, trailer: Int) {
-            let size: Int
             var end = [UInt8](repeating: 0, count: 16)
+            guard size < Int.max else { throw .unreadable(errno: ESPIPE) }  // found from the end: a file, not a pipe
             if descriptor >= 0 {
-                var info = stat()
-                guard fstat(descriptor, &info) == 0 else { throw .unreadable(errno: errno) }
-                size = Int(info.st_size)
                 if size >= ringBlock + 16 {
                     let got = end.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, 16, off_t(size - 16)) }
                     guard got == 16 else { throw .unreadable(errno: got < 0 ? errno : EIO) }
                 }
-            } else {
-                size = buffer.count
-                if size >= ringBlock + 16 { end = Array(buffer[(size - 16)...]) }
+            } else if size >= ringBlock + 16 {
+                end = Array(buffer[(size - 16)...])
             }
             guard size >= ringBlock else { throw .truncated(atOffset: size) }
             guard end[8...].elementsEqual(ringEndMagic) else { return (size, size) }  // cut short
@@ -219,7 +221,7 @@ public enum RawRecordLog {
                 if stoppingAtEmpty && length == 0 { return true }
                 if ring && word & busy != 0 { throw .truncated(atOffset: offset) }
                 let first = offset + headerSize
-                guard try have(first, length), end.map({ first + length <= $0 }) ?? true else {
+                guard first + length <= min(end ?? size, size), try have(first, length) else {
                     throw .truncated(atOffset: first)
                 }
                 if !ring || word & discarded == 0 {

@@ -5,12 +5,15 @@ import TLSTapHTTP
 ///
 /// Built with `scripts/fuzz` (`-sanitize=fuzzer,address`, `-DTLSTAP_FUZZ`),
 /// libFuzzer drives `LLVMFuzzerTestOneInput`; TLSTAP_FUZZ_TARGET picks the
-/// parser: `http1`, `http2` or `records`. Built normally, `main` replays
+/// parser: `http1`, `http2`, `records` or `captures`. Built normally, `main` replays
 /// files (a corpus) through the same code, so CI can check the seeds.
 enum FuzzTarget: String, CaseIterable {
     case http1
     case http2
     case records
+    /// A capture file for `tlstap replay`: the first byte picks the format
+    /// (length-prefixed or ring), the rest follows its magic.
+    case captures
 
     /// Runs one input. The first byte splits it into the client's and the
     /// server's bytes, sets the piece size, and marks some pieces as coming
@@ -54,6 +57,18 @@ enum FuzzTarget: String, CaseIterable {
                 }
             }
             _ = assembler.flush()
+        case .captures:
+            guard let control = input.first else { return }
+            var reader = RawRecordLog.Reader(
+                (control & 1 == 0 ? RawRecordLog.magic : RawRecordLog.ringMagic) + input.dropFirst())
+            try? reader.forEach { record in
+                if RawRecordLog.Note.isNote(record) {
+                    _ = RawRecordLog.Note(record)
+                } else {
+                    _ = try? RecordDecoder.decodeRecord(record)
+                }
+                return true
+            }
         }
     }
 
@@ -105,7 +120,7 @@ struct ReplayCorpus {
     static func main() throws {
         let arguments = CommandLine.arguments.dropFirst()
         guard let name = arguments.first, let target = FuzzTarget(rawValue: name) else {
-            print("usage: tlstap-fuzz http1|http2|records FILE...")
+            print("usage: tlstap-fuzz http1|http2|records|captures FILE...")
             return
         }
         for path in arguments.dropFirst() {

@@ -74,6 +74,10 @@ import TLSTapCore
     let cut = try read(Array(log.prefix(8 + (4 + 1) + (4 + (3 << 20)) + 4 + 1000)))
     #expect(cut.1 == .truncated(atOffset: 8 + 5 + 4 + (3 << 20) + 4))
     #expect(cut.0 == Array(records.prefix(2)))
+    // A length of 4 GiB at the end of a small file is found cut short at
+    // once, from the file's size, not after reading (and allocating) up to it.
+    let huge = try read(RawRecordLog.magic + [0xff, 0xff, 0xff, 0xff, 1, 2, 3])
+    #expect(huge.0.isEmpty && huge.1 == .truncated(atOffset: 12))
 }
 
 /// The ring format of `tlstap record`: the first block's notes, the ring's
