@@ -87,7 +87,7 @@ public final class OutputFile {
     /// Creates `path` for writing: mode 0600, never through a symlink, and
     /// never over an existing file that is not a regular file.
     public static func create(path: String) throws(OutputError) -> OutputFile {
-        let (descriptor, _) = try openPrivate(path: path, allowing: [S_IFREG, S_IFIFO, S_IFCHR])
+        let descriptor = try openPrivate(path: path, allowing: [S_IFREG, S_IFIFO, S_IFCHR])
         return OutputFile(descriptor: descriptor, name: path, ownsDescriptor: true)
     }
 
@@ -95,8 +95,7 @@ public final class OutputFile {
     /// existed), never through a symlink. A FIFO or a device (a live reader
     /// such as wireshark -k -i FIFO, or /dev/null) is written as it is.
     /// - Parameter types: the file types (`S_IFREG`, …) accepted.
-    /// - Returns: the descriptor, and whether the file is a regular one.
-    static func openPrivate(path: String, allowing types: [mode_t]) throws(OutputError) -> (Int32, isRegular: Bool) {
+    static func openPrivate(path: String, allowing types: [mode_t]) throws(OutputError) -> Int32 {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw .openFailed(name: path, errno: errno) }
         var info = stat()
@@ -116,7 +115,7 @@ public final class OutputFile {
             close(descriptor)
             throw .openFailed(name: path, errno: code)
         }
-        return (descriptor, type == S_IFREG)
+        return descriptor
     }
 
     /// - Parameters:

@@ -9,8 +9,6 @@ import TLSTapCore
 public final class RingCaptureFile {
     public let name: String
     private let descriptor: Int32
-    /// Whether writes bypass the page cache (not on a file system without direct I/O).
-    public let isDirect: Bool
     private var finished = false
 
     /// The alignment of the ring's bytes in the file, and of every write.
@@ -19,9 +17,9 @@ public final class RingCaptureFile {
     /// Creates `path`: mode 0600, a regular file.
     public init(path: String) throws(OutputError) {
         name = path
-        (descriptor, _) = try OutputFile.openPrivate(path: path, allowing: [S_IFREG])
-        let flags = fcntl(descriptor, F_GETFL)
-        isDirect = fcntl(descriptor, F_SETFL, flags | OutputFile.directIOFlag) == 0
+        descriptor = try OutputFile.openPrivate(path: path, allowing: [S_IFREG])
+        // Where the file system has no direct I/O, the same writes go through the page cache.
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | OutputFile.directIOFlag)
     }
 
     /// Writes the first block, with `notes`, before any ring bytes.

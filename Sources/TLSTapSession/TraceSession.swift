@@ -128,9 +128,9 @@ public final class TraceSession {
         // only while this object, which owns the tracer, exists: it is
         // reached without a retain per record.
         let session = Unmanaged.passUnretained(self)
-        let handle: (UnsafeRawBufferPointer) -> Void = { record in
-            session._withUnsafeGuaranteedRef { $0.handle(record) }
-        }
+        let handle: (UnsafeRawBufferPointer) -> Void = recording == nil
+            ? { record in session._withUnsafeGuaranteedRef { $0.handle(record) } }
+            : { record in session._withUnsafeGuaranteedRef { $0.count(record) } }
         tracer = try Tracer(filters: filters, ringBufferBytes: ringBufferBytes, logger: logger, onRecord: handle)
         if recording != nil { try tracer?.startRingDump() }
     }
@@ -257,12 +257,16 @@ public final class TraceSession {
         }
     }
 
+    /// A record of `tlstap record`, whose bytes go to the file from the
+    /// ring itself: a data record is only counted (a call once, by its
+    /// first chunk), any other handled as live.
+    private func count(_ record: UnsafeRawBufferPointer) {
+        guard let data = RecordDecoder.peekData(record) else { return handle(record) }
+        if data.startsCall { summary.events += 1 }
+        summary.payloadBytes += UInt64(data.payloadBytes)
+    }
+
     private func handle(_ record: UnsafeRawBufferPointer) {
-        if recording != nil, let data = RecordDecoder.peekData(record) {
-            if data.startsCall { summary.events += 1 }
-            summary.payloadBytes += UInt64(data.payloadBytes)
-            return
-        }
         if rawLog != nil {
             // Reached through the optional, not bound by `if let`: a binding retains.
             do { try rawLog?.append { RawRecordLog.append(record, to: &$0) } } catch { outputError = error }
@@ -289,45 +293,46 @@ public final class TraceSession {
     }
 
     /// Writes the ring's committed bytes to `recording` in whole blocks,
-    /// after handing their records to `handle`, and gives them back to the
+    /// after handing their records to `count`, and gives them back to the
     /// programs; the last partial block waits for more, or for the end.
     /// - Parameter waitingMilliseconds: how long to wait for BPF's wakeup first.
     /// - Returns: the bytes written.
     private func writeRing(waitingMilliseconds: Int32) -> Int {
-        guard let tracer, let recording, outputError == nil else { return 0 }
+        guard let tracer, recording != nil, outputError == nil else { return 0 }
         tracer.waitForRecords(timeoutMilliseconds: waitingMilliseconds)
-        let committed = tracer.scanRing()
-        let end = committed / UInt64(RingCaptureFile.block) * UInt64(RingCaptureFile.block)
-        guard end > recorded, let bytes = tracer.ringBytes(at: recorded) else { return 0 }
-        let count = Int(end - recorded)
-        do {
-            try recording.write(ring: UnsafeRawBufferPointer(start: bytes, count: count), at: recorded)
-        } catch {
-            outputError = error
-            return 0
-        }
-        tracer.releaseRing(through: end)
-        recorded = end
-        return count
+        let block = UInt64(RingCaptureFile.block)
+        return record(through: tracer.scanRing() / block * block)
     }
 
     /// Writes the ring's last committed bytes and the capture's trailer.
     private func finishRecording() {
-        guard let tracer, let recording else { return }
-        let end = tracer.scanRing()
-        guard let bytes = tracer.ringBytes(at: recorded) else { return }
-        let notes: [RawRecordLog.Note] = [
-            .lost(summary.lost, timeNanoseconds: WallClock.nowNanoseconds()),
-            .stop(timeNanoseconds: WallClock.nowNanoseconds()),
-        ]
+        guard let tracer, recording != nil else { return }
+        let now = WallClock.nowNanoseconds()
+        let trailer: [RawRecordLog.Note] = [.lost(summary.lost, timeNanoseconds: now), .stop(timeNanoseconds: now)]
+        _ = record(through: tracer.scanRing(), trailer: trailer)
+    }
+
+    /// Writes the ring's bytes from `recorded` to `end` (whole blocks, or
+    /// the rest and then `trailer`) and gives them back to the programs.
+    /// - Returns: the bytes written.
+    private func record(through end: UInt64, trailer: [RawRecordLog.Note]? = nil) -> Int {
+        guard let tracer, let recording, end > recorded || trailer != nil,
+            let start = tracer.ringBytes(at: recorded)
+        else { return 0 }
+        let bytes = UnsafeRawBufferPointer(start: start, count: Int(end - recorded))
         do {
-            try recording.finish(
-                tail: UnsafeRawBufferPointer(start: bytes, count: Int(end - recorded)), at: recorded, notes: notes)
+            if let trailer {
+                try recording.finish(tail: bytes, at: recorded, notes: trailer)
+            } else {
+                try recording.write(ring: bytes, at: recorded)
+            }
         } catch {
             outputError = outputError ?? error
+            return 0
         }
         tracer.releaseRing(through: end)
         recorded = end
+        return bytes.count
     }
 
     /// A record of a saved capture: a kernel record, or one of tlstap's notes.
