@@ -12,8 +12,9 @@ struct tls_call {
 	__u8 library;	  /* enum tlstap_library */
 	__u8 pad[2];
 	__s32 fd;	  /* the socket the call read or wrote, once a syscall names it */
-	__s32 known_fd;	  /* the fd the TLS object used last (ssl_fds) when the call began, or -1 */
+	__s32 known_fd;	  /* the fd the TLS object is bound to (ssl_fds) when the call began, or -1 */
 	__u8 pad2[4];
+	__u64 known_ino;  /* the inode of the socket it was bound to */
 };
 
 /*

@@ -66,18 +66,6 @@ struct {
 	__type(value, struct socket_state);
 } sockets SEC(".maps");
 
-/*
- * The fd an SSL object last used, for reads served from OpenSSL's buffer.
- * Neither this map nor `sockets` can be cleaned by BPF when a process exits
- * without closing: user space deletes the exited process's keys.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, TLSTAP_MAX_SOCKETS);
-	__type(key, struct tlstap_ssl_key);
-	__type(value, __s32);
-} ssl_fds SEC(".maps");
-
 /* fd of a connect() in flight, per thread. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -13,16 +13,17 @@
 #include "sockets.bpf.h"
 #include "calls.bpf.h"
 #include "plaintext.bpf.h"
+#include "bindings.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* The fd TLS object `ssl` of process `tgid` used last, or -1. */
-static __always_inline __s32 known_fd(__u32 tgid, __u64 ssl)
+/* Fills the call's known_fd and known_ino from the object's binding. */
+static __always_inline void recall_binding(struct tls_call *call, __u32 tgid)
 {
-	struct tlstap_ssl_key key = { .tgid = tgid, .ssl = ssl };
-	__s32 *known = bpf_map_lookup_elem(&ssl_fds, &key);
+	struct tls_binding *binding = binding_of(tgid, call->ssl);
 
-	return known ? *known : -1;
+	call->known_fd = binding ? binding->fd : -1;
+	call->known_ino = binding ? binding->socket_ino : 0;
 }
 
 static __always_inline void remember_call(struct pt_regs *ctx, __u8 library, __u8 function, __u64 length_out)
@@ -35,26 +36,36 @@ static __always_inline void remember_call(struct pt_regs *ctx, __u8 library, __u
 		.function = function,
 		.library = library,
 		.fd = -1,
-		.known_fd = known_fd(thread >> 32, PT_REGS_PARM1(ctx)),
 	};
 
+	recall_binding(&call, thread >> 32);
 	/* An inner probed call replaces the outer one, so bytes go out once. */
 	start_call(thread, &call);
 }
 
 /*
- * The fd behind a call: the one its own syscall named, else the one the SSL
- * object used last (a read served from OpenSSL's buffer makes no syscall).
+ * The fd behind a call: the one its own syscall named (which binds the
+ * object to it), else the one the object is bound to if that fd still holds
+ * the same socket (a read served from OpenSSL's buffer makes no syscall, nor
+ * does any call through a memory BIO), else -1: unknown, never a guess.
  */
 static __always_inline int call_fd(struct tls_call *call, __u32 tgid)
 {
-	struct tlstap_ssl_key key = { .tgid = tgid, .ssl = call->ssl };
+	__u64 socket_ino;
 
-	if (call->fd < 0)
-		return call->known_fd;
-	/* An LRU update takes locks: only when the object is new or changed fd, not on every call. */
-	if (call->known_fd != call->fd)
-		bpf_map_update_elem(&ssl_fds, &key, &call->fd, BPF_ANY);
+	if (call->fd < 0) {
+		if (call->known_fd < 0)
+			return -1;
+		if (socket_ino_of_fd(call->known_fd) == call->known_ino)
+			return call->known_fd;
+		/* The fd was closed, or now holds another socket. */
+		unbind_object(tgid, call->ssl);
+		return -1;
+	}
+	/* An LRU update takes locks: only when the object is new or changed socket, not on every call. */
+	socket_ino = socket_ino_of_fd(call->fd);
+	if (call->known_fd != call->fd || call->known_ino != socket_ino)
+		bind_object(tgid, call->ssl, call->fd, socket_ino);
 	return call->fd;
 }
 
@@ -76,6 +87,8 @@ static __always_inline void send_call(struct tls_call *call, __u8 direction, __u
 		return;
 	if (socket)
 		socket->is_tls = 1; /* its syscalls carry ciphertext from now on */
+	else
+		note_unbound(thread >> 32, call->ssl);
 	state.header.kind = TLSTAP_RECORD_DATA;
 	state.header.library = call->library;
 	state.header.function = call->function;
@@ -93,61 +106,21 @@ static __always_inline void send_call(struct tls_call *call, __u8 direction, __u
 	end_loss_mark(&state, socket_lost(socket, direction));
 }
 
-/*
- * Memory BIOs. A program that drives OpenSSL from its own event loop (node)
- * makes no socket syscall inside SSL_do_handshake, SSL_write or SSL_read:
- * right after such a call returns, the same thread writes the ciphertext the
- * call produced to the socket. So a call that ends without naming its fd
- * leaves its TLS object pending on the thread, and the thread's next write of
- * a TLS record to a TCP socket names that object's fd for its later calls.
- * The handshake's first flight binds it before any application data moves.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, TLSTAP_MAX_THREADS);
-	__type(key, __u64);   /* thread */
-	__type(value, __u64); /* TLS object */
-} bio_pending SEC(".maps");
-
-/* Set once a call was left pending: until then syscalls skip the lookup. */
-volatile __u8 bio_pairing_used = 0;
-
-static __always_inline void bio_leave_pending(__u64 thread, __u64 ssl)
-{
-	bpf_map_update_elem(&bio_pending, &thread, &ssl, BPF_ANY);
-	bio_pairing_used = 1;
-}
-
-/* A write syscall outside TLS calls: `record` is where its first bytes are. */
-static __always_inline void bio_pair_write(__u64 thread, int fd, __u64 record)
-{
-	__u64 *ssl;
-	struct tlstap_ssl_key key = { .tgid = thread >> 32 };
-
-	if (!bio_pairing_used || !(ssl = bpf_map_lookup_elem(&bio_pending, &thread)) || call_in_flight(thread))
-		return;
-	if (!tls_record_type(record) || !tcp_sock_of_fd(fd))
-		return;
-	key.ssl = *ssl;
-	bpf_map_update_elem(&ssl_fds, &key, &fd, BPF_ANY);
-	bpf_map_delete_elem(&bio_pending, &thread);
-}
-
-/* Where the first iovec of a writev or sendmsg starts (0 if unreadable). */
-static __always_inline __u64 first_iov_base(__u64 iov)
+/* The first iovec of a writev or sendmsg (zeros if unreadable). */
+static __always_inline struct iovec first_iovec(__u64 iov)
 {
 	struct iovec first = {};
 
 	bpf_probe_read_user(&first, sizeof(first), (void *)iov);
-	return (__u64)first.iov_base;
+	return first;
 }
 
-static __always_inline __u64 msg_first_iov_base(__u64 msg)
+static __always_inline struct iovec msg_first_iovec(__u64 msg)
 {
 	struct user_msghdr header = {};
 
 	bpf_probe_read_user(&header, sizeof(header), (void *)msg);
-	return first_iov_base((__u64)header.msg_iov);
+	return first_iovec((__u64)header.msg_iov);
 }
 
 static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
@@ -175,8 +148,6 @@ static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
 	}
 	fd = call_fd(&call, thread >> 32);
 	end_call(pending);
-	if (fd < 0)
-		bio_leave_pending(thread, call.ssl);
 	send_call(&call, direction, moved, fd);
 }
 
@@ -292,8 +263,35 @@ int probe_ssl_handshake_exit(struct pt_regs *ctx)
 		return 0;
 	call = *pending;
 	end_call(pending);
-	if (call_fd(&call, thread >> 32) < 0)
-		bio_leave_pending(thread, call.ssl);
+	call_fd(&call, thread >> 32);
+	return 0;
+}
+
+/*
+ * BIO_write(bio, data, length) inside a call of an object with no socket
+ * yet: the records it hands over leave fingerprints for the write syscall
+ * that sends them (bindings.bpf.h). Calls through socket BIOs name their
+ * fd themselves, and bound objects need nothing: both return at once.
+ */
+SEC("uprobe")
+int BPF_KPROBE(probe_bio_write_enter, void *bio, const void *data, int length)
+{
+	struct tls_call *call = call_in_flight(bpf_get_current_pid_tgid());
+
+	if (call && call->fd < 0 && call->known_fd < 0 && call->library != TLSTAP_LIB_GO && length > 0)
+		leave_fingerprint(call->ssl, (__u64)data, length);
+	return 0;
+}
+
+/*
+ * SSL_free(ssl), gnutls_deinit(session): the object's binding goes with it,
+ * before its address is reused for another.
+ */
+SEC("uprobe")
+int BPF_KPROBE(probe_object_free_enter, void *object)
+{
+	if (tracing_this_process())
+		object_freed((__u64)object);
 	return 0;
 }
 
@@ -437,7 +435,7 @@ static __always_inline void go_remember(struct pt_regs *ctx, __u8 function)
 
 	if (!tracing_this_process())
 		return;
-	pending.call.known_fd = known_fd(key.tgid, pending.call.ssl);
+	recall_binding(&pending.call, key.tgid);
 	bpf_map_update_elem(&go_calls, &key, &pending, BPF_ANY);
 	/* Also by thread, so a socket syscall the goroutine makes here names the fd. */
 	start_call(thread, &pending.call);
@@ -547,6 +545,13 @@ static __always_inline void note_call_fd(int fd)
 		go->call.fd = fd;
 }
 
+/* A write syscall of a traced process outside TLS calls: see bindings.bpf.h. */
+static __always_inline void match_write(int fd, __u64 buffer, __u64 length)
+{
+	if (fingerprints_used && !call_in_flight(bpf_get_current_pid_tgid()) && tracing_this_process())
+		match_fingerprint(fd, buffer, length);
+}
+
 /*
  * A Go Write is sent when write(2) puts its first application-data record
  * on the socket, not at its RET: the goroutine can be descheduled after that
@@ -583,7 +588,7 @@ SEC("tracepoint/syscalls/sys_enter_write")
 int probe_write_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	note_call_fd(ctx->args[0]);
-	bio_pair_write(bpf_get_current_pid_tgid(), ctx->args[0], ctx->args[1]);
+	match_write(ctx->args[0], ctx->args[1], ctx->args[2]);
 	go_write_goes_out(ctx->args[0], ctx->args[1]);
 	remember_plain_call(ctx->args[0], ctx->args[1], 0, TLSTAP_FUNC_SYS_WRITE, TLSTAP_DIR_OUT);
 	return 0;
@@ -601,8 +606,11 @@ SEC("tracepoint/syscalls/sys_enter_writev")
 int probe_writev_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	note_call_fd(ctx->args[0]);
-	if (bio_pairing_used)
-		bio_pair_write(bpf_get_current_pid_tgid(), ctx->args[0], first_iov_base(ctx->args[1]));
+	if (fingerprints_used) {
+		struct iovec first = first_iovec(ctx->args[1]);
+
+		match_write(ctx->args[0], (__u64)first.iov_base, first.iov_len);
+	}
 	remember_plain_call(ctx->args[0], ctx->args[1], ctx->args[2], TLSTAP_FUNC_SYS_WRITEV, TLSTAP_DIR_OUT);
 	return 0;
 }
@@ -611,7 +619,7 @@ SEC("tracepoint/syscalls/sys_enter_sendto")
 int probe_sendto_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	note_call_fd(ctx->args[0]);
-	bio_pair_write(bpf_get_current_pid_tgid(), ctx->args[0], ctx->args[1]);
+	match_write(ctx->args[0], ctx->args[1], ctx->args[2]);
 	remember_plain_call(ctx->args[0], ctx->args[1], 0, TLSTAP_FUNC_SYS_SENDTO, TLSTAP_DIR_OUT);
 	return 0;
 }
@@ -628,8 +636,11 @@ SEC("tracepoint/syscalls/sys_enter_sendmsg")
 int probe_sendmsg_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	note_call_fd(ctx->args[0]);
-	if (bio_pairing_used)
-		bio_pair_write(bpf_get_current_pid_tgid(), ctx->args[0], msg_first_iov_base(ctx->args[1]));
+	if (fingerprints_used) {
+		struct iovec first = msg_first_iovec(ctx->args[1]);
+
+		match_write(ctx->args[0], (__u64)first.iov_base, first.iov_len);
+	}
 	remember_plain_msg(ctx->args[0], ctx->args[1], TLSTAP_FUNC_SYS_SENDMSG, TLSTAP_DIR_OUT);
 	return 0;
 }

@@ -142,6 +142,8 @@ static const char *const program_names[] = {
 	[CTLSTapBPF_SSL_HANDSHAKE_EXIT] = "probe_ssl_handshake_exit",
 	[CTLSTapBPF_SSL_WRITE_INNER_ENTER] = "probe_ssl_write_inner_enter",
 	[CTLSTapBPF_SSL_READ_INNER_ENTER] = "probe_ssl_read_inner_enter",
+	[CTLSTapBPF_BIO_WRITE_ENTER] = "probe_bio_write_enter",
+	[CTLSTapBPF_OBJECT_FREE_ENTER] = "probe_object_free_enter",
 };
 
 const char *CTLSTapBPF_program_name(enum CTLSTapBPF_Program program)
@@ -187,6 +189,7 @@ void CTLSTapBPF_forget_process(struct tlstap_bpf *skel, uint32_t pid, const int3
 		struct tlstap_ssl_key key = { .tgid = pid, .ssl = tls_objects[i] };
 
 		bpf_map__delete_elem(skel->maps.ssl_fds, &key, sizeof(key), 0);
+		bpf_map__delete_elem(skel->maps.unbound_objects, &key, sizeof(key), 0);
 	}
 }
 
@@ -197,6 +200,11 @@ struct bpf_link *CTLSTapBPF_attach_uprobe(struct bpf_program *program, bool retp
 	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = retprobe, .func_name = function,
 		    .bpf_cookie = cookie);
 
+	/* libbpf 1.1 dereferences a NULL program. */
+	if (!program) {
+		errno = ENOENT;
+		return NULL;
+	}
 	return bpf_program__attach_uprobe_opts(program, pid, path, function ? 0 : offset, &opts);
 }
 

@@ -72,6 +72,26 @@ public enum RecordDecodingError: Error, Equatable, CustomStringConvertible {
 public enum Record: Sendable, Equatable {
     case chunk(DataChunk)
     case socket(SocketEvent)
+    /// A TLS object that moved data with no known socket was freed.
+    case objectFreed(TLSObjectFreed)
+}
+
+/// A TLS object freed (SSL_free, gnutls_deinit) after it moved data while
+/// its socket was unknown: that data will never have a socket.
+public struct TLSObjectFreed: Sendable, Equatable {
+    public var pid: UInt32
+    public var tid: UInt32
+    /// The object's address in the process.
+    public var ssl: UInt64
+    /// CLOCK_MONOTONIC of the free.
+    public var monotonicNanoseconds: UInt64
+
+    public init(pid: UInt32, tid: UInt32, ssl: UInt64, monotonicNanoseconds: UInt64) {
+        self.pid = pid
+        self.tid = tid
+        self.ssl = ssl
+        self.monotonicNanoseconds = monotonicNanoseconds
+    }
 }
 
 /// Turns raw ring buffer records into `DataChunk`s and `SocketEvent`s.
@@ -103,6 +123,7 @@ public enum RecordDecoder {
         switch UInt32(kind) {
         case TLSTAP_RECORD_DATA.rawValue: return .chunk(try decode(record, reusing: &storage))
         case TLSTAP_RECORD_SOCKET.rawValue: return .socket(try decodeSocket(record))
+        case TLSTAP_RECORD_OBJECT.rawValue: return .objectFreed(try decodeObject(record))
         default: throw .unknownKind(kind)
         }
     }
@@ -114,6 +135,16 @@ public enum RecordDecoder {
         guard record.count >= headerSize, record[0] == UInt8(TLSTAP_RECORD_DATA.rawValue) else { return nil }
         let header = record.loadUnaligned(as: tlstap_chunk_header.self)
         return (header.chunk_offset == 0, header.chunk_len)
+    }
+
+    /// Decodes a TLS object record.
+    public static func decodeObject(_ record: UnsafeRawBufferPointer) throws(RecordDecodingError) -> TLSObjectFreed {
+        guard record.count == MemoryLayout<tlstap_object_record>.size else { throw .tooShort(size: record.count) }
+        let raw = record.loadUnaligned(as: tlstap_object_record.self)
+        guard raw.event == UInt8(TLSTAP_OBJECT_FREED.rawValue) else {
+            throw .unknownValue(field: "object event", value: raw.event)
+        }
+        return TLSObjectFreed(pid: raw.pid, tid: raw.tid, ssl: raw.ssl, monotonicNanoseconds: raw.time_ns)
     }
 
     /// Decodes a socket record.

@@ -35,6 +35,18 @@ public enum LibraryDiscovery {
         return nil
     }
 
+    /// The libcrypto that the libssl at `path` was built with: the one of
+    /// the same version in the same directory, as every distribution
+    /// installs them; nil for other files or when it is not there.
+    public static func cryptoLibrary(besides path: String) -> String? {
+        guard let slash = path.lastIndex(of: "/"), path[path.index(after: slash)...].hasPrefix("libssl.so") else {
+            return nil
+        }
+        let name = path[path.index(after: slash)...]
+        let crypto = String(path[...slash]) + "libcrypto" + name.dropFirst("libssl".count)
+        return ProcFS.exists(crypto) ? crypto : nil
+    }
+
     /// The TLS libraries in the dynamic loader's cache.
     public static func systemLibraries(cachePath: String = "/etc/ld.so.cache") -> [LibraryTarget] {
         guard let bytes = try? ProcFS.readBytes(cachePath) else { return [] }

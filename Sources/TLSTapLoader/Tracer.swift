@@ -59,7 +59,8 @@ public final class Tracer {
     struct ProbeSpec {
         var symbol: String
         var enter: CTLSTapBPF_Program
-        var exit: CTLSTapBPF_Program
+        /// nil for functions whose arguments are all the program needs.
+        var exit: CTLSTapBPF_Program?
         /// Absent from older versions (OpenSSL < 1.1.1), so a miss is not an error.
         var optional: Bool
         /// A function that `symbol` only passes its call on to, with the
@@ -85,6 +86,7 @@ public final class Tracer {
                   optional: false, passedOnTo: "gnutls_record_send2"),
         ProbeSpec(symbol: "gnutls_record_recv", enter: CTLSTapBPF_GNUTLS_RECV_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT,
                   optional: false),
+        ProbeSpec(symbol: "gnutls_deinit", enter: CTLSTapBPF_OBJECT_FREE_ENTER, exit: nil, optional: true),
     ]
 
     /// NSPR's I/O functions; the entry programs skip fds without an SSL layer.
@@ -105,7 +107,15 @@ public final class Tracer {
         // Sends no data: names the connection of programs that use memory BIOs (node) before their first write.
         ProbeSpec(symbol: "SSL_do_handshake", enter: CTLSTapBPF_SSL_HANDSHAKE_ENTER,
                   exit: CTLSTapBPF_SSL_HANDSHAKE_EXIT, optional: true),
+        // A freed object's socket is forgotten before its address is reused.
+        ProbeSpec(symbol: "SSL_free", enter: CTLSTapBPF_OBJECT_FREE_ENTER, exit: nil, optional: true),
     ]
+
+    /// Where memory-BIO programs' records are followed to their socket
+    /// (bpf/bindings.bpf.h): in libcrypto beside libssl, or in the file
+    /// that links OpenSSL or BoringSSL in.
+    static let bioWriteProbe = ProbeSpec(
+        symbol: "BIO_write", enter: CTLSTapBPF_BIO_WRITE_ENTER, exit: nil, optional: false)
 
     /// Opens, configures and loads the programs; attaches nothing yet.
     /// - Parameters:
@@ -174,19 +184,21 @@ public final class Tracer {
         if let go = target.goFunctions { return attachGo(go, in: target, pid: pid) }
         var results: [AttachResult] = []
         for point in Self.attachPoints(for: target) {
-            for (program, isReturn) in [(point.enter, false), (point.exit, true)] {
+            let programs = [(point.enter, false)] + (point.exit.map { [($0, true)] } ?? [])
+            for (program, isReturn) in programs {
                 let link = CTLSTapBPF_attach_uprobe(
-                    CTLSTapBPF_program(skeleton, program), isReturn, pid, target.path,
+                    CTLSTapBPF_program(skeleton, program), isReturn, pid, point.path ?? target.path,
                     point.offset == nil ? point.symbol : nil, point.offset ?? 0, point.cookie)
                 if let link {
                     links.append(link)
-                    results.append(AttachResult(path: target.path, symbol: point.symbol, returnProbe: isReturn))
+                    results.append(AttachResult(path: point.path ?? target.path, symbol: point.symbol,
+                                                returnProbe: isReturn))
                 } else {
                     let reason = String(cString: strerror(errno))
-                    results.append(AttachResult(path: target.path, symbol: point.symbol, returnProbe: isReturn,
-                                                failure: reason))
+                    results.append(AttachResult(path: point.path ?? target.path, symbol: point.symbol,
+                                                returnProbe: isReturn, failure: reason))
                     if !point.optional {
-                        logger.warning("cannot attach to \(point.symbol) in \(target.path): \(reason)")
+                        logger.warning("cannot attach to \(point.symbol) in \(point.path ?? target.path): \(reason)")
                     }
                     break  // no return probe without its entry probe
                 }
@@ -199,12 +211,14 @@ public final class Tracer {
     struct AttachPoint: Equatable {
         /// The symbol, or what the point stands for.
         var symbol: String
+        /// Another file than the target's (libcrypto, for BIO_write).
+        var path: String? = nil
         /// nil: at `symbol`'s address; else at this file offset.
         var offset: UInt64?
         /// Where `symbol` begins in the file, when it is one and was found.
         var symbolOffset: UInt64? = nil
         var enter: CTLSTapBPF_Program
-        var exit: CTLSTapBPF_Program
+        var exit: CTLSTapBPF_Program?
         /// Read by the OpenSSL-API programs (TLSTAP_COOKIE_* in tlstap_abi.h).
         var cookie: UInt64
         var optional: Bool
@@ -216,7 +230,8 @@ public final class Tracer {
     static func attachPoints(for target: LibraryTarget) -> [AttachPoint] {
         let library = UInt64(target.library.rawValue)
         let specs = probes(for: target.library)
-        let symbols = specs.flatMap { [$0.symbol] + ($0.passedOnTo.map { [$0] } ?? []) }.map { target.symbolPrefix + $0 }
+        let symbols = (specs + [bioWriteProbe]).flatMap { [$0.symbol] + ($0.passedOnTo.map { [$0] } ?? []) }
+            .map { target.symbolPrefix + $0 }
         let functions = ELFSymbols.functions(target.path, named: Set(symbols)) ?? [:]
         let cheapEntry = { (function: ELFSymbols.Function) in
             ELFSymbols.bytes(target.path, at: function.fileOffset, count: 16)
@@ -239,6 +254,9 @@ public final class Tracer {
                                cookie: library, optional: probe.optional)
         }
         guard target.library == .openssl || target.library == .boringssl else { return points }
+        if let bioWrite = bioWritePoint(for: target, functions: functions, library: library) {
+            points.append(bioWrite)
+        }
         let pairs = [("SSL_write", CTLSTapBPF_SSL_WRITE_INNER_ENTER, CTLSTapBPF_SSL_WRITE_EXIT),
                      ("SSL_read", CTLSTapBPF_SSL_READ_INNER_ENTER, CTLSTapBPF_SSL_READ_EXIT)]
         for (name, enter, exit) in pairs {
@@ -255,6 +273,31 @@ public final class Tracer {
                                       offset: inner.callee, enter: enter, exit: exit, cookie: cookie, optional: false))
         }
         return points
+    }
+
+    /// BIO_write, in the target if it defines it (`functions`: OpenSSL or
+    /// BoringSSL linked in), else in the libcrypto beside libssl; nil if
+    /// neither does.
+    private static func bioWritePoint(
+        for target: LibraryTarget, functions: [String: ELFSymbols.Function], library: UInt64
+    ) -> AttachPoint? {
+        let symbol = target.symbolPrefix + bioWriteProbe.symbol
+        let found: (path: String, function: ELFSymbols.Function)? =
+            if let function = functions[symbol] {
+                (target.path, function)
+            } else if let crypto = LibraryDiscovery.cryptoLibrary(besides: target.path),
+                let function = ELFSymbols.functions(crypto, named: [symbol])?[symbol]
+            {
+                (crypto, function)
+            } else {
+                nil
+            }
+        guard let found else { return nil }
+        let entry = ELFSymbols.bytes(found.path, at: found.function.fileOffset, count: 16)
+            .flatMap(ProbePlacement.cheapEntryOffset).map { found.function.fileOffset + $0 }
+        return AttachPoint(symbol: symbol, path: found.path == target.path ? nil : found.path,
+                           offset: entry ?? found.function.fileOffset, symbolOffset: found.function.fileOffset,
+                           enter: bioWriteProbe.enter, exit: nil, cookie: library, optional: false)
     }
 
     /// The inner function to probe for the pair `plain` and `ex`, if `plain`
@@ -319,8 +362,11 @@ public final class Tracer {
         }
         return attachPoints(for: target).map { point in
             guard let offset = point.offset ?? point.symbolOffset else { return "\(point.symbol): not in this file" }
-            let note = point.symbolOffset.map { skipped(from: $0, to: offset, in: target.path) } ?? ""
-            return "\(point.symbol) @ 0x\(String(offset, radix: 16)) (entry\(note) and uretprobe)"
+            let path = point.path ?? target.path
+            let note = point.symbolOffset.map { skipped(from: $0, to: offset, in: path) } ?? ""
+            let file = point.path.map { " in \($0)" } ?? ""
+            return "\(point.symbol)\(file) @ 0x\(String(offset, radix: 16)) (entry\(note)"
+                + (point.exit == nil ? ")" : " and uretprobe)")
         }
     }
 
@@ -338,8 +384,8 @@ public final class Tracer {
     public static func attachPlanLines(for target: LibraryTarget) -> [String] {
         guard target.goFunctions == nil else { return [] }
         return attachPoints(for: target).compactMap { point in
-            guard let offset = point.offset ?? point.symbolOffset,
-                let enter = CTLSTapBPF_program_name(point.enter), let exit = CTLSTapBPF_program_name(point.exit)
+            guard let offset = point.offset ?? point.symbolOffset, let exitProgram = point.exit,
+                let enter = CTLSTapBPF_program_name(point.enter), let exit = CTLSTapBPF_program_name(exitProgram)
             else { return nil }
             return "\(target.path) 0x\(String(offset, radix: 16)) 0x\(String(point.cookie, radix: 16)) "
                 + "\(String(cString: enter)) \(String(cString: exit))"

@@ -138,7 +138,7 @@ public final class JSONLinesSink: EventSink {
             line.append(literal: ",\"ssl\":\"0x")
             line.append(hex: event.ssl)
             line.append("\",\"len\":", decimal: event.length)
-            line.append(",\"fd\":", decimal: event.fd)
+            if event.fd >= 0 { line.append(",\"fd\":", decimal: event.fd) }
             line.append(bytes: connectionFields)
             if event.lostBefore > 0 {
                 line.append(",\"lost_before\":", decimal: event.lostBefore)

@@ -14,12 +14,18 @@ public struct TraceSummary: Sendable, Equatable {
     public var exchanges: UInt64 = 0
     /// Records that could not be decoded (a bug, reported rather than hidden).
     public var malformedRecords: UInt64 = 0
+    /// Events whose connection tlstap could not know: shown without one,
+    /// never with a guessed one.
+    public var eventsWithoutConnection: UInt64 = 0
 
     /// `tlstap: 12 events, 3456 bytes captured, 0 records lost (0 bytes)`
     public var line: String {
         var text = "tlstap: \(events) events, \(payloadBytes) bytes captured, \(lost.records) records lost "
             + "(\(lost.bytes) bytes)"
         if exchanges > 0 { text += ", \(exchanges) HTTP exchanges" }
+        if eventsWithoutConnection > 0 {
+            text += ", \(eventsWithoutConnection) event\(eventsWithoutConnection == 1 ? "" : "s") without a known connection"
+        }
         if malformedRecords > 0 { text += ", \(malformedRecords) malformed records" }
         return text
     }
@@ -51,6 +57,8 @@ public final class TraceSession {
     // `emit`, never touches the assembler.
     @exclusivity(unchecked) private var assembler: ChunkAssembler
     @exclusivity(unchecked) private var connections: ConnectionTracker
+    /// Calls whose TLS object's socket is not known yet.
+    private var unbound = UnboundCalls()
     @exclusivity(unchecked) private var exchanges: HTTPTracker?
     /// Where every raw record is also saved (`--save-raw`, `tlstap record`).
     /// A constant, so that a record reaches it without a retain.
@@ -227,7 +235,8 @@ public final class TraceSession {
         if !finished {
             finished = true
             if recording == nil { try tracer?.drain() } else { _ = writeRing(waitingMilliseconds: 0) }
-            for var event in assembler.flush() { emit(&event) }
+            for var event in assembler.flush() { unbound.take(&event) { emit(&$0) } }
+            unbound.releaseAll { emit(&$0) }
             if var tracker = exchanges {
                 let now = stoppedAtNanoseconds ?? WallClock.nowNanoseconds()
                 for id in tracker.connectionIDs {
@@ -274,17 +283,20 @@ public final class TraceSession {
         do {
             switch try RecordDecoder.decodeRecord(record, reusing: &spentPayload) {
             case .chunk(let chunk):
-                assembler.add(chunk) { emit(&$0) }
+                assembler.add(chunk) { unbound.take(&$0) { emit(&$0) } }
             case .socket(let socket):
                 switch socket.kind {
                 case .exec where followsExecs: attachLinkedTLS(pid: Int32(bitPattern: socket.pid))
                 case .mapCode where followsExecs: attachMappedTLS(pid: Int32(bitPattern: socket.pid))
                 case .exit:
-                    tracer?.forgetProcess(socket.pid, fds: connections.fds(of: socket.pid),
-                                          tlsObjects: Array(tlsObjects.removeValue(forKey: socket.pid) ?? []))
+                    let objects = (tlsObjects.removeValue(forKey: socket.pid) ?? []).union(unbound.objects(of: socket.pid))
+                    tracer?.forgetProcess(socket.pid, fds: connections.fds(of: socket.pid), tlsObjects: Array(objects))
+                    unbound.release(pid: socket.pid) { emit(&$0) }
                 default: break
                 }
                 for ended in connections.handle(socket) { emit(ended) }
+            case .objectFreed(let freed):
+                unbound.release(pid: freed.pid, ssl: freed.ssl) { emit(&$0) }
             }
         } catch {
             summary.malformedRecords += 1
@@ -402,6 +414,7 @@ public final class TraceSession {
         }
         summary.events += 1
         summary.payloadBytes += UInt64(event.payload.count)
+        if event.connection == nil { summary.eventsWithoutConnection += 1 }
         guard outputError == nil else { return }
         do { try sink.write(event) } catch { outputError = error }
         for exchange in exchanges?.feed(event) ?? [] { emit(exchange) }

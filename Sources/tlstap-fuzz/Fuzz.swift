@@ -52,7 +52,7 @@ enum FuzzTarget: String, CaseIterable {
                     for var event in assembler.add(chunk) { _ = connections.attach(&event) }
                 case .socket(let socket)?:
                     _ = connections.handle(socket)
-                case nil:
+                case .objectFreed?, nil:
                     continue
                 }
             }

@@ -228,7 +228,7 @@ struct DataRecord {
     var role: String?
 
     init(_ object: [String: Any]) throws {
-        fd = try #require(object["fd"] as? Int)
+        fd = object["fd"] as? Int ?? -1  // absent when the socket is unknown
         connection = object["conn"] as? Int
         local = object["local"] as? String
         remote = object["remote"] as? String

@@ -86,6 +86,8 @@ import TestSupport
             case .socket(let socket):
                 sockets.append(socket)
                 lifecycle += tracker.handle(socket)
+            case .objectFreed(let freed):
+                Issue.record("this capture frees no unbound object: \(freed)")
             }
         }
         #expect(assembler.pendingCalls == 0)

@@ -382,7 +382,7 @@ import TLSTapHTTP
     @Test func aDataLineWithEveryFieldAtItsLargestFitsItsRoom() {
         let event = DataEvent(
             timeNanoseconds: .max, pid: .max, tid: .max, comm: String(repeating: "\u{1}", count: 15), library: .openssl,
-            function: .sslWriteEx, direction: .outbound, ssl: .max, length: .max, payload: [0xfb, 0xff], fd: .min,
+            function: .sslWriteEx, direction: .outbound, ssl: .max, length: .max, payload: [0xfb, 0xff], fd: .max,
             lostBefore: .max)
         let (callFields, connectionFields) = (Array(",\"lib\":\"x\"".utf8), Array(",\"conn\":1".utf8))
         let line = Self.text { line in
@@ -395,7 +395,7 @@ import TLSTapHTTP
         let comm = String(repeating: "\\u0001", count: 15)
         #expect(line == """
             {"event":"data","time_ns":18446744073709551615,"pid":4294967295,"tid":4294967295,"comm":"\(comm)",\
-            "lib":"x","ssl":"0xffffffffffffffff","len":18446744073709551615,"fd":-2147483648,"conn":1,\
+            "lib":"x","ssl":"0xffffffffffffffff","len":18446744073709551615,"fd":2147483647,"conn":1,\
             "lost_before":18446744073709551615,"lost_bytes":18446744073709551613,"data":"+/8="}
 
             """)

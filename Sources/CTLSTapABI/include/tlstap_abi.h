@@ -37,6 +37,7 @@
 enum tlstap_record_kind {
 	TLSTAP_RECORD_DATA = 1,   /* struct tlstap_chunk_header + payload */
 	TLSTAP_RECORD_SOCKET = 2, /* struct tlstap_socket_record */
+	TLSTAP_RECORD_OBJECT = 3, /* struct tlstap_object_record */
 };
 
 /* The library (or syscall layer) whose function produced a data record. */
@@ -168,6 +169,27 @@ struct tlstap_socket_record {
 	char comm[TLSTAP_COMM_LEN];
 };
 
+/* What happened to a TLS object. */
+enum tlstap_object_event {
+	/*
+	 * Freed (SSL_free) after it moved data while its socket was unknown:
+	 * user space holds such data until the socket is known, and now it
+	 * never will be.
+	 */
+	TLSTAP_OBJECT_FREED = 1,
+};
+
+struct tlstap_object_record {
+	__u8 kind;  /* TLSTAP_RECORD_OBJECT */
+	__u8 event; /* enum tlstap_object_event */
+	__u8 pad[2];
+	__u32 pid;
+	__u32 tid;
+	__u32 pad2;
+	__u64 ssl;     /* the object's address in the process */
+	__u64 time_ns; /* CLOCK_MONOTONIC */
+};
+
 /* Keys of the `sockets` map: (tgid, fd). */
 static inline __u64 tlstap_socket_key(__u32 tgid, int fd)
 {
@@ -210,6 +232,8 @@ TLSTAP_STATIC_ASSERT(__builtin_offsetof(struct tlstap_chunk_header, call_time_ns
 		     "call_time_ns offset");
 TLSTAP_STATIC_ASSERT(__builtin_offsetof(struct tlstap_chunk_header, comm) == 48, "comm offset");
 TLSTAP_STATIC_ASSERT(sizeof(struct tlstap_lost_counts) == 16, "lost counts size");
+TLSTAP_STATIC_ASSERT(sizeof(struct tlstap_object_record) == 32, "object record size");
+TLSTAP_STATIC_ASSERT(__builtin_offsetof(struct tlstap_object_record, ssl) == 16, "object ssl offset");
 TLSTAP_STATIC_ASSERT(sizeof(struct tlstap_comm_key) == TLSTAP_COMM_LEN, "comm key size");
 TLSTAP_STATIC_ASSERT(sizeof(struct tlstap_ssl_key) == 16, "ssl key size");
 

@@ -50,6 +50,8 @@ enum CTLSTapBPF_Program {
 	CTLSTapBPF_SSL_HANDSHAKE_EXIT,
 	CTLSTapBPF_SSL_WRITE_INNER_ENTER, /* the function SSL_write and SSL_write_ex call */
 	CTLSTapBPF_SSL_READ_INNER_ENTER,
+	CTLSTapBPF_BIO_WRITE_ENTER,    /* records handed to a write BIO: memory BIOs' sockets */
+	CTLSTapBPF_OBJECT_FREE_ENTER,  /* SSL_free, gnutls_deinit */
 };
 
 /* The maps user space reads or fills. */
@@ -64,7 +66,8 @@ enum CTLSTapBPF_Map {
 
 /*
  * Deletes what the kernel side keeps for an exited process that it could
- * not delete itself: its sockets by fd and its TLS objects' fds.
+ * not delete itself: its sockets by fd, and its TLS objects' bindings and
+ * marks of data sent unbound.
  */
 void CTLSTapBPF_forget_process(struct tlstap_bpf *skel, uint32_t pid, const int32_t *fds, size_t fd_count,
 			       const uint64_t *tls_objects, size_t tls_object_count);

@@ -2,6 +2,8 @@
 //
 //	gotls server CERT KEY PORTFILE   answers one request: "go got <method> <path> <body length>\n"
 //	gotls client URL CAFILE BODY     POSTs BODY, prints the response body on stderr
+//	gotls h2server CERT KEY PORTFILE  net/http over TLS as deployed (HTTP/2 on), until killed:
+//	                                  answers every request with "path=<path>\n"
 package main
 
 import (
@@ -22,6 +24,8 @@ func main() {
 		serve(os.Args[2], os.Args[3], os.Args[4])
 	case "client":
 		get(os.Args[2], os.Args[3], os.Args[4])
+	case "h2server":
+		serveH2(os.Args[2], os.Args[3], os.Args[4])
 	default:
 		os.Exit(2)
 	}
@@ -45,6 +49,18 @@ func serve(cert, key, portFile string) {
 	<-done
 	// Shutdown, not Close: the response is written before the connection goes.
 	server.Shutdown(context.Background())
+}
+
+func serveH2(cert, key, portFile string) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	check(os.WriteFile(portFile+".tmp", []byte(fmt.Sprint(listener.Addr().(*net.TCPAddr).Port)), 0o600))
+	check(os.Rename(portFile+".tmp", portFile))
+	server := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "path=%s\n", r.URL.Path)
+	})}
+	check(server.ServeTLS(listener, cert, key))
 }
 
 func get(url, caFile, body string) {
