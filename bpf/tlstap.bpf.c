@@ -771,16 +771,7 @@ int probe_close_enter(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
-/* A new program: user space looks for a TLS library linked into it. */
-SEC("tracepoint/sched/sched_process_exec")
-int probe_process_exec(void *ctx)
-{
-	if (tracing_this_process())
-		send_socket_end(TLSTAP_SOCKET_EXEC, -1);
-	return 0;
-}
-
-/* Executable files some traced process mapped already, by device and inode. */
+/* Executable files some traced process ran or mapped already, by device and inode. */
 struct file_key {
 	__u64 dev;
 	__u64 ino;
@@ -792,6 +783,71 @@ struct {
 	__type(key, struct file_key);
 	__type(value, __u8);
 } mapped_files SEC(".maps");
+
+/*
+ * Whether code from a file no traced process ran or mapped yet makes the
+ * process stop until user space has put probes in it (the scopes whose
+ * probes cover programs started later; set before load).
+ */
+const volatile bool stop_for_attach = false;
+
+#define TLSTAP_SIGSTOP 19
+
+/* Whether `file` is one no traced process ran or mapped before; remembers it. */
+static __always_inline bool first_sight(struct file *file)
+{
+	struct file_key key = {
+		.dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev),
+		.ino = BPF_CORE_READ(file, f_inode, i_ino),
+	};
+	__u8 seen = 1;
+
+	return bpf_map_update_elem(&mapped_files, &key, &seen, BPF_NOEXIST) == 0;
+}
+
+/*
+ * Tells user space that the process is about to run code from a file not
+ * seen before (EXEC: its new program; MAP: a shared object on `fd`), so
+ * that it looks for TLS functions there. Where probes must be in place
+ * before that code runs, the process is stopped first: the signal is taken
+ * on the way back to user space, before the program's first instruction or
+ * the return of the mmap, and user space continues it once attached. It is
+ * stopped only if the record that asks for SIGCONT is on its way.
+ */
+static __always_inline void send_new_code(__u8 event, int fd)
+{
+	struct tlstap_socket_record *record = bpf_ringbuf_reserve(&events, sizeof(*record), 0);
+
+	if (!record) {
+		count_lost(0);
+		return;
+	}
+	fill_socket_record(record, event, fd);
+	if (stop_for_attach && bpf_send_signal(TLSTAP_SIGSTOP) == 0)
+		record->flags = TLSTAP_SOCKET_STOPPED;
+	/* Now: the process waits for it. */
+	bpf_ringbuf_submit(record, BPF_RB_FORCE_WAKEUP);
+}
+
+/* A new program: user space looks for a TLS library linked into it. */
+SEC("tracepoint/sched/sched_process_exec")
+int probe_process_exec(void *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct file *program = BPF_CORE_READ(task, mm, exe_file);
+
+	if (tracing_this_process() && program && first_sight(program))
+		send_new_code(TLSTAP_SOCKET_EXEC, -1);
+	return 0;
+}
+
+/* A traced process forked (-p follows its children). */
+SEC("raw_tracepoint/sched_process_fork")
+int probe_process_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	follow_fork((struct task_struct *)ctx->args[0], (struct task_struct *)ctx->args[1]);
+	return 0;
+}
 
 #define TLSTAP_PROT_EXEC 4
 
@@ -807,18 +863,12 @@ int probe_mmap_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	int fd = ctx->args[4];
 	struct file *file;
-	struct file_key key;
-	__u8 seen = 1;
 
 	if (!(ctx->args[2] & TLSTAP_PROT_EXEC) || fd < 0 || !tracing_this_process())
 		return 0;
 	file = file_of_fd(fd);
-	if (!file)
-		return 0;
-	key.dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
-	key.ino = BPF_CORE_READ(file, f_inode, i_ino);
-	if (bpf_map_update_elem(&mapped_files, &key, &seen, BPF_NOEXIST) == 0)
-		send_socket_end(TLSTAP_SOCKET_MAP, fd);
+	if (file && first_sight(file))
+		send_new_code(TLSTAP_SOCKET_MAP, fd);
 	return 0;
 }
 
@@ -832,7 +882,9 @@ int probe_process_exit(void *ctx)
 	__u64 thread = bpf_get_current_pid_tgid();
 
 	bpf_map_delete_elem(&tls_calls, &thread);
-	if ((__u32)thread == thread >> 32 && tracing_this_process())
+	if ((__u32)thread == thread >> 32 && tracing_this_process()) {
 		send_socket_end(TLSTAP_SOCKET_EXIT, -1);
+		forget_traced_pid(thread >> 32);
+	}
 	return 0;
 }

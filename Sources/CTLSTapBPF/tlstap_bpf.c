@@ -29,6 +29,8 @@ int CTLSTapBPF_configure(struct tlstap_bpf *skel, const struct CTLSTapBPF_Filter
 	skel->rodata->filter_ports = filters->filter_ports;
 	skel->rodata->filter_hosts = filters->filter_hosts;
 	skel->rodata->capture_plaintext = filters->capture_plaintext;
+	skel->rodata->follow_children = filters->follow_children;
+	skel->rodata->stop_for_attach = filters->stop_for_attach;
 	if (!filters->capture_plaintext) {
 		/* Not even loaded: their tracepoints would fire on every read and write. */
 		struct bpf_program *plaintext_only[] = {
@@ -246,8 +248,12 @@ int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, bool plaintext, con
 		SLOT(probe_writev_exit),  SLOT(probe_sendto_exit),   SLOT(probe_recvfrom_exit),
 		SLOT(probe_sendmsg_exit), SLOT(probe_recvmsg_exit),
 	};
+	/* Forks matter only to -p's filter: no cost on every fork of the host otherwise. */
+	struct probe_slot children[] = { SLOT(probe_process_fork) };
 	int err = attach_all(always, sizeof(always) / sizeof(always[0]), failed);
 
+	if (!err && skel->rodata->filter_pids && skel->rodata->follow_children)
+		err = attach_all(children, 1, failed);
 	if (err || !plaintext)
 		return err;
 	return attach_all(plaintext_only, sizeof(plaintext_only) / sizeof(plaintext_only[0]), failed);

@@ -97,6 +97,9 @@ public struct SocketEvent: Sendable, Equatable {
     public var remote: SocketAddress?
     public var role: ConnectionRole
     public var comm: String
+    /// `exec` and `mapCode`: the kernel stopped the process before it runs
+    /// the new code; it waits for SIGCONT once its probes are in place.
+    public var stoppedForAttach = false
 
     public init(
         kind: Kind, pid: UInt32, tid: UInt32, fd: Int32, monotonicNanoseconds: UInt64, local: SocketAddress? = nil,

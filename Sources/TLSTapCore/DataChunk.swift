@@ -172,10 +172,12 @@ public enum RecordDecoder {
         case TLSTAP_ROLE_SERVER.rawValue: role = .server
         default: role = .unknown
         }
-        return SocketEvent(
+        var event = SocketEvent(
             kind: kind, pid: raw.pid, tid: raw.tid, fd: raw.fd, monotonicNanoseconds: raw.time_ns,
             local: address(raw.local_addr, port: raw.local_port), remote: address(raw.remote_addr, port: raw.remote_port),
             role: role, comm: commString(raw.comm))
+        event.stoppedForAttach = raw.flags & TLSTAP_SOCKET_STOPPED.rawValue != 0
+        return event
     }
 
     /// Decodes a data record.

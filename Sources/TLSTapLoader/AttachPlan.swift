@@ -1,9 +1,11 @@
 /// Which library files to attach to, and for which process, given the scope.
 ///
-/// With `-p`, probes go into the files each process maps and fire only in
-/// that process, so nothing else on the host even traps. Other scopes
-/// include processes that may start later, so the probes go into the
-/// system's libssl and every libssl a running candidate maps, for all
+/// With `-p --no-children`, probes go into the files each process maps and
+/// fire only in that process, so nothing else on the host even traps. Other
+/// scopes include processes that may start later: `-p` the children the
+/// given processes fork (which a probe bound to their parent's PID does not
+/// fire in), the others any process. The probes go into the files the
+/// running candidates map (and, but for `-p`, the system's libssl), for all
 /// processes, and the kernel-side filter decides.
 public struct AttachPlan: Sendable {
     public struct Attachment: Sendable, Equatable {
@@ -13,6 +15,10 @@ public struct AttachPlan: Sendable {
     }
 
     public var attachments: [Attachment]
+    /// Whether the scope's processes may still load a TLS library or start
+    /// programs that have one (-p with children): no attachment yet is
+    /// then no error.
+    public var findsLater = false
 
     /// Plans the attachments for `filters`.
     /// - Throws: when a PID does not exist.
@@ -21,10 +27,12 @@ public struct AttachPlan: Sendable {
             var attachments: [Attachment] = []
             for pid in filters.pids {
                 for library in try LibraryDiscovery.tlsLibraries(of: pid) {
-                    attachments.append(Attachment(library: library, pid: pid))
+                    attachments.append(Attachment(library: library, pid: filters.followChildren ? -1 : pid))
                 }
             }
-            return AttachPlan(attachments: attachments)
+            guard filters.followChildren else { return AttachPlan(attachments: attachments) }
+            let distinct = LibraryDiscovery.distinct(attachments.map(\.library))
+            return AttachPlan(attachments: distinct.map { Attachment(library: $0, pid: -1) }, findsLater: true)
         }
         var libraries = LibraryDiscovery.systemLibraries()
         if filters.cgroupID == nil {

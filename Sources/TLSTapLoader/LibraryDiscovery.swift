@@ -140,9 +140,20 @@ public enum LibraryDiscovery {
 
     /// The path of the program a process runs, as it sees it.
     public static func executable(of pid: Int32) -> String? {
+        fileLink("/proc/\(pid)/exe")
+    }
+
+    /// The path of the file open on `fd` in process `pid`, as it sees it.
+    public static func openFile(of pid: Int32, fd: Int32) -> String? {
+        fileLink("/proc/\(pid)/fd/\(fd)")
+    }
+
+    /// Where a /proc link to an open file points, without " (deleted)";
+    /// nil for what is not a file (a socket, a pipe).
+    private static func fileLink(_ link: String) -> String? {
         var buffer = [CChar](repeating: 0, count: 4096)
-        let length = readlink("/proc/\(pid)/exe", &buffer, buffer.count - 1)
-        guard length > 0 else { return nil }
+        let length = readlink(link, &buffer, buffer.count - 1)
+        guard length > 0, buffer[0] == CChar(UInt8(ascii: "/")) else { return nil }
         var path = String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
         if path.hasSuffix(" (deleted)") { path.removeLast(" (deleted)".count) }
         return path
@@ -173,7 +184,8 @@ public enum LibraryDiscovery {
         return targets.filter { seen.insert($0.identity).inserted }
     }
 
-    private static func target(path: String, library: TLSLibrary, reason: String) -> LibraryTarget? {
+    /// `path` as a target of `library`, if the file is there.
+    public static func target(path: String, library: TLSLibrary, reason: String) -> LibraryTarget? {
         guard let identity = ProcFS.fileIdentity(path) else { return nil }
         return LibraryTarget(path: path, identity: identity, library: library, reason: reason)
     }

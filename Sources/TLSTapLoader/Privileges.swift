@@ -38,9 +38,10 @@ public enum Privileges {
     /// Also kept when probes may still be attached later (programs started
     /// after tlstap): on Linux 6.18, perf_event_open refuses a uprobe
     /// without CAP_SYS_ADMIN (EACCES) even with CAP_PERFMON, which is
-    /// enough for other perf events.
+    /// enough for other perf events; CAP_KILL continues a process of
+    /// another user that BPF stopped until its probes were in place.
     static let keptForLaterAttaches: [(value: cap_value_t, name: String)] = [
-        (CAP_PERFMON, "CAP_PERFMON"), (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
+        (CAP_PERFMON, "CAP_PERFMON"), (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"), (CAP_KILL, "CAP_KILL"),
     ]
 
     /// Gives up, for good, every capability tlstap no longer needs, so

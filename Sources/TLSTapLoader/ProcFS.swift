@@ -76,3 +76,32 @@ public enum ProcFSPaths {
         return a == b
     }
 }
+
+/// Parent and child links between the processes running now, from /proc.
+public enum ProcessTree {
+    /// Every process `pid` started that is still running, and theirs, and
+    /// so on (not `pid` itself).
+    public static func descendants(of pid: Int32) -> [Int32] {
+        var children: [Int32: [Int32]] = [:]
+        for process in LibraryDiscovery.allProcesses() {
+            if let parent = parent(of: process) { children[parent, default: []].append(process) }
+        }
+        var found: [Int32] = []
+        var waiting = children[pid] ?? []
+        while let next = waiting.popLast() {
+            found.append(next)
+            waiting += children[next] ?? []
+        }
+        return found.sorted()
+    }
+
+    /// The parent PID of `pid` (field 4 of /proc/PID/stat, after the
+    /// command name, which may hold spaces and parentheses), or nil.
+    static func parent(of pid: Int32) -> Int32? {
+        guard let stat = try? ProcFS.readText("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else {
+            return nil
+        }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 1 ? Int32(fields[1]) : nil
+    }
+}

@@ -10,6 +10,10 @@ import TLSTapCore
 public struct TraceFilters: Sendable, Equatable {
     /// Thread group ids (-p).
     public var pids: [Int32] = []
+    /// With `pids`: also the processes they fork, from the moment they
+    /// fork (`--no-children` turns it off). Their descendants alive at the
+    /// start must be among `pids` (`ProcessTree.descendants(of:)`).
+    public var followChildren = true
     /// Command names (-c), at most 15 bytes each, as the kernel keeps them.
     public var comms: [String] = []
     /// A cgroup v2 id (`tlstap -- COMMAND`).
@@ -20,6 +24,11 @@ public struct TraceFilters: Sendable, Equatable {
     public var hosts: [SocketAddress] = []
     /// Also capture unencrypted TCP payload of the traced processes (--plaintext).
     public var plaintext = false
+
+    /// Whether the scope takes in programs that start later, whose probes
+    /// must then be attached as they exec or map code: every scope but -p
+    /// without its children.
+    public var followsExecs: Bool { pids.isEmpty || followChildren }
 
     public init(
         pids: [Int32] = [], comms: [String] = [], cgroupID: UInt64? = nil, ports: [UInt16] = [],
@@ -144,6 +153,7 @@ public final class Tracer {
             own_pid: UInt32(getpid()), filter_pids: !filters.pids.isEmpty, filter_comms: !filters.comms.isEmpty,
             filter_cgroup: filters.cgroupID != nil, filter_ports: !filters.ports.isEmpty,
             filter_hosts: !filters.hosts.isEmpty, capture_plaintext: filters.plaintext,
+            follow_children: filters.followChildren, stop_for_attach: filters.followsExecs,
             target_cgroup_id: filters.cgroupID ?? 0)
         let configured = CTLSTapBPF_configure(skeleton, &settings, ringBufferBytes)
         guard configured == 0 else { throw .system("cannot size the ring buffer", errno: -configured) }
@@ -497,16 +507,23 @@ public final class Tracer {
         skeleton = nil
     }
 
-    private func fillFilterMaps(_ filters: TraceFilters) throws(LoaderError) {
+    /// Adds processes to the PID filter (-p).
+    public func addTracedPIDs(_ pids: [Int32]) throws(LoaderError) {
         guard let skeleton else { return }
         var present: UInt8 = 1
         let pidMap = CTLSTapBPF_map_fd(skeleton, CTLSTapBPF_MAP_TRACED_PIDS)
-        for pid in filters.pids {
+        for pid in pids {
             var key = UInt32(bitPattern: pid)
             guard bpf_map_update_elem(pidMap, &key, &present, UInt64(BPF_ANY)) == 0 else {
                 throw .system("cannot add PID \(pid) to the filter", errno: errno)
             }
         }
+    }
+
+    private func fillFilterMaps(_ filters: TraceFilters) throws(LoaderError) {
+        guard let skeleton else { return }
+        var present: UInt8 = 1
+        try addTracedPIDs(filters.pids)
         let commMap = CTLSTapBPF_map_fd(skeleton, CTLSTapBPF_MAP_TRACED_COMMS)
         for comm in filters.comms {
             var key = tlstap_comm_key()

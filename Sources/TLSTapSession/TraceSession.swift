@@ -176,6 +176,12 @@ public final class TraceSession {
         return session.summary
     }
 
+    /// Adds processes to the kernel-side PID filter (the children of -p's
+    /// processes that were already running).
+    public func trace(pids: [Int32]) throws(LoaderError) {
+        try tracer?.addTracedPIDs(pids)
+    }
+
     /// Attaches the probes of `plan`.
     /// - Throws: when not a single probe could be attached.
     public func attach(_ plan: AttachPlan) throws(LoaderError) {
@@ -187,6 +193,10 @@ public final class TraceSession {
             let scope = attachment.pid == -1 ? "all processes" : "PID \(attachment.pid)"
             logger.info(
                 "attached \(attached) probes in \(attachment.library.path) for \(scope) (\(attachment.library.reason))")
+        }
+        if tracer.attachedProbes == 0 && plan.findsLater {
+            logger.warning("no TLS library in the given processes yet: probes follow when they or their children load one")
+            return
         }
         guard tracer.attachedProbes > 0 else {
             let paths = Set(plan.attachments.map(\.library.path)).sorted()
@@ -286,8 +296,8 @@ public final class TraceSession {
                 assembler.add(chunk) { unbound.take(&$0) { emit(&$0) } }
             case .socket(let socket):
                 switch socket.kind {
-                case .exec where followsExecs: attachLinkedTLS(pid: Int32(bitPattern: socket.pid))
-                case .mapCode where followsExecs: attachMappedTLS(pid: Int32(bitPattern: socket.pid))
+                case .exec, .mapCode:
+                    newCode(socket)
                 case .exit:
                     let objects = (tlsObjects.removeValue(forKey: socket.pid) ?? []).union(unbound.objects(of: socket.pid))
                     tracer?.forgetProcess(socket.pid, fds: connections.fds(of: socket.pid), tlsObjects: Array(objects))
@@ -366,6 +376,19 @@ public final class TraceSession {
         }
     }
 
+    /// A traced process is about to run code no traced process ran before:
+    /// its TLS functions get probes, and if BPF stopped the process for
+    /// that, it goes on once they are in place. (Only live: a replayed
+    /// record names a process of another time.)
+    private func newCode(_ socket: SocketEvent) {
+        guard tracer != nil else { return }
+        let pid = Int32(bitPattern: socket.pid)
+        if followsExecs {
+            if socket.kind == .exec { attachLinkedTLS(pid: pid) } else { attachMappedTLS(pid: pid, fd: socket.fd) }
+        }
+        if socket.stoppedForAttach { kill(pid, SIGCONT) }
+    }
+
     /// Saves a note in the raw log, for a replay.
     private func save(_ note: RawRecordLog.Note) {
         guard let rawLog else { return }
@@ -381,15 +404,20 @@ public final class TraceSession {
         attachLinkedTLS(path: path, reason: "process \(pid) exec'd \(exe)")
     }
 
-    /// Attaches to TLS libraries process `pid` maps that have no probes yet:
-    /// a libssl from another directory, one replaced on disk since, or one
-    /// loaded with dlopen. Called when the process maps a file not seen before.
-    private func attachMappedTLS(pid: Int32) {
-        guard let tracer else { return }
-        for target in (try? LibraryDiscovery.tlsLibraries(of: pid)) ?? [] where attachedFiles.insert(target.identity).inserted {
-            let attached = tracer.attach(target).filter { $0.failure == nil }.count
-            logger.info("attached \(attached) probes in \(target.path) for all processes (\(target.reason))")
-        }
+    /// Attaches to the TLS library process `pid` maps as code from `fd` if
+    /// it has no probes yet: a libssl from another directory, one replaced
+    /// on disk since, one loaded with dlopen, or a shared object with TLS
+    /// linked in. Called when the process maps a file not seen before; the
+    /// file is found through its fd, which is open while the mmap runs.
+    private func attachMappedTLS(pid: Int32, fd: Int32) {
+        guard let tracer, let file = LibraryDiscovery.openFile(of: pid, fd: fd) else { return }
+        let reason = "process \(pid) maps \(file)"
+        let path = "/proc/\(pid)/root" + file
+        let target = LibraryDiscovery.library(ofFile: file).flatMap { LibraryDiscovery.target(path: path, library: $0, reason: reason) }
+            ?? LibraryDiscovery.embeddedTarget(path: path, reason: reason)
+        guard let target, attachedFiles.insert(target.identity).inserted else { return }
+        let attached = tracer.attach(target).filter { $0.failure == nil }.count
+        logger.info("attached \(attached) probes in \(target.path) for all processes (\(target.reason))")
     }
 
     /// Attaches to a TLS library linked into the program at `path` before it

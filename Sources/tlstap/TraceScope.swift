@@ -7,8 +7,11 @@ import TLSTapSession
 
 /// What to trace, and how a run goes: shared by `trace` and `record`.
 struct TraceScope: ParsableArguments {
-    @Option(name: [.short, .customLong("pid")], help: "Trace this process (repeatable).")
+    @Option(name: [.short, .customLong("pid")], help: "Trace this process and the processes it forks (repeatable).")
     var pids: [Int32] = []
+
+    @Flag(name: .customLong("no-children"), help: "With -p: only the given processes, not their children.")
+    var noChildren = false
 
     @Option(name: [.short, .customLong("comm")], help: "Trace processes with this command name (repeatable).")
     var comms: [String] = []
@@ -45,6 +48,9 @@ struct TraceScope: ParsableArguments {
         guard (1...1024).contains(ringBufferMiB), ringBufferMiB & (ringBufferMiB - 1) == 0 else {
             throw ValidationError("--ring-buffer-mib must be a power of two from 1 to 1024")
         }
+        if noChildren && pids.isEmpty {
+            throw ValidationError("--no-children narrows -p/--pid; give the processes with -p")
+        }
         if !command.isEmpty && !pids.isEmpty {
             throw ValidationError("-p/--pid and -- COMMAND cannot be combined: the command is the scope")
         }
@@ -66,10 +72,17 @@ struct TraceScope: ParsableArguments {
         var filters = TraceFilters(
             pids: pids, comms: comms, ports: ports, hosts: hosts.compactMap { SocketAddress(host: $0) })
         filters.plaintext = plaintext
+        filters.followChildren = !noChildren
         let cgroup = command.isEmpty ? nil : try CommandCgroup()
         filters.cgroupID = cgroup?.id
 
         let session = try makeSession(filters, !command.isEmpty)
+        if filters.followChildren && !pids.isEmpty {
+            // Forks are followed in the kernel from now on; the children already there are found here.
+            let descendants = Set(pids.flatMap(ProcessTree.descendants)).subtracting(pids).sorted()
+            try session.trace(pids: descendants)
+            filters.pids += descendants
+        }
         try session.attach(try AttachPlan.make(for: filters))
         if let program = command.first.flatMap(ChildProcess.resolve) { session.attachLinkedTLS(path: program) }
         do {

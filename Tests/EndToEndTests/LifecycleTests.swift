@@ -4,16 +4,18 @@ import Testing
 
 extension EndToEnd {
     @Suite struct LifecycleTests {
-        /// `-p` traces one running process; SIGINT stops tlstap cleanly, and
-        /// afterwards none of its programs or links remain in the kernel.
-        /// With nothing left to attach, tlstap runs without CAP_SYS_ADMIN
-        /// and CAP_PERFMON (all its threads).
+        /// `-p --no-children` traces one running process; SIGINT stops
+        /// tlstap cleanly, and afterwards none of its programs or links
+        /// remain in the kernel. With nothing left to attach, tlstap runs
+        /// without CAP_SYS_ADMIN and CAP_PERFMON (all its threads).
         @Test func pidModeTracesOnlyThatProcessAndSIGINTDetachesEverything() throws {
             let workspace = try Harness.makeWorkspace()
             defer { try? FileManager.default.removeItem(at: workspace) }
             let (server, port) = try Harness.startPythonServer(in: workspace)
             let serverPID = Int(server.process.processIdentifier)
-            let tracer = try LaunchedProgram([Harness.tlstap, "--format", "json", "-p", String(serverPID)])
+            let tracer = try LaunchedProgram([
+                Harness.tlstap, "--format", "json", "-p", String(serverPID), "--no-children",
+            ])
             #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
             let ourPrograms = Harness.programIDs(heldBy: tracer.process.processIdentifier)
             #expect(ourPrograms.count >= 20)  // 6 uprobe programs, 14 tracepoint programs

@@ -165,8 +165,17 @@ struct tlstap_socket_record {
 	__u8 remote_addr[16];
 	__u16 local_port;
 	__u16 remote_port;
-	__u32 reserved;
+	__u32 flags; /* enum tlstap_socket_flags */
 	char comm[TLSTAP_COMM_LEN];
+};
+
+enum tlstap_socket_flags {
+	/*
+	 * EXEC and MAP: BPF stopped the process (SIGSTOP) before it could run
+	 * the new code, so that its probes are in place first. User space
+	 * attaches them and then sends SIGCONT.
+	 */
+	TLSTAP_SOCKET_STOPPED = 1,
 };
 
 /* What happened to a TLS object. */

@@ -25,6 +25,8 @@ struct CTLSTapBPF_Filters {
 	bool filter_ports;
 	bool filter_hosts;
 	bool capture_plaintext; /* also load the syscall return probes of --plaintext */
+	bool follow_children;	/* -p: the given processes' children, now and later, too */
+	bool stop_for_attach;	/* stop a process about to run code not seen before until probed */
 	uint64_t target_cgroup_id;
 };
 

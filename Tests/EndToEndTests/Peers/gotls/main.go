@@ -4,6 +4,7 @@
 //	gotls client URL CAFILE BODY     POSTs BODY, prints the response body on stderr
 //	gotls h2server CERT KEY PORTFILE  net/http over TLS as deployed (HTTP/2 on), until killed:
 //	                                  answers every request with "path=<path>\n"
+//	gotls h2client URL CAFILE N        GETs URL/0 .. URL/N-1 over one HTTP/2 connection, one after another
 package main
 
 import (
@@ -26,6 +27,8 @@ func main() {
 		get(os.Args[2], os.Args[3], os.Args[4])
 	case "h2server":
 		serveH2(os.Args[2], os.Args[3], os.Args[4])
+	case "h2client":
+		getH2(os.Args[2], os.Args[3], os.Args[4])
 	default:
 		os.Exit(2)
 	}
@@ -74,6 +77,28 @@ func get(url, caFile, body string) {
 	answer, err := io.ReadAll(response.Body)
 	check(err)
 	fmt.Fprint(os.Stderr, string(answer))  // stdout belongs to the tracer in the tests
+}
+
+func getH2(url, caFile, count string) {
+	pem, err := os.ReadFile(caFile)
+	check(err)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+	var n int
+	_, err = fmt.Sscan(count, &n)
+	check(err)
+	for i := 0; i < n; i++ {
+		response, err := client.Get(fmt.Sprintf("%s/%d", url, i))
+		check(err)
+		_, err = io.Copy(io.Discard, response.Body)
+		check(err)
+		response.Body.Close()
+		if response.ProtoMajor != 2 {
+			fmt.Fprintln(os.Stderr, "not HTTP/2:", response.Proto)
+			os.Exit(1)
+		}
+	}
 }
 
 func check(err error) {
