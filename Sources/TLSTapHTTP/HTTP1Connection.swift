@@ -104,7 +104,7 @@ final class HTTP1Connection {
                 }
                 heads += 1
                 responsesLost = false
-                if pending.isEmpty { pending.append(PendingExchange(template)) }  // a request we did not see
+                if pending.isEmpty { pending.append(PendingExchange(exchangeWithoutRequest(respondedAt: start))) }
                 pending[0].exchange!.takeResponseHead(head, status: status, capturingBody: limits.captureBodies)
                 responseStarted = true
             case .body(let bytes):
@@ -130,6 +130,17 @@ final class HTTP1Connection {
             }
         }
         return finished
+    }
+
+    /// The exchange of a response whose request tlstap did not see (it
+    /// joined the connection, or lost the request's bytes): it starts at
+    /// the response's first byte.
+    private func exchangeWithoutRequest(respondedAt start: UInt64) -> HTTPExchange {
+        var exchange = template
+        exchange.requestCaptured = false
+        exchange.startNanoseconds = start
+        exchange.endNanoseconds = start
+        return exchange
     }
 
     /// Bytes one side sent were lost (the ring buffer was full) at `time`,

@@ -401,6 +401,8 @@ final class HTTP2Connection {
         var state = streams[block.stream] ?? StreamState(exchange: template)
         if streams[block.stream] == nil {
             state.exchange.stream = block.stream
+            // A stream that opens with the server's HEADERS: its request was sent before tlstap joined (or was lost).
+            state.exchange.requestCaptured = decodesRequest
             state.exchange.startNanoseconds = time
             state.exchange.endNanoseconds = time
             if limits.captureBodies {

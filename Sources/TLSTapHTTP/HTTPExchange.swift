@@ -67,10 +67,17 @@ public struct HTTPExchange: Sendable, Equatable {
     /// The Content-Encoding a captured body was decoded from (gzip, deflate, br).
     public var requestBodyDecodedFrom: String?
     public var responseBodyDecodedFrom: String?
-    /// Wall-clock time of the first request byte.
+    /// Wall-clock time of the first request byte; of the first response
+    /// byte when the request was not captured.
     public var startNanoseconds: UInt64 = 0
     /// Wall-clock time of the last response byte (or of the end, without a response).
     public var endNanoseconds: UInt64 = 0
+    /// Whether the request's head was seen. False when tlstap joined the
+    /// connection while the request was under way (its first bytes on the
+    /// connection, or an HTTP/2 stream's first frames, were the response's),
+    /// or when the request was lost: then the exchange starts at the first
+    /// response byte and has no latency.
+    public var requestCaptured = true
     public var grpc: GRPCCall?
     /// Why the exchange ended oddly: "reset", "connection closed", "upgrade", "headers incomplete".
     public var note: String?
@@ -119,8 +126,22 @@ public struct HTTPExchange: Sendable, Equatable {
         }
     }
 
-    /// First request byte to last response byte.
-    public var latencyNanoseconds: UInt64 { endNanoseconds >= startNanoseconds ? endNanoseconds - startNanoseconds : 0 }
+    /// First request byte to last response byte; nil when the request was
+    /// not captured (its first byte's time is unknown).
+    public var latencyNanoseconds: UInt64? {
+        guard requestCaptured else { return nil }
+        return endNanoseconds >= startNanoseconds ? endNanoseconds - startNanoseconds : 0
+    }
+
+    /// The note as outputs print it: "request not captured" when the
+    /// request was not, then `note`, joined by "; "; nil when neither applies.
+    public var noteText: String? {
+        guard !requestCaptured else { return note }
+        return note.map { Self.requestNotCaptured + "; " + $0 } ?? Self.requestNotCaptured
+    }
+
+    /// The text of `noteText` for an exchange whose request was not captured.
+    public static let requestNotCaptured = "request not captured"
 }
 
 /// Limits that keep memory bounded on any input.

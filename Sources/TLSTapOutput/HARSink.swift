@@ -50,14 +50,15 @@ public final class HARSink: EventSink {
     }
 
     static func entry(_ exchange: HTTPExchange) -> HAREntry {
-        let milliseconds = Double(exchange.latencyNanoseconds) / 1e6
+        let timings = Self.timings(exchange)
         let started = Date(timeIntervalSince1970: Double(exchange.startNanoseconds) / 1e9)
         let version = exchange.protocolVersion.isEmpty ? "HTTP/1.1" : exchange.protocolVersion
         let url = (exchange.scheme.isEmpty ? "https" : exchange.scheme) + "://" + exchange.authority + exchange.path
         var request = HAREntry.Request(
             method: exchange.method, url: url, httpVersion: version, headers: Self.headers(exchange.requestHeaders),
             cookies: Self.cookies(exchange.requestHeaders, header: "cookie"),
-            queryString: Self.queryString(exchange.path), bodySize: exchange.requestBodyLength)
+            queryString: Self.queryString(exchange.path),
+            bodySize: exchange.requestCaptured ? exchange.requestBodyLength : -1)  // -1: "not available"
         if exchange.requestBodyLength > 0 || exchange.requestBody?.isEmpty == false {
             request.postData = HAREntry.PostData(
                 mimeType: exchange.requestHeaders.first("content-type") ?? "",
@@ -85,9 +86,29 @@ public final class HARSink: EventSink {
             redirectURL: exchange.responseHeaders.first("location") ?? "", bodySize: exchange.responseBodyLength)
         return HAREntry(
             startedDateTime: started.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)),
-            time: milliseconds, request: request, response: response,
-            timings: HAREntry.Timings(send: 0, wait: milliseconds, receive: 0), comment: exchange.note,
+            time: timings.send + timings.wait + timings.receive, request: request, response: response,
+            timings: timings, comment: exchange.noteText,
             pid: Int(exchange.pid), comm: exchange.comm, connection: Int(exchange.connection))
+    }
+
+    /// HAR 1.2 requires `send`, `wait` and `receive`, each non-negative
+    /// (-1, "does not apply", is allowed only for the optional `blocked`,
+    /// `dns`, `connect` and `ssl`, which tlstap leaves out), and makes an
+    /// entry's `time` their sum. With the request captured, the whole
+    /// latency is `wait`: tlstap does not tell the phases apart. Without
+    /// it, the entry starts at the first response byte, `receive` is what
+    /// was seen (up to the last response byte), and `send` and `wait`,
+    /// unknown, are 0 with a comment that says so.
+    static func timings(_ exchange: HTTPExchange) -> HAREntry.Timings {
+        guard let latency = exchange.latencyNanoseconds else {
+            let seen =
+                exchange.endNanoseconds >= exchange.startNanoseconds
+                ? exchange.endNanoseconds - exchange.startNanoseconds : 0
+            return HAREntry.Timings(
+                send: 0, wait: 0, receive: Double(seen) / 1e6,
+                comment: HTTPExchange.requestNotCaptured + ": send and wait unknown, written 0")
+        }
+        return HAREntry.Timings(send: 0, wait: Double(latency) / 1e6, receive: 0)
     }
 
     static func headers(_ headers: [HTTPHeader]) -> [HAREntry.Pair] {
@@ -161,6 +182,7 @@ struct HAREntry: Encodable {
         var send: Double
         var wait: Double
         var receive: Double
+        var comment: String?
     }
 
     var startedDateTime: String

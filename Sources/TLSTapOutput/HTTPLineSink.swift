@@ -52,10 +52,11 @@ public final class HTTPLineSink: EventSink {
         }
         var line = "\(time) \(PayloadText.escapedName(exchange.comm))[\(exchange.pid)] "
             + PayloadText.escapedName(exchange.method) + " " + PayloadText.escapedName(url) + " → " + status
-        line += "  " + TextSink.milliseconds(Double(exchange.latencyNanoseconds) / 1e6) + " ms"
+        // "? ms": the request was not captured, so its time is not known.
+        line += "  " + (exchange.latencyNanoseconds.map { TextSink.milliseconds(Double($0) / 1e6) } ?? "?") + " ms"
         line += "  req \(exchange.requestBodyLength) B  resp \(exchange.responseBodyLength) B"
         if exchange.protocolVersion == "HTTP/2", let stream = exchange.stream { line += "  h2 stream \(stream)" }
-        if let note = exchange.note { line += "  (\(note))" }
+        if let note = exchange.noteText { line += "  (\(note))" }
         return line
     }
 }

@@ -226,7 +226,8 @@ extension JSONLinesSink {
         line.append(",\"req_body_len\":", decimal: exchange.requestBodyLength)
         line.append(",\"resp_body_len\":", decimal: exchange.responseBodyLength)
         line.append(",\"start_ns\":", decimal: exchange.startNanoseconds)
-        line.append(",\"latency_ns\":", decimal: exchange.latencyNanoseconds)
+        line.append(literal: ",\"latency_ns\":")
+        appendNumberOrNull(exchange.latencyNanoseconds, to: &line)  // null: the request was not captured
         appendBody(exchange.requestBody, ",\"req_body\":\"", decodedFrom: exchange.requestBodyDecodedFrom,
                    ",\"req_body_decoded_from\":", to: &line)
         appendBody(exchange.responseBody, ",\"resp_body\":\"", decodedFrom: exchange.responseBodyDecodedFrom,
@@ -246,7 +247,7 @@ extension JSONLinesSink {
             appendNumbers(grpc.responseMessageSizes, to: &line)
             line.append(literal: "}")
         }
-        if let note = exchange.note {
+        if let note = exchange.noteText {
             line.append(",\"note\":", string: note)
         }
         line.append(literal: "}\n")

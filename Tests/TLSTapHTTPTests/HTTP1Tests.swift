@@ -1,3 +1,4 @@
+import TLSTapCore
 import Testing
 @testable import TLSTapHTTP
 
@@ -120,6 +121,53 @@ func exchanges(_ segments: [Segment], piece: Int = 0, closeAt: UInt64? = nil, bo
         #expect(result.count == 1)
         #expect(result.first?.status == 101)
         #expect(result.first?.note == "upgrade")
+    }
+
+    /// tlstap joined while a request was under way: the first bytes are its
+    /// response. That exchange starts at the response's first byte, has no
+    /// latency and says its request was not captured; the next one is whole.
+    @Test(arguments: pieces)
+    func aResponseWithoutItsRequestStartsAtItsFirstByte(piece: Int) throws {
+        let result = exchanges(
+            [
+                Segment(fromClient: false, text: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", time: 1_000),
+                Segment(fromClient: false, text: "lo", time: 1_400),
+                Segment(fromClient: true, text: "GET /next HTTP/1.1\r\n\r\n", time: 2_000),
+                Segment(fromClient: false, text: "HTTP/1.1 204 No Content\r\n\r\n", time: 2_500),
+            ], piece: piece)
+        try #require(result.count == 2)
+        #expect(result.map(\.requestCaptured) == [false, true])
+        #expect(result.map(\.startNanoseconds) == [1_000, 2_000])
+        #expect(result.map(\.endNanoseconds) == [1_400, 2_500])
+        #expect(result.map(\.latencyNanoseconds) == [nil, 500])
+        #expect(result.map(\.noteText) == ["request not captured", nil])
+        #expect(result.map(\.note) == [nil, nil])
+        #expect(result.map(\.path) == ["", "/next"])
+        #expect(result.map(\.status) == [200, 204])
+        #expect(result.map(\.protocolVersion) == ["HTTP/1.1", "HTTP/1.1"])
+        #expect(result[0].responseBodyLength == 5 && result[0].requestHeaders.isEmpty)
+    }
+
+    /// The same through the tracker, which keeps a connection's first bytes
+    /// until the client's request line tells it HTTP/1, then replays them:
+    /// the response that came first must not start in 1970.
+    @Test func theTrackerDatesAResponseThatCameFirstByItsOwnBytes() {
+        var tracker = HTTPTracker()
+        let events = [
+            TrackerEvents.event(
+                1, .inbound, Array("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".utf8),
+                time: 1_700_000_000_000_000_000),
+            TrackerEvents.event(
+                1, .outbound, Array("GET /b HTTP/1.1\r\nHost: h\r\n\r\n".utf8),
+                time: 1_700_000_000_100_000_000),
+            TrackerEvents.event(
+                1, .inbound, Array("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".utf8),
+                time: 1_700_000_000_300_000_000),
+        ]
+        let result = events.flatMap { tracker.feed($0) }
+        #expect(result.map(\.startNanoseconds) == [1_700_000_000_000_000_000, 1_700_000_000_100_000_000])
+        #expect(result.map(\.latencyNanoseconds) == [nil, 200_000_000])
+        #expect(result.map(\.requestCaptured) == [false, true])
     }
 
     @Test func aRequestWithoutResponseEndsAtClose() {

@@ -198,3 +198,64 @@ extension HTTP2Tests {
         #expect(result.first?.responseBodyLength == 3)
     }
 }
+
+extension HTTP2Tests {
+    /// After a mid-connection join: stream 3's request went out before it,
+    /// so its first frames are the server's; stream 5 opens after it.
+    static func joinedBeforeAResponse() -> [(fromClient: Bool, bytes: [UInt8], time: UInt64)] {
+        var client = HTTP2Writer()
+        var server = HTTP2Writer()
+        let response3 = server.headers(
+            [(":status", "200"), ("content-type", "text/plain")], stream: 3, endStream: false)
+        let request5 = client.headers(
+            [(":method", "GET"), (":scheme", "https"), (":authority", "h"), (":path", "/after")], stream: 5,
+            endStream: true)
+        return [
+            (false, response3, 100),
+            (false, HTTP2Writer.data(Array("abc".utf8), stream: 3, endStream: true), 180),
+            (true, request5, 200),
+            (false, server.headers([(":status", "204")], stream: 5, endStream: true), 260),
+        ]
+    }
+
+    /// The exchanges of `joinedBeforeAResponse`, each call's bytes cut at
+    /// `cut` (when inside it) and then into pieces of `piece` bytes.
+    static func exchangesJoinedBeforeAResponse(cut: Int, piece: Int) -> [HTTPExchange] {
+        let connection = HTTP2Connection(
+            template: HTTPExchange(connection: 1, pid: 2, comm: "c", protocolVersion: ""), limits: HTTPLimits(),
+            joinedMidConnection: true)
+        var result: [HTTPExchange] = []
+        for call in Self.joinedBeforeAResponse() {
+            let halves =
+                cut > 0 && cut < call.bytes.count ? [call.bytes[..<cut], call.bytes[cut...]] : [call.bytes[...]]
+            for half in halves {
+                for start in stride(from: half.startIndex, to: half.endIndex, by: piece) {
+                    let bytes = Array(half[start..<min(start + piece, half.endIndex)])
+                    result += connection.feed(fromClient: call.fromClient, bytes, time: call.time)
+                }
+            }
+        }
+        return result + connection.close(time: 999)
+    }
+
+    /// A stream that opens with the server's HEADERS starts at them, has no
+    /// latency and says its request was not captured, fed in any split.
+    @Test(arguments: [1, 2, 9, 100_000])
+    func aStreamThatOpensWithItsResponseHasNoRequest(piece: Int) throws {
+        let longest = Self.joinedBeforeAResponse().map(\.bytes.count).max() ?? 0
+        for cut in 0...longest {
+            let result = Self.exchangesJoinedBeforeAResponse(cut: cut, piece: piece)
+            try #require(result.count == 2, "cut \(cut)")
+            #expect(result.map(\.stream) == [3, 5])
+            #expect(result.map(\.requestCaptured) == [false, true])
+            #expect(result.map(\.startNanoseconds) == [100, 200])
+            #expect(result.map(\.endNanoseconds) == [180, 260])
+            #expect(result.map(\.latencyNanoseconds) == [nil, 60])
+            #expect(result.map(\.noteText) == ["request not captured", nil])
+            #expect(result.map(\.status) == [200, 204])
+            #expect(result.map(\.path) == ["", "/after"])
+            #expect(result.map(\.responseBodyLength) == [3, 0])
+            #expect(result[0].responseHeaders.first("content-type") == "text/plain" && result[0].requestHeaders.isEmpty)
+        }
+    }
+}

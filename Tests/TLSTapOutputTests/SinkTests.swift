@@ -180,6 +180,74 @@ import TLSTapHTTP
         }
     }
 
+    /// An exchange whose request tlstap did not see (it joined mid-request):
+    /// it starts at its first response byte, 3 ms before its last.
+    static let exchangeWithoutRequest: HTTPExchange = {
+        var exchange = HTTPExchange(connection: 9, pid: 1234, comm: "curl", protocolVersion: "HTTP/1.1")
+        exchange.scheme = "https"
+        exchange.status = 200
+        exchange.reason = "OK"
+        exchange.responseHeaders = [HTTPHeader("Content-Length", "5")]
+        exchange.responseBodyLength = 5
+        exchange.requestCaptured = false
+        exchange.startNanoseconds = 1_700_000_000_500_000_000
+        exchange.endNanoseconds = 1_700_000_000_503_000_000
+        return exchange
+    }()
+
+    /// JSON: dated by its first response byte, `latency_ns` null, and the note.
+    @Test func anExchangeWithoutItsRequestHasANullLatencyInJSON() throws {
+        var reset = Self.exchangeWithoutRequest
+        reset.note = "reset"
+        let objects = try Self.jsonObjects { sink in
+            try sink.write(Self.exchangeWithoutRequest)
+            try sink.write(reset)
+        }
+        try #require(objects.count == 2)
+        #expect(objects[0]["start_ns"] as? UInt64 == 1_700_000_000_500_000_000)
+        #expect(objects[0]["time_ns"] as? UInt64 == 1_700_000_000_503_000_000)
+        #expect(objects[0]["latency_ns"] is NSNull)
+        #expect(objects[0]["note"] as? String == "request not captured")
+        #expect(objects[0]["status"] as? Int == 200)
+        #expect(objects[1]["note"] as? String == "request not captured; reset")
+    }
+
+    /// `--format http`: its own time, `? ms` for the latency, and the note.
+    @Test func anExchangeWithoutItsRequestHasNoLatencyInTheHTTPLine() throws {
+        let sink = HTTPLineSink(
+            output: try OutputFile.create(path: "/dev/null"), diagnostics: try OutputFile.create(path: "/dev/null"),
+            timestamps: .utc, colors: false)
+        #expect(
+            sink.line(for: Self.exchangeWithoutRequest)
+                == "22:13:20.500000 curl[1234]  https:// → 200 OK  ? ms  req 0 B  resp 5 B  (request not captured)")
+    }
+
+    /// HAR 1.2: `startedDateTime` is the first response byte; `send` and
+    /// `wait` are unknown but required and non-negative, so 0 with a
+    /// comment; `receive` and `time` are the 3 ms seen; the request's body
+    /// size is -1, "not available".
+    @Test func anExchangeWithoutItsRequestIsAValidHAREntry() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-har-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("out.har").path
+        let sink = try HARSink(file: try OutputFile.create(path: path), version: "test")
+        try sink.write(Self.exchangeWithoutRequest)
+        try sink.finish()
+        let har = try JSONSerialization.jsonObject(with: try Data(contentsOf: URL(fileURLWithPath: path)))
+        let entries = try #require(((har as? [String: Any])?["log"] as? [String: Any])?["entries"] as? [[String: Any]])
+        let entry = try #require(entries.first)
+        #expect(entry["startedDateTime"] as? String == "2023-11-14T22:13:20.500Z")
+        let timings = try #require(entry["timings"] as? [String: Any])
+        #expect(timings["send"] as? Double == 0 && timings["wait"] as? Double == 0)
+        #expect(timings["receive"] as? Double == 3)
+        #expect(timings["comment"] as? String == "request not captured: send and wait unknown, written 0")
+        #expect(entry["time"] as? Double == 3)
+        #expect(entry["comment"] as? String == "request not captured")
+        #expect((entry["request"] as? [String: Any])?["bodySize"] as? Int == -1)
+        #expect((entry["response"] as? [String: Any])?["status"] as? Int == 200)
+    }
+
     /// The lib, func and dir of a data line come from a table rendered
     /// once for every combination: each one names its own.
     @Test func everyLibraryFunctionAndDirectionIsNamedInJSON() throws {
