@@ -63,6 +63,9 @@ struct HTTP1StreamParser {
     /// The complete lines of the head or trailer section being assembled.
     private var section: [UInt8] = []
     private var messageStart: UInt64?
+    /// While seeking: where in `buffer` a start line may begin (its first
+    /// byte, and the first of each call after), with the time of that call.
+    private var seekStarts: [(offset: Int, time: UInt64)] = []
     private let limits: HTTPLimits
 
     init(limits: HTTPLimits) {
@@ -85,6 +88,7 @@ struct HTTP1StreamParser {
         }
         state = .seeking(kind)
         buffer = []
+        seekStarts = []
         section = []
         messageStart = nil
         return open
@@ -171,24 +175,27 @@ struct HTTP1StreamParser {
                 input = input.dropFirst(input.count)
             case .seeking(let kind):
                 // `buffer` holds the last partial line of earlier bytes, which
-                // could start a message; `messageStart` is when it arrived.
-                let kept = buffer.count
-                let keptTime = messageStart
+                // could start a message at any of `seekStarts` (each call's
+                // first byte is one: a start line split over calls after
+                // other bytes is still found).
+                var starts = seekStarts
+                if callStart { starts.append((buffer.count, time)) }
                 let candidate = buffer + input
                 buffer = []
-                messageStart = nil
+                seekStarts = []
                 input = input.dropFirst(input.count)
-                var lineStarts = kept > 0 ? [0] : []
-                if callStart { lineStarts.append(kept) }
-                if let start = Self.firstStartLine(in: candidate, lineStarts: lineStarts, kind: kind) {
+                // When the byte at a position arrived: with the call of the last start at or before it.
+                let arrival = { (position: Int) in starts.last { $0.offset <= position }?.time ?? time }
+                if let start = Self.firstStartLine(in: candidate, lineStarts: starts.map(\.offset), kind: kind) {
                     state = .head
                     input = candidate[start...]
-                    if start < kept { messageStart = keptTime }
+                    messageStart = arrival(start)
                 } else {
-                    let tail = candidate.lastIndex(of: 0x0a).map { $0 + 1 } ?? (lineStarts.first ?? candidate.count)
-                    if candidate.count - tail <= limits.maxHeaderBytes {
+                    let tail = candidate.lastIndex(of: 0x0a).map { $0 + 1 } ?? (starts.first?.offset ?? candidate.count)
+                    if tail < candidate.count, candidate.count - tail <= limits.maxHeaderBytes {
                         buffer = Array(candidate[tail...])
-                        messageStart = tail < kept ? keptTime : time
+                        let later = starts.filter { $0.offset > tail }.map { (offset: $0.offset - tail, time: $0.time) }
+                        seekStarts = [(0, arrival(tail))] + later
                     }
                 }
             case .stopped:

@@ -106,6 +106,26 @@ import TLSTapCore
         }
     }
 
+    /// A start line that begins a call is found however that call is cut
+    /// (each piece a call of its own), also after other bytes on its line;
+    /// its message starts when its first piece came.
+    @Test(arguments: [1, 2, 5, 100])
+    func theParserResumesAtACallsStartCutInPieces(piece: Int) {
+        var parser = HTTP1StreamParser(limits: HTTPLimits())
+        parser.skipToNextMessage(.responses)
+        var events = parser.feed(Array("end of a lost body\nand no line end".utf8), time: 1) { _, _ in .none }
+        let next = Array("HTTP/1.1 204 No Content\r\n\r\n".utf8)
+        var time: UInt64 = 1
+        for start in stride(from: 0, to: next.count, by: piece) {
+            time += 1
+            events += parser.feed(Array(next[start..<min(start + piece, next.count)]), time: time) { _, _ in .none }
+        }
+        #expect(events == [
+            .head(HTTP1Head(first: "HTTP/1.1", second: "204", third: "No Content", headers: []), time: 2),
+            .end(time: time),
+        ])
+    }
+
     /// HTTP/2: whole calls hold whole frames, so frames go on after a gap;
     /// streams open at the gap are marked, and that side's header table
     /// holds only entries added after it.
