@@ -172,17 +172,39 @@ final class HTTP2Connection {
     private let limits: HTTPLimits
     private(set) var failed: String?
 
-    /// - Parameter joinedMidConnection: the preface and earlier header blocks
-    ///   were never seen, so both HPACK dynamic tables hold entries tlstap
-    ///   does not know (see `resetTable`): a header block that refers to one
-    ///   is not decoded, and its exchange is marked "headers incomplete".
-    init(template: HTTPExchange, limits: HTTPLimits, joinedMidConnection: Bool = false) {
+    /// Where tlstap began to read a connection.
+    enum Start {
+        /// At its beginning: the client's bytes open with the preface.
+        case preface
+        /// Midway (`HTTP2FrameRun` recognised it): the preface and earlier
+        /// header blocks were never seen, so both HPACK dynamic tables hold
+        /// entries tlstap does not know (see `resetTable`): a header block
+        /// that refers to one is not decoded, and its exchange is marked
+        /// "headers incomplete". A side whose first bytes were found to be
+        /// frames is read from its first byte; the other may begin inside a
+        /// frame, and resumes at the first frame found, as after a gap.
+        case midway(clientAtFrame: Bool, serverAtFrame: Bool)
+    }
+
+    /// The largest frame payload read until SETTINGS say less: the bytes
+    /// buffered per direction (at least the default SETTINGS_MAX_FRAME_SIZE,
+    /// 16,384), so frames of a peer that raised it in SETTINGS tlstap did
+    /// not see (joined midway) are still read.
+    static func maxFramePayload(_ limits: HTTPLimits) -> Int { max(16_384, limits.maxBufferedBytes) }
+
+    init(template: HTTPExchange, limits: HTTPLimits, start: Start = .preface) {
         var template = template
         template.protocolVersion = "HTTP/2"
         self.template = template
         self.limits = limits
-        let maxPayload = max(16_384, limits.maxBufferedBytes)
-        clientFrames = HTTP2FrameReader(expectPreface: !joinedMidConnection, maxFramePayload: maxPayload)
+        let maxPayload = Self.maxFramePayload(limits)
+        var expectPreface = true
+        if case .midway(let clientAtFrame, let serverAtFrame) = start {
+            expectPreface = false
+            if !clientAtFrame { clientResync = [] }
+            if !serverAtFrame { serverResync = [] }
+        }
+        clientFrames = HTTP2FrameReader(expectPreface: expectPreface, maxFramePayload: maxPayload)
         serverFrames = HTTP2FrameReader(expectPreface: false, maxFramePayload: maxPayload)
     }
 
@@ -487,7 +509,7 @@ final class HTTP2Connection {
                 let size = min(value, 1 << 20)
                 if fromClient { responseDecoder.maxDynamicTableLength = size } else { requestDecoder.maxDynamicTableLength = size }
             case 0x5:  // MAX_FRAME_SIZE: what the *other* side may send
-                let allowed = min(value, max(16_384, limits.maxBufferedBytes))
+                let allowed = min(value, Self.maxFramePayload(limits))
                 if fromClient { serverFrames.maxFramePayload = allowed } else { clientFrames.maxFramePayload = allowed }
             default:
                 break

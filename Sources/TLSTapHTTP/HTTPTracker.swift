@@ -2,12 +2,13 @@ import TLSTapCore
 
 /// Turns the data events of every connection into HTTP exchanges.
 ///
-/// Per connection, the client's stream is recognised from its first bytes:
-/// the HTTP/2 client preface, or an HTTP/1.x request line; anything else is
-/// raw and ignored from then on. Which direction is the client's follows
-/// from the connection's role, or, when tlstap joined mid-connection, from
-/// which side sent the request. Parse errors mark a connection raw; they
-/// never stop tlstap. Where the kernel lost bytes of a stream (an event's
+/// Per connection, the protocol is recognised from its first bytes: the
+/// HTTP/2 client preface, or an HTTP/1.x request line; or, where tlstap
+/// joined a connection in use, HTTP/2 frames without a preface (`decide`);
+/// anything else is raw and ignored from then on. Which direction is the
+/// client's follows from the connection's role, or, when tlstap joined
+/// mid-connection, from which side sent the request. Parse errors mark a connection raw; they never stop tlstap.
+/// Where the kernel lost bytes of a stream (an event's
 /// `lostBefore`, or chunks missing from its own call), that side's parser
 /// is told, and resumes at its next message. State is dropped when the
 /// connection closes.
@@ -135,37 +136,77 @@ public struct HTTPTracker {
         }
     }
 
-    /// Recognises the protocol from the client's first bytes.
+    /// Recognises the protocol from a connection's first bytes: the
+    /// client's HTTP/2 preface or HTTP/1 request line; or, on a
+    /// connection tlstap joined midway, HTTP/2 frames without a preface
+    /// from either side (`HTTP2FrameRun`). The client's frames alone count
+    /// on a connection seen from its start (their preface was lost), but
+    /// not a server's: servers may send SETTINGS before the client's
+    /// preface arrives.
     private func decide(_ state: inout ConnectionState, event: DataEvent) {
         guard let connection = event.connection else { return }
-        let template = HTTPExchange(
+        var template = HTTPExchange(
             connection: connection.id, pid: connection.pid, comm: event.comm, protocolVersion: "")
-        var withScheme = template
-        withScheme.scheme = event.library == .socket ? "http" : "https"
-        // The client's bytes so far: all of one direction, if the role is known.
+        template.scheme = event.library == .socket ? "http" : "https"
+        let midway = connection.origin == .mid
+        let outbound = state.early.filter(\.outbound).flatMap(\.bytes)
+        let inbound = state.early.filter { !$0.outbound }.flatMap(\.bytes)
+        // Whether outbound bytes are the client's: known from the role, else either way.
         let candidates: [Bool] = state.clientIsOutbound.map { [$0] } ?? [true, false]
         for clientOutbound in candidates {
-            let bytes = state.early.filter { $0.outbound == clientOutbound }.flatMap(\.bytes)
-            // Joined mid-connection: HTTP/2 shows as frames without a preface.
-            if connection.origin == .mid, state.clientIsOutbound != nil, Self.recognise(bytes) == nil,
-                HTTP2Connection.looksLikeFrames(bytes)
-            {
-                state.parser = .http2(HTTP2Connection(template: withScheme, limits: limits, joinedMidConnection: true))
-                return
-            }
-            switch Self.recognise(bytes) {
+            switch Self.recognise(clientOutbound ? outbound : inbound) {
             case .some(true):
                 state.clientIsOutbound = clientOutbound
-                state.parser = .http2(HTTP2Connection(template: withScheme, limits: limits))
+                state.parser = .http2(HTTP2Connection(template: template, limits: limits))
                 return
             case .some(false):
                 state.clientIsOutbound = clientOutbound
-                state.parser = .http1(HTTP1Connection(template: withScheme, limits: limits))
+                state.parser = .http1(HTTP1Connection(template: template, limits: limits))
                 return
             case nil:
-                if !bytes.isEmpty && !Self.mayStillBeHTTP(bytes) && state.clientIsOutbound != nil { state.parser = .raw }
+                break
             }
         }
+        let maxPayload = HTTP2Connection.maxFramePayload(limits)
+        var framed: [(clientOutbound: Bool, start: HTTP2Connection.Start)] = []
+        for clientOutbound in candidates {
+            let client = HTTP2FrameRun.verdict(
+                clientOutbound ? outbound : inbound, fromClient: true, maxPayload: maxPayload)
+            let server = HTTP2FrameRun.verdict(
+                clientOutbound ? inbound : outbound, fromClient: false, maxPayload: maxPayload)
+            if client == .frames || (midway && server == .frames) {
+                framed.append(
+                    (clientOutbound, .midway(clientAtFrame: client == .frames, serverAtFrame: server == .frames)))
+            }
+        }
+        // Both ways fit only when the role is unknown: a side's first request or response header block tells.
+        if framed.count == 2 {
+            let isFrames = { (bytes: [UInt8]) in
+                HTTP2FrameRun.verdict(bytes, fromClient: false, maxPayload: maxPayload) == .frames  // either side's
+            }
+            let outboundIsClient =
+                (isFrames(outbound) ? HTTP2FrameRun.sentByClient(outbound) : nil)
+                ?? (isFrames(inbound) ? HTTP2FrameRun.sentByClient(inbound).map { !$0 } : nil)
+            framed.removeAll { $0.clientOutbound != outboundIsClient }
+        }
+        if framed.count == 1, let choice = framed.first {
+            state.clientIsOutbound = choice.clientOutbound
+            state.parser = .http2(HTTP2Connection(template: template, limits: limits, start: choice.start))
+            return
+        }
+        // Nothing yet: give up when what came can start no HTTP (with the role known; else at the byte limit).
+        guard let clientOutbound = state.clientIsOutbound else { return }
+        let client = clientOutbound ? outbound : inbound
+        let server = clientOutbound ? inbound : outbound
+        let clientMay =
+            client.isEmpty || Self.mayStillBeHTTP(client)
+            || HTTP2FrameRun.verdict(client, fromClient: true, maxPayload: maxPayload) == .tooShort
+        // Joined midway, the client's bytes may be the rest of a request, and the server's frames tell.
+        let serverMay =
+            midway
+            && (server.isEmpty
+                || HTTP2FrameRun.verdict(server, fromClient: false, maxPayload: maxPayload) == .tooShort)
+        if !clientMay && !serverMay { state.parser = .raw }
     }
 
     /// true: HTTP/2 preface; false: an HTTP/1 request line; nil: not (yet) either.

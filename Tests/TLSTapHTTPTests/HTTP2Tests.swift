@@ -223,7 +223,7 @@ extension HTTP2Tests {
     static func exchangesJoinedBeforeAResponse(cut: Int, piece: Int) -> [HTTPExchange] {
         let connection = HTTP2Connection(
             template: HTTPExchange(connection: 1, pid: 2, comm: "c", protocolVersion: ""), limits: HTTPLimits(),
-            joinedMidConnection: true)
+            start: .midway(clientAtFrame: true, serverAtFrame: true))
         var result: [HTTPExchange] = []
         for call in Self.joinedBeforeAResponse() {
             let halves =
