@@ -27,11 +27,19 @@ final class HTTP1Connection {
     /// Response bytes were lost: the next response may skip requests whose responses were lost.
     private var responsesLost = false
 
-    init(template: HTTPExchange, limits: HTTPLimits) {
+    /// - Parameter joinedMidway: tlstap joined the connection while it was
+    ///   in use, so either side's first bytes may be the rest of a message:
+    ///   both parsers begin as after lost bytes, at their side's next start
+    ///   line (at the start of a call's bytes or after a line feed).
+    init(template: HTTPExchange, limits: HTTPLimits, joinedMidway: Bool = false) {
         self.template = template
         self.limits = limits
         requests = HTTP1StreamParser(limits: limits)
         responses = HTTP1StreamParser(limits: limits)
+        if joinedMidway {
+            requests.skipToNextMessage(.requests)
+            responses.skipToNextMessage(.responses)
+        }
     }
 
     /// Bytes the client sent.

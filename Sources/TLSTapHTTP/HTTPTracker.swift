@@ -4,10 +4,11 @@ import TLSTapCore
 ///
 /// Per connection, the protocol is recognised from its first bytes: the
 /// HTTP/2 client preface, or an HTTP/1.x request line; or, where tlstap
-/// joined a connection in use, HTTP/2 frames without a preface (`decide`);
-/// anything else is raw and ignored from then on. Which direction is the
-/// client's follows from the connection's role, or, when tlstap joined
-/// mid-connection, from which side sent the request. Parse errors mark a connection raw; they never stop tlstap.
+/// joined a connection in use, a status line or HTTP/2 frames without a
+/// preface (`decide`); anything else is raw and ignored from then on. Which
+/// direction is the client's follows from the connection's role, or, when
+/// tlstap joined mid-connection, from which side sent the request (or the
+/// response). Parse errors mark a connection raw; they never stop tlstap.
 /// Where the kernel lost bytes of a stream (an event's
 /// `lostBefore`, or chunks missing from its own call), that side's parser
 /// is told, and resumes at its next message. State is dropped when the
@@ -137,7 +138,8 @@ public struct HTTPTracker {
     }
 
     /// Recognises the protocol from a connection's first bytes: the
-    /// client's HTTP/2 preface or HTTP/1 request line; or, on a
+    /// client's HTTP/2 preface or HTTP/1 request line; a server's status
+    /// line (tlstap joined while a request was under way); or, on a
     /// connection tlstap joined midway, HTTP/2 frames without a preface
     /// from either side (`HTTP2FrameRun`). The client's frames alone count
     /// on a connection seen from its start (their preface was lost), but
@@ -161,11 +163,16 @@ public struct HTTPTracker {
                 return
             case .some(false):
                 state.clientIsOutbound = clientOutbound
-                state.parser = .http1(HTTP1Connection(template: template, limits: limits))
+                state.parser = .http1(HTTP1Connection(template: template, limits: limits, joinedMidway: midway))
                 return
             case nil:
                 break
             }
+        }
+        for clientOutbound in candidates where Self.startsWithStatusLine(clientOutbound ? inbound : outbound) {
+            state.clientIsOutbound = clientOutbound
+            state.parser = .http1(HTTP1Connection(template: template, limits: limits, joinedMidway: true))
+            return
         }
         let maxPayload = HTTP2Connection.maxFramePayload(limits)
         var framed: [(clientOutbound: Bool, start: HTTP2Connection.Start)] = []
@@ -201,10 +208,10 @@ public struct HTTPTracker {
         let clientMay =
             client.isEmpty || Self.mayStillBeHTTP(client)
             || HTTP2FrameRun.verdict(client, fromClient: true, maxPayload: maxPayload) == .tooShort
-        // Joined midway, the client's bytes may be the rest of a request, and the server's frames tell.
+        // Joined midway, the client's bytes may be the rest of a request, and the server's tell.
         let serverMay =
             midway
-            && (server.isEmpty
+            && (server.isEmpty || Self.mayStillBeStatusLine(server)
                 || HTTP2FrameRun.verdict(server, fromClient: false, maxPayload: maxPayload) == .tooShort)
         if !clientMay && !serverMay { state.parser = .raw }
     }
@@ -221,6 +228,21 @@ public struct HTTPTracker {
             parts[2].starts(with: Array("HTTP/1.".utf8))
         else { return nil }
         return false
+    }
+
+    /// Whether `bytes` begin with a whole HTTP/1 status line.
+    static func startsWithStatusLine(_ bytes: [UInt8]) -> Bool {
+        guard let newline = bytes.firstIndex(of: 0x0a) else { return false }
+        var line = bytes[..<newline]
+        if line.last == 0x0d { line = line.dropLast() }
+        return HTTP1StreamParser.isStartLine(line, kind: .responses)
+    }
+
+    /// Whether more bytes could still make `bytes` an HTTP/1 status line.
+    static func mayStillBeStatusLine(_ bytes: [UInt8]) -> Bool {
+        let version = Array("HTTP/1.".utf8)
+        return bytes.firstIndex(of: 0x0a) == nil && bytes.count < 8 * 1024
+            && version.prefix(bytes.count).elementsEqual(bytes.prefix(version.count))
     }
 
     /// Whether more bytes could still make `bytes` a preface or a request line.

@@ -196,4 +196,39 @@ import Testing
         #expect(result.map(\.path) == ["/"])
         #expect(result.map(\.status) == [200])
     }
+
+    /// HTTP/1 joined midway: the client's first bytes are the rest of a
+    /// request body, the server's are that request's response; then a
+    /// whole exchange. The first starts at its response, without latency.
+    @Test(arguments: [1, 2, 7, Int.max])
+    func anHTTP1ResponseFirstIsRecognisedAndTheRestOfItsRequestSkipped(piece: Int) {
+        let calls = [
+            Call(outbound: true, bytes: Array("rest of an upload body\r\nHTTP/1.1 is in it".utf8), time: 10),
+            Call(outbound: false, bytes: Array("HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok".utf8), time: 20),
+            Call(outbound: true, bytes: Array("GET /next HTTP/1.1\r\nHost: h\r\n\r\n".utf8), time: 30),
+            Call(outbound: false, bytes: Array("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n!".utf8), time: 45),
+        ]
+        let result = Self.run(calls, piece: piece)
+        #expect(result.map(\.path) == ["", "/next"])
+        #expect(result.map(\.status) == [201, 200])
+        #expect(result.map(\.requestCaptured) == [false, true])
+        #expect(result.map(\.startNanoseconds) == [20, 30])
+        #expect(result.map(\.latencyNanoseconds) == [nil, 15])
+        #expect(result.map(\.responseBodyLength) == [2, 1])
+    }
+
+    /// HTTP/1 joined midway in a response body: the server's first bytes
+    /// are skipped, and the client's next request line tells HTTP/1.
+    @Test(arguments: [1, 3, Int.max])
+    func theRestOfAResponseIsSkippedWhenTheNextRequestTells(piece: Int) {
+        let calls = [
+            Call(outbound: false, bytes: Array("<p>the end of a page</p>\n</html>".utf8), time: 10),
+            Call(outbound: true, bytes: Array("GET /again HTTP/1.1\r\nHost: h\r\n\r\n".utf8), time: 30),
+            Call(outbound: false, bytes: Array("HTTP/1.1 304 Not Modified\r\n\r\n".utf8), time: 35),
+        ]
+        let result = Self.run(calls, piece: piece)
+        #expect(result.map(\.path) == ["/again"])
+        #expect(result.map(\.status) == [304])
+        #expect(result.map(\.latencyNanoseconds) == [5])
+    }
 }
