@@ -83,9 +83,10 @@ public struct ConnectionTracker {
     /// Counts `event`'s bytes into `entry` and marks it announced.
     /// - Returns: whether it was announced before.
     private static func update(_ entry: inout Entry, with event: DataEvent) -> Bool {
+        // What the program moved: the call's bytes, captured or not, and whole calls lost right before it.
         switch event.direction {
-        case .inbound: entry.connection.bytesIn += event.length
-        case .outbound: entry.connection.bytesOut += event.length
+        case .inbound: entry.connection.bytesIn += event.length + event.lostBefore
+        case .outbound: entry.connection.bytesOut += event.length + event.lostBefore
         }
         if entry.connection.comm != event.comm { entry.connection.comm = event.comm }
         defer { entry.announced = true }

@@ -130,6 +130,16 @@ public enum LibraryDiscovery {
         }
     }
 
+    /// The file process `pid` maps as code from `fd` (open while its mmap
+    /// runs), as a target if it is a TLS library or has one linked in.
+    public static func mappedTarget(pid: Int32, fd: Int32) -> LibraryTarget? {
+        guard let file = openFile(of: pid, fd: fd) else { return nil }
+        let path = "/proc/\(pid)/root" + file
+        let reason = "process \(pid) maps \(file)"
+        if let library = library(ofFile: file) { return target(path: path, library: library, reason: reason) }
+        return isSystemRuntime(file) ? nil : embeddedTarget(path: path, reason: reason)
+    }
+
     /// Every TLS library in process `pid`: the libssl/libgnutls files it
     /// maps and TLS linked into its executable or other shared objects, one
     /// target per file.

@@ -27,7 +27,8 @@ public final class HTTPLineSink: EventSink {
 
     public func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError) {
         try diagnostics.write(
-            "tlstap: ring buffer full: lost \(lost.records) records (\(lost.bytes) bytes of payload)\n")
+            "tlstap: ring buffer full: lost \(lost.records) records (\(lost.bytes) bytes of payload); "
+                + "a larger --ring-buffer-mib absorbs longer stalls\n")
         try diagnostics.flush()
     }
 

@@ -68,7 +68,7 @@ public final class TextSink: EventSink {
     public func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError) {
         try diagnostics.write(
             "tlstap: ring buffer full at \(timestamps.format(timeNanoseconds)): lost \(lost.records) records "
-                + "(\(lost.bytes) bytes of payload)\n")
+                + "(\(lost.bytes) bytes of payload); a larger --ring-buffer-mib absorbs longer stalls\n")
         try diagnostics.flush()
     }
 

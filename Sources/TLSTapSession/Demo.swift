@@ -60,7 +60,8 @@ public struct Demo {
             ["openssl", "s_server", "-quiet", "-accept", "127.0.0.1:\(port)", "-cert", "cert.pem", "-key", "key.pem",
              "-WWW"], workingDirectory: directory, quiet: true)
         defer { kill(server, SIGKILL); _ = ChildProcess.exitStatusIfEnded(server) }
-        try Self.waitForListener(port: port)
+        // Polled meanwhile: the server waits, stopped at exec, until the session has seen it.
+        try Self.waitForListener(port: port) { try session.poll(timeoutMilliseconds: 50) }
 
         let client = try cgroup.spawn(
             ["curl", "-sS", "--cacert", directory + "/cert.pem", "-o", "/dev/null",
@@ -109,7 +110,7 @@ public struct Demo {
     }
 
     /// Waits until something accepts connections on the loopback port.
-    static func waitForListener(port: UInt16) throws(LoaderError) {
+    static func waitForListener(port: UInt16, waiting: () throws -> Void) throws {
         for _ in 0..<200 {
             let socketFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var address = loopback(port: port)
@@ -120,7 +121,7 @@ public struct Demo {
             }
             close(socketFD)
             if connected { return }
-            usleep(50_000)
+            try waiting()
         }
         throw LoaderError("the demo's TLS server did not start listening on port \(port) within 10 seconds")
     }

@@ -216,6 +216,17 @@ public final class TraceSession {
     /// next direct write of that block then waits for its writeback).
     static let flushIntervalNanoseconds: UInt64 = 50_000_000
 
+    /// Handles the records that come within `timeoutMilliseconds`, for a
+    /// caller that must wait for something else before `run` (a process
+    /// that execs a program tlstap has not seen waits, stopped, until the
+    /// session handles its record).
+    public func poll(timeoutMilliseconds: Int32) throws {
+        guard let tracer else { return }
+        _ = recording == nil ? try tracer.poll(timeoutMilliseconds: timeoutMilliseconds)
+            : writeRing(waitingMilliseconds: timeoutMilliseconds)
+        reportLoss()  // an output error waits for `run`, which ends on it
+    }
+
     /// Polls and renders until `shouldStop` says so, then drains what is left.
     /// - Parameter shouldStop: asked after every poll (at least every 20 ms).
     /// - Throws: `OutputError.writeFailed` when output cannot be written;
@@ -410,12 +421,9 @@ public final class TraceSession {
     /// linked in. Called when the process maps a file not seen before; the
     /// file is found through its fd, which is open while the mmap runs.
     private func attachMappedTLS(pid: Int32, fd: Int32) {
-        guard let tracer, let file = LibraryDiscovery.openFile(of: pid, fd: fd) else { return }
-        let reason = "process \(pid) maps \(file)"
-        let path = "/proc/\(pid)/root" + file
-        let target = LibraryDiscovery.library(ofFile: file).flatMap { LibraryDiscovery.target(path: path, library: $0, reason: reason) }
-            ?? LibraryDiscovery.embeddedTarget(path: path, reason: reason)
-        guard let target, attachedFiles.insert(target.identity).inserted else { return }
+        guard let tracer, let target = LibraryDiscovery.mappedTarget(pid: pid, fd: fd),
+            attachedFiles.insert(target.identity).inserted
+        else { return }
         let attached = tracer.attach(target).filter { $0.failure == nil }.count
         logger.info("attached \(attached) probes in \(target.path) for all processes (\(target.reason))")
     }

@@ -109,6 +109,11 @@ struct TraceScope: ParsableArguments {
             return traced.isFinished || signals.count > 1
         }
         FileHandleOutput.standardError(session.summary.line + "\n")
+        if session.summary.lost.records > 0 {
+            FileHandleOutput.standardError(
+                "tlstap: the \(ringBufferMiB) MiB ring buffer filled faster than tlstap emptied it; "
+                    + "--ring-buffer-mib \(min(ringBufferMiB * 4, 1024)) would absorb longer stalls\n")
+        }
         if let status = traced?.exitStatus, status != 0 {
             throw ExitCode(status)
         }
