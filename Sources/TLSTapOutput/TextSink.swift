@@ -33,11 +33,14 @@ public final class TextSink: EventSink {
             text += connectionLine(connection) + "\n"
         }
         text += header(event)
-        switch payloadStyle {
-        case .escaped: PayloadText.appendEscaped(event.payload, to: &text)
-        case .hexDump: PayloadText.appendHexDump(event.payload, to: &text)
-        }
         try output.write(text)
+        // The payload straight into the output's buffer: a large upload's text is rendered at disk speed.
+        try output.append { bytes in
+            switch payloadStyle {
+            case .escaped: PayloadText.appendEscaped(event.payload, to: &bytes)
+            case .hexDump: PayloadText.appendHexDump(event.payload, to: &bytes)
+            }
+        }
     }
 
     public func write(_ event: ConnectionEvent) throws(OutputError) {
@@ -116,7 +119,13 @@ public enum PayloadText {
     /// Appends the payload as escaped text, ending with a line break.
     public static func appendEscaped(_ payload: [UInt8], to text: inout String) {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(payload.count + 16)
+        appendEscaped(payload, to: &bytes)
+        text += String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends the payload's escaped text as UTF-8, ending with a line break.
+    public static func appendEscaped(_ payload: [UInt8], to bytes: inout [UInt8]) {
+        bytes.reserveCapacity(bytes.count + payload.count + 16)
         var index = 0
         while index < payload.count {
             let byte = payload[index]
@@ -126,39 +135,51 @@ public enum PayloadText {
             case UInt8(ascii: "\n"), UInt8(ascii: "\t"), 0x20...0x7e:
                 bytes.append(byte)
             case UInt8(ascii: "\r"):
-                bytes.append(contentsOf: Array("\\r".utf8))
+                bytes.append(UInt8(ascii: "\\"))
+                bytes.append(UInt8(ascii: "r"))
             default:
-                bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "x"), hexDigits[Int(byte >> 4)],
-                                          hexDigits[Int(byte & 0xf)]])
+                bytes.append(UInt8(ascii: "\\"))
+                bytes.append(UInt8(ascii: "x"))
+                bytes.append(hexDigits[Int(byte >> 4)])
+                bytes.append(hexDigits[Int(byte & 0xf)])
             }
             index += 1
         }
-        if bytes.last != UInt8(ascii: "\n") { bytes.append(UInt8(ascii: "\n")) }
-        text += String(decoding: bytes, as: UTF8.self)
+        if payload.isEmpty || bytes.last != UInt8(ascii: "\n") { bytes.append(UInt8(ascii: "\n")) }
     }
 
     /// Appends a hex dump: `0000  47 45 54 20 …  |GET …|`, 16 bytes a line.
     public static func appendHexDump(_ payload: [UInt8], to text: inout String) {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(payload.count * 5)
+        appendHexDump(payload, to: &bytes)
+        text += String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends a hex dump's UTF-8: 79 bytes a line of 16.
+    public static func appendHexDump(_ payload: [UInt8], to bytes: inout [UInt8]) {
+        bytes.reserveCapacity(bytes.count + (payload.count + 15) / 16 * 79)
         for lineStart in stride(from: 0, to: payload.count, by: 16) {
             let line = payload[lineStart..<min(lineStart + 16, payload.count)]
-            let offset = String(lineStart, radix: 16)
-            bytes.append(contentsOf: Array((String(repeating: "0", count: max(0, 8 - offset.count)) + offset).utf8))
-            bytes.append(contentsOf: [0x20, 0x20])
+            for shift in stride(from: 28, through: 0, by: -4) { bytes.append(hexDigits[(lineStart >> shift) & 0xf]) }
+            bytes.append(0x20)
+            bytes.append(0x20)
             for position in 0..<16 {
                 if position == 8 { bytes.append(0x20) }
                 if position < line.count {
                     let byte = line[lineStart + position]
-                    bytes.append(contentsOf: [hexDigits[Int(byte >> 4)], hexDigits[Int(byte & 0xf)], 0x20])
+                    bytes.append(hexDigits[Int(byte >> 4)])
+                    bytes.append(hexDigits[Int(byte & 0xf)])
                 } else {
-                    bytes.append(contentsOf: [0x20, 0x20, 0x20])
+                    bytes.append(0x20)
+                    bytes.append(0x20)
                 }
+                bytes.append(0x20)
             }
-            bytes.append(contentsOf: [0x20, UInt8(ascii: "|")])
+            bytes.append(0x20)
+            bytes.append(UInt8(ascii: "|"))
             for byte in line { bytes.append((0x20...0x7e).contains(byte) ? byte : UInt8(ascii: ".")) }
-            bytes.append(contentsOf: [UInt8(ascii: "|"), UInt8(ascii: "\n")])
+            bytes.append(UInt8(ascii: "|"))
+            bytes.append(UInt8(ascii: "\n"))
         }
-        text += String(decoding: bytes, as: UTF8.self)
     }
 }
