@@ -1,5 +1,6 @@
 import Glibc
 import Logging
+import Synchronization
 import TLSTapCore
 import TLSTapHTTP
 import TLSTapLoader
@@ -79,6 +80,12 @@ public final class TraceSession {
     /// in the assembler.
     @exclusivity(unchecked) private var spentPayload: [UInt8] = []
     private var reportedLost = LostCounts.zero
+    /// While `run` renders: the records the draining thread copied out of
+    /// the ring. Set and cleared on the rendering thread, around the
+    /// draining thread's life.
+    private var spool: RecordSpool?
+    /// Tells the draining thread to end.
+    private let drainingStops = Atomic<Bool>(false)
     /// Files with probes, so a program exec'd again is not attached twice.
     private var attachedFiles = Set<FileIdentity>()
     /// Whether programs exec'd later are examined for linked-in TLS, and
@@ -137,7 +144,7 @@ public final class TraceSession {
         // reached without a retain per record.
         let session = Unmanaged.passUnretained(self)
         let handle: (UnsafeRawBufferPointer) -> Void = recording == nil
-            ? { record in session._withUnsafeGuaranteedRef { $0.handle(record) } }
+            ? { record in session._withUnsafeGuaranteedRef { $0.received(record) } }
             : { record in session._withUnsafeGuaranteedRef { $0.count(record) } }
         tracer = try Tracer(filters: filters, ringBufferBytes: ringBufferBytes, logger: logger, onRecord: handle)
         if recording != nil { try tracer?.startRingDump() }
@@ -232,12 +239,20 @@ public final class TraceSession {
     /// - Throws: `OutputError.writeFailed` when output cannot be written;
     ///   a closed reader ends the run normally.
     public func run(until shouldStop: () -> Bool) throws {
-        guard let tracer else { return }
+        guard tracer != nil else { return }
+        let draining = recording == nil ? startDraining() : nil
         var unflushed = false
         var lastFlush: UInt64 = 0
+        var batch: [UInt8] = []
         while outputError == nil && !shouldStop() {
-            let delivered = recording == nil ? try tracer.poll(timeoutMilliseconds: Self.pollMilliseconds)
-                : writeRing(waitingMilliseconds: Self.pollMilliseconds)
+            let delivered: Int
+            if let spool {
+                spool.take(waitingMilliseconds: Self.pollMilliseconds, into: &batch)
+                RecordSpool.forEach(in: batch) { handle($0) }
+                delivered = batch.count
+            } else {
+                delivered = writeRing(waitingMilliseconds: Self.pollMilliseconds)
+            }
             reportLoss()
             unflushed = unflushed || delivered > 0
             let now = WallClock.monotonicNanoseconds()
@@ -247,7 +262,63 @@ public final class TraceSession {
                 lastFlush = now
             }
         }
+        if let draining { stopDraining(draining, rendering: &batch) }
         try finish()
+    }
+
+    /// Starts the thread that empties the ring into `spool` while this one
+    /// renders; nil (and records are rendered as they are read) if it
+    /// cannot be started.
+    private func startDraining() -> pthread_t? {
+        spool = RecordSpool()
+        var thread = pthread_t()
+        let started = pthread_create(&thread, nil, { context in
+            Unmanaged<TraceSession>.fromOpaque(context!).takeUnretainedValue().drainUntilStopped()
+            return nil
+        }, Unmanaged.passUnretained(self).toOpaque())
+        guard started == 0 else {
+            spool = nil
+            logger.warning("cannot start the draining thread: records are rendered as they are read")
+            return nil
+        }
+        return thread
+    }
+
+    /// The draining thread: polls the ring until told to stop; the ring
+    /// callback (`received`) copies each record into the spool.
+    private func drainUntilStopped() {
+        while !drainingStops.load(ordering: .acquiring) {
+            do { try tracer?.poll(timeoutMilliseconds: Self.pollMilliseconds) } catch {
+                logger.error("\(error)")
+                return
+            }
+        }
+    }
+
+    /// Ends the draining thread and renders what it left in the spool; from
+    /// then on, records are rendered as they are read (`finish` drains).
+    private func stopDraining(_ thread: pthread_t, rendering batch: inout [UInt8]) {
+        drainingStops.store(true, ordering: .releasing)
+        spool?.close()
+        pthread_join(thread, nil)
+        spool?.take(waitingMilliseconds: 0, into: &batch)
+        RecordSpool.forEach(in: batch) { handle($0) }
+        spool = nil
+    }
+
+    /// A record from the ring buffer: rendered now, or copied into the
+    /// spool while a draining thread runs. A process stopped until its new
+    /// code has probes is attached and continued here, at once, not when
+    /// rendering reaches its record.
+    private func received(_ record: UnsafeRawBufferPointer) {
+        guard let spool else { return handle(record) }
+        // Only socket records decode as such; a data record is not even read.
+        if record.count == RecordDecoder.socketRecordSize, let socket = try? RecordDecoder.decodeSocket(record),
+            socket.kind == .exec || socket.kind == .mapCode
+        {
+            newCode(socket)
+        }
+        spool.add(record)
     }
 
     /// Drains the ring buffer, emits incomplete calls, reports loss, flushes
@@ -308,7 +379,8 @@ public final class TraceSession {
             case .socket(let socket):
                 switch socket.kind {
                 case .exec, .mapCode:
-                    newCode(socket)
+                    // Already done where the draining thread read it.
+                    if spool == nil { newCode(socket) }
                 case .exit:
                     let objects = (tlsObjects.removeValue(forKey: socket.pid) ?? []).union(unbound.objects(of: socket.pid))
                     tracer?.forgetProcess(socket.pid, fds: connections.fds(of: socket.pid), tlsObjects: Array(objects))

@@ -106,9 +106,10 @@ extension EndToEnd.FaultTests {
 
 extension EndToEnd.FaultTests {
     /// The output's reader stalls (a pipe nobody reads for 3 s, then reads
-    /// again): tlstap blocks on its output instead of buffering without
-    /// bound, whatever could not wait in the ring buffer is counted as lost,
-    /// and everything ends normally once the reader is back.
+    /// again): tlstap's rendering blocks on its output while its draining
+    /// thread keeps emptying the ring into memory (at most 256 MiB, then it
+    /// waits too), whatever could not wait is counted as lost, and
+    /// everything ends normally once the reader is back.
     @Test func aStalledReaderCostsCountedLossNotMemoryOrADeadlock() throws {
         let workspace = try Harness.makeWorkspace()
         defer { try? FileManager.default.removeItem(at: workspace) }

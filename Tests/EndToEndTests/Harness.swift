@@ -18,6 +18,12 @@ enum Harness {
         return packageRoot.appendingPathComponent(".build/debug/tlstap").path
     }()
 
+    /// The release build (`make test` builds it), for tests of throughput, or nil.
+    static let releaseTlstap: String? = {
+        let path = packageRoot.appendingPathComponent(".build/release/tlstap").path
+        return FileManager.default.isExecutableFile(atPath: path) ? path : nil
+    }()
+
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent()
 

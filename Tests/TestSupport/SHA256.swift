@@ -72,7 +72,7 @@ public final class LaunchedProgram: @unchecked Sendable {
 
     /// Waits for the end and collects the output; removes the files.
     public func wait() -> ProgramResult {
-        process.waitUntilExit()
+        waitQuietly()
         let result = ProgramResult(
             status: process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus
                 : process.terminationStatus,
@@ -82,9 +82,17 @@ public final class LaunchedProgram: @unchecked Sendable {
         return result
     }
 
+    /// Waits for the program's end without spinning: Foundation's
+    /// waitUntilExit runs the run loop flat out, a whole core taken from
+    /// the programs under test on this 2-core machine.
+    private func waitQuietly() {
+        while process.isRunning { usleep(5_000) }
+        process.waitUntilExit()
+    }
+
     /// Waits and returns stdout as raw bytes (for large outputs), then removes the files.
     public func waitForBytes() -> (status: Int32, output: [UInt8], standardError: String) {
-        process.waitUntilExit()
+        waitQuietly()
         let result = (process.terminationStatus, standardOutputBytes, standardError)
         try? FileManager.default.removeItem(at: outputFile)
         try? FileManager.default.removeItem(at: errorFile)

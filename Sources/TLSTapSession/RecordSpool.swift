@@ -1,0 +1,91 @@
+import Glibc
+
+/// Records copied out of the ring buffer by a draining thread of their own,
+/// waiting for the thread that renders them.
+///
+/// Rendering can fall behind for seconds: a large upload turned into text,
+/// a pipe whose reader is slow, both cores busy with the traced programs.
+/// Had the renderer also drained the ring, the kernel would have dropped
+/// records the moment the ring filled. The draining thread only copies each
+/// record (memcpy, far faster than any rendering) into pageable memory that
+/// grows while the renderer is behind, so the ring is emptied as fast as it
+/// fills. Past `limitBytes` waiting, the draining thread waits too, and the
+/// kernel counts what the ring cannot take, as before.
+final class RecordSpool: @unchecked Sendable {
+    /// Length-prefixed records (a native UInt32, then the bytes), in order.
+    private var waiting: [UInt8] = []
+    private var closed = false
+    let limitBytes: Int
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    /// Signalled when records are added (for the renderer) or taken (for the drainer).
+    private let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+
+    init(limitBytes: Int = 256 << 20) {
+        self.limitBytes = limitBytes
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(changed, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(changed)
+        pthread_mutex_destroy(mutex)
+        changed.deallocate()
+        mutex.deallocate()
+    }
+
+    /// Copies a record in; waits while `limitBytes` are waiting already.
+    func add(_ record: UnsafeRawBufferPointer) {
+        locked {
+            while waiting.count >= limitBytes && !closed { pthread_cond_wait(changed, mutex) }
+            withUnsafeBytes(of: UInt32(record.count)) { waiting.append(contentsOf: $0) }
+            waiting.append(contentsOf: record)
+            if waiting.count == record.count + 4 { pthread_cond_broadcast(changed) }
+        }
+    }
+
+    /// Moves every record waiting into `batch` (emptied first, its memory
+    /// then kept for the next records), after waiting up to `milliseconds`
+    /// for one.
+    func take(waitingMilliseconds milliseconds: Int32, into batch: inout [UInt8]) {
+        batch.removeAll(keepingCapacity: true)
+        locked {
+            if waiting.isEmpty && !closed && milliseconds > 0 {
+                var now = timespec()
+                clock_gettime(CLOCK_REALTIME, &now)
+                let nanoseconds = Int(now.tv_nsec) + Int(milliseconds) * 1_000_000
+                var deadline = timespec(
+                    tv_sec: now.tv_sec + nanoseconds / 1_000_000_000,
+                    tv_nsec: nanoseconds % 1_000_000_000)
+                _ = pthread_cond_timedwait(changed, mutex, &deadline)
+            }
+            swap(&batch, &waiting)
+            pthread_cond_broadcast(changed)
+        }
+    }
+
+    /// Lets a waiting drainer go (the run is stopping).
+    func close() {
+        locked {
+            closed = true
+            pthread_cond_broadcast(changed)
+        }
+    }
+
+    /// Calls `body` with each record of a batch `take` returned.
+    static func forEach(in batch: [UInt8], _ body: (UnsafeRawBufferPointer) -> Void) {
+        batch.withUnsafeBytes { bytes in
+            var offset = 0
+            while offset + 4 <= bytes.count {
+                let length = Int(bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+                body(UnsafeRawBufferPointer(rebasing: bytes[(offset + 4)..<(offset + 4 + length)]))
+                offset += 4 + length
+            }
+        }
+    }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body()
+    }
+}
