@@ -303,11 +303,24 @@ public final class Tracer {
                 nil
             }
         guard let found else { return nil }
-        let entry = ELFSymbols.bytes(found.path, at: found.function.fileOffset, count: 16)
-            .flatMap(ProbePlacement.cheapEntryOffset).map { found.function.fileOffset + $0 }
-        return AttachPoint(symbol: symbol, path: found.path == target.path ? nil : found.path,
-                           offset: entry ?? found.function.fileOffset, symbolOffset: found.function.fileOffset,
-                           enter: bioWriteProbe.enter, exit: nil, cookie: library, optional: false)
+        let start = found.function.fileOffset
+        let cheapEntry = { (offset: UInt64) in
+            ELFSymbols.bytes(found.path, at: offset, count: 16).flatMap(ProbePlacement.cheapEntryOffset).map { offset + $0 }
+        }
+        let file = found.path == target.path ? nil : found.path
+        if let entry = cheapEntry(start) {
+            return AttachPoint(symbol: symbol, path: file, offset: entry, symbolOffset: start, enter: bioWriteProbe.enter,
+                               exit: nil, cookie: library, optional: false)
+        }
+        // OpenSSL 3's BIO_write begins with `sub rsp`, which the kernel would single-step on every record
+        // (about 14 µs): the function it passes (bio, data, length) on to (bio_write_intern) is probed instead.
+        let code = ELFSymbols.bytes(found.path, at: start, count: Int(min(max(found.function.size, 16), 96)))
+        if let call = code.flatMap({ ProbePlacement.innerCall(in: $0, at: start) }), let entry = cheapEntry(call.callee) {
+            return AttachPoint(symbol: "\(symbol), in the function it calls", path: file, offset: entry,
+                               enter: bioWriteProbe.enter, exit: nil, cookie: library, optional: false)
+        }
+        return AttachPoint(symbol: symbol, path: file, offset: start, symbolOffset: start, enter: bioWriteProbe.enter,
+                           exit: nil, cookie: library, optional: false)
     }
 
     /// The inner function to probe for the pair `plain` and `ex`, if `plain`

@@ -239,7 +239,7 @@ public final class TraceSession {
     /// - Throws: `OutputError.writeFailed` when output cannot be written;
     ///   a closed reader ends the run normally.
     public func run(until shouldStop: () -> Bool) throws {
-        guard tracer != nil else { return }
+        guard let tracer else { return }
         let draining = recording == nil ? startDraining() : nil
         var unflushed = false
         var lastFlush: UInt64 = 0
@@ -250,6 +250,8 @@ public final class TraceSession {
                 spool.take(waitingMilliseconds: Self.pollMilliseconds, into: &batch)
                 RecordSpool.forEach(in: batch) { handle($0) }
                 delivered = batch.count
+            } else if recording == nil {
+                delivered = try tracer.poll(timeoutMilliseconds: Self.pollMilliseconds)
             } else {
                 delivered = writeRing(waitingMilliseconds: Self.pollMilliseconds)
             }
