@@ -495,11 +495,7 @@ public final class TraceSession {
     /// linked in. Called when the process maps a file not seen before; the
     /// file is found through its fd, which is open while the mmap runs.
     private func attachMappedTLS(pid: Int32, fd: Int32) {
-        guard let tracer, let target = LibraryDiscovery.mappedTarget(pid: pid, fd: fd),
-            attachedFiles.insert(target.identity).inserted
-        else { return }
-        let attached = tracer.attach(target).filter { $0.failure == nil }.count
-        logger.info("attached \(attached) probes in \(target.path) for all processes (\(target.reason))")
+        attachOnce(LibraryDiscovery.mappedTarget(pid: pid, fd: fd))
     }
 
     /// Attaches to a TLS library linked into the program at `path` before it
@@ -509,11 +505,14 @@ public final class TraceSession {
     }
 
     private func attachLinkedTLS(path: String, reason: String) {
-        guard let tracer, let target = LibraryDiscovery.embeddedTarget(path: path, reason: reason),
-            attachedFiles.insert(target.identity).inserted
-        else { return }
+        attachOnce(LibraryDiscovery.embeddedTarget(path: path, reason: reason))
+    }
+
+    /// Attaches `target`'s probes for all processes, unless its file has them already.
+    private func attachOnce(_ target: LibraryTarget?) {
+        guard let tracer, let target, attachedFiles.insert(target.identity).inserted else { return }
         let attached = tracer.attach(target).filter { $0.failure == nil }.count
-        logger.info("attached \(attached) probes in \(path) for all processes (\(target.reason))")
+        logger.info("attached \(attached) probes in \(target.path) for all processes (\(target.reason))")
     }
 
     private func emit(_ event: inout DataEvent) {

@@ -66,12 +66,17 @@ func serveH2(cert, key, portFile string) {
 	check(server.ServeTLS(listener, cert, key))
 }
 
-func get(url, caFile, body string) {
+// A client that trusts the certificate in caFile only.
+func client(caFile string, http2 bool) *http.Client {
 	pem, err := os.ReadFile(caFile)
 	check(err)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: false}}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: http2}}
+}
+
+func get(url, caFile, body string) {
+	client := client(caFile, false)
 	response, err := client.Post(url, "text/plain", strings.NewReader(body))
 	check(err)
 	answer, err := io.ReadAll(response.Body)
@@ -80,13 +85,9 @@ func get(url, caFile, body string) {
 }
 
 func getH2(url, caFile, count string) {
-	pem, err := os.ReadFile(caFile)
-	check(err)
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+	client := client(caFile, true)
 	var n int
-	_, err = fmt.Sscan(count, &n)
+	_, err := fmt.Sscan(count, &n)
 	check(err)
 	for i := 0; i < n; i++ {
 		response, err := client.Get(fmt.Sprintf("%s/%d", url, i))
