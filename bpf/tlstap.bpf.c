@@ -14,6 +14,7 @@
 #include "calls.bpf.h"
 #include "plaintext.bpf.h"
 #include "bindings.bpf.h"
+#include "syscalls.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -576,196 +577,195 @@ static __always_inline void go_write_goes_out(int fd, __u64 record)
 	send_call(&call, TLSTAP_DIR_OUT, go->length, call_fd(&call, bpf_get_current_pid_tgid() >> 32));
 }
 
-SEC("tracepoint/syscalls/sys_enter_read")
-int probe_read_enter(struct trace_event_raw_sys_enter *ctx)
+/*
+ * The syscall handlers, tail-called by on_sys_enter and on_sys_exit
+ * (syscalls.bpf.h). Each checks the scope first: the rest of an untraced
+ * process's syscall costs nothing more.
+ */
+SEC("raw_tracepoint/sys_enter")
+int probe_read_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	note_call_fd(ctx->args[0]);
-	remember_plain_call(ctx->args[0], ctx->args[1], 0, TLSTAP_FUNC_SYS_READ, TLSTAP_DIR_IN);
+	int fd;
+
+	if (!tracing_this_process())
+		return 0;
+	fd = SYSCALL_ARG1(ctx);
+	note_call_fd(fd);
+	remember_plain_call(fd, SYSCALL_ARG2(ctx), 0, TLSTAP_FUNC_SYS_READ, TLSTAP_DIR_IN);
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_write")
-int probe_write_enter(struct trace_event_raw_sys_enter *ctx)
+SEC("raw_tracepoint/sys_enter")
+int probe_write_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	note_call_fd(ctx->args[0]);
-	match_write(ctx->args[0], ctx->args[1], ctx->args[2]);
-	go_write_goes_out(ctx->args[0], ctx->args[1]);
-	remember_plain_call(ctx->args[0], ctx->args[1], 0, TLSTAP_FUNC_SYS_WRITE, TLSTAP_DIR_OUT);
+	__u64 buffer;
+	int fd;
+
+	if (!tracing_this_process())
+		return 0;
+	fd = SYSCALL_ARG1(ctx);
+	buffer = SYSCALL_ARG2(ctx);
+	note_call_fd(fd);
+	match_write(fd, buffer, SYSCALL_ARG3(ctx));
+	go_write_goes_out(fd, buffer);
+	remember_plain_call(fd, buffer, 0, TLSTAP_FUNC_SYS_WRITE, TLSTAP_DIR_OUT);
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_readv")
-int probe_readv_enter(struct trace_event_raw_sys_enter *ctx)
+SEC("raw_tracepoint/sys_enter")
+int probe_readv_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	note_call_fd(ctx->args[0]);
-	remember_plain_call(ctx->args[0], ctx->args[1], ctx->args[2], TLSTAP_FUNC_SYS_READV, TLSTAP_DIR_IN);
+	int fd;
+
+	if (!tracing_this_process())
+		return 0;
+	fd = SYSCALL_ARG1(ctx);
+	note_call_fd(fd);
+	remember_plain_call(fd, SYSCALL_ARG2(ctx), SYSCALL_ARG3(ctx), TLSTAP_FUNC_SYS_READV, TLSTAP_DIR_IN);
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_writev")
-int probe_writev_enter(struct trace_event_raw_sys_enter *ctx)
+SEC("raw_tracepoint/sys_enter")
+int probe_writev_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	note_call_fd(ctx->args[0]);
+	__u64 iov;
+	int fd;
+
+	if (!tracing_this_process())
+		return 0;
+	fd = SYSCALL_ARG1(ctx);
+	iov = SYSCALL_ARG2(ctx);
+	note_call_fd(fd);
 	if (fingerprints_used) {
-		struct iovec first = first_iovec(ctx->args[1]);
+		struct iovec first = first_iovec(iov);
 
-		match_write(ctx->args[0], (__u64)first.iov_base, first.iov_len);
+		match_write(fd, (__u64)first.iov_base, first.iov_len);
 	}
-	remember_plain_call(ctx->args[0], ctx->args[1], ctx->args[2], TLSTAP_FUNC_SYS_WRITEV, TLSTAP_DIR_OUT);
+	remember_plain_call(fd, iov, SYSCALL_ARG3(ctx), TLSTAP_FUNC_SYS_WRITEV, TLSTAP_DIR_OUT);
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int probe_sendto_enter(struct trace_event_raw_sys_enter *ctx)
+SEC("raw_tracepoint/sys_enter")
+int probe_sendto_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	note_call_fd(ctx->args[0]);
-	match_write(ctx->args[0], ctx->args[1], ctx->args[2]);
-	remember_plain_call(ctx->args[0], ctx->args[1], 0, TLSTAP_FUNC_SYS_SENDTO, TLSTAP_DIR_OUT);
+	__u64 buffer;
+	int fd;
+
+	if (!tracing_this_process())
+		return 0;
+	fd = SYSCALL_ARG1(ctx);
+	buffer = SYSCALL_ARG2(ctx);
+	note_call_fd(fd);
+	match_write(fd, buffer, SYSCALL_ARG3(ctx));
+	remember_plain_call(fd, buffer, 0, TLSTAP_FUNC_SYS_SENDTO, TLSTAP_DIR_OUT);
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int probe_recvfrom_enter(struct trace_event_raw_sys_enter *ctx)
+SEC("raw_tracepoint/sys_enter")
+int probe_recvfrom_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	note_call_fd(ctx->args[0]);
-	remember_plain_call(ctx->args[0], ctx->args[1], 0, TLSTAP_FUNC_SYS_RECVFROM, TLSTAP_DIR_IN);
+	int fd;
+
+	if (!tracing_this_process())
+		return 0;
+	fd = SYSCALL_ARG1(ctx);
+	note_call_fd(fd);
+	remember_plain_call(fd, SYSCALL_ARG2(ctx), 0, TLSTAP_FUNC_SYS_RECVFROM, TLSTAP_DIR_IN);
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int probe_sendmsg_enter(struct trace_event_raw_sys_enter *ctx)
+SEC("raw_tracepoint/sys_enter")
+int probe_sendmsg_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	note_call_fd(ctx->args[0]);
+	__u64 message;
+	int fd;
+
+	if (!tracing_this_process())
+		return 0;
+	fd = SYSCALL_ARG1(ctx);
+	message = SYSCALL_ARG2(ctx);
+	note_call_fd(fd);
 	if (fingerprints_used) {
-		struct iovec first = msg_first_iovec(ctx->args[1]);
+		struct iovec first = msg_first_iovec(message);
 
-		match_write(ctx->args[0], (__u64)first.iov_base, first.iov_len);
+		match_write(fd, (__u64)first.iov_base, first.iov_len);
 	}
-	remember_plain_msg(ctx->args[0], ctx->args[1], TLSTAP_FUNC_SYS_SENDMSG, TLSTAP_DIR_OUT);
+	remember_plain_msg(fd, message, TLSTAP_FUNC_SYS_SENDMSG, TLSTAP_DIR_OUT);
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int probe_recvmsg_enter(struct trace_event_raw_sys_enter *ctx)
+SEC("raw_tracepoint/sys_enter")
+int probe_recvmsg_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	note_call_fd(ctx->args[0]);
-	remember_plain_msg(ctx->args[0], ctx->args[1], TLSTAP_FUNC_SYS_RECVMSG, TLSTAP_DIR_IN);
-	return 0;
-}
+	int fd;
 
-/* The returns of the same syscalls, attached only with --plaintext. */
-SEC("tracepoint/syscalls/sys_exit_read")
-int probe_read_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	finish_plain_call(ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_write")
-int probe_write_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	finish_plain_call(ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_readv")
-int probe_readv_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	finish_plain_call(ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_writev")
-int probe_writev_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	finish_plain_call(ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_sendto")
-int probe_sendto_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	finish_plain_call(ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_recvfrom")
-int probe_recvfrom_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	finish_plain_call(ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_sendmsg")
-int probe_sendmsg_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	finish_plain_call(ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_recvmsg")
-int probe_recvmsg_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	finish_plain_call(ctx->ret);
+	if (!tracing_this_process())
+		return 0;
+	fd = SYSCALL_ARG1(ctx);
+	note_call_fd(fd);
+	remember_plain_msg(fd, SYSCALL_ARG2(ctx), TLSTAP_FUNC_SYS_RECVMSG, TLSTAP_DIR_IN);
 	return 0;
 }
 
 /* connect(fd, addr, len): the addresses are read from the socket on return. */
-SEC("tracepoint/syscalls/sys_enter_connect")
-int probe_connect_enter(struct trace_event_raw_sys_enter *ctx)
+SEC("raw_tracepoint/sys_enter")
+int probe_connect_enter(struct bpf_raw_tracepoint_args *ctx)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
-	__s32 fd = ctx->args[0];
+	__s32 fd;
 
-	if (tracing_this_process())
-		bpf_map_update_elem(&pending_connects, &thread, &fd, BPF_ANY);
+	if (!tracing_this_process())
+		return 0;
+	fd = SYSCALL_ARG1(ctx);
+	bpf_map_update_elem(&pending_connects, &thread, &fd, BPF_ANY);
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_connect")
-int probe_connect_exit(struct trace_event_raw_sys_exit *ctx)
+/* connect's return: the socket has its local port (a non-blocking one once it returns EINPROGRESS). */
+static __always_inline void connect_returned(long ret)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
 	__s32 *fd = bpf_map_lookup_elem(&pending_connects, &thread);
 	__s32 connected;
 
 	if (!fd)
-		return 0;
+		return;
 	connected = *fd;
 	bpf_map_delete_elem(&pending_connects, &thread);
-	/* A non-blocking connect has its local port once it returns EINPROGRESS. */
-	if (ctx->ret == 0 || ctx->ret == -TLSTAP_EINPROGRESS)
+	if (ret == 0 || ret == -TLSTAP_EINPROGRESS)
 		track_socket(connected, TLSTAP_SOCKET_CONNECT, TLSTAP_ROLE_CLIENT);
+}
+
+/*
+ * Every syscall's return (syscalls.bpf.h): connect's, accept's and
+ * accept4's, which return the new socket's fd, and with --plaintext those
+ * of the calls whose entry kept a plaintext buffer.
+ */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
+{
+	__u32 number = regs->orig_ax;
+
+	if (number == syscall_connect)
+		connect_returned(ret);
+	else if ((number == syscall_accept || number == syscall_accept4) && ret >= 0 && tracing_this_process())
+		track_socket(ret, TLSTAP_SOCKET_ACCEPT, TLSTAP_ROLE_SERVER);
+	else if (capture_plaintext)
+		finish_plain_call(ret);
 	return 0;
 }
 
-static __always_inline void accepted(struct trace_event_raw_sys_exit *ctx)
+/*
+ * Not scoped: a process can leave the scope (a new command name, another
+ * cgroup) with sockets tracked. Most closes are of files and untracked fds:
+ * a lookup takes no lock, a delete does.
+ */
+SEC("raw_tracepoint/sys_enter")
+int probe_close_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	if (ctx->ret >= 0 && tracing_this_process())
-		track_socket(ctx->ret, TLSTAP_SOCKET_ACCEPT, TLSTAP_ROLE_SERVER);
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept")
-int probe_accept_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	accepted(ctx);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept4")
-int probe_accept4_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	accepted(ctx);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_close")
-int probe_close_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	int fd = ctx->args[0];
+	int fd = SYSCALL_ARG1(ctx);
 	__u64 key = tlstap_socket_key(bpf_get_current_pid_tgid() >> 32, fd);
 
-	/* Most closes are of files and untracked fds: a lookup takes no lock, a delete does. */
 	if (bpf_map_lookup_elem(&sockets, &key) && bpf_map_delete_elem(&sockets, &key) == 0)
 		send_socket_end(TLSTAP_SOCKET_CLOSE, fd);
 	return 0;
@@ -830,8 +830,8 @@ static __always_inline void send_new_code(__u8 event, int fd)
 }
 
 /* A new program: user space looks for a TLS library linked into it. */
-SEC("tracepoint/sched/sched_process_exec")
-int probe_process_exec(void *ctx)
+SEC("raw_tracepoint/sched_process_exec")
+int probe_process_exec(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct file *program = BPF_CORE_READ(task, mm, exe_file);
@@ -858,13 +858,16 @@ int probe_process_fork(struct bpf_raw_tracepoint_args *ctx)
  * for a TLS library without probes (a libssl in another directory, one
  * replaced on disk, one loaded later).
  */
-SEC("tracepoint/syscalls/sys_enter_mmap")
-int probe_mmap_enter(struct trace_event_raw_sys_enter *ctx)
+SEC("raw_tracepoint/sys_enter")
+int probe_mmap_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	int fd = ctx->args[4];
 	struct file *file;
+	int fd;
 
-	if (!(ctx->args[2] & TLSTAP_PROT_EXEC) || fd < 0 || !tracing_this_process())
+	if (!tracing_this_process() || !(SYSCALL_ARG3(ctx) & TLSTAP_PROT_EXEC))
+		return 0;
+	fd = SYSCALL_ARG5(ctx);
+	if (fd < 0)
 		return 0;
 	file = file_of_fd(fd);
 	if (file && first_sight(file))
@@ -876,8 +879,8 @@ int probe_mmap_enter(struct trace_event_raw_sys_enter *ctx)
  * A thread is gone: its call entry with it. The process is gone when its
  * leader is, and every fd with it (exit closes them without close()).
  */
-SEC("tracepoint/sched/sched_process_exit")
-int probe_process_exit(void *ctx)
+SEC("raw_tracepoint/sched_process_exit")
+int probe_process_exit(struct bpf_raw_tracepoint_args *ctx)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
 

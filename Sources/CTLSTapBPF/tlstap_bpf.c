@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
 
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
@@ -13,6 +15,86 @@
 #include "CTLSTapBPF.h"
 #include "tlstap_abi.h"
 #include "tlstap.skel.h"
+
+/*
+ * An attached uprobe: a libbpf link (a perf event, on kernels before 6.6),
+ * or the fd of an uprobe_multi link, which libbpf 1.1 cannot make.
+ */
+struct CTLSTapBPF_Probe {
+	struct bpf_link *link;
+	int fd;
+};
+
+/* From the kernel's UAPI (6.6+), newer than Debian 12's headers. */
+#define TLSTAP_BPF_TRACE_UPROBE_MULTI 48
+#define TLSTAP_BPF_F_UPROBE_MULTI_RETURN 1
+
+/* bpf(BPF_LINK_CREATE) for an uprobe_multi link: union bpf_attr's link_create as 6.6 has it. */
+struct uprobe_multi_attr {
+	__u32 prog_fd;
+	__u32 target_fd;
+	__u32 attach_type;
+	__u32 flags;
+	__u64 path;
+	__u64 offsets;
+	__u64 ref_ctr_offsets;
+	__u64 cookies;
+	__u32 cnt;
+	__u32 multi_flags;
+	__u32 pid;
+	__u32 pad;
+};
+
+/*
+ * Whether the kernel has uprobe_multi links (Linux 6.6+). Detaching a
+ * perf-event uprobe waits for an RCU grace period under a global mutex, one
+ * probe after the other (about 85 ms each here: nearly 2 s for a libssl, a
+ * libgnutls and an NSS); uprobe_multi links wait without the mutex, so links
+ * destroyed at once wait once.
+ */
+static bool kernel_has_uprobe_multi(void)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	bool found;
+
+	if (!vmlinux)
+		return false;
+	found = btf__find_by_name_kind(vmlinux, "bpf_uprobe_multi_link", BTF_KIND_STRUCT) >= 0;
+	btf__free(vmlinux);
+	return found;
+}
+
+/* Loads every uprobe program for uprobe_multi links if the kernel has them. */
+static void choose_uprobe_links(struct tlstap_bpf *skel)
+{
+	struct bpf_program *program;
+
+	if (!kernel_has_uprobe_multi())
+		return;
+	bpf_object__for_each_program(program, skel->obj) {
+		const char *section = bpf_program__section_name(program);
+
+		if (strcmp(section, "uprobe") == 0 || strcmp(section, "uretprobe") == 0)
+			bpf_program__set_expected_attach_type(program, TLSTAP_BPF_TRACE_UPROBE_MULTI);
+	}
+}
+
+static int attach_uprobe_multi(struct bpf_program *program, bool retprobe, pid_t pid, const char *path,
+			       uint64_t offset, uint64_t cookie)
+{
+	struct uprobe_multi_attr attr = {
+		.prog_fd = bpf_program__fd(program),
+		.attach_type = TLSTAP_BPF_TRACE_UPROBE_MULTI,
+		.path = (__u64)(uintptr_t)path,
+		.offsets = (__u64)(uintptr_t)&offset,
+		.cookies = (__u64)(uintptr_t)&cookie,
+		.cnt = 1,
+		.multi_flags = retprobe ? TLSTAP_BPF_F_UPROBE_MULTI_RETURN : 0,
+		.pid = pid < 0 ? 0 : (__u32)pid,
+	};
+
+	return (int)syscall(SYS_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
+}
 
 struct tlstap_bpf *CTLSTapBPF_open(void)
 {
@@ -31,42 +113,78 @@ int CTLSTapBPF_configure(struct tlstap_bpf *skel, const struct CTLSTapBPF_Filter
 	skel->rodata->capture_plaintext = filters->capture_plaintext;
 	skel->rodata->follow_children = filters->follow_children;
 	skel->rodata->stop_for_attach = filters->stop_for_attach;
-	if (!filters->capture_plaintext) {
-		/* Not even loaded: their tracepoints would fire on every read and write. */
-		struct bpf_program *plaintext_only[] = {
-			skel->progs.probe_read_exit,	skel->progs.probe_write_exit,
-			skel->progs.probe_readv_exit,	skel->progs.probe_writev_exit,
-			skel->progs.probe_sendto_exit,	skel->progs.probe_recvfrom_exit,
-			skel->progs.probe_sendmsg_exit, skel->progs.probe_recvmsg_exit,
-		};
-
-		for (size_t i = 0; i < sizeof(plaintext_only) / sizeof(plaintext_only[0]); i++)
-			bpf_program__set_autoload(plaintext_only[i], false);
-	}
+	skel->rodata->syscall_connect = SYS_connect;
+	skel->rodata->syscall_accept = SYS_accept;
+	skel->rodata->syscall_accept4 = SYS_accept4;
+	choose_uprobe_links(skel);
 	skel->rodata->target_cgroup_id = filters->target_cgroup_id;
 	skel->rodata->wakeup_threshold = ring_buffer_bytes / 8 < (1u << 20) ? ring_buffer_bytes / 8 : (1u << 20);
 	return bpf_map__set_max_entries(skel->maps.events, ring_buffer_bytes);
 }
 
-int CTLSTapBPF_load(struct tlstap_bpf *skel)
+/* A syscall and the program its raw tracepoint tail-calls for it (syscalls.bpf.h). */
+struct syscall_handler {
+	long number;
+	struct bpf_program *program;
+};
+
+static int fill_syscall_table(struct bpf_map *table, const struct syscall_handler *handlers, size_t count)
 {
-	return tlstap_bpf__load(skel);
+	for (size_t i = 0; i < count; i++) {
+		__u32 slot = (__u32)handlers[i].number;
+		int program = bpf_program__fd(handlers[i].program);
+
+		if (program < 0 || bpf_map__update_elem(table, &slot, sizeof(slot), &program, sizeof(program), BPF_ANY))
+			return -errno;
+	}
+	return 0;
 }
 
-static void *destroy_link(void *link)
+int CTLSTapBPF_load(struct tlstap_bpf *skel)
 {
-	bpf_link__destroy(link);
+	struct syscall_handler enters[] = {
+		{ SYS_read, skel->progs.probe_read_enter },	  { SYS_write, skel->progs.probe_write_enter },
+		{ SYS_readv, skel->progs.probe_readv_enter },	  { SYS_writev, skel->progs.probe_writev_enter },
+		{ SYS_sendto, skel->progs.probe_sendto_enter },	  { SYS_recvfrom, skel->progs.probe_recvfrom_enter },
+		{ SYS_sendmsg, skel->progs.probe_sendmsg_enter }, { SYS_recvmsg, skel->progs.probe_recvmsg_enter },
+		{ SYS_connect, skel->progs.probe_connect_enter }, { SYS_close, skel->progs.probe_close_enter },
+		{ SYS_mmap, skel->progs.probe_mmap_enter },
+	};
+	int err = tlstap_bpf__load(skel);
+
+	if (!err)
+		err = fill_syscall_table(skel->maps.syscall_enters, enters, sizeof(enters) / sizeof(enters[0]));
+	return err;
+}
+
+/* A link of the skeleton's, or a probe; detaching either waits for the kernel. */
+struct detach_job {
+	struct bpf_link *link;
+	struct CTLSTapBPF_Probe *probe;
+};
+
+static void *detach(void *argument)
+{
+	struct detach_job *job = argument;
+
+	if (job->link)
+		bpf_link__destroy(job->link);
+	if (job->probe) {
+		bpf_link__destroy(job->probe->link);
+		if (job->probe->fd >= 0)
+			close(job->probe->fd);
+		free(job->probe);
+	}
 	return NULL;
 }
 
 /*
- * Detaching a probe waits for an RCU grace period in the kernel, about 0.1 s
- * each on this VM kind: 2.3 s for tlstap's two dozen links one after another,
- * on every Ctrl-C and after every `tlstap -- COMMAND`. The waits overlap when
- * each link is destroyed on a thread of its own (one that cannot be started
- * is destroyed in place).
+ * Detaching a link waits for an RCU grace period in the kernel. The waits
+ * overlap where the kernel lets them (raw tracepoints, uprobe_multi links)
+ * when each job runs on a thread of its own (one that cannot be started
+ * runs in place).
  */
-static void destroy_links_at_once(struct bpf_link **links, size_t count)
+static void detach_at_once(struct detach_job *jobs, size_t count)
 {
 	pthread_t *threads = calloc(count ? count : 1, sizeof(*threads));
 	bool *started = calloc(count ? count : 1, sizeof(*started));
@@ -75,7 +193,7 @@ static void destroy_links_at_once(struct bpf_link **links, size_t count)
 
 	if (!threads || !started) {
 		for (size_t i = 0; i < count; i++)
-			bpf_link__destroy(links[i]);
+			detach(&jobs[i]);
 		free(started);
 		free(threads);
 		return;
@@ -84,9 +202,9 @@ static void destroy_links_at_once(struct bpf_link **links, size_t count)
 	if (small_stacks)
 		pthread_attr_setstacksize(&attr, 64 * 1024);
 	for (size_t i = 0; i < count; i++) {
-		started[i] = pthread_create(&threads[i], small_stacks ? &attr : NULL, destroy_link, links[i]) == 0;
+		started[i] = pthread_create(&threads[i], small_stacks ? &attr : NULL, detach, &jobs[i]) == 0;
 		if (!started[i])
-			bpf_link__destroy(links[i]);
+			detach(&jobs[i]);
 	}
 	for (size_t i = 0; i < count; i++)
 		if (started[i])
@@ -97,29 +215,31 @@ static void destroy_links_at_once(struct bpf_link **links, size_t count)
 	free(threads);
 }
 
-void CTLSTapBPF_destroy(struct tlstap_bpf *skel, struct bpf_link *const *links, size_t link_count)
+void CTLSTapBPF_destroy(struct tlstap_bpf *skel, struct CTLSTapBPF_Probe *const *probes, size_t probe_count)
 {
 	struct bpf_object_skeleton *s = skel ? skel->skeleton : NULL;
-	size_t capacity = link_count + (s ? s->prog_cnt : 0), count = 0;
-	struct bpf_link **all = calloc(capacity ? capacity : 1, sizeof(*all));
+	size_t capacity = probe_count + (s ? s->prog_cnt : 0), count = 0;
+	struct detach_job *jobs = calloc(capacity ? capacity : 1, sizeof(*jobs));
 
-	for (size_t i = 0; i < link_count; i++) {
-		if (all)
-			all[count++] = links[i];
+	for (size_t i = 0; i < probe_count; i++) {
+		struct detach_job job = { .probe = probes[i] };
+
+		if (jobs)
+			jobs[count++] = job;
 		else
-			bpf_link__destroy(links[i]);
+			detach(&job);
 	}
-	/* The skeleton's own links (the syscall tracepoints), taken out of it so destroy() skips them. */
-	for (int i = 0; s && all && i < s->prog_cnt; i++) {
+	/* The skeleton's own links (the raw tracepoints), taken out of it so destroy() skips them. */
+	for (int i = 0; s && jobs && i < s->prog_cnt; i++) {
 		struct bpf_prog_skeleton *prog = (void *)s->progs + (size_t)i * s->prog_skel_sz;
 
 		if (*prog->link)
-			all[count++] = *prog->link;
+			jobs[count++] = (struct detach_job){ .link = *prog->link };
 		*prog->link = NULL;
 	}
-	if (all)
-		destroy_links_at_once(all, count);
-	free(all);
+	if (jobs)
+		detach_at_once(jobs, count);
+	free(jobs);
 	tlstap_bpf__destroy(skel);
 }
 
@@ -195,19 +315,40 @@ void CTLSTapBPF_forget_process(struct tlstap_bpf *skel, uint32_t pid, const int3
 	}
 }
 
-struct bpf_link *CTLSTapBPF_attach_uprobe(struct bpf_program *program, bool retprobe, pid_t pid,
-					  const char *path, const char *function, uint64_t offset,
-					  uint64_t cookie)
+struct CTLSTapBPF_Probe *CTLSTapBPF_attach_uprobe(struct bpf_program *program, bool retprobe, pid_t pid,
+						  const char *path, const char *function, uint64_t offset,
+						  uint64_t cookie)
 {
 	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = retprobe, .func_name = function,
 		    .bpf_cookie = cookie);
+	struct CTLSTapBPF_Probe *probe;
 
 	/* libbpf 1.1 dereferences a NULL program. */
 	if (!program) {
 		errno = ENOENT;
 		return NULL;
 	}
-	return bpf_program__attach_uprobe_opts(program, pid, path, function ? 0 : offset, &opts);
+	probe = calloc(1, sizeof(*probe));
+	if (!probe)
+		return NULL;
+	probe->fd = -1;
+	if (bpf_program__expected_attach_type(program) == (enum bpf_attach_type)TLSTAP_BPF_TRACE_UPROBE_MULTI) {
+		/* An uprobe_multi link takes file offsets only: the caller resolves symbols. */
+		if (function)
+			errno = ENOENT;
+		else
+			probe->fd = attach_uprobe_multi(program, retprobe, pid, path, offset, cookie);
+	} else {
+		probe->link = bpf_program__attach_uprobe_opts(program, pid, path, function ? 0 : offset, &opts);
+	}
+	if (!probe->link && probe->fd < 0) {
+		int err = errno;
+
+		free(probe);
+		errno = err;
+		return NULL;
+	}
+	return probe;
 }
 
 /* A program and the skeleton slot for its link, so destroy() detaches it. */
@@ -233,20 +374,14 @@ static int attach_all(struct probe_slot *probes, size_t count, const char **fail
 
 #define SLOT(name) { skel->progs.name, &skel->links.name }
 
-int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, bool plaintext, const char **failed)
+int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, const char **failed)
 {
+	/* The syscall handlers are not attached: these two tail-call them. */
 	struct probe_slot always[] = {
-		SLOT(probe_read_enter),	   SLOT(probe_write_enter),    SLOT(probe_readv_enter),
-		SLOT(probe_writev_enter),  SLOT(probe_sendto_enter),   SLOT(probe_recvfrom_enter),
-		SLOT(probe_sendmsg_enter), SLOT(probe_recvmsg_enter),  SLOT(probe_connect_enter),
-		SLOT(probe_connect_exit),  SLOT(probe_accept_exit),    SLOT(probe_accept4_exit),
-		SLOT(probe_close_enter),   SLOT(probe_process_exit),    SLOT(probe_process_exec),
-		SLOT(probe_mmap_enter),
-	};
-	struct probe_slot plaintext_only[] = {
-		SLOT(probe_read_exit),	  SLOT(probe_write_exit),    SLOT(probe_readv_exit),
-		SLOT(probe_writev_exit),  SLOT(probe_sendto_exit),   SLOT(probe_recvfrom_exit),
-		SLOT(probe_sendmsg_exit), SLOT(probe_recvmsg_exit),
+		SLOT(on_sys_enter),
+		SLOT(on_sys_exit),
+		SLOT(probe_process_exit),
+		SLOT(probe_process_exec),
 	};
 	/* Forks matter only to -p's filter: no cost on every fork of the host otherwise. */
 	struct probe_slot children[] = { SLOT(probe_process_fork) };
@@ -254,9 +389,7 @@ int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, bool plaintext, con
 
 	if (!err && skel->rodata->filter_pids && skel->rodata->follow_children)
 		err = attach_all(children, 1, failed);
-	if (err || !plaintext)
-		return err;
-	return attach_all(plaintext_only, sizeof(plaintext_only) / sizeof(plaintext_only[0]), failed);
+	return err;
 }
 
 void CTLSTapBPF_set_go_probes_attached(struct tlstap_bpf *skel)

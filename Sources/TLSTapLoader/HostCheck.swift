@@ -19,7 +19,7 @@ public struct HostCheck: Sendable {
 
     /// Whether everything tlstap needs to trace OpenSSL is there.
     public var canTrace: Bool {
-        let needed: Set = ["BTF", "ring buffer", "uprobe", "uretprobe", "bpf_loop"]
+        let needed: Set = ["BTF", "ring buffer", "uprobe", "uretprobe", "raw tracepoint", "bpf_loop"]
         return features.allSatisfy { !needed.contains($0.name) || $0.available }
     }
 
@@ -35,15 +35,11 @@ public struct HostCheck: Sendable {
         features.append(pmu("uprobe", name: "uprobe"))
         features.append(pmuFormat("uprobe", field: "retprobe", name: "uretprobe"))
         features.append(pmu("kprobe", name: "kprobe"))
-        features.append(progType(BPF_PROG_TYPE_TRACEPOINT, name: "tracepoint"))
         features.append(progType(BPF_PROG_TYPE_RAW_TRACEPOINT, name: "raw tracepoint"))
         let fentry = CTLSTapBPF_probe_fentry()
         features.append(Feature(name: "fentry", available: fentry == 0, detail: fentry == 0
             ? "a test program attached to do_nanosleep loaded"
             : "the kernel refused a test program: \(String(cString: strerror(-fentry)))"))
-        let tracefs = Tracefs.mountPoint()
-        features.append(Feature(name: "tracefs", available: tracefs != nil,
-                                detail: tracefs.map { "mounted at \($0)" } ?? "not mounted; tlstap mounts it when needed"))
         return HostCheck(features: features, libraries: LibraryDiscovery.distinct(LibraryDiscovery.systemLibraries()))
     }
 

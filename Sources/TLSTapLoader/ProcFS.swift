@@ -24,7 +24,7 @@ enum ProcFS {
         String(decoding: try readBytes(path), as: UTF8.self)
     }
 
-    /// Where a filesystem of `type` (e.g. "tracefs", "cgroup2") is mounted,
+    /// Where a filesystem of `type` (e.g. "cgroup2") is mounted,
     /// from /proc/self/mountinfo: `id parent dev root mountpoint ... - type source ...`.
     static func mountPoint(ofType type: String) -> String? {
         guard let mounts = try? readText("/proc/self/mountinfo") else { return nil }

@@ -164,11 +164,10 @@ public final class Tracer {
                           errno: -loaded)
         }
         try fillFilterMaps(filters)
-        try Tracefs.ensureMounted()
         var failedProbe: UnsafePointer<CChar>?
-        let socketProbes = CTLSTapBPF_attach_socket_probes(skeleton, filters.plaintext, &failedProbe)
+        let socketProbes = CTLSTapBPF_attach_socket_probes(skeleton, &failedProbe)
         guard socketProbes == 0 else {
-            let name = failedProbe.map { String(cString: $0) } ?? "a tracepoint"
+            let name = failedProbe.map { String(cString: $0) } ?? "a raw tracepoint"
             throw .system("cannot attach \(name)", errno: -socketProbes)
         }
 
@@ -196,9 +195,11 @@ public final class Tracer {
         for point in Self.attachPoints(for: target) {
             let programs = [(point.enter, false)] + (point.exit.map { [($0, true)] } ?? [])
             for (program, isReturn) in programs {
+                // By file offset where it is known (an uprobe_multi link takes nothing else), else libbpf finds it.
+                let offset = point.offset ?? point.symbolOffset
                 let link = CTLSTapBPF_attach_uprobe(
                     CTLSTapBPF_program(skeleton, program), isReturn, pid, point.path ?? target.path,
-                    point.offset == nil ? point.symbol : nil, point.offset ?? 0, point.cookie)
+                    offset == nil ? point.symbol : nil, offset ?? 0, point.cookie)
                 if let link {
                     links.append(link)
                     results.append(AttachResult(path: point.path ?? target.path, symbol: point.symbol,

@@ -207,6 +207,18 @@ enum Harness {
         return Set((programs ?? []).compactMap { $0["id"] as? Int })
     }
 
+    /// Which of `programs` the kernel still holds after waiting up to 5 s:
+    /// it frees a program a grace period after its last link is detached
+    /// (raw tracepoint and uprobe_multi links) or its last fd is closed.
+    static func programsLeft(of programs: Set<Int>) throws -> Set<Int> {
+        var remaining = programs
+        for _ in 0..<100 where !remaining.isEmpty {
+            remaining = programs.intersection(try loadedPrograms())
+            if !remaining.isEmpty { usleep(50_000) }
+        }
+        return remaining
+    }
+
     /// Program IDs that BPF links in the kernel point at.
     static func linkedPrograms() throws -> Set<Int> {
         let result = try runProgram(["/usr/sbin/bpftool", "-j", "link", "show"])

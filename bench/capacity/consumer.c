@@ -10,10 +10,11 @@
  * plaintext are tlstap's, and the difference in the two processes' CPU time
  * is what tlstap's user space does with each record.
  *
- * tlstap's syscall tracepoints, which tie calls to sockets, are configured
- * and attached by tlstap's own C shim (Sources/CTLSTapBPF/tlstap_bpf.c,
- * compiled in), as `tlstap -p PID` attaches them: they run in the traced
- * process, so against a server they are part of what the BPF side costs it.
+ * tlstap's raw tracepoints, which tie calls to sockets, and its probes are
+ * configured, loaded and attached by tlstap's own C shim
+ * (Sources/CTLSTapBPF/tlstap_bpf.c, compiled in), as `tlstap -p PID` does:
+ * they run in the traced process, so against a server they are part of
+ * what the BPF side costs it.
  *
  * Prints "consumer: attached N probes" on stderr when ready; on SIGINT or
  * SIGTERM drains the ring buffer and prints one line on stdout:
@@ -68,12 +69,19 @@ static struct bpf_program *program_named(void *object, const char *name, int is_
 	return bpf_object__find_program_by_name(object, name);
 }
 
+/* The probes tlstap attaches: uprobe_multi links where the kernel has them. */
+static void *attach_tlstap_uprobe(struct bpf_program *program, int is_return, pid_t pid, const char *file,
+				  unsigned long long offset, unsigned long long cookie)
+{
+	return CTLSTapBPF_attach_uprobe(program, is_return, pid, file, NULL, offset, cookie);
+}
+
 int main(int argc, char **argv)
 {
 	const char *plan_path = NULL;
 	struct counts counts = {};
 	struct ring_buffer *ring = NULL;
-	struct bpf_link *links[MAX_LINKS] = {};
+	void *links[MAX_LINKS] = {};
 	struct tlstap_bpf *skel;
 	int attached = 0, status = 1, option;
 	__u32 ring_mib = 32; /* tlstap's default */
@@ -104,7 +112,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	const struct CTLSTapBPF_Filters filters = { .own_pid = getpid(), .filter_pids = true };
-	if (CTLSTapBPF_configure(skel, &filters, ring_mib << 20) || tlstap_bpf__load(skel)) {
+	if (CTLSTapBPF_configure(skel, &filters, ring_mib << 20) || CTLSTapBPF_load(skel)) {
 		fprintf(stderr, "consumer: cannot load tlstap's BPF programs: %s\n", strerror(errno));
 		goto out;
 	}
@@ -115,10 +123,11 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	if (attach_plan("consumer", plan_path, pid, program_named, skel->obj, links, &attached, MAX_LINKS))
+	if (attach_plan("consumer", plan_path, pid, program_named, skel->obj, attach_tlstap_uprobe, links,
+			&attached, MAX_LINKS))
 		goto out;
 	const char *failed = NULL;
-	int attach_err = CTLSTapBPF_attach_socket_probes(skel, false, &failed);
+	int attach_err = CTLSTapBPF_attach_socket_probes(skel, &failed);
 	if (attach_err) {
 		fprintf(stderr, "consumer: cannot attach %s: %s\n", failed ? failed : "the syscall probes",
 			strerror(-attach_err));
@@ -166,9 +175,7 @@ int main(int argc, char **argv)
 	status = 0;
 out:
 	ring_buffer__free(ring);
-	for (int i = 0; i < attached; i++)
-		bpf_link__destroy(links[i]);
-	tlstap_bpf__destroy(skel);
+	CTLSTapBPF_destroy(skel, (struct CTLSTapBPF_Probe *const *)links, attached);
 	return status;
 
 usage:

@@ -40,7 +40,7 @@ static struct bpf_program *empty_program(void *skel, const char *name, int is_re
 
 int main(int argc, char **argv)
 {
-	struct bpf_link *links[MAX_LINKS] = {};
+	void *links[MAX_LINKS] = {};
 	const char *library = NULL, *plan_path = NULL;
 	struct floor_bpf *skel;
 	int attached = 0, status = 1;
@@ -70,7 +70,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "floor: cannot load the BPF programs: %s\n", strerror(errno));
 		return 1;
 	}
-	if (plan_path && attach_plan("floor", plan_path, pid, empty_program, skel, links, &attached, MAX_LINKS))
+	if (plan_path && attach_plan("floor", plan_path, pid, empty_program, skel, attach_perf_uprobe, links, &attached,
+				      MAX_LINKS))
 		goto out;
 	for (size_t i = 0; library && i < sizeof(functions) / sizeof(functions[0]); i++) {
 		for (int ret = 0; ret <= 1; ret++) {

@@ -19,14 +19,27 @@
 /* The program to attach for a point's ENTRY-PROGRAM (is_return 0) or RETURN-PROGRAM (1), or NULL. */
 typedef struct bpf_program *(*plan_program)(void *context, const char *name, int is_return);
 
+/* Attaches `program` at file offset `offset`: a handle to detach later, or NULL with errno set. */
+typedef void *(*plan_attach)(struct bpf_program *program, int is_return, pid_t pid, const char *file,
+			     unsigned long long offset, unsigned long long cookie);
+
+/* plan_attach with libbpf: a perf-event uprobe, as the floor's programs are loaded for. */
+static inline void *attach_perf_uprobe(struct bpf_program *program, int is_return, pid_t pid, const char *file,
+				       unsigned long long offset, unsigned long long cookie)
+{
+	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = is_return, .bpf_cookie = cookie);
+
+	return bpf_program__attach_uprobe_opts(program, pid, file, offset, &opts);
+}
+
 /*
  * Attaches an entry and a return probe, with the point's cookie, at every
  * point of the plan at `path`, for process `pid` only, appending the links
- * to `links` (`*count` of `max_links` used). Returns 0, or -1 after saying
- * why on stderr, prefixed with `who`.
+ * to `links` (`*count` of `max_links` used) the handles `attach` returns.
+ * Returns 0, or -1 after saying why on stderr, prefixed with `who`.
  */
 static int attach_plan(const char *who, const char *path, pid_t pid, plan_program choose, void *context,
-		       struct bpf_link **links, int *count, int max_links)
+		       plan_attach attach, void **links, int *count, int max_links)
 {
 	char file[4096], enter[64], exit[64];
 	unsigned long long offset, cookie;
@@ -40,11 +53,10 @@ static int attach_plan(const char *who, const char *path, pid_t pid, plan_progra
 		for (int ret = 0; ret <= 1; ret++) {
 			const char *name = ret ? exit : enter;
 			struct bpf_program *program = choose(context, name, ret);
-			LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret, .bpf_cookie = cookie);
-			struct bpf_link *link = NULL;
+			void *link = NULL;
 
 			if (*count < max_links && program)
-				link = bpf_program__attach_uprobe_opts(program, pid, file, offset, &opts);
+				link = attach(program, ret, pid, file, offset, cookie);
 			if (!link) {
 				fprintf(stderr, "%s: cannot attach %s at 0x%llx in %s: %s\n", who, name, offset, file,
 					!program ? "no such program" : *count < max_links ? strerror(errno) : "too many probes");

@@ -122,11 +122,14 @@ int CTLSTapBPF_configure(struct tlstap_bpf *skel, const struct CTLSTapBPF_Filter
 /* Verifies and loads the programs and creates the maps. 0 or -errno. */
 int CTLSTapBPF_load(struct tlstap_bpf *skel);
 
+/* An attached uprobe (CTLSTapBPF_attach_uprobe), owned by the caller until destroy. */
+struct CTLSTapBPF_Probe;
+
 /*
- * Detaches `links` (probes attached outside the skeleton) and every link the
- * skeleton owns, all at once, then unloads everything. NULL skel is fine.
+ * Detaches `probes` and every link the skeleton owns, all at once, then
+ * unloads everything and frees the probes. NULL skel is fine.
  */
-void CTLSTapBPF_destroy(struct tlstap_bpf *skel, struct bpf_link *const *links, size_t link_count);
+void CTLSTapBPF_destroy(struct tlstap_bpf *skel, struct CTLSTapBPF_Probe *const *probes, size_t probe_count);
 
 /* The program's name in tlstap.bpf.c, for tools that attach from `tlstap check --attach-plan`. */
 const char *CTLSTapBPF_program_name(enum CTLSTapBPF_Program program);
@@ -139,11 +142,13 @@ int CTLSTapBPF_map_fd(struct tlstap_bpf *skel, enum CTLSTapBPF_Map map);
  * Attaches `program` as a uprobe (or uretprobe) on `function` in the ELF file
  * at `path` (or, when function is NULL, at file offset `offset`), for process
  * `pid` or for all processes when pid is -1, with `cookie` readable in BPF
- * through bpf_get_attach_cookie. NULL with errno set on failure.
+ * through bpf_get_attach_cookie. NULL with errno set on failure. On a kernel
+ * with uprobe_multi links (6.6+) the probe is one of those, which needs
+ * `offset`: `function` then fails with ENOENT.
  */
-struct bpf_link *CTLSTapBPF_attach_uprobe(struct bpf_program *program, bool retprobe, pid_t pid,
-					  const char *path, const char *function, uint64_t offset,
-					  uint64_t cookie);
+struct CTLSTapBPF_Probe *CTLSTapBPF_attach_uprobe(struct bpf_program *program, bool retprobe, pid_t pid,
+						  const char *path, const char *function, uint64_t offset,
+						  uint64_t cookie);
 
 /*
  * Whether the kernel loads an fentry program (BPF trampolines): loads a
@@ -153,11 +158,11 @@ struct bpf_link *CTLSTapBPF_attach_uprobe(struct bpf_program *program, bool retp
 int CTLSTapBPF_probe_fentry(void);
 
 /*
- * Attaches the syscall and scheduler tracepoints that tie TLS calls to
- * sockets. Needs tracefs mounted. 0 on success; else -errno, with the
- * failing tracepoint's name in `failed` (may be NULL).
+ * Attaches the raw tracepoints (syscalls, exec, exit, and fork with -p) that
+ * tie TLS calls to sockets and follow processes. 0 on success; else -errno,
+ * with the failing program's section name in `failed` (may be NULL).
  */
-int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, bool plaintext, const char **failed);
+int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, const char **failed);
 
 /* Tells the syscall probes that Go programs have probes (after load). */
 void CTLSTapBPF_set_go_probes_attached(struct tlstap_bpf *skel);
