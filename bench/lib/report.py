@@ -623,6 +623,37 @@ def targets_section(summary, verdict, capacity, soak, lines):
     lines.append("")
 
 
+def overhead_section(results, lines):
+    """`tlstap -- true`'s wall time and what an untraced process pays per syscall."""
+    cells = [r for r in results if r.get("phase") == "overhead"]
+    if not cells:
+        return {}
+    lines += ["### Stopping, and what untraced processes pay", ""]
+    exits = [r["seconds"] for r in cells if r["kind"] == "exit-true"]
+    found = {}
+    if exits:
+        found["exit"] = median(exits)
+        lines.append(f"`tlstap -- true` (start, attach, run, drain, detach): median {median(exits):.2f} s "
+                     f"({min(exits):.2f}–{max(exits):.2f}, {len(exits)} runs).")
+        lines.append("")
+    syscalls = [r for r in cells if r["kind"] == "syscall"]
+    if syscalls:
+        lines += ["`dd if=/dev/zero of=/dev/null bs=1 count=1000000` (2,000,000 syscalls), a process tlstap does "
+                  "not trace, with no tracer and while tlstap traces an idle process in the given scope "
+                  "(alternating, medians of 3):", "",
+                  "| scope | dd seconds | no tracer | cost per syscall |", "|---|---|---|---|"]
+        base = median([r["seconds"] for r in syscalls if r["scope"] == "none"])
+        costs = {}
+        for scope in dict.fromkeys(r["scope"] for r in syscalls if r["scope"] != "none"):
+            traced = median([r["seconds"] for r in syscalls if r["scope"] == scope])
+            cost = (traced - base) / 2_000_000 * 1e9
+            costs[scope] = cost
+            lines.append(f"| `tlstap {scope}` | {traced:.2f} | {base:.2f} | {cost:.0f} ns |")
+        found["syscall"] = costs
+        lines.append("")
+    return found
+
+
 def write_report(args):
     with open(args.results) as file:
         results = [json.loads(line) for line in file if line.strip()]
@@ -648,8 +679,12 @@ def write_report(args):
     capacity = capacity_section(results, body)
     soak = soak_section(results, args.cells, body)
     profile_section(results, args.cells, summary, body)
+    overhead = overhead_section(results, body)
     targets = []
     targets_section(summary, verdict, capacity, soak, targets)
+    if "exit" in overhead:
+        targets.insert(-1, f"- `tlstap -- true` under 0.5 s: median {overhead['exit']:.2f} s — "
+                       f"{'**met**' if overhead['exit'] < 0.5 else '**not met**'}.")
     lines += targets + body + [END]
     section = "\n".join(lines) + "\n"
     if args.report == "-":
