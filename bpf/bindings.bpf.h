@@ -41,14 +41,20 @@ struct {
 	__type(value, struct tls_binding);
 } ssl_fds SEC(".maps");
 
+/* The inode of the socket that is open file `file`, or 0. */
+static __always_inline __u64 socket_ino_of_file(struct file *file)
+{
+	struct inode *inode = file ? BPF_CORE_READ(file, f_inode) : NULL;
+
+	if (!inode || (BPF_CORE_READ(inode, i_mode) & TLSTAP_S_IFMT) != TLSTAP_S_IFSOCK)
+		return 0;
+	return BPF_CORE_READ(inode, i_ino);
+}
+
 /* The inode of the socket behind the current task's fd, or 0. */
 static __always_inline __u64 socket_ino_of_fd(int fd)
 {
-	struct file *file = file_of_fd(fd);
-
-	if (!file || (BPF_CORE_READ(file, f_inode, i_mode) & TLSTAP_S_IFMT) != TLSTAP_S_IFSOCK)
-		return 0;
-	return BPF_CORE_READ(file, f_inode, i_ino);
+	return socket_ino_of_file(file_of_fd(fd));
 }
 
 /* The binding of `ssl` in process `tgid`, if any. */

@@ -186,16 +186,22 @@ static __always_inline struct socket_state *track_socket(int fd, __u8 event, __u
 	return bpf_map_lookup_elem(&sockets, &key);
 }
 
-/* The state of `fd`, tracking it now (as MID) if it is new or was reused. */
-static __always_inline struct socket_state *socket_in_use(int fd)
+/* The state of `fd`, whose open file is `file`, tracking it now (as MID) if it is new or was reused. */
+static __always_inline struct socket_state *socket_of_file(int fd, struct file *file)
 {
 	__u64 key = tlstap_socket_key(bpf_get_current_pid_tgid() >> 32, fd);
 	struct socket_state *state = bpf_map_lookup_elem(&sockets, &key);
 
 	/* The same open file: five reads, against eleven to check the socket again. */
-	if (state && state->file == (__u64)file_of_fd(fd))
+	if (state && state->file == (__u64)file)
 		return state;
 	return track_socket(fd, TLSTAP_SOCKET_MID, TLSTAP_ROLE_UNKNOWN);
+}
+
+/* The state of `fd`, tracking it now (as MID) if it is new or was reused. */
+static __always_inline struct socket_state *socket_in_use(int fd)
+{
+	return socket_of_file(fd, file_of_fd(fd));
 }
 
 /*

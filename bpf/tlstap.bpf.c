@@ -44,46 +44,60 @@ static __always_inline void remember_call(struct pt_regs *ctx, __u8 library, __u
 	start_call(thread, &call);
 }
 
+/* The socket a call went through: its fd and open file, or fd -1 if unknown. */
+struct call_socket {
+	int fd;
+	struct file *file;
+};
+
 /*
- * The fd behind a call: the one its own syscall named (which binds the
+ * The socket behind a call: the one its own syscall named (which binds the
  * object to it), else the one the object is bound to if that fd still holds
  * the same socket (a read served from OpenSSL's buffer makes no syscall, nor
- * does any call through a memory BIO), else -1: unknown, never a guess.
+ * does any call through a memory BIO), else fd -1: unknown, never a guess.
+ * The fd's file is read once here and used again by send_call.
  */
-static __always_inline int call_fd(struct tls_call *call, __u32 tgid)
+static __always_inline struct call_socket call_socket(struct tls_call *call, __u32 tgid)
 {
+	struct call_socket none = { .fd = -1 };
+	struct call_socket found = { .fd = call->fd };
 	__u64 socket_ino;
 
 	if (call->fd < 0) {
 		if (call->known_fd < 0)
-			return -1;
-		if (socket_ino_of_fd(call->known_fd) == call->known_ino)
-			return call->known_fd;
+			return none;
+		found.fd = call->known_fd;
+		found.file = file_of_fd(found.fd);
+		if (socket_ino_of_file(found.file) == call->known_ino)
+			return found;
 		/* The fd was closed, or now holds another socket. */
 		unbind_object(tgid, call->ssl);
-		return -1;
+		return none;
 	}
+	found.file = file_of_fd(found.fd);
+	socket_ino = socket_ino_of_file(found.file);
 	/* An LRU update takes locks: only when the object is new or changed socket, not on every call. */
-	socket_ino = socket_ino_of_fd(call->fd);
-	if (call->known_fd != call->fd || call->known_ino != socket_ino)
-		bind_object(tgid, call->ssl, call->fd, socket_ino);
-	return call->fd;
+	if (call->known_fd != found.fd || call->known_ino != socket_ino)
+		bind_object(tgid, call->ssl, found.fd, socket_ino);
+	return found;
 }
 
 /*
  * Sends the plaintext of a finished call: `call` names the library, function,
- * TLS object and buffer; `moved` is the byte count the call returned.
+ * TLS object and buffer; `moved` is the byte count the call returned, and
+ * `through` the socket it went through.
  */
-static __always_inline void send_call(struct tls_call *call, __u8 direction, __u64 moved, int fd)
+static __always_inline void send_call(struct tls_call *call, __u8 direction, __u64 moved, struct call_socket through)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
 	struct emit_state state = {};
 	struct socket_state *socket = NULL;
+	int fd = through.fd;
 
 	if (!moved)
 		return;
 	if (fd >= 0)
-		socket = socket_in_use(fd);
+		socket = socket_of_file(fd, through.file);
 	if (socket ? !socket->wanted : (filter_ports || filter_hosts))
 		return;
 	if (socket)
@@ -129,9 +143,9 @@ static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
 	__u64 thread = bpf_get_current_pid_tgid();
 	struct tls_call *pending = call_in_flight(thread);
 	long ret = PT_REGS_RC(ctx);
+	struct call_socket through;
 	struct tls_call call;
 	__u64 moved = 0;
-	int fd;
 
 	if (!pending)
 		return;
@@ -147,9 +161,9 @@ static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
 	} else if ((int)ret > 0) {
 		moved = (int)ret;
 	}
-	fd = call_fd(&call, thread >> 32);
+	through = call_socket(&call, thread >> 32);
 	end_call(pending);
-	send_call(&call, direction, moved, fd);
+	send_call(&call, direction, moved, through);
 }
 
 
@@ -264,7 +278,7 @@ int probe_ssl_handshake_exit(struct pt_regs *ctx)
 		return 0;
 	call = *pending;
 	end_call(pending);
-	call_fd(&call, thread >> 32);
+	call_socket(&call, thread >> 32);
 	return 0;
 }
 
@@ -470,7 +484,7 @@ static __always_inline void go_finish(struct pt_regs *ctx, __u8 direction)
 			call.fd = started_on->fd;
 		end_call(started_on);
 	}
-	send_call(&call, direction, n > 0 ? n : 0, call_fd(&call, thread >> 32));
+	send_call(&call, direction, n > 0 ? n : 0, call_socket(&call, thread >> 32));
 }
 
 /* crypto/tls.(*Conn).Write(b []byte) (int, error): entry. */
@@ -574,7 +588,7 @@ static __always_inline void go_write_goes_out(int fd, __u64 record)
 	go->sent = 1;
 	call = go->call;
 	call.fd = fd;
-	send_call(&call, TLSTAP_DIR_OUT, go->length, call_fd(&call, bpf_get_current_pid_tgid() >> 32));
+	send_call(&call, TLSTAP_DIR_OUT, go->length, call_socket(&call, bpf_get_current_pid_tgid() >> 32));
 }
 
 /*

@@ -11,11 +11,19 @@ import Glibc
 /// grows while the renderer is behind, so the ring is emptied as fast as it
 /// fills. Past `limitBytes` waiting, the draining thread waits too, and the
 /// kernel counts what the ring cannot take, as before.
+///
+/// The drainer gathers a poll's records without a lock and hands them over
+/// at once (`publish`): one lock and one wakeup per poll, not per record.
 final class RecordSpool: @unchecked Sendable {
     /// Length-prefixed records (a native UInt32, then the bytes), in order.
     private var waiting: [UInt8] = []
+    /// The drainer's records not yet published, in the same form; only the drainer touches it.
+    private var gathered: [UInt8] = []
     private var closed = false
     let limitBytes: Int
+    /// Gathered bytes past which `add` publishes without waiting for the poll to end
+    /// (a poll lasts as long as records keep coming).
+    static let publishBytes = 1 << 20
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     /// Signalled when records are added (for the renderer) or taken (for the drainer).
     private let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
@@ -33,14 +41,23 @@ final class RecordSpool: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    /// Copies a record in; waits while `limitBytes` are waiting already.
+    /// Copies a record in (the drainer); the renderer sees it once published.
     func add(_ record: UnsafeRawBufferPointer) {
+        withUnsafeBytes(of: UInt32(record.count)) { gathered.append(contentsOf: $0) }
+        gathered.append(contentsOf: record)
+        if gathered.count >= Self.publishBytes { publish() }
+    }
+
+    /// Hands the gathered records to the renderer (the drainer, after each
+    /// poll); waits while `limitBytes` are waiting already.
+    func publish() {
+        guard !gathered.isEmpty else { return }
         locked {
             while waiting.count >= limitBytes && !closed { pthread_cond_wait(changed, mutex) }
-            withUnsafeBytes(of: UInt32(record.count)) { waiting.append(contentsOf: $0) }
-            waiting.append(contentsOf: record)
-            if waiting.count == record.count + 4 { pthread_cond_broadcast(changed) }
+            if waiting.isEmpty { swap(&waiting, &gathered) } else { waiting.append(contentsOf: gathered) }
+            pthread_cond_broadcast(changed)
         }
+        gathered.removeAll(keepingCapacity: true)
     }
 
     /// Moves every record waiting into `batch` (emptied first, its memory

@@ -287,13 +287,16 @@ public final class TraceSession {
     }
 
     /// The draining thread: polls the ring until told to stop; the ring
-    /// callback (`received`) copies each record into the spool.
+    /// callback (`received`) copies each record into the spool, which hands
+    /// a poll's records to the renderer when the poll returns.
     private func drainUntilStopped() {
         while !drainingStops.load(ordering: .acquiring) {
             do { try tracer?.poll(timeoutMilliseconds: Self.pollMilliseconds) } catch {
                 logger.error("\(error)")
+                spool?.publish()
                 return
             }
+            spool?.publish()
         }
     }
 
