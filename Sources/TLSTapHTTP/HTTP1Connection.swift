@@ -244,6 +244,7 @@ extension HTTPExchange {
         self.status = status
         reason = head.third
         responseHeaders = head.headers
+        responseVersion = head.first
         if protocolVersion.isEmpty { protocolVersion = head.first }
         if capturingBody { responseBody = [] }
     }

@@ -46,8 +46,12 @@ public struct HTTPExchange: Sendable, Equatable {
     public var connection: UInt64
     public var pid: UInt32
     public var comm: String
-    /// "HTTP/1.0", "HTTP/1.1" or "HTTP/2".
+    /// "HTTP/1.0", "HTTP/1.1" or "HTTP/2": the request's (HTTP/1.x), or the
+    /// response's when the request was not seen.
     public var protocolVersion: String
+    /// The version an HTTP/1.x response gave for itself (a 1.1 request may
+    /// get a 1.0 answer); nil without a response, and for HTTP/2.
+    public var responseVersion: String?
     /// The HTTP/2 stream id.
     public var stream: UInt32?
     public var method: String = ""

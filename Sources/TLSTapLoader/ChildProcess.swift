@@ -59,7 +59,11 @@ public enum ChildProcess {
 
     /// The full path of `program`, searched in PATH when it has no slash.
     public static func resolve(_ program: String) -> String? {
-        if program.contains("/") { return access(program, X_OK) == 0 ? program : nil }
+        if program.contains("/") {
+            var info = stat()
+            return stat(program, &info) == 0 && info.st_mode & S_IFMT == S_IFREG && access(program, X_OK) == 0
+                ? program : nil
+        }
         let searchPath = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
         for directory in searchPath.split(separator: ":") {
             let candidate = "\(directory)/\(program)"

@@ -80,7 +80,8 @@ public final class HARSink: EventSink {
                 - exchange.responseBodyLength
         }
         let response = HAREntry.Response(
-            status: exchange.status ?? 0, statusText: exchange.reason ?? "", httpVersion: version,
+            status: exchange.status ?? 0, statusText: exchange.reason ?? "",
+            httpVersion: exchange.responseVersion ?? version,
             headers: Self.headers(exchange.responseHeaders),
             cookies: Self.cookies(exchange.responseHeaders, header: "set-cookie"), content: content,
             redirectURL: exchange.responseHeaders.first("location") ?? "", bodySize: exchange.responseBodyLength)

@@ -210,6 +210,9 @@ extension JSONLinesSink {
         line.append(",\"pid\":", decimal: exchange.pid)
         line.append(",\"comm\":", string: exchange.comm)
         line.append(",\"protocol\":", string: exchange.protocolVersion)
+        if let answered = exchange.responseVersion, answered != exchange.protocolVersion {
+            line.append(",\"response_protocol\":", string: answered)
+        }
         if let stream = exchange.stream {
             line.append(",\"stream\":", decimal: stream)
         }

@@ -23,11 +23,11 @@ public struct TraceSummary: Sendable, Equatable {
     public var line: String {
         var text = "tlstap: \(events) events, \(payloadBytes) bytes captured, \(lost.records) records lost "
             + "(\(lost.bytes) bytes)"
-        if exchanges > 0 { text += ", \(exchanges) HTTP exchanges" }
+        if exchanges > 0 { text += ", \(exchanges) HTTP exchange\(exchanges == 1 ? "" : "s")" }
         if eventsWithoutConnection > 0 {
             text += ", \(eventsWithoutConnection) event\(eventsWithoutConnection == 1 ? "" : "s") without a known connection"
         }
-        if malformedRecords > 0 { text += ", \(malformedRecords) malformed records" }
+        if malformedRecords > 0 { text += ", \(malformedRecords) malformed record\(malformedRecords == 1 ? "" : "s")" }
         return text
     }
 }

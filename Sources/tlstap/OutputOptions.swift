@@ -11,13 +11,20 @@ struct OutputOptions: ParsableArguments {
     @Option(name: [.short, .long], help: "Output format: text, hex, json (JSON Lines) or http (one line per exchange).")
     var format: OutputFormat = .text
 
-    @Option(help: "With --format json, only these records: data, conn, http, lost (repeatable).")
+    @Option(help: "Only these records, on stdout and in --write: data, conn, http, lost (repeatable).")
     var events: [EventKind] = []
+
+    @Flag(
+        name: [.short, .long],
+        help: "Nothing on stdout: only the files asked for (--write, --pcapng, --har) and the summary.")
+    var quiet = false
 
     @Flag(help: "Keep HTTP bodies in the http records (base64, capped by --max-body).")
     var bodies = false
 
-    @Option(name: .customLong("max-body"), help: "Bytes of each body to keep with --bodies; the rest is counted.")
+    @Option(
+        name: .customLong("max-body"), parsing: .unconditional,
+        help: "Bytes of each body to keep with --bodies; the rest is counted.")
     var maxBody: Int = 1 << 20
 
     @Option(name: .customLong("write"), help: ArgumentHelp("Also write JSON Lines to FILE (mode 0600).", valueName: "file"))
@@ -30,7 +37,11 @@ struct OutputOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Write HTTP exchanges as HAR 1.2 to FILE (mode 0600).", valueName: "file"))
     var har: String?
 
-    @Flag(help: "Replace credential header values (Authorization, Cookie, Set-Cookie, X-Api-Key, …) in every output.")
+    @Flag(
+        help: """
+            Replace credential header values (Authorization, Cookie, Set-Cookie, X-Api-Key, …) in http records, \
+            HAR and HTTP/1 payloads; HTTP/2 payloads' HPACK blocks are not rewritten yet.
+            """)
     var redact = false
 
     @Option(name: .customLong("redact-header"), help: ArgumentHelp("Also redact this header (repeatable).", valueName: "name"))
@@ -41,12 +52,15 @@ struct OutputOptions: ParsableArguments {
 
     func validate() throws {
         guard maxBody >= 0 else { throw ValidationError("--max-body must be 0 or more bytes") }
-        if !events.isEmpty && format != .json { throw ValidationError("--events goes with --format json") }
+        if quiet && pcapng == "-" {
+            throw ValidationError("--quiet and --pcapng - cannot be combined: both are about stdout")
+        }
     }
 
     /// The HTTP parsing limits, or nil when no output shows exchanges.
     var httpLimits: HTTPLimits? {
-        let shown = format.showsExchanges && (events.isEmpty || events.contains(.http)) && pcapng != "-"
+        let shown =
+            format.showsExchanges && (events.isEmpty || events.contains(.http)) && pcapng != "-" && !quiet
         guard shown || jsonFile != nil || har != nil else { return nil }
         return HTTPLimits(maxBodyBytes: maxBody, captureBodies: bodies || har != nil)
     }
@@ -58,18 +72,19 @@ struct OutputOptions: ParsableArguments {
         let diagnostics = OutputFile(descriptor: 2, name: "stderr", ownsDescriptor: false)
         let standardOutput = OutputFile.standardOutput(sharedWithCommand: runsCommand)
         var sinks: [EventSink] = []
+        let narrowed = { (sink: EventSink) in events.isEmpty ? sink : FilteringSink(sink, kinds: Set(events)) }
         if pcapng == "-" {
             sinks.append(try PcapngSink(file: standardOutput, version: TLSTapVersion.current))
-        } else {
-            let sink = format.makeSink(output: standardOutput, diagnostics: diagnostics, timestamps: .local())
-            sinks.append(events.isEmpty ? sink : FilteringSink(sink, kinds: Set(events)))
+        } else if !quiet {
+            let shown = format.makeSink(output: standardOutput, diagnostics: diagnostics, timestamps: .local())
+            sinks.append(narrowed(shown))
         }
-        if let jsonFile { sinks.append(JSONLinesSink(output: try OutputFile.create(path: jsonFile))) }
+        if let jsonFile { sinks.append(narrowed(JSONLinesSink(output: try OutputFile.create(path: jsonFile)))) }
         if let pcapng, pcapng != "-" {
             sinks.append(try PcapngSink(file: try OutputFile.create(path: pcapng), version: TLSTapVersion.current))
         }
         if let har { sinks.append(try HARSink(file: try OutputFile.create(path: har), version: TLSTapVersion.current)) }
-        let sink = sinks.count == 1 ? sinks[0] : TeeSink(sinks)
+        let sink = sinks.count == 1 ? sinks[0] : TeeSink(sinks)  // none at all: --quiet without files
         return redact || !redactHeaders.isEmpty ? RedactingSink(sink, extraHeaders: redactHeaders) : sink
     }
 }

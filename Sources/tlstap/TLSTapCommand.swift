@@ -10,18 +10,16 @@ struct TLSTapCommand: ParsableCommand {
         commandName: "tlstap",
         abstract: "See the plaintext that programs send and receive over TLS, live, with eBPF.",
         discussion: """
-            tlstap puts uprobes on OpenSSL's SSL_read/SSL_write (and their _ex forms) and prints the
-            buffers after decryption and before encryption: no proxy, no certificates, no keys.
-            Needs root (or CAP_BPF and CAP_PERFMON).
+            tlstap puts uprobes on the read and write functions of OpenSSL, BoringSSL, GnuTLS, NSS and Go's crypto/tls, and prints the buffers after decryption and before encryption: no proxy, no certificates, no keys. Needs root (or CAP_BPF and CAP_PERFMON).
 
             Examples:
-              tlstap                                 trace every process on the host
-              tlstap -p 1234 --format json           one process, as JSON Lines
-              tlstap -- curl https://example.org     run a command and trace it and its children
-              tlstap record -o cap.tlstap -p 1234    save the records undecoded (the lightest)
-              tlstap replay cap.tlstap --format json and render them later
-              tlstap demo                            a TLS conversation on loopback, traced
-              tlstap check                           what this host supports
+              tlstap                                trace every process on the host
+              tlstap -p 1234 --format json          one process and its children, JSON
+              tlstap -- curl https://example.org    run a command and trace it
+              tlstap record -o cap.tlstap -p 1234   save the records undecoded
+              tlstap replay cap.tlstap              and render them later
+              tlstap demo                           a TLS conversation, traced
+              tlstap check                          what this host supports
             """,
         version: TLSTapVersion.current,
         subcommands: [TraceCommand.self, RecordCommand.self, ReplayCommand.self, CheckCommand.self, DemoCommand.self],

@@ -7,8 +7,14 @@ import TLSTapSession
 
 /// What to trace, and how a run goes: shared by `trace` and `record`.
 struct TraceScope: ParsableArguments {
-    @Option(name: [.short, .customLong("pid")], help: "Trace this process and the processes it forks (repeatable).")
-    var pids: [Int32] = []
+    @Option(
+        name: [.short, .customLong("pid")], parsing: .upToNextOption,
+        help: ArgumentHelp(
+            "Trace these processes and the processes they fork (-p 12 34, -p 12,34, or -p again).", valueName: "pid"))
+    var pidArguments: [String] = []
+
+    /// The PIDs of -p, each argument a number or a comma-separated list (checked in `validate`).
+    var pids: [Int32] { pidArguments.flatMap { $0.split(separator: ",").compactMap { Int32($0) } } }
 
     @Flag(name: .customLong("no-children"), help: "With -p: only the given processes, not their children.")
     var noChildren = false
@@ -25,13 +31,21 @@ struct TraceScope: ParsableArguments {
     @Flag(help: "Also capture unencrypted TCP payload (lib \"socket\"); TLS sockets' ciphertext is never shown.")
     var plaintext = false
 
-    @Option(name: .customLong("ring-buffer-mib"), help: "Ring buffer size in MiB, a power of two.")
+    @Option(
+        name: .customLong("ring-buffer-mib"), parsing: .unconditional, help: "Ring buffer size in MiB, a power of two.")
     var ringBufferMiB: Int = 32
 
     @Argument(parsing: .postTerminator, help: "A command to run and trace, with every process it forks.")
     var command: [String] = []
 
     func validate() throws {
+        for argument in pidArguments {
+            for word in argument.split(separator: ",", omittingEmptySubsequences: false) {
+                guard Int32(word) != nil else {
+                    throw ValidationError("'\(word)' is not a PID: -p takes process numbers (-p 12 34 or -p 12,34)")
+                }
+            }
+        }
         for pid in pids {
             guard pid > 0 else { throw ValidationError("'\(pid)' is not a valid PID") }
             guard kill(pid, 0) == 0 || errno == EPERM else { throw ValidationError("no process with PID \(pid) exists") }
@@ -54,9 +68,21 @@ struct TraceScope: ParsableArguments {
         if !command.isEmpty && !pids.isEmpty {
             throw ValidationError("-p/--pid and -- COMMAND cannot be combined: the command is the scope")
         }
-        if let program = command.first, ChildProcess.resolve(program) == nil {
-            throw ValidationError("cannot run '\(program)': no such command in PATH")
+        if !command.isEmpty && !comms.isEmpty {
+            throw ValidationError("-c/--comm and -- COMMAND cannot be combined: the command is the scope")
         }
+        if let program = command.first, ChildProcess.resolve(program) == nil {
+            throw ValidationError("cannot run '\(program)': \(Self.whyNotRunnable(program))")
+        }
+    }
+
+    /// Why `program`, which `ChildProcess.resolve` did not find, cannot run.
+    static func whyNotRunnable(_ program: String) -> String {
+        guard program.contains("/") else { return "no such command in PATH" }
+        var info = stat()
+        guard stat(program, &info) == 0 else { return String(cString: strerror(errno)).lowercased() }
+        if info.st_mode & S_IFMT == S_IFDIR { return "it is a directory" }
+        return "it is not executable"
     }
 
     var ringBufferBytes: UInt32 { UInt32(ringBufferMiB) << 20 }

@@ -29,7 +29,7 @@ extension EndToEnd {
                 let script = "curl -sS --http1.1 --cacert '\(cert)' \(curlArguments) '\(url)?v=1' -o /dev/null && "
                     + "curl -sS --http2 --cacert '\(cert)' \(curlArguments) '\(url)?v=2' -o /dev/null"
                 run = try Harness.run(
-                    ["--format", "json", "--events", "data", "--pcapng", workspace.appendingPathComponent("capture.pcapng").path,
+                    ["--format", "json", "--pcapng", workspace.appendingPathComponent("capture.pcapng").path,
                      "--har", workspace.appendingPathComponent("capture.har").path,
                      "--write", workspace.appendingPathComponent("capture.jsonl").path]
                         + (savesRaw ? ["--save-raw", workspace.appendingPathComponent("capture.tlstapraw").path] : [])

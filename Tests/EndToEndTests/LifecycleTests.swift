@@ -48,7 +48,26 @@ extension EndToEnd {
         @Test(arguments: [
             (["-p", "999999"], "tlstap: no process with PID 999999 exists\n"),
             (["-p", "0"], "tlstap: '0' is not a valid PID\n"),
-            (["-p", "abc"], "tlstap: The value 'abc' is invalid for '-p <pid>'\n"),
+            (["-p", "abc"], "tlstap: 'abc' is not a PID: -p takes process numbers (-p 12 34 or -p 12,34)\n"),
+            (["-p", "1,x"], "tlstap: 'x' is not a PID: -p takes process numbers (-p 12 34 or -p 12,34)\n"),
+            (["-p", "1", "999999"], "tlstap: no process with PID 999999 exists\n"),
+            (["-p", "1,999999"], "tlstap: no process with PID 999999 exists\n"),
+            (["--max-body", "-5"], "tlstap: --max-body must be 0 or more bytes\n"),
+            (["--ring-buffer-mib", "-1"], "tlstap: --ring-buffer-mib must be a power of two from 1 to 1024\n"),
+            (
+                ["--quiet", "--pcapng", "-"],
+                "tlstap: --quiet and --pcapng - cannot be combined: both are about stdout\n"
+            ),
+            (
+                ["-c", "curl", "--", "/bin/true"],
+                "tlstap: -c/--comm and -- COMMAND cannot be combined: the command is the scope\n"
+            ),
+            (
+                ["--", "/no/such/tlstap-program"],
+                "tlstap: cannot run '/no/such/tlstap-program': no such file or directory\n"
+            ),
+            (["--", "/etc/passwd"], "tlstap: cannot run '/etc/passwd': it is not executable\n"),
+            (["--", "/tmp"], "tlstap: cannot run '/tmp': it is a directory\n"),
             (
                 ["--format", "xml"],
                 "tlstap: The value 'xml' is invalid for '--format <format>'. Please provide one of 'text', 'hex', 'json' or 'http'.\n"

@@ -46,6 +46,44 @@ extension EndToEnd {
                 })
         }
 
+        /// `-p` takes several PIDs after one flag, as `-p $(pidof …)` gives
+        /// them, or as a comma list; `--quiet` leaves stdout empty, and
+        /// `--events` narrows the `--write` file too.
+        @Test(arguments: [false, true])
+        func pidTakesSeveralProcessesAndQuietWritesOnlyTheFile(commaList: Bool) throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let (first, firstPort) = try Harness.startPythonServer(in: workspace)
+            let (second, secondPort) = try Harness.startPythonServer(in: workspace)
+            defer {
+                for server in [first, second] {
+                    server.signal(SIGKILL)
+                    _ = server.wait()
+                }
+            }
+            let pids = [first.process.processIdentifier, second.process.processIdentifier]
+            let file = workspace.appendingPathComponent("out.jsonl").path
+            let scope = commaList ? ["-p", "\(pids[0]),\(pids[1])"] : ["-p", "\(pids[0])", "\(pids[1])"]
+            let tracer = try LaunchedProgram(
+                [Harness.tlstap] + scope + ["--no-children", "--quiet", "--write", file, "--events", "http"])
+            #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
+            for (port, seed) in [(firstPort, 1), (secondPort, 2)] {
+                let client = try runProgram(
+                    Harness.pythonClient(port: port, workspace: workspace, size: 300, seed: seed))
+                #expect(client.status == 0, "\(client.standardError)")
+            }
+            _ = first.wait()
+            _ = second.wait()
+            let run = Harness.stop(tracer)
+            #expect(run.status == 0, "\(run.standardError)")
+            #expect(run.output.isEmpty, "--quiet: nothing on stdout")
+            #expect(run.standardError.contains(", 2 HTTP exchanges"), "\(run.standardError)")
+            let records = try Harness.records(Array(try Data(contentsOf: URL(fileURLWithPath: file))))
+            #expect(records.map { $0["event"] as? String } == ["http", "http"])
+            #expect(Set(records.compactMap { ($0["pid"] as? Int).map(Int32.init) }) == Set(pids))
+            #expect(records.allSatisfy { $0["method"] as? String == "POST" && $0["path"] as? String == "/upload" })
+        }
+
         /// `-p` with the PID a service started as (PostgreSQL's postmaster)
         /// traces the backends it forks per connection, which do the TLS:
         /// the query is seen where the server decrypts it. With

@@ -54,6 +54,19 @@ func exchanges(_ segments: [Segment], piece: Int = 0, closeAt: UInt64? = nil, bo
         #expect(result[0].responseHeaders == [HTTPHeader("Content-Length", "5")])
     }
 
+    /// A 1.1 request answered in HTTP/1.0 (openssl s_server -WWW does):
+    /// each half keeps its own version.
+    @Test(arguments: pieces)
+    func aResponseKeepsItsOwnVersion(piece: Int) {
+        let result = exchanges([
+            Segment(fromClient: true, text: "GET /a HTTP/1.1\r\nHost: example.test\r\n\r\n", time: 10),
+            Segment(fromClient: false, text: "HTTP/1.0 200 ok\r\nContent-type: text/plain\r\n\r\nhi", time: 20),
+        ], piece: piece, closeAt: 30)
+        #expect(result.map(\.protocolVersion) == ["HTTP/1.1"])
+        #expect(result.map(\.responseVersion) == ["HTTP/1.0"])
+        #expect(result.map(\.responseBodyLength) == [2])
+    }
+
     @Test(arguments: pieces)
     func chunkedBodiesWithTrailers(piece: Int) {
         let result = exchanges([
