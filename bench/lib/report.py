@@ -343,7 +343,7 @@ def capacity_section(results, lines):
         "negative numbers, as the idle run can cost more than a loaded one) divided by the events (calls; a "
         "256 KiB write is one event of 16 records). Payload MB/s = bytes "
         "captured / the generator's run time; drain = time from SIGINT to the tracer's exit (draining, and "
-        "detaching every probe: about 1 s for 8 uprobes here, more with tlstap's tracepoints).",
+        "detaching every probe: on this 6.6+ kernel the uprobes are uprobe_multi links and the syscalls two raw tracepoints, detached at once).",
         "",
         "| write size | tracer | gen writes/s | events | payload MB | payload MB/s | lost records "
         "| complete | CPU user s | CPU sys s | user µs/event | total µs/event | total ms/MB | drain ms |",
