@@ -28,7 +28,7 @@ final class RecordSpool: @unchecked Sendable {
     /// Signalled when records are added (for the renderer) or taken (for the drainer).
     private let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
-    init(limitBytes: Int = 256 << 20) {
+    init(limitBytes: Int) {
         self.limitBytes = limitBytes
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(changed, nil)

@@ -84,6 +84,9 @@ public final class TraceSession {
     /// the ring. Set and cleared on the rendering thread, around the
     /// draining thread's life.
     private var spool: RecordSpool?
+    /// How much the draining thread may hold while rendering is behind:
+    /// eight times the ring buffer, so `--ring-buffer-mib` sizes both.
+    private var spoolLimitBytes = 256 << 20
     /// Tells the draining thread to end.
     private let drainingStops = Atomic<Bool>(false)
     /// Files with probes, so a program exec'd again is not attached twice.
@@ -139,6 +142,7 @@ public final class TraceSession {
             sink: sink, http: recording == nil ? http : nil, clock: clock, live: true, rawLog: rawLog,
             recording: recording, logger: logger)
         save(.clock(clock))
+        spoolLimitBytes = 8 * Int(ringBufferBytes)
         // The handler runs inside `tracer.poll`, on this object's thread, so
         // only while this object, which owns the tracer, exists: it is
         // reached without a retain per record.
@@ -272,7 +276,7 @@ public final class TraceSession {
     /// renders; nil (and records are rendered as they are read) if it
     /// cannot be started.
     private func startDraining() -> pthread_t? {
-        spool = RecordSpool()
+        spool = RecordSpool(limitBytes: spoolLimitBytes)
         var thread = pthread_t()
         let started = pthread_create(&thread, nil, { context in
             Unmanaged<TraceSession>.fromOpaque(context!).takeUnretainedValue().drainUntilStopped()
