@@ -596,21 +596,8 @@ static __always_inline void go_write_goes_out(int fd, __u64 record)
  * (syscalls.bpf.h). Each checks the scope first: the rest of an untraced
  * process's syscall costs nothing more.
  */
-SEC("raw_tracepoint/sys_enter")
-int probe_read_enter(struct bpf_raw_tracepoint_args *ctx)
-{
-	int fd;
-
-	if (!tracing_this_process())
-		return 0;
-	fd = SYSCALL_ARG1(ctx);
-	note_call_fd(fd);
-	remember_plain_call(fd, SYSCALL_ARG2(ctx), 0, TLSTAP_FUNC_SYS_READ, TLSTAP_DIR_IN);
-	return 0;
-}
-
-SEC("raw_tracepoint/sys_enter")
-int probe_write_enter(struct bpf_raw_tracepoint_args *ctx)
+/* read, write, sendto, recvfrom (fd, buffer, length, ...): one buffer. */
+static __always_inline int buffer_call_entered(struct bpf_raw_tracepoint_args *ctx, __u8 function, __u8 direction)
 {
 	__u64 buffer;
 	int fd;
@@ -620,27 +607,17 @@ int probe_write_enter(struct bpf_raw_tracepoint_args *ctx)
 	fd = SYSCALL_ARG1(ctx);
 	buffer = SYSCALL_ARG2(ctx);
 	note_call_fd(fd);
-	match_write(fd, buffer, SYSCALL_ARG3(ctx));
-	go_write_goes_out(fd, buffer);
-	remember_plain_call(fd, buffer, 0, TLSTAP_FUNC_SYS_WRITE, TLSTAP_DIR_OUT);
+	if (direction == TLSTAP_DIR_OUT) {
+		match_write(fd, buffer, SYSCALL_ARG3(ctx));
+		if (function == TLSTAP_FUNC_SYS_WRITE)
+			go_write_goes_out(fd, buffer); /* Go writes with write(2) */
+	}
+	remember_plain_call(fd, buffer, 0, function, direction);
 	return 0;
 }
 
-SEC("raw_tracepoint/sys_enter")
-int probe_readv_enter(struct bpf_raw_tracepoint_args *ctx)
-{
-	int fd;
-
-	if (!tracing_this_process())
-		return 0;
-	fd = SYSCALL_ARG1(ctx);
-	note_call_fd(fd);
-	remember_plain_call(fd, SYSCALL_ARG2(ctx), SYSCALL_ARG3(ctx), TLSTAP_FUNC_SYS_READV, TLSTAP_DIR_IN);
-	return 0;
-}
-
-SEC("raw_tracepoint/sys_enter")
-int probe_writev_enter(struct bpf_raw_tracepoint_args *ctx)
+/* readv, writev (fd, iov, iovcnt). */
+static __always_inline int iovec_call_entered(struct bpf_raw_tracepoint_args *ctx, __u8 function, __u8 direction)
 {
 	__u64 iov;
 	int fd;
@@ -650,42 +627,49 @@ int probe_writev_enter(struct bpf_raw_tracepoint_args *ctx)
 	fd = SYSCALL_ARG1(ctx);
 	iov = SYSCALL_ARG2(ctx);
 	note_call_fd(fd);
-	if (fingerprints_used) {
+	if (direction == TLSTAP_DIR_OUT && fingerprints_used) {
 		struct iovec first = first_iovec(iov);
 
 		match_write(fd, (__u64)first.iov_base, first.iov_len);
 	}
-	remember_plain_call(fd, iov, SYSCALL_ARG3(ctx), TLSTAP_FUNC_SYS_WRITEV, TLSTAP_DIR_OUT);
+	remember_plain_call(fd, iov, SYSCALL_ARG3(ctx), function, direction);
 	return 0;
+}
+
+SEC("raw_tracepoint/sys_enter")
+int probe_read_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	return buffer_call_entered(ctx, TLSTAP_FUNC_SYS_READ, TLSTAP_DIR_IN);
+}
+
+SEC("raw_tracepoint/sys_enter")
+int probe_write_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	return buffer_call_entered(ctx, TLSTAP_FUNC_SYS_WRITE, TLSTAP_DIR_OUT);
 }
 
 SEC("raw_tracepoint/sys_enter")
 int probe_sendto_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u64 buffer;
-	int fd;
-
-	if (!tracing_this_process())
-		return 0;
-	fd = SYSCALL_ARG1(ctx);
-	buffer = SYSCALL_ARG2(ctx);
-	note_call_fd(fd);
-	match_write(fd, buffer, SYSCALL_ARG3(ctx));
-	remember_plain_call(fd, buffer, 0, TLSTAP_FUNC_SYS_SENDTO, TLSTAP_DIR_OUT);
-	return 0;
+	return buffer_call_entered(ctx, TLSTAP_FUNC_SYS_SENDTO, TLSTAP_DIR_OUT);
 }
 
 SEC("raw_tracepoint/sys_enter")
 int probe_recvfrom_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	int fd;
+	return buffer_call_entered(ctx, TLSTAP_FUNC_SYS_RECVFROM, TLSTAP_DIR_IN);
+}
 
-	if (!tracing_this_process())
-		return 0;
-	fd = SYSCALL_ARG1(ctx);
-	note_call_fd(fd);
-	remember_plain_call(fd, SYSCALL_ARG2(ctx), 0, TLSTAP_FUNC_SYS_RECVFROM, TLSTAP_DIR_IN);
-	return 0;
+SEC("raw_tracepoint/sys_enter")
+int probe_readv_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	return iovec_call_entered(ctx, TLSTAP_FUNC_SYS_READV, TLSTAP_DIR_IN);
+}
+
+SEC("raw_tracepoint/sys_enter")
+int probe_writev_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	return iovec_call_entered(ctx, TLSTAP_FUNC_SYS_WRITEV, TLSTAP_DIR_OUT);
 }
 
 SEC("raw_tracepoint/sys_enter")
