@@ -74,6 +74,15 @@ public enum ChildProcess {
         }
         return nil
     }
+
+    /// Why `program`, which `resolve` did not find, cannot run.
+    public static func whyNotRunnable(_ program: String) -> String {
+        guard program.contains("/") else { return "no such command in PATH" }
+        var info = stat()
+        guard stat(program, &info) == 0 else { return String(cString: strerror(errno)).lowercased() }
+        if info.st_mode & S_IFMT == S_IFDIR { return "it is a directory" }
+        return "it is not executable"
+    }
 }
 
 /// Exit status of a child, the way a shell reports it: the exit code, or

@@ -73,17 +73,8 @@ struct TraceScope: ParsableArguments {
             throw ValidationError("-c/--comm and -- COMMAND cannot be combined: the command is the scope")
         }
         if let program = command.first, ChildProcess.resolve(program) == nil {
-            throw ValidationError("cannot run '\(program)': \(Self.whyNotRunnable(program))")
+            throw ValidationError("cannot run '\(program)': \(ChildProcess.whyNotRunnable(program))")
         }
-    }
-
-    /// Why `program`, which `ChildProcess.resolve` did not find, cannot run.
-    static func whyNotRunnable(_ program: String) -> String {
-        guard program.contains("/") else { return "no such command in PATH" }
-        var info = stat()
-        guard stat(program, &info) == 0 else { return String(cString: strerror(errno)).lowercased() }
-        if info.st_mode & S_IFMT == S_IFDIR { return "it is a directory" }
-        return "it is not executable"
     }
 
     var ringBufferBytes: UInt32 { UInt32(ringBufferMiB) << 20 }
