@@ -142,6 +142,8 @@ final class HTTP2Connection {
 
     private struct StreamState {
         var exchange: HTTPExchange
+        /// Header fields left out: they refer to table entries tlstap never saw.
+        var unknownFields = 0
         var requestMessages = GRPCMessageCounter()
         var responseMessages = GRPCMessageCounter()
     }
@@ -178,9 +180,9 @@ final class HTTP2Connection {
         case preface
         /// Midway (`HTTP2FrameRun` recognised it): the preface and earlier
         /// header blocks were never seen, so both HPACK dynamic tables hold
-        /// entries tlstap does not know (see `resetTable`): a header block
-        /// that refers to one is not decoded, and its exchange is marked
-        /// "headers incomplete". A side whose first bytes were found to be
+        /// entries tlstap does not know (see `resetTable`): a field that
+        /// refers to one is left out, and its exchange is marked
+        /// "headers incomplete" with how many. A side whose first bytes were found to be
         /// frames is read from its first byte; the other may begin inside a
         /// frame, and resumes at the first frame found, as after a gap.
         case midway(clientAtFrame: Bool, serverAtFrame: Bool)
@@ -201,6 +203,8 @@ final class HTTP2Connection {
         var expectPreface = true
         if case .midway(let clientAtFrame, let serverAtFrame) = start {
             expectPreface = false
+            requestDecoder = .forStreamJoinedMidway()
+            responseDecoder = .forStreamJoinedMidway()
             if !clientAtFrame { clientResync = [] }
             if !serverAtFrame { serverResync = [] }
         }
@@ -406,16 +410,19 @@ final class HTTP2Connection {
         let isPromise = promise || (promisedStreams.contains(block.stream) && streams[block.stream] == nil)
         let decodesRequest = block.fromClient || isPromise
         var headers: [HTTPHeader] = []
-        var complete = true
+        var unknownFields = 0
+        var undecodable = false
         var buffer = ByteBuffer(bytes: block.block)
         do {
             let decoded = block.fromClient
                 ? try requestDecoder.decodeHeaders(from: &buffer) : try responseDecoder.decodeHeaders(from: &buffer)
-            headers = decoded.map { HTTPHeader($0.name, $0.value) }
+            // A field whose name is a table entry tlstap never saw is left out, and counted.
+            headers = decoded.filter { $0.name != HPACKDecoder.unknownName }.map { HTTPHeader($0.name, $0.value) }
+            unknownFields = decoded.count - headers.count
         } catch {
-            // It refers to an entry tlstap never saw, or is not HPACK; it may have added entries before failing.
+            // Not HPACK (or past the table's stand-ins); it may have added entries before failing.
             resetTable(fromClient: block.fromClient)
-            complete = false
+            undecodable = true
         }
         if isPromise { promisedStreams.remove(block.stream) }
         if block.fromClient { highestClientStream = max(highestClientStream, block.stream) }
@@ -432,7 +439,13 @@ final class HTTP2Connection {
                 state.exchange.responseBody = []
             }
         }
-        if !complete { state.exchange.note = "headers incomplete" }
+        state.unknownFields += unknownFields
+        if undecodable {
+            state.exchange.note = Self.headersIncomplete
+        } else if state.unknownFields > 0, state.exchange.note?.hasPrefix(Self.headersIncomplete) ?? true {
+            let fields = state.unknownFields == 1 ? "1 field refers" : "\(state.unknownFields) fields refer"
+            state.exchange.note = "\(Self.headersIncomplete): \(fields) to HPACK table entries tlstap never saw"
+        }
         if decodesRequest {
             apply(requestHeaders: headers, to: &state.exchange)
         } else {
@@ -481,22 +494,23 @@ final class HTTP2Connection {
     }
 
     /// That side's dynamic table missed entries: bytes were lost, a header
-    /// block was dropped or failed to decode. Its decoder starts again with
-    /// an empty table, which then holds the entries the encoder adds from
-    /// here on: the newest of the real table, at the same indices (the real
-    /// one evicts its oldest first, the unknown ones). So a block that refers
-    /// only to them and to the static table decodes right (nginx's responses
-    /// use no dynamic entries), and one that refers to an older entry fails
-    /// (an index past the table) instead of decoding to wrong headers.
+    /// block was dropped or failed to decode, or tlstap joined midway. Its
+    /// decoder starts again with a table of stand-ins for the entries it
+    /// never saw (`HPACKDecoder.forStreamJoinedMidway`); the entries the
+    /// encoder adds from here on take the same indices as in the real table.
+    /// So every field decodes, but one that refers to an older entry: that
+    /// one is left out of the headers and counted in the exchange's note,
+    /// never decoded to a wrong header.
     private func resetTable(fromClient: Bool) {
         if fromClient {
-            requestDecoder = HPACKDecoder(
-                allocator: ByteBufferAllocator(), maxDynamicTableSize: requestDecoder.maxDynamicTableLength)
+            requestDecoder = .forStreamJoinedMidway(maxDynamicTableSize: requestDecoder.maxDynamicTableLength)
         } else {
-            responseDecoder = HPACKDecoder(
-                allocator: ByteBufferAllocator(), maxDynamicTableSize: responseDecoder.maxDynamicTableLength)
+            responseDecoder = .forStreamJoinedMidway(maxDynamicTableSize: responseDecoder.maxDynamicTableLength)
         }
     }
+
+    /// The note of an exchange with header fields tlstap could not decode.
+    static let headersIncomplete = "headers incomplete"
 
     private func applySettings(_ payload: ArraySlice<UInt8>, fromClient: Bool) {
         var offset = payload.startIndex

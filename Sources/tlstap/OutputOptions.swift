@@ -39,8 +39,9 @@ struct OutputOptions: ParsableArguments {
 
     @Flag(
         help: """
-            Replace credential header values (Authorization, Cookie, Set-Cookie, X-Api-Key, …) in http records, \
-            HAR and HTTP/1 payloads; HTTP/2 payloads' HPACK blocks are not rewritten yet.
+            Hide credential header values (Authorization, Cookie, Set-Cookie, X-Api-Key, …) in every output: \
+            http records and HAR, and payloads in text, hex, JSON and pcapng, HTTP/1 and HTTP/2 (HPACK) alike, \
+            at the same length. Not with --save-raw.
             """)
     var redact = false
 
@@ -85,6 +86,9 @@ struct OutputOptions: ParsableArguments {
         }
         if let har { sinks.append(try HARSink(file: try OutputFile.create(path: har), version: TLSTapVersion.current)) }
         let sink = sinks.count == 1 ? sinks[0] : TeeSink(sinks)  // none at all: --quiet without files
-        return redact || !redactHeaders.isEmpty ? RedactingSink(sink, extraHeaders: redactHeaders) : sink
+        return redacts ? RedactingSink(sink, extraHeaders: redactHeaders) : sink
     }
+
+    /// Whether header values are redacted (`--redact` or `--redact-header`).
+    var redacts: Bool { redact || !redactHeaders.isEmpty }
 }

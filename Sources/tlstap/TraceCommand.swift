@@ -18,6 +18,14 @@ struct TraceCommand: ParsableCommand {
 
     @OptionGroup var scope: TraceScope
 
+    func validate() throws {
+        if saveRaw != nil && output.redacts {
+            throw ValidationError(
+                "--save-raw keeps every byte, credentials included, so it cannot be combined with --redact; "
+                    + "save the raw capture alone and redact when replaying it (tlstap replay --redact)")
+        }
+    }
+
     func run() throws {
         let logger = TerminalLogHandler.logger(verbose: output.verbose)
         try scope.trace(logger: logger) { filters, runsCommand in

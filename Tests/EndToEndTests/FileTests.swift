@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 extension EndToEnd {
     /// Files people open elsewhere: pcapng for tshark, HAR for HAR readers,
@@ -18,22 +18,33 @@ extension EndToEnd {
 
             var raw: String { workspace.appendingPathComponent("capture.tlstapraw").path }
 
-            /// - Parameter savesRaw: also `--save-raw` to `raw`.
-            init(extraArguments: [String] = [], curlArguments: String = "", savesRaw: Bool = false) throws {
+            /// - Parameters:
+            ///   - savesRaw: also `--save-raw` to `raw`.
+            ///   - nginxConfig: more directives for nginx's server block.
+            ///   - moreCommands: shell commands run after the two curls, given the workspace.
+            init(
+                extraArguments: [String] = [], curlArguments: String = "", savesRaw: Bool = false,
+                nginxConfig: String = "", moreCommands: (URL) throws -> String = { _ in "" }
+            ) throws {
                 workspace = try Harness.makeWorkspace()
-                nginx = try Nginx(workspace: workspace)
+                nginx = try Nginx(workspace: workspace, serverConfig: nginxConfig)
                 try String(repeating: "0123456789abcdef", count: 64).write(
                     to: workspace.appendingPathComponent("www/one-k.txt"), atomically: true, encoding: .utf8)
                 let cert = workspace.appendingPathComponent("cert.pem").path
                 let url = "https://localhost:\(nginx.port)/one-k.txt"
-                let script = "curl -sS --http1.1 --cacert '\(cert)' \(curlArguments) '\(url)?v=1' -o /dev/null && "
+                let script =
+                    "curl -sS --http1.1 --cacert '\(cert)' \(curlArguments) '\(url)?v=1' -o /dev/null && "
                     + "curl -sS --http2 --cacert '\(cert)' \(curlArguments) '\(url)?v=2' -o /dev/null"
+                let more = try moreCommands(workspace)
+                let fullScript = more.isEmpty ? script : script + " && " + more
                 run = try Harness.run(
-                    ["--format", "json", "--pcapng", workspace.appendingPathComponent("capture.pcapng").path,
-                     "--har", workspace.appendingPathComponent("capture.har").path,
-                     "--write", workspace.appendingPathComponent("capture.jsonl").path]
+                    [
+                        "--format", "json", "--pcapng", workspace.appendingPathComponent("capture.pcapng").path,
+                        "--har", workspace.appendingPathComponent("capture.har").path,
+                        "--write", workspace.appendingPathComponent("capture.jsonl").path,
+                    ]
                         + (savesRaw ? ["--save-raw", workspace.appendingPathComponent("capture.tlstapraw").path] : [])
-                        + extraArguments + ["--", "/bin/sh", "-c", script])
+                        + extraArguments + ["--", "/bin/sh", "-c", fullScript])
             }
 
             func close() {
@@ -51,8 +62,9 @@ extension EndToEnd {
                 "/usr/bin/tshark", "-r", capture.pcapng, "-d", "tcp.port==\(port),http", "-Y", "http",
                 "-T", "fields", "-e", "http.request.uri", "-e", "http.response.code",
             ])
-            #expect(http1.standardOutput.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
-                == ["/one-k.txt?v=1", "200"], "\(http1.standardError)")
+            #expect(
+                http1.standardOutput.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+                    == ["/one-k.txt?v=1", "200"], "\(http1.standardError)")
             let http2 = try runProgram([
                 "/usr/bin/tshark", "-r", capture.pcapng, "-d", "tcp.port==\(port),http2", "-Y", "http2.type == 1",
                 "-T", "fields", "-e", "http2.header.value",
@@ -64,7 +76,9 @@ extension EndToEnd {
             // tshark's reassembled streams equal the bytes curl wrote and read.
             let events = try Harness.dataEvents(Array(try Data(contentsOf: URL(fileURLWithPath: capture.jsonl))))
             for (index, connection) in Set(events.compactMap(\.connection)).sorted().enumerated() {
-                let follow = try runProgram(["/usr/bin/tshark", "-r", capture.pcapng, "-q", "-z", "follow,tcp,raw,\(index)"])
+                let follow = try runProgram([
+                    "/usr/bin/tshark", "-r", capture.pcapng, "-q", "-z", "follow,tcp,raw,\(index)",
+                ])
                 let (sent, received) = Self.followedStreams(follow.standardOutput)
                 let ours = events.filter { $0.connection == connection }
                 #expect(sent == ours.joined(direction: "out"), "stream \(index), client to server")
@@ -78,7 +92,10 @@ extension EndToEnd {
             var received: [UInt8] = []
             var inBody = false
             for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-                if line.hasPrefix("Node 1:") { inBody = true; continue }
+                if line.hasPrefix("Node 1:") {
+                    inBody = true
+                    continue
+                }
                 if line.hasPrefix("====") { if inBody { break } else { continue } }
                 guard inBody, !line.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
                 let hex = line.trimmingCharacters(in: .whitespaces)
@@ -99,7 +116,9 @@ extension EndToEnd {
             let read = try runProgram(["/usr/bin/env", "python3", reader, capture.har])
             #expect(read.status == 0, "\(read.standardError)")
             let lines = read.standardOutput.split(separator: "\n")
-            let objects = try lines.map { try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+            let objects = try lines.map {
+                try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+            }
             #expect((objects.first?["creator"] as? [String: Any])?["name"] as? String == "tlstap")
             let entries = Array(objects.dropFirst())
             #expect(entries.count == 2)
@@ -115,25 +134,84 @@ extension EndToEnd {
             #expect((entries[0]["requestHeaders"] as? [String: String])?["host"] == "localhost:\(capture.nginx.port)")
         }
 
+        /// `--redact` over HTTP/1.1 and HTTP/2 (nginx) and gRPC (python3-h2):
+        /// a request's Authorization, Cookie and a `--redact-header`, and a
+        /// response's Set-Cookie, neither as sent nor Huffman-coded in any
+        /// file of the run, and the pcapng still decodes in tshark, every
+        /// header there with its value hidden at its length.
         @Test func redactLeavesNoCredentialInAnyOutput() throws {
             let secret = "s3cr3t-Token-98765"
+            let sent = ["Bearer \(secret)", "id=\(secret)", secret, "session=\(secret)", "grpc-\(secret)"]
+            var grpc: GRPCPeer?
+            defer { grpc?.stop() }
             let capture = try Capture(
                 extraArguments: ["--redact", "--redact-header", "X-Private"],
-                curlArguments: "-H 'Authorization: Bearer \(secret)' -H 'Cookie: id=\(secret)' -H 'X-Private: \(secret)'")
+                curlArguments:
+                    "-H 'Authorization: Bearer \(secret)' -H 'Cookie: id=\(secret)' -H 'X-Private: \(secret)'",
+                nginxConfig: "add_header Set-Cookie 'session=\(secret)' always;",
+                moreCommands: { workspace in
+                    let peer = try GRPCPeer(workspace: workspace, responseHeaders: ["set-cookie:grpc-\(secret)"])
+                    grpc = peer
+                    let request = workspace.appendingPathComponent("request.bin")
+                    try Data([0, 0, 0, 0, 3, 0x61, 0x62, 0x63]).write(to: request)
+                    return "curl -sS --http2 --cacert '\(workspace.path)/cert.pem' -H 'content-type: application/grpc' "
+                        + "-H 'x-private: \(secret)' -H 'authorization: Bearer \(secret)' --data-binary @\(request.path) "
+                        + "-o /dev/null https://localhost:\(peer.port)/helloworld.Greeter/SayHello"
+                })
             defer { capture.close() }
             #expect(capture.run.status == 0, "\(capture.run.standardError)")
+            // Each value as sent and as HPACK's Huffman code (python3-hpack's encoder) writes it.
+            let coder =
+                "import hpack.huffman as h, hpack.huffman_constants as c, sys\n"
+                + "for v in sys.argv[1:]: print(h.HuffmanEncoder(c.REQUEST_CODES, c.REQUEST_CODES_LENGTH).encode(v.encode()).hex())"
+            let coded = try runProgram([Harness.python, "-c", coder] + sent).standardOutput.split(separator: "\n")
+            #expect(coded.count == sent.count)
+            let forms =
+                sent.map { Array($0.utf8) }
+                + coded.map { hex in
+                    stride(from: 0, to: hex.count, by: 2).map { UInt8(hex.dropFirst($0).prefix(2), radix: 16)! }
+                }
             for (name, bytes) in [
                 ("stdout", capture.run.output),
                 ("--write", Array(try Data(contentsOf: URL(fileURLWithPath: capture.jsonl)))),
                 ("--pcapng", Array(try Data(contentsOf: URL(fileURLWithPath: capture.pcapng)))),
                 ("--har", Array(try Data(contentsOf: URL(fileURLWithPath: capture.har)))),
             ] {
-                #expect(bytes.firstRange(of: Array(secret.utf8)) == nil, "the secret appears in \(name)")
                 #expect(!bytes.isEmpty, "\(name) is empty")
+                for form in forms { #expect(bytes.firstRange(of: form) == nil, "\(form) appears in \(name)") }
             }
             let har = try String(contentsOfFile: capture.har, encoding: .utf8)
             #expect(har.contains("\"name\":\"Authorization\",\"value\":\"[REDACTED]\""))
             #expect(har.contains("\"name\":\"X-Private\",\"value\":\"[REDACTED]\""))
+            #expect(har.contains("\"name\":\"set-cookie\",\"value\":\"[REDACTED]\""))
+
+            // tshark decodes every HTTP/2 header block; the hidden values keep their names and lengths.
+            let headers = try runProgram([
+                "/usr/bin/tshark", "-r", capture.pcapng, "-d", "tcp.port==\(capture.nginx.port),http2",
+                "-d", "tcp.port==\(grpc?.port ?? 0),http2", "-Y", "http2.type == 1", "-T", "fields",
+                "-E", "occurrence=a", "-E", "aggregator=|", "-e", "http2.header.name", "-e", "http2.header.value",
+            ])
+            var seen: [String: [String]] = [:]
+            for line in headers.standardOutput.split(separator: "\n") {
+                let columns = line.split(separator: "\t", omittingEmptySubsequences: false)
+                guard columns.count == 2 else { continue }
+                for (name, value) in zip(columns[0].split(separator: "|"), columns[1].split(separator: "|")) {
+                    seen[String(name), default: []].append(String(value))
+                }
+            }
+            #expect(
+                seen[":path"]?.contains("/one-k.txt?v=2") == true, "\(headers.standardOutput)\(headers.standardError)")
+            #expect(seen[":path"]?.contains("/helloworld.Greeter/SayHello") == true)
+            #expect(seen["grpc-status"] == ["0"])
+            for (name, value) in [
+                ("authorization", sent[0]), ("cookie", sent[1]), ("x-private", sent[2]), ("set-cookie", sent[3]),
+            ] {
+                let values = seen[name] ?? []
+                #expect(!values.isEmpty, "no \(name) in tshark's headers")
+                #expect(
+                    values.allSatisfy { $0.count == value.count || $0.count == sent[4].count }, "\(name): \(values)")
+                #expect(values.allSatisfy { !$0.contains(secret) && $0.contains("***") }, "\(name): \(values)")
+            }
         }
 
         @Test func filesArePrivateAndAnUnwritablePathFailsClearly() throws {

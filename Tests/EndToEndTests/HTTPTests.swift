@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 extension EndToEnd {
     /// HTTP exchanges from real traffic: curl against Debian's nginx, over
@@ -15,7 +15,8 @@ extension EndToEnd {
             try body.write(to: workspace.appendingPathComponent("www/one-k.txt"), atomically: true, encoding: .utf8)
             let cert = workspace.appendingPathComponent("cert.pem").path
             let url = "https://localhost:\(nginx.port)/one-k.txt"
-            let script = "curl -sS --http1.1 --cacert '\(cert)' '\(url)?v=1' -o /dev/null "
+            let script =
+                "curl -sS --http1.1 --cacert '\(cert)' '\(url)?v=1' -o /dev/null "
                 + "&& curl -sS --http2 --cacert '\(cert)' '\(url)?v=2' '\(url)?v=2b' -o /dev/null -o /dev/null"
             let run = try Harness.run(["--format", "json", "--events", "http", "--", "/bin/sh", "-c", script])
             #expect(run.status == 0, "\(run.standardError)")
@@ -39,7 +40,10 @@ extension EndToEnd {
             let h2 = records.filter { ($0["path"] as? String)?.hasPrefix("/one-k.txt?v=2") == true }
             #expect(h2.count == 2)
             #expect(h2.allSatisfy { $0["protocol"] as? String == "HTTP/2" && $0["status"] as? Int == 200 })
-            #expect(h2.allSatisfy { $0["resp_body_len"] as? Int == 1024 && $0["authority"] as? String == "localhost:\(nginx.port)" })
+            #expect(
+                h2.allSatisfy {
+                    $0["resp_body_len"] as? Int == 1024 && $0["authority"] as? String == "localhost:\(nginx.port)"
+                })
             #expect(Set(h2.compactMap { $0["stream"] as? Int }) == [1, 3])
             #expect(Set(h2.compactMap { $0["conn"] as? Int }).count == 1, "both requests on one connection")
             let h2Headers = (h2.first?["req_headers"] as? [[String]]) ?? []
@@ -64,7 +68,9 @@ extension EndToEnd {
             let exchange = try #require(try Harness.records(run.output).first)
             #expect(exchange["resp_body_decoded_from"] as? String == "gzip")
             #expect(((exchange["resp_body_len"] as? Int) ?? 0) < text.utf8.count, "gzip on the wire")
-            let body = Data(base64Encoded: exchange["resp_body"] as? String ?? "").map { String(decoding: $0, as: UTF8.self) }
+            let body = Data(base64Encoded: exchange["resp_body"] as? String ?? "").map {
+                String(decoding: $0, as: UTF8.self)
+            }
             #expect(body == text)
         }
 
@@ -76,7 +82,8 @@ extension EndToEnd {
             let nginx = try Nginx(workspace: workspace)
             defer { nginx.stop() }
             try "small".write(to: workspace.appendingPathComponent("www/small.txt"), atomically: true, encoding: .utf8)
-            let load = "/usr/bin/h2load -n 200 -c 2 -m 20 https://127.0.0.1:\(nginx.port)/small.txt "
+            let load =
+                "/usr/bin/h2load -n 200 -c 2 -m 20 https://127.0.0.1:\(nginx.port)/small.txt "
                 + "https://127.0.0.1:\(nginx.port)/absent.txt >'\(workspace.path)/h2load.out'"
             let run = try Harness.run(["--format", "json", "--events", "http", "--", "/bin/sh", "-c", load])
             #expect(run.status == 0, "\(run.standardError)")
@@ -106,9 +113,11 @@ extension EndToEnd {
                 try String(repeating: "x", count: 100 * index + 1).write(
                     to: workspace.appendingPathComponent("www/files/f\(index).txt"), atomically: true, encoding: .utf8)
             }
-            let client = Harness.packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/keepalive_client.py").path
+            let client = Harness.packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/keepalive_client.py")
+                .path
             let output = workspace.appendingPathComponent("client.out").path
-            let script = "'\(Harness.python)' '\(client)' localhost \(nginx.port) '\(workspace.path)/cert.pem' 100 >'\(output)'"
+            let script =
+                "'\(Harness.python)' '\(client)' localhost \(nginx.port) '\(workspace.path)/cert.pem' 100 >'\(output)'"
             let run = try Harness.run(["--format", "json", "--events", "http", "--", "/bin/sh", "-c", script])
             #expect(run.status == 0, "\(run.standardError)")
             let exchanges = try Harness.records(run.output)
@@ -126,18 +135,9 @@ extension EndToEnd {
         @Test func grpcShapedExchangeReportsServiceStatusAndMessages() throws {
             let workspace = try Harness.makeWorkspace()
             defer { try? FileManager.default.removeItem(at: workspace) }
-            let portFile = workspace.appendingPathComponent("grpc-port").path
-            let server = try LaunchedProgram([
-                Harness.python, Harness.packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/grpc_server.py").path,
-                workspace.appendingPathComponent("cert.pem").path, workspace.appendingPathComponent("key.pem").path, portFile,
-            ])
-            defer { server.signal(SIGKILL); _ = server.wait() }
-            var port = 0
-            for _ in 0..<200 where port == 0 {
-                port = (try? String(contentsOfFile: portFile, encoding: .utf8)).flatMap { Int($0) } ?? 0
-                usleep(50_000)
-            }
-            try #require(port != 0, "the gRPC server did not start: \(server.standardError)")
+            let server = try GRPCPeer(workspace: workspace)
+            defer { server.stop() }
+            let port = server.port
             // Two messages: 3 bytes "abc" and 2 bytes "de".
             let request = workspace.appendingPathComponent("request.bin")
             try Data([0, 0, 0, 0, 3, 0x61, 0x62, 0x63, 0, 0, 0, 0, 2, 0x64, 0x65]).write(to: request)
@@ -183,12 +183,47 @@ extension EndToEnd {
     }
 }
 
+/// Peers/grpc_server.py: one gRPC-shaped HTTP/2 exchange over TLS on a free loopback port.
+final class GRPCPeer {
+    let port: Int
+    private let process: LaunchedProgram
+
+    /// - Parameter responseHeaders: more response headers, as `name:value`.
+    init(workspace: URL, responseHeaders: [String] = []) throws {
+        let portFile = workspace.appendingPathComponent("grpc-port").path
+        process = try LaunchedProgram(
+            [
+                Harness.python,
+                Harness.packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/grpc_server.py").path,
+                workspace.appendingPathComponent("cert.pem").path, workspace.appendingPathComponent("key.pem").path,
+                portFile,
+            ] + responseHeaders)
+        var port = 0
+        for _ in 0..<200 where port == 0 {
+            port = (try? String(contentsOfFile: portFile, encoding: .utf8)).flatMap { Int($0) } ?? 0
+            if port == 0 { usleep(50_000) }
+        }
+        self.port = port
+        if port == 0 {
+            stop()
+            Issue.record("the gRPC server did not start: \(process.standardError)")
+            throw CancellationError()
+        }
+    }
+
+    func stop() {
+        process.signal(SIGKILL)
+        _ = process.wait()
+    }
+}
+
 /// Debian's nginx with TLS and HTTP/2 on a free loopback port, files from www/.
 final class Nginx {
     let port: Int
     private let process: LaunchedProgram
 
-    init(workspace: URL) throws {
+    /// - Parameter serverConfig: more directives for the server block.
+    init(workspace: URL, serverConfig: String = "") throws {
         let www = workspace.appendingPathComponent("www")
         try FileManager.default.createDirectory(at: www, withIntermediateDirectories: true)
         var lastError = ""
@@ -216,6 +251,7 @@ final class Nginx {
                         ssl_certificate \(workspace.path)/cert.pem;
                         ssl_certificate_key \(workspace.path)/key.pem;
                         root \(www.path);
+                        \(serverConfig)
                     }
                 }
                 """

@@ -78,6 +78,11 @@ extension EndToEnd {
                 "tlstap: command name 'a-name-longer-than-15' must be 1 to 15 bytes long, as the kernel keeps it\n"
             ),
             (
+                ["--save-raw", "/tmp/tlstap-never-written", "--redact", "--", "/bin/true"],
+                "tlstap: --save-raw keeps every byte, credentials included, so it cannot be combined with --redact; "
+                    + "save the raw capture alone and redact when replaying it (tlstap replay --redact)\n"
+            ),
+            (
                 ["--", "no-such-program-tlstap"],
                 "tlstap: cannot run 'no-such-program-tlstap': no such command in PATH\n"
             ),

@@ -174,8 +174,9 @@ struct HTTP2Writer {
 }
 
 extension HTTP2Tests {
-    /// Joined mid-connection: frames without a preface are still HTTP/2, but
-    /// no header block is decoded that refers to a table entry tlstap never saw.
+    /// Joined mid-connection: frames without a preface are still HTTP/2, and
+    /// every header field is decoded but those that refer to a table entry
+    /// tlstap never saw, which are counted in the note.
     @Test func aMidConnectionJoinCountsStreamsWithHeadersIncomplete() {
         var client = HTTP2Writer()
         var server = HTTP2Writer()
@@ -192,8 +193,12 @@ extension HTTP2Tests {
         let result = tracker.feed(event(.outbound, clientBytes)) + tracker.feed(event(.inbound, serverBytes))
         #expect(result.count == 1)
         #expect(result.first?.stream == 41)
-        #expect(result.first?.note == "headers incomplete")
-        #expect(result.first?.path == "")
+        // Every field but :authority (a dynamic entry from before the join) is decoded.
+        #expect(result.first?.note == "headers incomplete: 1 field refers to HPACK table entries tlstap never saw")
+        #expect(result.first?.path == "/after-join")
+        #expect(result.first?.method == "GET")
+        #expect(result.first?.authority == "")
+        #expect(result.first?.requestHeaders.map(\.name) == [":method", ":path"])
         #expect(result.first?.status == 200)  // the server's block refers only to the static table
         #expect(result.first?.responseBodyLength == 3)
     }

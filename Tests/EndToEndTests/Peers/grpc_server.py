@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """A gRPC-shaped HTTP/2 server over TLS for tlstap's tests, with python3-h2.
 
-  grpc_server.py CERT KEY PORTFILE
+  grpc_server.py CERT KEY PORTFILE [NAME:VALUE ...]
 
 Answers one request: reads the request's length-prefixed messages, replies
 with HEADERS (content-type application/grpc), one message per request
-message (its bytes reversed), and trailers grpc-status 0, grpc-message "ok".
+message (its bytes reversed), and trailers grpc-status 0, grpc-message "ok". Each NAME:VALUE is one more
+response header.
 Writes its port to PORTFILE once listening.
 """
 import os
@@ -27,7 +28,7 @@ def messages(data):
     return found
 
 
-def main(cert, key, port_file):
+def main(cert, key, port_file, extra_headers):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     context.set_alpn_protocols(["h2"])
@@ -51,7 +52,7 @@ def main(cert, key, port_file):
                 connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             elif isinstance(event, h2.events.StreamEnded):
                 stream = event.stream_id
-                connection.send_headers(stream, [(":status", "200"), ("content-type", "application/grpc")])
+                connection.send_headers(stream, [(":status", "200"), ("content-type", "application/grpc")] + extra_headers)
                 reply = b"".join(b"\x00" + len(m).to_bytes(4, "big") + m[::-1] for m in messages(bodies.get(stream, b"")))
                 connection.send_data(stream, reply)
                 connection.send_headers(stream, [("grpc-status", "0"), ("grpc-message", "ok")], end_stream=True)
@@ -71,4 +72,4 @@ def main(cert, key, port_file):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3])
+    main(sys.argv[1], sys.argv[2], sys.argv[3], [tuple(h.split(":", 1)) for h in sys.argv[4:]])
