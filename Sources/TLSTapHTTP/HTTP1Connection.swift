@@ -26,6 +26,9 @@ final class HTTP1Connection {
     private var stopped = false
     /// Response bytes were lost: the next response may skip requests whose responses were lost.
     private var responsesLost = false
+    /// The request whose head or body is being read (it may have been
+    /// answered already: a server may respond before a body is all sent).
+    private var requestInProgress: PendingExchange?
 
     /// - Parameter joinedMidway: tlstap joined the connection while it was
     ///   in use, so either side's first bytes may be the rest of a message:
@@ -43,8 +46,10 @@ final class HTTP1Connection {
     }
 
     /// Bytes the client sent.
+    /// - Returns: an exchange answered before its request ended, now that it has.
     func feedRequest(_ bytes: [UInt8], time: UInt64) -> [HTTPExchange] {
         guard !stopped else { return [] }
+        var finished: [HTTPExchange] = []
         for event in requests.feed(bytes, time: time, bodyMode: { head, _ in Self.requestBodyMode(head) }) {
             switch event {
             case .head(let head, let start):
@@ -57,17 +62,27 @@ final class HTTP1Connection {
                 exchange.startNanoseconds = start
                 exchange.endNanoseconds = start
                 if limits.captureBodies { exchange.requestBody = [] }
-                pending.append(PendingExchange(exchange))
+                let box = PendingExchange(exchange)
+                pending.append(box)
+                requestInProgress = box
             case .body(let bytes):
-                guard !pending.isEmpty else { continue }
-                pending[pending.count - 1].exchange!.appendRequestBody(bytes, limit: limits.maxBodyBytes)
+                requestInProgress?.exchange?.appendRequestBody(bytes, limit: limits.maxBodyBytes)
             case .trailers(let trailers):
-                if !pending.isEmpty { pending[pending.count - 1].exchange!.requestHeaders += trailers }
-            case .end, .stop:
+                requestInProgress?.exchange?.requestHeaders += trailers
+            case .end(let end):
+                guard let box = requestInProgress else { continue }
+                requestInProgress = nil
+                box.requestEnded = true
+                if box.answered {
+                    var exchange = box.take()
+                    exchange.endNanoseconds = max(exchange.endNanoseconds, end)
+                    finished.append(exchange)
+                }
+            case .stop:
                 continue
             }
         }
-        return []
+        return finished
     }
 
     /// Bytes the server sent.
@@ -122,10 +137,14 @@ final class HTTP1Connection {
                 if responseStarted { pending[0].exchange!.responseHeaders += trailers }
             case .end(let end):
                 guard responseStarted else { continue }
-                var exchange = pending.removeFirst().take()
-                exchange.endNanoseconds = end
-                finished.append(exchange)
                 responseStarted = false
+                let box = pending.removeFirst()
+                box.exchange?.endNanoseconds = end
+                if box.requestEnded || box !== requestInProgress {
+                    finished.append(box.take())
+                } else {
+                    box.answered = true  // it ends when its request does
+                }
             case .stop(let reason):
                 if responseStarted {
                     var exchange = pending.removeFirst().take()
@@ -157,10 +176,10 @@ final class HTTP1Connection {
     func lost(fromClient: Bool, time: UInt64) -> [HTTPExchange] {
         guard !stopped else { return [] }
         if fromClient {
-            if requests.skipToNextMessage(.requests), !pending.isEmpty {
-                pending[pending.count - 1].exchange!.note = "request bytes lost"
-            }
-            return []
+            guard requests.skipToNextMessage(.requests), let box = requestInProgress else { return [] }
+            requestInProgress = nil  // its end will not be seen
+            box.exchange?.note = "request bytes lost"
+            return box.answered ? [box.take()] : []
         }
         responses.skipToNextMessage(.responses)
         responsesLost = true
@@ -175,6 +194,12 @@ final class HTTP1Connection {
     /// The connection closed: a close-delimited response ends, the rest end unanswered.
     func close(time: UInt64) -> [HTTPExchange] {
         var finished = feedResponseEvents(responses.finish(time: time))
+        if let box = requestInProgress, box.answered {  // answered, its request never ended
+            var exchange = box.take()
+            exchange.note = "connection closed"
+            finished.append(exchange)
+        }
+        requestInProgress = nil
         for box in pending {
             var exchange = box.take()
             exchange.endNanoseconds = time
@@ -188,7 +213,12 @@ final class HTTP1Connection {
 
     private func feedResponseEvents(_ events: [HTTP1ParseEvent]) -> [HTTPExchange] {
         guard case .end(let end)? = events.first, responseStarted, !pending.isEmpty else { return [] }
-        var exchange = pending.removeFirst().take()
+        let box = pending.removeFirst()
+        if box === requestInProgress {
+            box.exchange?.note = "connection closed"
+            requestInProgress = nil
+        }
+        var exchange = box.take()
         exchange.endNanoseconds = end
         responseStarted = false
         return [exchange]
@@ -209,7 +239,9 @@ final class HTTP1Connection {
 
     static func requestBodyMode(_ head: HTTP1Head) -> HTTP1BodyMode {
         if Self.isChunked(head.headers.first("transfer-encoding")) { return .chunked }
-        if let length = head.headers.first("content-length").flatMap({ Int($0) }), length >= 0 { return .length(length) }
+        if let length = head.headers.first("content-length").flatMap({ Int($0) }), length >= 0 {
+            return .length(length)
+        }
         return .none
     }
 
@@ -218,7 +250,9 @@ final class HTTP1Connection {
         if status == 101 || (requestMethod == "CONNECT" && (200...299).contains(status)) { return .notHTTP }
         if requestMethod == "HEAD" || (100...199).contains(status) || status == 204 || status == 304 { return .none }
         if Self.isChunked(head.headers.first("transfer-encoding")) { return .chunked }
-        if let length = head.headers.first("content-length").flatMap({ Int($0) }), length >= 0 { return .length(length) }
+        if let length = head.headers.first("content-length").flatMap({ Int($0) }), length >= 0 {
+            return .length(length)
+        }
         return .untilClose
     }
 }
@@ -227,6 +261,10 @@ final class HTTP1Connection {
 private final class PendingExchange {
     /// nil once taken.
     var exchange: HTTPExchange?
+    /// The request's last byte arrived.
+    var requestEnded = false
+    /// Its response ended before its request did; the request's end ends it.
+    var answered = false
 
     init(_ exchange: HTTPExchange) {
         self.exchange = exchange

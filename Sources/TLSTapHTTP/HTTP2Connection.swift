@@ -24,8 +24,9 @@ struct HTTP2FrameHeader {
         type = bytes[offset + 3]
         flags = bytes[offset + 4]
         reservedBit = bytes[offset + 5] & 0x80 != 0
-        stream = (UInt32(bytes[offset + 5]) << 24 | UInt32(bytes[offset + 6]) << 16 | UInt32(bytes[offset + 7]) << 8
-            | UInt32(bytes[offset + 8])) & 0x7fff_ffff
+        stream =
+            (UInt32(bytes[offset + 5]) << 24 | UInt32(bytes[offset + 6]) << 16 | UInt32(bytes[offset + 7]) << 8
+                | UInt32(bytes[offset + 8])) & 0x7fff_ffff
     }
 
     /// Whether a well-behaved peer could have sent this header: a frame type
@@ -85,9 +86,10 @@ struct HTTP2FrameReader {
         while let header = HTTP2FrameHeader(buffer, at: offset) {
             guard header.length <= maxFramePayload else { return nil }
             guard buffer.count - offset >= 9 + header.length else { break }
-            frames.append(HTTP2Frame(
-                type: header.type, flags: header.flags, stream: header.stream,
-                payload: buffer[(offset + 9)..<(offset + 9 + header.length)]))
+            frames.append(
+                HTTP2Frame(
+                    type: header.type, flags: header.flags, stream: header.stream,
+                    payload: buffer[(offset + 9)..<(offset + 9 + header.length)]))
             offset += 9 + header.length
         }
         frames = frames.map { frame in
@@ -136,14 +138,26 @@ struct GRPCMessageCounter {
 /// A class: it owns a connection's parsing state, which changes in place as bytes arrive.
 final class HTTP2Connection {
     private enum FrameType: UInt8 {
-        case data = 0, headers = 1, priority = 2, resetStream = 3, settings = 4, pushPromise = 5, ping = 6
-        case goAway = 7, windowUpdate = 8, continuation = 9
+        case data = 0
+        case headers = 1
+        case priority = 2
+        case resetStream = 3
+        case settings = 4
+        case pushPromise = 5
+        case ping = 6
+        case goAway = 7
+        case windowUpdate = 8
+        case continuation = 9
     }
 
     private struct StreamState {
         var exchange: HTTPExchange
         /// Header fields left out: they refer to table entries tlstap never saw.
         var unknownFields = 0
+        /// Whether each side sent END_STREAM. The exchange ends when both
+        /// have (a server may answer before the request's body is all sent).
+        var requestEnded = false
+        var responseEnded = false
         var requestMessages = GRPCMessageCounter()
         var responseMessages = GRPCMessageCounter()
     }
@@ -265,7 +279,11 @@ final class HTTP2Connection {
         }
         if pendingBlock?.fromClient == fromClient { pendingBlock = nil }
         resetTable(fromClient: fromClient)
-        for id in streams.keys { streams[id]?.exchange.note = "bytes lost" }
+        for id in streams.keys {
+            streams[id]?.exchange.note = "bytes lost"
+            // The request's END_STREAM may have been among them: its response's end ends the exchange.
+            if fromClient { streams[id]?.requestEnded = true }
+        }
         return []
     }
 
@@ -352,19 +370,23 @@ final class HTTP2Connection {
                 streams[frame.stream]?.exchange.appendResponseBody(data, limit: limits.maxBodyBytes)
                 streams[frame.stream]?.responseMessages.feed(data)
             }
-            return frame.flags & 0x1 != 0 && !fromClient ? finish(frame.stream, time: time) : []
+            return frame.flags & 0x1 != 0 ? ended(frame.stream, fromClient: fromClient, time: time) : []
         case .headers:
             guard var fragment = Self.unpadded(frame) else { return [] }
             if frame.flags & 0x20 != 0 { fragment = fragment.dropFirst(5) }  // PRIORITY fields
-            return startBlock(stream: frame.stream, fromClient: fromClient, fragment: fragment, flags: frame.flags,
-                              time: time)
+            return startBlock(
+                stream: frame.stream, fromClient: fromClient, fragment: fragment, flags: frame.flags,
+                time: time)
         case .pushPromise:
             guard let payload = Self.unpadded(frame), payload.count >= 4 else { return [] }
-            let promised = (UInt32(payload[payload.startIndex]) << 24 | UInt32(payload[payload.startIndex + 1]) << 16
-                | UInt32(payload[payload.startIndex + 2]) << 8 | UInt32(payload[payload.startIndex + 3])) & 0x7fff_ffff
+            let promised =
+                (UInt32(payload[payload.startIndex]) << 24 | UInt32(payload[payload.startIndex + 1]) << 16
+                    | UInt32(payload[payload.startIndex + 2]) << 8 | UInt32(payload[payload.startIndex + 3]))
+                & 0x7fff_ffff
             // The promise carries the pushed request's headers, encoded by the server.
-            return startBlock(stream: promised, fromClient: false, fragment: payload.dropFirst(4),
-                              flags: frame.flags & 0x4, time: time, promise: true)
+            return startBlock(
+                stream: promised, fromClient: false, fragment: payload.dropFirst(4),
+                flags: frame.flags & 0x4, time: time, promise: true)
         case .continuation:
             guard var pending = pendingBlock, pending.stream == frame.stream else { return [] }
             pending.block += frame.payload
@@ -385,7 +407,18 @@ final class HTTP2Connection {
         case .settings:
             if frame.flags & 0x1 == 0 { applySettings(frame.payload, fromClient: fromClient) }
             return []
-        case .priority, .ping, .goAway, .windowUpdate, nil:
+        case .goAway:
+            // Streams above the last one the sender will process never complete.
+            guard frame.payload.count >= 4 else { return [] }
+            let bytes = Array(frame.payload.prefix(4))
+            let last =
+                (UInt32(bytes[0]) << 24 | UInt32(bytes[1]) << 16 | UInt32(bytes[2]) << 8 | UInt32(bytes[3]))
+                & 0x7fff_ffff
+            return streams.keys.filter { $0 > last }.sorted().flatMap { stream in
+                if streams[stream]?.exchange.note == nil { streams[stream]?.exchange.note = "refused (GOAWAY)" }
+                return finish(stream, time: time)
+            }
+        case .priority, .ping, .windowUpdate, nil:
             return []
         }
     }
@@ -396,8 +429,9 @@ final class HTTP2Connection {
         stream: UInt32, fromClient: Bool, fragment: ArraySlice<UInt8>, flags: UInt8, time: UInt64,
         promise: Bool = false
     ) -> [HTTPExchange] {
-        let block = PendingBlock(stream: stream, fromClient: fromClient, block: Array(fragment),
-                                 endStream: flags & 0x1 != 0)
+        let block = PendingBlock(
+            stream: stream, fromClient: fromClient, block: Array(fragment),
+            endStream: flags & 0x1 != 0)
         if promise { promisedStreams.insert(stream) }
         if flags & 0x4 == 0 {  // END_HEADERS not set: CONTINUATION follows
             pendingBlock = block
@@ -414,7 +448,8 @@ final class HTTP2Connection {
         var undecodable = false
         var buffer = ByteBuffer(bytes: block.block)
         do {
-            let decoded = block.fromClient
+            let decoded =
+                block.fromClient
                 ? try requestDecoder.decodeHeaders(from: &buffer) : try responseDecoder.decodeHeaders(from: &buffer)
             // A field whose name is a table entry tlstap never saw is left out, and counted.
             headers = decoded.filter { $0.name != HPACKDecoder.unknownName }.map { HTTPHeader($0.name, $0.value) }
@@ -452,7 +487,8 @@ final class HTTP2Connection {
             apply(responseHeaders: headers, to: &state.exchange)
         }
         streams[block.stream] = state
-        return block.endStream && !block.fromClient && !isPromise ? finish(block.stream, time: time) : []
+        if isPromise || !state.exchange.requestCaptured { streams[block.stream]?.requestEnded = true }
+        return block.endStream && !isPromise ? ended(block.stream, fromClient: block.fromClient, time: time) : []
     }
 
     private func apply(requestHeaders headers: [HTTPHeader], to exchange: inout HTTPExchange) {
@@ -465,8 +501,9 @@ final class HTTP2Connection {
         exchange.path = headers.first(":path") ?? exchange.path
         if headers.first("content-type")?.hasPrefix("application/grpc") == true {
             let parts = exchange.path.split(separator: "/", omittingEmptySubsequences: true)
-            exchange.grpc = GRPCCall(service: parts.first.map(String.init) ?? "",
-                                     method: parts.dropFirst().first.map(String.init) ?? "")
+            exchange.grpc = GRPCCall(
+                service: parts.first.map(String.init) ?? "",
+                method: parts.dropFirst().first.map(String.init) ?? "")
         }
     }
 
@@ -480,6 +517,15 @@ final class HTTP2Connection {
             if let status = headers.first("grpc-status").flatMap({ Int($0) }) { exchange.grpc?.status = status }
             if let message = headers.first("grpc-message") { exchange.grpc?.message = message }
         }
+    }
+
+    /// One side of a stream sent END_STREAM: the exchange ends if the other has too.
+    private func ended(_ stream: UInt32, fromClient: Bool, time: UInt64) -> [HTTPExchange] {
+        guard var state = streams[stream] else { return [] }
+        if fromClient { state.requestEnded = true } else { state.responseEnded = true }
+        state.exchange.endNanoseconds = time
+        streams[stream] = state
+        return state.requestEnded && state.responseEnded ? finish(stream, time: time) : []
     }
 
     private func finish(_ stream: UInt32, time: UInt64) -> [HTTPExchange] {
@@ -516,12 +562,17 @@ final class HTTP2Connection {
         var offset = payload.startIndex
         while offset + 6 <= payload.endIndex {
             let identifier = UInt16(payload[offset]) << 8 | UInt16(payload[offset + 1])
-            let value = Int(payload[offset + 2]) << 24 | Int(payload[offset + 3]) << 16
+            let value =
+                Int(payload[offset + 2]) << 24 | Int(payload[offset + 3]) << 16
                 | Int(payload[offset + 4]) << 8 | Int(payload[offset + 5])
             switch identifier {
             case 0x1:  // HEADER_TABLE_SIZE: bounds the *other* side's encoder (capped: memory stays bounded)
                 let size = min(value, 1 << 20)
-                if fromClient { responseDecoder.maxDynamicTableLength = size } else { requestDecoder.maxDynamicTableLength = size }
+                if fromClient {
+                    responseDecoder.maxDynamicTableLength = size
+                } else {
+                    requestDecoder.maxDynamicTableLength = size
+                }
             case 0x5:  // MAX_FRAME_SIZE: what the *other* side may send
                 let allowed = min(value, Self.maxFramePayload(limits))
                 if fromClient { serverFrames.maxFramePayload = allowed } else { clientFrames.maxFramePayload = allowed }

@@ -161,6 +161,69 @@ extension EndToEnd {
             #expect(grpc["resp_message_sizes"] as? [Int] == [3, 2])
         }
 
+        /// nginx answers `return 200` (and a 413 for a body over its limit)
+        /// before it reads the body, often before curl has sent its HTTP/2
+        /// DATA: each exchange counts exactly the body bytes curl's DATA
+        /// frames carried, those sent after the response included.
+        @Test func anEarlyResponseKeepsTheBodySentAfterIt() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let nginx = try Nginx(
+                workspace: workspace,
+                serverConfig:
+                    "location = /early { return 200 \"early\\n\"; } location = /small { client_max_body_size 1; }"
+            )
+            defer { nginx.stop() }
+            let cert = workspace.appendingPathComponent("cert.pem").path
+            let curl = "curl -sS --http2 --cacert '\(cert)' --data-binary 'eighteen-byte-body' -o /dev/null"
+            let script = (1...10).map { _ in
+                "\(curl) https://localhost:\(nginx.port)/early && \(curl) https://localhost:\(nginx.port)/small"
+            }.joined(separator: " && ")
+            let run = try Harness.run(["--format", "json", "--", "/bin/sh", "-c", script])
+            #expect(run.status == 0, "\(run.standardError)")
+            let records = try Harness.records(run.output)
+            let exchanges = records.filter { $0["event"] as? String == "http" }
+            let events = try Harness.dataEvents(run.output)
+            #expect(exchanges.count == 20)
+            #expect(exchanges.map { $0["path"] as? String } == (1...10).flatMap { _ in ["/early", "/small"] })
+            #expect(exchanges.map { $0["status"] as? Int } == (1...10).flatMap { _ in [200, 413] })
+            var sentAfterTheResponse = 0
+            for exchange in exchanges {
+                let connection = exchange["conn"] as? Int
+                let ours = events.filter { $0.connection == connection }
+                let sent = Self.frames(ours.filter { $0.direction == "out" }, skipping: 24)
+                let received = Self.frames(ours.filter { $0.direction == "in" }, skipping: 0)
+                let body = sent.filter { $0.type == 0 && $0.stream == 1 }
+                #expect(exchange["req_body_len"] as? Int == body.reduce(0) { $0 + $1.length }, "\(exchange)")
+                if let answered = received.first(where: { $0.type == 1 && $0.stream == 1 })?.time,
+                    body.contains(where: { $0.length > 0 && $0.time > answered })
+                {
+                    sentAfterTheResponse += 1
+                }
+            }
+            // What this test is about happened (before the fix, each of these counted 0 bytes).
+            #expect(sentAfterTheResponse >= 3, "\(sentAfterTheResponse) bodies came after their response")
+        }
+
+        /// The HTTP/2 frames in one direction's calls: type, stream, payload
+        /// length, and the time of the call their header is in.
+        static func frames(_ calls: [DataRecord], skipping preface: Int) -> [(
+            type: UInt8, stream: UInt32, length: Int, time: UInt64
+        )] {
+            let bytes = calls.flatMap(\.payload)
+            var callOf: [UInt64] = []
+            for call in calls { callOf += Array(repeating: call.timeNanoseconds, count: call.payload.count) }
+            var found: [(type: UInt8, stream: UInt32, length: Int, time: UInt64)] = []
+            var offset = preface
+            while offset + 9 <= bytes.count {
+                let length = Int(bytes[offset]) << 16 | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2])
+                let stream = bytes[(offset + 5)..<(offset + 9)].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } & 0x7fff_ffff
+                found.append((bytes[offset + 3], stream, length, callOf[offset]))
+                offset += 9 + length
+            }
+            return found
+        }
+
         /// `--format http`: one line per exchange, no colours into a pipe.
         @Test func httpFormatPrintsOneLinePerExchange() throws {
             let workspace = try Harness.makeWorkspace()

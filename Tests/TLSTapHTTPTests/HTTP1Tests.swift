@@ -1,5 +1,6 @@
 import TLSTapCore
 import Testing
+
 @testable import TLSTapHTTP
 
 /// One side's bytes at one time.
@@ -21,7 +22,8 @@ func exchanges(_ segments: [Segment], piece: Int = 0, closeAt: UInt64? = nil, bo
         let size = piece == 0 ? max(bytes.count, 1) : piece
         for start in stride(from: 0, to: bytes.count, by: size) {
             let part = Array(bytes[start..<min(start + size, bytes.count)])
-            result += segment.fromClient
+            result +=
+                segment.fromClient
                 ? connection.feedRequest(part, time: segment.time) : connection.feedResponse(part, time: segment.time)
         }
     }
@@ -34,12 +36,15 @@ func exchanges(_ segments: [Segment], piece: Int = 0, closeAt: UInt64? = nil, bo
 
     @Test(arguments: pieces)
     func keepAliveCarriesManyExchanges(piece: Int) {
-        let result = exchanges([
-            Segment(fromClient: true, text: "GET /a HTTP/1.1\r\nHost: example.test\r\n\r\n", time: 10),
-            Segment(fromClient: false, text: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", time: 20),
-            Segment(fromClient: true, text: "POST /b?x=1 HTTP/1.1\r\nHost: example.test\r\nContent-Length: 3\r\n\r\nabc", time: 30),
-            Segment(fromClient: false, text: "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n", time: 45),
-        ], piece: piece)
+        let result = exchanges(
+            [
+                Segment(fromClient: true, text: "GET /a HTTP/1.1\r\nHost: example.test\r\n\r\n", time: 10),
+                Segment(fromClient: false, text: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", time: 20),
+                Segment(
+                    fromClient: true,
+                    text: "POST /b?x=1 HTTP/1.1\r\nHost: example.test\r\nContent-Length: 3\r\n\r\nabc", time: 30),
+                Segment(fromClient: false, text: "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n", time: 45),
+            ], piece: piece)
         #expect(result.count == 2)
         #expect(result.map(\.method) == ["GET", "POST"])
         #expect(result.map(\.path) == ["/a", "/b?x=1"])
@@ -58,10 +63,11 @@ func exchanges(_ segments: [Segment], piece: Int = 0, closeAt: UInt64? = nil, bo
     /// each half keeps its own version.
     @Test(arguments: pieces)
     func aResponseKeepsItsOwnVersion(piece: Int) {
-        let result = exchanges([
-            Segment(fromClient: true, text: "GET /a HTTP/1.1\r\nHost: example.test\r\n\r\n", time: 10),
-            Segment(fromClient: false, text: "HTTP/1.0 200 ok\r\nContent-type: text/plain\r\n\r\nhi", time: 20),
-        ], piece: piece, closeAt: 30)
+        let result = exchanges(
+            [
+                Segment(fromClient: true, text: "GET /a HTTP/1.1\r\nHost: example.test\r\n\r\n", time: 10),
+                Segment(fromClient: false, text: "HTTP/1.0 200 ok\r\nContent-type: text/plain\r\n\r\nhi", time: 20),
+            ], piece: piece, closeAt: 30)
         #expect(result.map(\.protocolVersion) == ["HTTP/1.1"])
         #expect(result.map(\.responseVersion) == ["HTTP/1.0"])
         #expect(result.map(\.responseBodyLength) == [2])
@@ -69,11 +75,16 @@ func exchanges(_ segments: [Segment], piece: Int = 0, closeAt: UInt64? = nil, bo
 
     @Test(arguments: pieces)
     func chunkedBodiesWithTrailers(piece: Int) {
-        let result = exchanges([
-            Segment(fromClient: true, text: "POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", time: 1),
-            Segment(fromClient: false, text: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                + "4;ext=1\r\nwiki\r\n5\r\npedia\r\n0\r\nX-Checksum: 42\r\n\r\n", time: 2),
-        ], piece: piece, bodies: true)
+        let result = exchanges(
+            [
+                Segment(
+                    fromClient: true,
+                    text: "POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", time: 1),
+                Segment(
+                    fromClient: false,
+                    text: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        + "4;ext=1\r\nwiki\r\n5\r\npedia\r\n0\r\nX-Checksum: 42\r\n\r\n", time: 2),
+            ], piece: piece, bodies: true)
         #expect(result.count == 1)
         #expect(result.first?.requestBodyLength == 3)
         #expect(result.first?.requestBody == Array("abc".utf8))
@@ -85,12 +96,17 @@ func exchanges(_ segments: [Segment], piece: Int = 0, closeAt: UInt64? = nil, bo
     /// Pipelined requests are answered in order.
     @Test(arguments: pieces)
     func pipelinedRequestsPairInOrder(piece: Int) {
-        let result = exchanges([
-            Segment(fromClient: true, text: "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nHEAD /3 HTTP/1.1\r\n\r\n", time: 1),
-            Segment(fromClient: false, text: "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"
-                + "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno"
-                + "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", time: 2),
-        ], piece: piece)
+        let result = exchanges(
+            [
+                Segment(
+                    fromClient: true, text: "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nHEAD /3 HTTP/1.1\r\n\r\n",
+                    time: 1),
+                Segment(
+                    fromClient: false,
+                    text: "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"
+                        + "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno"
+                        + "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", time: 2),
+            ], piece: piece)
         #expect(result.map(\.path) == ["/1", "/2", "/3"])
         #expect(result.map(\.status) == [200, 404, 200])
         #expect(result.map(\.responseBodyLength) == [1, 2, 0])  // HEAD: no body whatever Content-Length says
@@ -98,14 +114,17 @@ func exchanges(_ segments: [Segment], piece: Int = 0, closeAt: UInt64? = nil, bo
 
     @Test(arguments: pieces)
     func interimResponsesAndBodilessStatuses(piece: Int) {
-        let result = exchanges([
-            Segment(fromClient: true, text: "PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n", time: 1),
-            Segment(fromClient: false, text: "HTTP/1.1 100 Continue\r\n\r\n", time: 2),
-            Segment(fromClient: true, text: "hi", time: 3),
-            Segment(fromClient: false, text: "HTTP/1.1 204 No Content\r\n\r\n", time: 4),
-            Segment(fromClient: true, text: "GET /y HTTP/1.1\r\nIf-None-Match: \"a\"\r\n\r\n", time: 5),
-            Segment(fromClient: false, text: "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", time: 6),
-        ], piece: piece)
+        let result = exchanges(
+            [
+                Segment(
+                    fromClient: true, text: "PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+                    time: 1),
+                Segment(fromClient: false, text: "HTTP/1.1 100 Continue\r\n\r\n", time: 2),
+                Segment(fromClient: true, text: "hi", time: 3),
+                Segment(fromClient: false, text: "HTTP/1.1 204 No Content\r\n\r\n", time: 4),
+                Segment(fromClient: true, text: "GET /y HTTP/1.1\r\nIf-None-Match: \"a\"\r\n\r\n", time: 5),
+                Segment(fromClient: false, text: "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", time: 6),
+            ], piece: piece)
         #expect(result.map(\.status) == [204, 304])
         #expect(result.map(\.requestBodyLength) == [2, 0])
         #expect(result.map(\.responseBodyLength) == [0, 0])
@@ -113,10 +132,11 @@ func exchanges(_ segments: [Segment], piece: Int = 0, closeAt: UInt64? = nil, bo
 
     @Test(arguments: pieces)
     func aBodyEndedByCloseEndsAtClose(piece: Int) {
-        let result = exchanges([
-            Segment(fromClient: true, text: "GET / HTTP/1.0\r\n\r\n", time: 1),
-            Segment(fromClient: false, text: "HTTP/1.0 200 OK\r\n\r\nall of it", time: 2),
-        ], piece: piece, closeAt: 9)
+        let result = exchanges(
+            [
+                Segment(fromClient: true, text: "GET / HTTP/1.0\r\n\r\n", time: 1),
+                Segment(fromClient: false, text: "HTTP/1.0 200 OK\r\n\r\nall of it", time: 2),
+            ], piece: piece, closeAt: 9)
         #expect(result.count == 1)
         #expect(result.first?.protocolVersion == "HTTP/1.0")
         #expect(result.first?.responseBodyLength == 9)
@@ -126,11 +146,16 @@ func exchanges(_ segments: [Segment], piece: Int = 0, closeAt: UInt64? = nil, bo
 
     @Test(arguments: pieces)
     func upgradeStopsParsing(piece: Int) {
-        let result = exchanges([
-            Segment(fromClient: true, text: "GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", time: 1),
-            Segment(fromClient: false, text: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\u{81}\u{5}hello", time: 2),
-            Segment(fromClient: true, text: "GET /not-http HTTP/1.1\r\n\r\n", time: 3),
-        ], piece: piece, closeAt: 4)
+        let result = exchanges(
+            [
+                Segment(
+                    fromClient: true, text: "GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+                    time: 1),
+                Segment(
+                    fromClient: false,
+                    text: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\u{81}\u{5}hello", time: 2),
+                Segment(fromClient: true, text: "GET /not-http HTTP/1.1\r\n\r\n", time: 3),
+            ], piece: piece, closeAt: 4)
         #expect(result.count == 1)
         #expect(result.first?.status == 101)
         #expect(result.first?.note == "upgrade")
@@ -190,19 +215,24 @@ func exchanges(_ segments: [Segment], piece: Int = 0, closeAt: UInt64? = nil, bo
         #expect(result.first?.note == "connection closed")
     }
 
-    @Test(arguments: ["\u{0}\u{1}\u{2}garbage\r\n\r\n", "HTTP/1.1 200 OK\r\nbad header line\r\n\r\n",
-                      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"])
+    @Test(arguments: [
+        "\u{0}\u{1}\u{2}garbage\r\n\r\n", "HTTP/1.1 200 OK\r\nbad header line\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ])
     func malformedResponsesStopParsingWithoutATrap(text: String) {
-        let result = exchanges([
-            Segment(fromClient: true, text: "GET / HTTP/1.1\r\n\r\n", time: 1),
-            Segment(fromClient: false, text: text, time: 2),
-        ], closeAt: 3)
+        let result = exchanges(
+            [
+                Segment(fromClient: true, text: "GET / HTTP/1.1\r\n\r\n", time: 1),
+                Segment(fromClient: false, text: text, time: 2),
+            ], closeAt: 3)
         #expect(result.count == 1)
     }
 
     @Test func oversizedHeadersAreRefusedWithBoundedMemory() {
         var parser = HTTP1StreamParser(limits: HTTPLimits(maxHeaderBytes: 100))
-        let events = parser.feed(Array(("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 500)).utf8), time: 1) { _, _ in .none }
+        let events = parser.feed(Array(("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 500)).utf8), time: 1) {
+            _, _ in .none
+        }
         #expect(events == [.stop("header section over the limit")])
         #expect(parser.isStopped)
     }
@@ -223,5 +253,30 @@ func exchanges(_ segments: [Segment], piece: Int = 0, closeAt: UInt64? = nil, bo
         #expect(!HTTP1Connection.isChunked("chunkedx"))
         #expect(!HTTP1Connection.isChunked("x-chunked"))
         #expect(!HTTP1Connection.isChunked(nil))
+    }
+}
+
+extension HTTP1Tests {
+    /// A server that answers before the request's body arrives: the body
+    /// sent after the response still counts, and the exchange comes out
+    /// once the request has ended too.
+    @Test func anEarlyResponseWaitsForTheRestOfTheRequest() {
+        var tracker = HTTPTracker()
+        var result = tracker.feed(
+            TrackerEvents.event(
+                1, .outbound, Array("POST /u HTTP/1.1\r\nHost: h\r\nContent-Length: 18\r\n\r\n".utf8),
+                time: 1))
+        result += tracker.feed(
+            TrackerEvents.event(1, .inbound, Array("HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n".utf8), time: 2)
+        )
+        result += tracker.feed(TrackerEvents.event(1, .outbound, Array(repeating: 0x61, count: 18), time: 3))
+        result += tracker.feed(
+            TrackerEvents.event(1, .outbound, Array("GET /next HTTP/1.1\r\nHost: h\r\n\r\n".utf8), time: 4))
+        result += tracker.feed(
+            TrackerEvents.event(1, .inbound, Array("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".utf8), time: 5))
+        #expect(result.map(\.path) == ["/u", "/next"])
+        #expect(result.map(\.status) == [413, 200])
+        #expect(result.map(\.requestBodyLength) == [18, 0])
+        #expect(result.map(\.endNanoseconds) == [3, 5])
     }
 }

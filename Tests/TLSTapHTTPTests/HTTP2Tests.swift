@@ -1,7 +1,8 @@
 import NIOCore
 import NIOHPACK
-import Testing
 import TLSTapCore
+import Testing
+
 @testable import TLSTapHTTP
 
 /// Builds HTTP/2 byte streams the way a client and a server would, with
@@ -11,8 +12,10 @@ struct HTTP2Writer {
 
     static func frame(type: UInt8, flags: UInt8, stream: UInt32, payload: [UInt8]) -> [UInt8] {
         let length = payload.count
-        return [UInt8(length >> 16 & 0xff), UInt8(length >> 8 & 0xff), UInt8(length & 0xff), type, flags,
-                UInt8(stream >> 24 & 0x7f), UInt8(stream >> 16 & 0xff), UInt8(stream >> 8 & 0xff), UInt8(stream & 0xff)]
+        return [
+            UInt8(length >> 16 & 0xff), UInt8(length >> 8 & 0xff), UInt8(length & 0xff), type, flags,
+            UInt8(stream >> 24 & 0x7f), UInt8(stream >> 16 & 0xff), UInt8(stream >> 8 & 0xff), UInt8(stream & 0xff),
+        ]
             + payload
     }
 
@@ -23,8 +26,10 @@ struct HTTP2Writer {
     }
 
     /// HEADERS, split into HEADERS + CONTINUATION frames when `split` is set.
-    mutating func headers(_ headers: [(String, String)], stream: UInt32, endStream: Bool, split: Bool = false,
-                          padding: Int = 0) -> [UInt8] {
+    mutating func headers(
+        _ headers: [(String, String)], stream: UInt32, endStream: Bool, split: Bool = false,
+        padding: Int = 0
+    ) -> [UInt8] {
         let block = self.block(headers)
         let end: UInt8 = endStream ? 0x1 : 0
         if split && block.count > 2 {
@@ -33,16 +38,18 @@ struct HTTP2Writer {
                 + Self.frame(type: 9, flags: 0x4, stream: stream, payload: Array(block[half...]))
         }
         if padding > 0 {
-            return Self.frame(type: 1, flags: end | 0x4 | 0x8, stream: stream,
-                              payload: [UInt8(padding)] + block + Array(repeating: 0, count: padding))
+            return Self.frame(
+                type: 1, flags: end | 0x4 | 0x8, stream: stream,
+                payload: [UInt8(padding)] + block + Array(repeating: 0, count: padding))
         }
         return Self.frame(type: 1, flags: end | 0x4, stream: stream, payload: block)
     }
 
     static func data(_ bytes: [UInt8], stream: UInt32, endStream: Bool, padding: Int = 0) -> [UInt8] {
         if padding > 0 {
-            return frame(type: 0, flags: (endStream ? 1 : 0) | 0x8, stream: stream,
-                         payload: [UInt8(padding)] + bytes + Array(repeating: 0, count: padding))
+            return frame(
+                type: 0, flags: (endStream ? 1 : 0) | 0x8, stream: stream,
+                payload: [UInt8(padding)] + bytes + Array(repeating: 0, count: padding))
         }
         return frame(type: 0, flags: endStream ? 1 : 0, stream: stream, payload: bytes)
     }
@@ -58,23 +65,38 @@ struct HTTP2Writer {
         var client = HTTP2Writer()
         var server = HTTP2Writer()
         let grpcRequest: [UInt8] = [0, 0, 0, 0, 3, 1, 2, 3] + [0, 0, 0, 0, 2, 9, 9]
-        let clientBytes = HTTP2FrameReader.preface + HTTP2Writer.settings
-            + client.headers([(":method", "GET"), (":scheme", "https"), (":authority", "example.test"),
-                              (":path", "/index.html"), ("user-agent", "test/1")], stream: 1, endStream: true)
-            + client.headers([(":method", "POST"), (":scheme", "https"), (":authority", "example.test"),
-                              (":path", "/upload"), ("content-length", "5")], stream: 3, endStream: false, split: true)
+        let clientBytes =
+            HTTP2FrameReader.preface + HTTP2Writer.settings
+            + client.headers(
+                [
+                    (":method", "GET"), (":scheme", "https"), (":authority", "example.test"),
+                    (":path", "/index.html"), ("user-agent", "test/1"),
+                ], stream: 1, endStream: true)
+            + client.headers(
+                [
+                    (":method", "POST"), (":scheme", "https"), (":authority", "example.test"),
+                    (":path", "/upload"), ("content-length", "5"),
+                ], stream: 3, endStream: false, split: true)
             + HTTP2Writer.data(Array("hel".utf8), stream: 3, endStream: false, padding: 4)
             + HTTP2Writer.data(Array("lo".utf8), stream: 3, endStream: true)
-            + client.headers([(":method", "GET"), (":scheme", "https"), (":authority", "example.test"),
-                              (":path", "/slow")], stream: 5, endStream: true)
-            + client.headers([(":method", "POST"), (":scheme", "https"), (":authority", "example.test"),
-                              (":path", "/helloworld.Greeter/SayHello"), ("content-type", "application/grpc"),
-                              ("te", "trailers")], stream: 7, endStream: false)
+            + client.headers(
+                [
+                    (":method", "GET"), (":scheme", "https"), (":authority", "example.test"),
+                    (":path", "/slow"),
+                ], stream: 5, endStream: true)
+            + client.headers(
+                [
+                    (":method", "POST"), (":scheme", "https"), (":authority", "example.test"),
+                    (":path", "/helloworld.Greeter/SayHello"), ("content-type", "application/grpc"),
+                    ("te", "trailers"),
+                ], stream: 7, endStream: false)
             + HTTP2Writer.data(Array(grpcRequest[..<6]), stream: 7, endStream: false)
             + HTTP2Writer.data(Array(grpcRequest[6...]), stream: 7, endStream: true)
-        let serverBytes = HTTP2Writer.settings + HTTP2Writer.settingsAck
-            + server.headers([(":status", "200"), ("content-type", "text/plain")], stream: 3, endStream: false,
-                             padding: 3)
+        let serverBytes =
+            HTTP2Writer.settings + HTTP2Writer.settingsAck
+            + server.headers(
+                [(":status", "200"), ("content-type", "text/plain")], stream: 3, endStream: false,
+                padding: 3)
             + server.headers([(":status", "200"), ("content-type", "text/html")], stream: 1, endStream: false)
             + HTTP2Writer.data(Array("<html>".utf8), stream: 1, endStream: false)
             + HTTP2Writer.data(Array("ok".utf8), stream: 3, endStream: true)
@@ -92,10 +114,12 @@ struct HTTP2Writer {
             template: HTTPExchange(connection: 1, pid: 2, comm: "c", protocolVersion: ""), limits: HTTPLimits())
         var result: [HTTPExchange] = []
         for start in stride(from: 0, to: client.count, by: piece) {
-            result += connection.feed(fromClient: true, Array(client[start..<min(start + piece, client.count)]), time: 10)
+            result += connection.feed(
+                fromClient: true, Array(client[start..<min(start + piece, client.count)]), time: 10)
         }
         for start in stride(from: 0, to: server.count, by: piece) {
-            result += connection.feed(fromClient: false, Array(server[start..<min(start + piece, server.count)]), time: 20)
+            result += connection.feed(
+                fromClient: false, Array(server[start..<min(start + piece, server.count)]), time: 20)
         }
         return result + connection.close(time: 30)
     }
@@ -133,7 +157,8 @@ struct HTTP2Writer {
     @Test func anUnknownDynamicTableMarksHeadersIncomplete() {
         var writer = HTTP2Writer()
         _ = writer.block([("x-custom", "value")])  // an entry in the encoder's table we never see
-        let client = HTTP2FrameReader.preface
+        let client =
+            HTTP2FrameReader.preface
             + writer.headers([(":method", "GET"), (":path", "/"), ("x-custom", "value")], stream: 1, endStream: true)
             + writer.headers([(":method", "GET"), (":path", "/later"), ("x-new", "1")], stream: 3, endStream: true)
             + writer.headers([(":method", "GET"), (":path", "/later"), ("x-new", "1")], stream: 5, endStream: true)
@@ -158,7 +183,8 @@ struct HTTP2Writer {
         var result = tracker.feed(event(1, .outbound, client)) + tracker.feed(event(1, .inbound, server))
         // A server-side connection of HTTP/1: inbound is the client's.
         result += tracker.feed(event(2, .inbound, Array("GET /x HTTP/1.1\r\nHost: h\r\n\r\n".utf8), role: .server))
-        result += tracker.feed(event(2, .outbound, Array("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".utf8), role: .server))
+        result += tracker.feed(
+            event(2, .outbound, Array("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".utf8), role: .server))
         // Role unknown: the side that sent the request line is the client.
         result += tracker.feed(event(3, .inbound, Array("DELETE /y HTTP/1.1\r\n\r\n".utf8), role: .unknown))
         result += tracker.feed(event(3, .outbound, Array("HTTP/1.1 204 No Content\r\n\r\n".utf8), role: .unknown))
@@ -182,9 +208,11 @@ extension HTTP2Tests {
         var server = HTTP2Writer()
         _ = client.block([(":authority", "earlier.test")])  // table entries from before the join
         _ = server.block([("server", "earlier")])
-        let clientBytes = client.headers([(":method", "GET"), (":path", "/after-join"), (":authority", "earlier.test")],
-                                         stream: 41, endStream: true)
-        let serverBytes = server.headers([(":status", "200")], stream: 41, endStream: false)
+        let clientBytes = client.headers(
+            [(":method", "GET"), (":path", "/after-join"), (":authority", "earlier.test")],
+            stream: 41, endStream: true)
+        let serverBytes =
+            server.headers([(":status", "200")], stream: 41, endStream: false)
             + HTTP2Writer.data(Array("abc".utf8), stream: 41, endStream: true)
         var tracker = HTTPTracker()
         func event(_ direction: Direction, _ bytes: [UInt8]) -> DataEvent {
@@ -262,5 +290,64 @@ extension HTTP2Tests {
             #expect(result.map(\.responseBodyLength) == [3, 0])
             #expect(result[0].responseHeaders.first("content-type") == "text/plain" && result[0].requestHeaders.isEmpty)
         }
+    }
+}
+
+extension HTTP2Tests {
+    /// A server that answers before the request's body has all arrived
+    /// (nginx's `return 200`, a 413 on an upload): the exchange ends when
+    /// both sides have ended their stream, and the body sent after the
+    /// response counts; or on RST_STREAM, GOAWAY, or the connection's close.
+    @Test func anEarlyResponseWaitsForTheRestOfTheRequest() {
+        var client = HTTP2Writer()
+        var server = HTTP2Writer()
+        let post: [(String, String)] = [(":method", "POST"), (":scheme", "https"), (":path", "/upload")]
+        let opening = HTTP2FrameReader.preface + HTTP2Writer.settings
+        let connection = HTTP2Connection(
+            template: HTTPExchange(connection: 1, pid: 2, comm: "c", protocolVersion: ""), limits: HTTPLimits())
+        var result = connection.feed(
+            fromClient: true, opening + client.headers(post, stream: 1, endStream: false), time: 1)
+        result += connection.feed(
+            fromClient: false, server.headers([(":status", "413")], stream: 1, endStream: true),
+            time: 2)
+        #expect(result.isEmpty)  // the request has not ended
+        result += connection.feed(
+            fromClient: true,
+            HTTP2Writer.data(
+                Array(repeating: 0x61, count: 18), stream: 1,
+                endStream: true), time: 3)
+        #expect(result.map(\.status) == [413])
+        #expect(result.map(\.requestBodyLength) == [18])
+        #expect(result.map(\.endNanoseconds) == [3])
+        #expect(result.map(\.note) == [nil])
+
+        // Stream 3: the client resets instead of sending the rest.
+        result = connection.feed(fromClient: true, client.headers(post, stream: 3, endStream: false), time: 4)
+        result += connection.feed(
+            fromClient: false, server.headers([(":status", "401")], stream: 3, endStream: true),
+            time: 5)
+        result += connection.feed(
+            fromClient: true, HTTP2Writer.frame(type: 3, flags: 0, stream: 3, payload: [0, 0, 0, 8]),
+            time: 6)
+        #expect(result.map(\.status) == [401])
+        #expect(result.map(\.note) == ["reset"])
+
+        // Streams 5 and 7: GOAWAY says the server processes up to 5; 7 ends there, 5 when its response does.
+        result = connection.feed(
+            fromClient: true,
+            client.headers(post, stream: 5, endStream: true)
+                + client.headers(post, stream: 7, endStream: true), time: 7)
+        result += connection.feed(
+            fromClient: false,
+            HTTP2Writer.frame(
+                type: 7, flags: 0, stream: 0,
+                payload: [0, 0, 0, 5, 0, 0, 0, 0]), time: 8)
+        #expect(result.map(\.stream) == [7])
+        #expect(result.map(\.note) == ["refused (GOAWAY)"])
+        result = connection.feed(
+            fromClient: false, server.headers([(":status", "200")], stream: 5, endStream: true),
+            time: 9)
+        #expect(result.map(\.stream) == [5])
+        #expect(result.map(\.status) == [200])
     }
 }

@@ -80,7 +80,8 @@ import TLSTapCore
         #expect(result.map(\.path) == ["/up", "/after"])
         #expect(result.map(\.requestBodyLength) == [20, 0])
         #expect(result.map(\.responseBodyLength) == [0, 4])
-        #expect(result.map(\.note) == [nil, nil])
+        // Answered before its body was all sent, the POST waited for the rest, which was lost.
+        #expect(result.map(\.note) == ["request bytes lost", nil])
     }
 
     /// After a gap the parser looks for a start line at the start of a
