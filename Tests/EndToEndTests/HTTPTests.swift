@@ -100,6 +100,52 @@ extension EndToEnd {
             #expect(Set(exchanges.compactMap { $0["conn"] as? Int }).count == 2)
         }
 
+        /// tlstap joins nginx (`-p`) in the middle of a python3-h2 client's
+        /// HTTP/2 connection, whose encoder indexed :authority, user-agent
+        /// and x-trace before: every later request is decoded but for those
+        /// three fields, which the note counts.
+        @Test func joiningAnHTTP2ConnectionMidwayDecodesEveryFieldItCan() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let nginx = try Nginx(workspace: workspace)
+            defer { nginx.stop() }
+            try FileManager.default.createDirectory(
+                at: workspace.appendingPathComponent("www/files"), withIntermediateDirectories: true)
+            for index in 0..<10 {
+                try String(repeating: "x", count: 100 * index + 1).write(
+                    to: workspace.appendingPathComponent("www/files/f\(index).txt"), atomically: true, encoding: .utf8)
+            }
+            let go = workspace.appendingPathComponent("go").path
+            let client = try LaunchedProgram([
+                Harness.python,
+                Harness.packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/h2_client.py").path,
+                "localhost", String(nginx.port), workspace.appendingPathComponent("cert.pem").path, "3", "5", go,
+            ])
+            defer { client.signal(SIGKILL) }
+            for _ in 0..<200 where !String(decoding: client.standardOutputBytes, as: UTF8.self).contains("connected") {
+                usleep(50_000)
+            }
+            let tracer = try LaunchedProgram([
+                Harness.tlstap, "--format", "json", "--events", "http", "-p", String(nginx.pid),
+            ])
+            #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
+            _ = FileManager.default.createFile(atPath: go, contents: nil)
+            let finished = client.wait()
+            #expect(finished.standardOutput.split(separator: "\n").count == 9, "\(finished.standardError)")
+            let run = Harness.stop(tracer)
+            #expect(run.status == 0, "\(run.standardError)")
+            let exchanges = try Harness.records(run.output)
+            #expect(exchanges.map { $0["path"] as? String } == (3..<8).map { "/files/f\($0).txt" })
+            #expect(exchanges.allSatisfy { $0["method"] as? String == "GET" && $0["status"] as? Int == 200 })
+            #expect(exchanges.map { $0["resp_body_len"] as? Int } == (3..<8).map { 100 * $0 + 1 })
+            #expect(exchanges.allSatisfy { $0["protocol"] as? String == "HTTP/2" }, "\(exchanges)")
+            #expect(
+                exchanges.allSatisfy {
+                    $0["note"] as? String
+                        == "headers incomplete: 3 fields refer to HPACK table entries tlstap never saw"
+                }, "\(exchanges)")
+        }
+
         /// Python's http.client: 100 requests on one keep-alive connection,
         /// 100 exchanges in order with the right paths and body lengths.
         @Test func pythonKeepAliveMakesOneHundredExchangesInOrder() throws {
@@ -336,6 +382,9 @@ final class Nginx {
         Issue.record("nginx did not start: \(lastError)")
         throw CancellationError()
     }
+
+    /// nginx's only process (master_process off): the one that serves.
+    var pid: Int32 { process.process.processIdentifier }
 
     func stop() {
         process.signal(SIGKILL)  // children of the test runner start with every signal blocked
