@@ -117,3 +117,44 @@ enum HTTP2FrameRun {
         }
     }
 }
+
+/// What the first bytes of one direction of a stream say about HTTP: for
+/// outputs that label a stream before any exchange is parsed (`--pcapng`).
+public enum HTTPStreamStart: Equatable, Sendable {
+    /// An HTTP/1.x request line: the sender is the client.
+    case http1Request
+    /// An HTTP/1.x status line: the sender is the server.
+    case http1Response
+    /// The HTTP/2 client preface: the sender is the client.
+    case http2Preface
+    /// HTTP/2 frames without a preface (joined midway); whether the client
+    /// sent them, when their first header block tells.
+    case http2Frames(fromClient: Bool?)
+
+    /// What `bytes` begin with, or nil if not HTTP (or too few bytes to tell).
+    public init?(_ bytes: [UInt8]) {
+        let preface = HTTP2FrameReader.preface
+        if bytes.count >= 4, bytes.prefix(preface.count).elementsEqual(preface.prefix(bytes.count)) {
+            self = .http2Preface
+            return
+        }
+        let lineEnd = bytes.prefix(8192).firstIndex(of: 0x0a) ?? 0
+        let line = bytes[..<lineEnd].last == 0x0d ? bytes[..<(lineEnd - 1)] : bytes[..<lineEnd]
+        if line.starts(with: Array("HTTP/1.".utf8)) {
+            self = .http1Response
+            return
+        }
+        if let space = line.firstIndex(of: 0x20), space > 0,
+            line[..<space].allSatisfy({ (0x41...0x5a).contains($0) || $0 == 0x2d }),
+            line.suffix(9).elementsEqual(" HTTP/1.1".utf8) || line.suffix(9).elementsEqual(" HTTP/1.0".utf8)
+        {
+            self = .http1Request
+            return
+        }
+        let maxPayload = HTTP2Connection.maxFramePayload(HTTPLimits())
+        let client = HTTP2FrameRun.verdict(bytes, fromClient: true, maxPayload: maxPayload) == .frames
+        let server = HTTP2FrameRun.verdict(bytes, fromClient: false, maxPayload: maxPayload) == .frames
+        guard client || server else { return nil }
+        self = .http2Frames(fromClient: client && server ? HTTP2FrameRun.sentByClient(bytes) : client)
+    }
+}

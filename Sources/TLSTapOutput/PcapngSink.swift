@@ -5,7 +5,9 @@ import TLSTapHTTP
 /// and tshark dissect as ordinary TCP.
 ///
 /// Each connection becomes a synthetic TCP flow between its real addresses
-/// and ports (Ethernet + IPv4/IPv6 + TCP, checksums computed): a three-way
+/// (Ethernet + IPv4/IPv6 + TCP, checksums computed), on ports that make
+/// Wireshark dissect the plaintext without "Decode As" (`WiresharkPorts`:
+/// HTTP shows its server port as 80, the real one in the comments): a three-way
 /// handshake from the side that connected (or a comment that the capture
 /// joined mid-stream), data segments with consistent sequence and
 /// acknowledgement numbers so TCP reassembly follows the stream (bytes the
@@ -15,6 +17,7 @@ import TLSTapHTTP
 /// written as they happen and flushed at least every second.
 public final class PcapngSink: EventSink {
     private struct Flow {
+        var ports: WiresharkPorts
         var localSeq: UInt32
         var remoteSeq: UInt32
 
@@ -43,8 +46,9 @@ public final class PcapngSink: EventSink {
 
     public func write(_ event: DataEvent) throws(OutputError) {
         guard let connection = event.connection, event.length > 0 else { return }
-        var flow = try flowStarting(connection, time: event.timeNanoseconds)
         let outbound = event.direction == .outbound
+        var flow = try flowStarting(
+            connection, firstPayload: event.payload, outbound: outbound, time: event.timeNanoseconds)
         // Lost bytes keep their place in the sequence space, so Wireshark
         // shows "previous segment not captured" where the stream has a hole.
         flow.advance(outbound: outbound, by: Int(truncatingIfNeeded: event.lostBefore))
@@ -57,12 +61,14 @@ public final class PcapngSink: EventSink {
         comment.append(contentsOf: event.library.name.utf8)
         comment.append(literal: " func=")
         comment.append(contentsOf: event.function.name.utf8)
+        if let port = flow.ports.realServerPort { comment.append(" server_port=", decimal: port) }
         var offset = 0
         while offset < event.payload.count {
             let segment = event.payload[offset..<min(offset + Self.maxSegment, event.payload.count)]
             let (seq, ack) = outbound ? (flow.localSeq, flow.remoteSeq) : (flow.remoteSeq, flow.localSeq)
-            try packet(connection, fromLocal: outbound, seq: seq, ack: ack, flags: [.psh, .ack], payload: segment,
-                       time: event.timeNanoseconds, comment: comment)
+            try packet(
+                flow.ports, fromLocal: outbound, seq: seq, ack: ack, flags: [.psh, .ack], payload: segment,
+                time: event.timeNanoseconds, comment: comment)
             flow.advance(outbound: outbound, by: segment.count)
             offset += segment.count
         }
@@ -76,14 +82,17 @@ public final class PcapngSink: EventSink {
             return
         }
         let comment = "pid=\(connection.pid) comm=\(connection.comm) connection closed"
-        try packet(connection, fromLocal: true, seq: flow.localSeq, ack: flow.remoteSeq, flags: [.fin, .ack],
-                   payload: [], time: time, comment: comment)
+        try packet(
+            flow.ports, fromLocal: true, seq: flow.localSeq, ack: flow.remoteSeq, flags: [.fin, .ack],
+            payload: [], time: time, comment: comment)
         flow.localSeq &+= 1
-        try packet(connection, fromLocal: false, seq: flow.remoteSeq, ack: flow.localSeq, flags: [.fin, .ack],
-                   payload: [], time: time, comment: comment)
+        try packet(
+            flow.ports, fromLocal: false, seq: flow.remoteSeq, ack: flow.localSeq, flags: [.fin, .ack],
+            payload: [], time: time, comment: comment)
         flow.remoteSeq &+= 1
-        try packet(connection, fromLocal: true, seq: flow.localSeq, ack: flow.remoteSeq, flags: [.ack], payload: [],
-                   time: time, comment: comment)
+        try packet(
+            flow.ports, fromLocal: true, seq: flow.localSeq, ack: flow.remoteSeq, flags: [.ack], payload: [],
+            time: time, comment: comment)
         try flushEverySecond(time)
     }
 
@@ -99,33 +108,55 @@ public final class PcapngSink: EventSink {
         try file.finish()
     }
 
-    /// The flow of a connection, starting it with a handshake (or a mid-stream note) when new.
-    private func flowStarting(_ connection: Connection, time: UInt64) throws(OutputError) -> Flow {
+    /// The flow of a connection, starting it with a handshake (or a
+    /// mid-stream note) when new; its ports follow from its first bytes.
+    private func flowStarting(_ connection: Connection, firstPayload: [UInt8], outbound: Bool, time: UInt64)
+        throws(OutputError) -> Flow
+    {
         if let flow = flows[connection.id] { return flow }
+        let ports = WiresharkPorts(connection: connection, firstPayload: firstPayload, outbound: outbound)
         // Initial sequence numbers: any value works; these differ per connection and side.
         let localISN = UInt32(truncatingIfNeeded: connection.id &* 2_654_435_761) | 1
         let remoteISN = localISN ^ 0x5555_5555
-        let comment = "pid=\(connection.pid) comm=\(connection.comm) fd=\(connection.fd) role=\(connection.role.rawValue)"
+        var comment =
+            "pid=\(connection.pid) comm=\(connection.comm) fd=\(connection.fd) role=\(connection.role.rawValue)"
+        if let port = ports.realServerPort {
+            comment +=
+                " server_port=\(port) (shown as \(ports.shownServerPort), so that Wireshark decodes the plaintext)"
+        }
+        var flow: Flow
         switch connection.role {
         case .client, .server:
             let localConnected = connection.role == .client
             let (firstISN, secondISN) = localConnected ? (localISN, remoteISN) : (remoteISN, localISN)
-            try packet(connection, fromLocal: localConnected, seq: firstISN, ack: 0, flags: [.syn], payload: [],
-                       time: time, comment: comment)
-            try packet(connection, fromLocal: !localConnected, seq: secondISN, ack: firstISN &+ 1, flags: [.syn, .ack],
-                       payload: [], time: time, comment: comment)
-            try packet(connection, fromLocal: localConnected, seq: firstISN &+ 1, ack: secondISN &+ 1, flags: [.ack],
-                       payload: [], time: time, comment: comment)
-            let flow = Flow(localSeq: localISN &+ 1, remoteSeq: remoteISN &+ 1)
-            flows[connection.id] = flow
-            return flow
+            try packet(
+                ports, fromLocal: localConnected, seq: firstISN, ack: 0, flags: [.syn], payload: [],
+                time: time, comment: comment)
+            try packet(
+                ports, fromLocal: !localConnected, seq: secondISN, ack: firstISN &+ 1, flags: [.syn, .ack],
+                payload: [], time: time, comment: comment)
+            try packet(
+                ports, fromLocal: localConnected, seq: firstISN &+ 1, ack: secondISN &+ 1, flags: [.ack],
+                payload: [], time: time, comment: comment)
+            flow = Flow(ports: ports, localSeq: localISN &+ 1, remoteSeq: remoteISN &+ 1)
         case .unknown:
-            let flow = Flow(localSeq: localISN, remoteSeq: remoteISN)
-            try packet(connection, fromLocal: true, seq: localISN, ack: remoteISN, flags: [.ack], payload: [],
-                       time: time, comment: comment + " (tlstap joined this connection mid-stream)")
-            flows[connection.id] = flow
-            return flow
+            flow = Flow(ports: ports, localSeq: localISN, remoteSeq: remoteISN)
+            try packet(
+                ports, fromLocal: true, seq: localISN, ack: remoteISN, flags: [.ack], payload: [],
+                time: time, comment: comment + " (tlstap joined this connection mid-stream)")
         }
+        if let fromLocal = ports.prefaceFromLocal {
+            let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+            let (seq, ack) = fromLocal ? (flow.localSeq, flow.remoteSeq) : (flow.remoteSeq, flow.localSeq)
+            try packet(
+                ports, fromLocal: fromLocal, seq: seq, ack: ack, flags: [.psh, .ack], payload: preface[...],
+                time: time,
+                comment: "added by tlstap: the HTTP/2 connection preface, sent before tlstap joined this "
+                    + "connection, so that Wireshark reads its frames as HTTP/2")
+            flow.advance(outbound: fromLocal, by: preface.count)
+        }
+        flows[connection.id] = flow
+        return flow
     }
 
     private func flushEverySecond(_ time: UInt64) throws(OutputError) {
@@ -138,18 +169,19 @@ public final class PcapngSink: EventSink {
     /// Writes one packet's block straight into the output buffer: the
     /// payload is copied once, and its checksum read in the same pass.
     private func packet(
-        _ connection: Connection, fromLocal: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags,
+        _ ports: WiresharkPorts, fromLocal: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags,
         payload: ArraySlice<UInt8>, time: UInt64, comment: String
     ) throws(OutputError) {
-        try packet(connection, fromLocal: fromLocal, seq: seq, ack: ack, flags: flags, payload: payload, time: time,
-                   comment: Array(comment.utf8))
+        try packet(
+            ports, fromLocal: fromLocal, seq: seq, ack: ack, flags: flags, payload: payload, time: time,
+            comment: Array(comment.utf8))
     }
 
     private func packet(
-        _ connection: Connection, fromLocal: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags,
+        _ ports: WiresharkPorts, fromLocal: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags,
         payload: ArraySlice<UInt8>, time: UInt64, comment: [UInt8]
     ) throws(OutputError) {
-        let (source, destination) = fromLocal ? (connection.local, connection.remote) : (connection.remote, connection.local)
+        let (source, destination) = fromLocal ? (ports.local, ports.remote) : (ports.remote, ports.local)
         let frameLength = SyntheticFrame.headerCount(ipv6: source.ip.count == 16) + payload.count
         try file.append { bytes in
             Self.appendEnhancedPacket(to: &bytes, time: time, comment: comment, frameLength: frameLength) { frame in

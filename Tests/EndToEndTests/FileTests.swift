@@ -57,21 +57,31 @@ extension EndToEnd {
             let capture = try Capture()
             defer { capture.close() }
             #expect(capture.run.status == 0, "\(capture.run.standardError)")
-            let port = capture.nginx.port
+            // No "Decode As": HTTP shows its server port as 80, and the real one in the comments.
             let http1 = try runProgram([
-                "/usr/bin/tshark", "-r", capture.pcapng, "-d", "tcp.port==\(port),http", "-Y", "http",
+                "/usr/bin/tshark", "-r", capture.pcapng, "-Y", "http",
                 "-T", "fields", "-e", "http.request.uri", "-e", "http.response.code",
             ])
             #expect(
                 http1.standardOutput.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
                     == ["/one-k.txt?v=1", "200"], "\(http1.standardError)")
             let http2 = try runProgram([
-                "/usr/bin/tshark", "-r", capture.pcapng, "-d", "tcp.port==\(port),http2", "-Y", "http2.type == 1",
+                "/usr/bin/tshark", "-r", capture.pcapng, "-Y", "http2.type == 1",
                 "-T", "fields", "-e", "http2.header.value",
             ])
             let h2Text = http2.standardOutput
             #expect(h2Text.contains("/one-k.txt?v=2"), "\(h2Text)\(http2.standardError)")
             #expect(h2Text.contains("200"))
+            let comments = try runProgram([
+                "/usr/bin/tshark", "-r", capture.pcapng, "-Y", "tcp.flags.syn == 1 && tcp.flags.ack == 0",
+                "-T", "fields", "-e", "tcp.dstport", "-e", "frame.comment",
+            ])
+            let synLines = comments.standardOutput.split(separator: "\n")
+            #expect(synLines.count == 2)
+            #expect(
+                synLines.allSatisfy {
+                    $0.hasPrefix("80\t") && $0.contains(" server_port=\(capture.nginx.port) (shown as 80, ")
+                }, "\(comments.standardOutput)")
 
             // tshark's reassembled streams equal the bytes curl wrote and read.
             let events = try Harness.dataEvents(Array(try Data(contentsOf: URL(fileURLWithPath: capture.jsonl))))
@@ -187,8 +197,7 @@ extension EndToEnd {
 
             // tshark decodes every HTTP/2 header block; the hidden values keep their names and lengths.
             let headers = try runProgram([
-                "/usr/bin/tshark", "-r", capture.pcapng, "-d", "tcp.port==\(capture.nginx.port),http2",
-                "-d", "tcp.port==\(grpc?.port ?? 0),http2", "-Y", "http2.type == 1", "-T", "fields",
+                "/usr/bin/tshark", "-r", capture.pcapng, "-Y", "http2.type == 1", "-T", "fields",
                 "-E", "occurrence=a", "-E", "aggregator=|", "-e", "http2.header.name", "-e", "http2.header.value",
             ])
             var seen: [String: [String]] = [:]
@@ -203,6 +212,10 @@ extension EndToEnd {
                 seen[":path"]?.contains("/one-k.txt?v=2") == true, "\(headers.standardOutput)\(headers.standardError)")
             #expect(seen[":path"]?.contains("/helloworld.Greeter/SayHello") == true)
             #expect(seen["grpc-status"] == ["0"])
+            let grpcCalls = try runProgram([
+                "/usr/bin/tshark", "-r", capture.pcapng, "-Y", "grpc", "-T", "fields", "-e", "grpc.message_length",
+            ])
+            #expect(grpcCalls.standardOutput.split(separator: "\n") == ["3", "3"], "\(grpcCalls.standardOutput)")
             for (name, value) in [
                 ("authorization", sent[0]), ("cookie", sent[1]), ("x-private", sent[2]), ("set-cookie", sent[3]),
             ] {

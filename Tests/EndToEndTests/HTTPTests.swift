@@ -103,7 +103,8 @@ extension EndToEnd {
         /// tlstap joins nginx (`-p`) in the middle of a python3-h2 client's
         /// HTTP/2 connection, whose encoder indexed :authority, user-agent
         /// and x-trace before: every later request is decoded but for those
-        /// three fields, which the note counts.
+        /// three fields, which the note counts; and tshark reads the pcapng
+        /// as HTTP/2 without flags (tlstap adds the preface it did not see).
         @Test func joiningAnHTTP2ConnectionMidwayDecodesEveryFieldItCan() throws {
             let workspace = try Harness.makeWorkspace()
             defer { try? FileManager.default.removeItem(at: workspace) }
@@ -125,8 +126,9 @@ extension EndToEnd {
             for _ in 0..<200 where !String(decoding: client.standardOutputBytes, as: UTF8.self).contains("connected") {
                 usleep(50_000)
             }
+            let pcapng = workspace.appendingPathComponent("midway.pcapng").path
             let tracer = try LaunchedProgram([
-                Harness.tlstap, "--format", "json", "--events", "http", "-p", String(nginx.pid),
+                Harness.tlstap, "--format", "json", "--events", "http", "--pcapng", pcapng, "-p", String(nginx.pid),
             ])
             #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
             _ = FileManager.default.createFile(atPath: go, contents: nil)
@@ -144,6 +146,19 @@ extension EndToEnd {
                     $0["note"] as? String
                         == "headers incomplete: 3 fields refer to HPACK table entries tlstap never saw"
                 }, "\(exchanges)")
+            // In pcapng, the preface tlstap added makes Wireshark read the frames as HTTP/2.
+            let frames = try runProgram([
+                "/usr/bin/tshark", "-r", pcapng, "-Y", "http2", "-T", "fields", "-e", "http2.type",
+                "-E", "occurrence=a", "-E", "aggregator=,",
+            ])
+            let types = frames.standardOutput.split(whereSeparator: { $0 == "\n" || $0 == "," })
+            #expect(types.filter { $0 == "1" }.count == 10, "\(frames.standardOutput)")  // 5 requests, 5 responses
+            #expect(types.filter { $0 == "0" }.count == 5, "\(frames.standardOutput)")  // 5 response bodies
+            let magic = try runProgram([
+                "/usr/bin/tshark", "-r", pcapng, "-Y", "http2.magic", "-T", "fields",
+                "-e", "frame.comment",
+            ])
+            #expect(magic.standardOutput.hasPrefix("added by tlstap: the HTTP/2 connection preface"))
         }
 
         /// Python's http.client: 100 requests on one keep-alive connection,

@@ -1,7 +1,8 @@
 import Foundation
-import Testing
 import TLSTapCore
 import TLSTapHTTP
+import Testing
+
 @testable import TLSTapOutput
 
 /// Golden files under Golden/ hold the exact rendering of `sampleEvents`.
@@ -20,7 +21,9 @@ import TLSTapHTTP
         DataEvent(
             timeNanoseconds: 1_700_000_000_123_456_789, pid: 1234, tid: 1235, comm: "curl", library: .openssl,
             function: .sslWrite, direction: .outbound, ssl: 0x5581_0000_beef, length: 83,
-            payload: Array("GET /hello.txt HTTP/1.1\r\nHost: localhost:8443\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n".utf8),
+            payload: Array(
+                "GET /hello.txt HTTP/1.1\r\nHost: localhost:8443\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n".utf8
+            ),
             fd: 5, connection: sampleConnection),
         DataEvent(
             timeNanoseconds: 1_700_000_000_200_000_001, pid: 1234, tid: 1235, comm: "we\"ird\\\u{1}", library: .openssl,
@@ -28,7 +31,8 @@ import TLSTapHTTP
             payload: Array("HTTP/1.0 200 ok\r\n\r\n\u{1b}[31mred\ttab\rcr".utf8) + [0x00, 0xff, 0x80]),
         DataEvent(
             timeNanoseconds: 1_700_000_000_300_000_000, pid: 9, tid: 9, comm: "lossy", library: .openssl,
-            function: .sslRead, direction: .inbound, ssl: 0x20, length: 20_000, payload: Array(repeating: 0x41, count: 18),
+            function: .sslRead, direction: .inbound, ssl: 0x20, length: 20_000,
+            payload: Array(repeating: 0x41, count: 18),
             lostBefore: 65_536),
     ]
 
@@ -72,7 +76,8 @@ import TLSTapHTTP
     }()
 
     static func render(_ format: OutputFormat) throws -> String {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-sink-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "tlstap-sink-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let output = try OutputFile.create(path: directory.appendingPathComponent("out").path)
@@ -81,7 +86,8 @@ import TLSTapHTTP
         try sink.write(.opened(sampleConnection, timeNanoseconds: 1_700_000_000_123_456_789))
         for event in sampleEvents { try sink.write(event) }
         var v6 = Connection(
-            id: 8, pid: 77, comm: "python3", fd: 9, local: SocketAddress(ip: Array(repeating: 0, count: 15) + [1], port: 443),
+            id: 8, pid: 77, comm: "python3", fd: 9,
+            local: SocketAddress(ip: Array(repeating: 0, count: 15) + [1], port: 443),
             remote: SocketAddress(ip: Array(repeating: 0, count: 15) + [1], port: 40000), role: .server, origin: .mid,
             openedNanoseconds: 1_700_000_000_000_000_000)
         v6.bytesIn = 10
@@ -100,7 +106,8 @@ import TLSTapHTTP
     func renderingMatchesTheGoldenFile(format: OutputFormat) throws {
         let rendered = try Self.render(format)
         let name = "sample.\(format.rawValue)"
-        let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden/\(name)")
+        let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "Golden/\(name)")
         if ProcessInfo.processInfo.environment["TLSTAP_RECORD_GOLDEN"] == "1" {
             try rendered.write(to: golden, atomically: true, encoding: .utf8)
         }
@@ -111,7 +118,9 @@ import TLSTapHTTP
     @Test func jsonLinesParseWithTheDocumentedKeys() throws {
         let lines = try Self.render(.json).split(separator: "\n")
         #expect(lines.count == 10)
-        var objects = try lines.map { try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        var objects = try lines.map {
+            try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
         let open = objects.removeFirst()
         #expect(open["event"] as? String == "open")
         #expect(open["conn"] as? Int == 7)
@@ -168,7 +177,8 @@ import TLSTapHTTP
 
     /// The JSON objects a JSON Lines sink writes to a file of its own.
     static func jsonObjects(writtenBy write: (JSONLinesSink) throws -> Void) throws -> [[String: Any]] {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-sink-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "tlstap-sink-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("out").path
@@ -256,9 +266,10 @@ import TLSTapHTTP
             for library in TLSLibrary.allCases {
                 for function in TLSFunction.allCases {
                     for direction in Direction.allCases {
-                        try sink.write(DataEvent(
-                            timeNanoseconds: 1, pid: 2, tid: 3, comm: "c", library: library, function: function,
-                            direction: direction, ssl: 4, length: 1, payload: [0x61]))
+                        try sink.write(
+                            DataEvent(
+                                timeNanoseconds: 1, pid: 2, tid: 3, comm: "c", library: library, function: function,
+                                direction: direction, ssl: 4, length: 1, payload: [0x61]))
                         expected.append([library.name, function.name, direction.name])
                     }
                 }
@@ -284,9 +295,10 @@ import TLSTapHTTP
             for round in 0..<2 {
                 for id in 1...count where round == 0 || id % 1000 == 0 {
                     if round == 1 { try sink.write(.closed(connection(id - 1), timeNanoseconds: 1)) }
-                    try sink.write(DataEvent(
-                        timeNanoseconds: 1, pid: 1, tid: 1, comm: "c", library: .openssl, function: .sslRead,
-                        direction: .inbound, ssl: 1, length: 1, payload: [0x61], fd: 3, connection: connection(id)))
+                    try sink.write(
+                        DataEvent(
+                            timeNanoseconds: 1, pid: 1, tid: 1, comm: "c", library: .openssl, function: .sslRead,
+                            direction: .inbound, ssl: 1, length: 1, payload: [0x61], fd: 3, connection: connection(id)))
                 }
             }
         }
@@ -316,7 +328,8 @@ import TLSTapHTTP
     /// Live readers: a FIFO (wireshark -k -i FIFO) or a device is written as it is; a directory is refused.
     @Test func fifosAndDevicesAreWritableTargets() throws {
         _ = try OutputFile.create(path: "/dev/null")
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-fifo-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "tlstap-fifo-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         #expect(throws: OutputError.openFailed(name: directory.path, errno: EISDIR)) {
@@ -325,7 +338,8 @@ import TLSTapHTTP
     }
 
     @Test func outputFilesAreCreatedPrivateAndRefuseSymlinks() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-files-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "tlstap-files-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("capture.jsonl").path
@@ -341,7 +355,8 @@ import TLSTapHTTP
     /// end, several windows over here); every byte still lands in order, after
     /// what the file already held (`>> file`).
     @Test func aStreamedFileKeepsEveryByteAfterWhatWasThere() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-stream-\(UUID().uuidString)").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-stream-\(UUID().uuidString)")
+            .path
         defer { unlink(path) }
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         try #require(descriptor >= 0)
@@ -367,16 +382,19 @@ import TLSTapHTTP
     /// last partial block written through the page cache, then again
     /// directly), and the descriptor's offset at the end of what was written.
     @Test func aFileOfItsOwnIsWrittenDirectlyAndWholeAtEveryFlush() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-direct-\(UUID().uuidString)").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-direct-\(UUID().uuidString)")
+            .path
         defer { unlink(path) }
         let output = try OutputFile.create(path: path)
         if !output.isDirect {
-            print("SinkTests: \(FileManager.default.temporaryDirectory.path) has no direct I/O; checked through the page cache")
+            print(
+                "SinkTests: \(FileManager.default.temporaryDirectory.path) has no direct I/O; checked through the page cache"
+            )
         }
         var expected: [UInt8] = []
         var state: UInt64 = 7
         for record in 0..<3_000 {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             // 0..<16384: records across block and buffer edges; now and then
             // 600,000..<731,072, larger than a buffer's room past its capacity.
             let large = record % 199 == 198
@@ -407,7 +425,8 @@ import TLSTapHTTP
     }
 
     @Test func aFileOpenedForAppendingIsNotWrittenDirectly() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-append-\(UUID().uuidString)").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-append-\(UUID().uuidString)")
+            .path
         defer { unlink(path) }
         let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         try #require(descriptor >= 0)
@@ -437,7 +456,9 @@ import TLSTapHTTP
         for digits in 1...19 {
             let power = (1..<digits).reduce(UInt64(1)) { product, _ in product * 10 }
             #expect(Self.text { $0.append(decimal: power) } == "1" + String(repeating: "0", count: digits - 1))
-            #expect(Self.text { $0.append(decimal: power - 1) } == (digits == 1 ? "0" : String(repeating: "9", count: digits - 1)))
+            #expect(
+                Self.text { $0.append(decimal: power - 1) }
+                    == (digits == 1 ? "0" : String(repeating: "9", count: digits - 1)))
         }
         #expect(Self.text { $0.append(hex: 0) } == "0")
         #expect(Self.text { $0.append(hex: 0x5581_0000_beef) } == "55810000beef")
@@ -461,12 +482,13 @@ import TLSTapHTTP
             }
         }
         let comm = String(repeating: "\\u0001", count: 15)
-        #expect(line == """
-            {"event":"data","time_ns":18446744073709551615,"pid":4294967295,"tid":4294967295,"comm":"\(comm)",\
-            "lib":"x","ssl":"0xffffffffffffffff","len":18446744073709551615,"fd":2147483647,"conn":1,\
-            "lost_before":18446744073709551615,"lost_bytes":18446744073709551613,"data":"+/8="}
+        #expect(
+            line == """
+                {"event":"data","time_ns":18446744073709551615,"pid":4294967295,"tid":4294967295,"comm":"\(comm)",\
+                "lib":"x","ssl":"0xffffffffffffffff","len":18446744073709551615,"fd":2147483647,"conn":1,\
+                "lost_before":18446744073709551615,"lost_bytes":18446744073709551613,"data":"+/8="}
 
-            """)
+                """)
     }
 
     /// Every control character, quote, backslash and DEL is escaped; other
@@ -532,13 +554,16 @@ import TLSTapHTTP
         let payload = (0..<payloadLength).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ 7) }
         for (source, destination) in [
             (SocketAddress(ip: [10, 0, 0, 1], port: 443), SocketAddress(ip: [192, 168, 1, 20], port: 51000)),
-            (SocketAddress(ip: Array(repeating: 0xfe, count: 15) + [1], port: 443),
-             SocketAddress(ip: Array(repeating: 0x20, count: 15) + [2], port: 65_535)),
+            (
+                SocketAddress(ip: Array(repeating: 0xfe, count: 15) + [1], port: 443),
+                SocketAddress(ip: Array(repeating: 0x20, count: 15) + [2], port: 65_535)
+            ),
         ] {
             var frame: [UInt8] = [0xaa]  // appended after what is there
             frame.append(atMost: SyntheticFrame.headerCount(ipv6: source.ip.count == 16) + payloadLength) {
-                SyntheticFrame.writeTCP(to: &$0, from: source, to: destination, seq: 0xdead_beef, ack: 7,
-                                        flags: [.psh, .ack], payload: payload[...])
+                SyntheticFrame.writeTCP(
+                    to: &$0, from: source, to: destination, seq: 0xdead_beef, ack: 7,
+                    flags: [.psh, .ack], payload: payload[...])
             }
             frame.removeFirst()
             let v6 = source.ip.count == 16
@@ -546,12 +571,72 @@ import TLSTapHTTP
             let tcp = Array(frame[(14 + ipLength)...])
             #expect(tcp.count == 20 + payloadLength)
             #expect(Array(tcp[20...]) == payload)
-            let pseudo = source.ip + destination.ip
-                + (v6 ? [UInt8(tcp.count >> 24), UInt8(tcp.count >> 16 & 0xff), UInt8(tcp.count >> 8 & 0xff),
-                         UInt8(tcp.count & 0xff), 0, 0, 0, 6]
+            let pseudo =
+                source.ip + destination.ip
+                + (v6
+                    ? [
+                        UInt8(tcp.count >> 24), UInt8(tcp.count >> 16 & 0xff), UInt8(tcp.count >> 8 & 0xff),
+                        UInt8(tcp.count & 0xff), 0, 0, 0, 6,
+                    ]
                     : [0, 6, UInt8(tcp.count >> 8), UInt8(tcp.count & 0xff)])
             #expect(Self.onesComplementSum(pseudo + tcp) == 0xffff)  // a correct checksum sums to all ones
             if !v6 { #expect(Self.onesComplementSum(Array(frame[14..<34])) == 0xffff) }
         }
+    }
+}
+
+/// The ports `--pcapng` shows, so that Wireshark picks the right dissector.
+@Suite struct WiresharkPortsTests {
+    static func connection(role: ConnectionRole, local: UInt16, remote: UInt16) -> Connection {
+        Connection(
+            id: 1, pid: 1, comm: "c", fd: 3, local: SocketAddress(ip: [127, 0, 0, 1], port: local),
+            remote: SocketAddress(ip: [127, 0, 0, 2], port: remote), role: role, origin: .connect,
+            openedNanoseconds: 0)
+    }
+
+    static let request = Array("GET / HTTP/1.1\r\nHost: h\r\n\r\n".utf8)
+    static let response = Array("HTTP/1.1 200 OK\r\n\r\n".utf8)
+    static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+    /// A server's SETTINGS and a HEADERS frame for stream 1 that opens with :status 200 (static index 8).
+    static let serverFrames: [UInt8] = [0, 0, 0, 4, 0, 0, 0, 0, 0] + [0, 0, 1, 1, 4, 0, 0, 0, 1, 0x88]
+
+    @Test func httpShowsItsServerPortAs80AndNamesTheRealOne() {
+        // A client's request on 8443: the remote port shows as 80.
+        var ports = WiresharkPorts(
+            connection: Self.connection(role: .client, local: 40000, remote: 8443), firstPayload: Self.request,
+            outbound: true)
+        #expect((ports.local.port, ports.remote.port, ports.realServerPort) == (40000, 80, 8443))
+        #expect(ports.prefaceFromLocal == nil)
+        // A server that sent the HTTP/2 preface's reader: the local port shows as 80.
+        ports = WiresharkPorts(
+            connection: Self.connection(role: .server, local: 443, remote: 50000), firstPayload: Self.preface,
+            outbound: false)
+        #expect((ports.local.port, ports.remote.port, ports.realServerPort) == (80, 50000, 443))
+        // Role unknown: the side that sent a status line serves.
+        ports = WiresharkPorts(
+            connection: Self.connection(role: .unknown, local: 30000, remote: 60000), firstPayload: Self.response,
+            outbound: false)
+        #expect((ports.local.port, ports.remote.port) == (30000, 80))
+    }
+
+    @Test func http2JoinedMidwayGetsThePrefaceFromTheClientSide() {
+        let ports = WiresharkPorts(
+            connection: Self.connection(role: .unknown, local: 443, remote: 50000), firstPayload: Self.serverFrames,
+            outbound: true)
+        #expect((ports.local.port, ports.remote.port) == (80, 50000))
+        #expect(ports.prefaceFromLocal == false)  // the local side sent a response: the remote one is the client
+    }
+
+    @Test func otherPlaintextKeepsItsPortOrItsPlaintextTwin() {
+        let binary: [UInt8] = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc]
+        var ports = WiresharkPorts(
+            connection: Self.connection(role: .client, local: 40000, remote: 993),
+            firstPayload: Array("a1 LOGIN\r\n".utf8),
+            outbound: true)
+        #expect((ports.remote.port, ports.realServerPort) == (143, 993))
+        ports = WiresharkPorts(
+            connection: Self.connection(role: .client, local: 40000, remote: 5432), firstPayload: binary, outbound: true
+        )
+        #expect((ports.remote.port, ports.realServerPort) == (5432, nil))
     }
 }
