@@ -173,22 +173,23 @@ static __always_inline void leave_fingerprint(__u64 ssl, __u64 data, __u64 lengt
 /*
  * A write syscall outside TLS calls sends `length` bytes at `buffer` on
  * `fd`: if they begin with a record an unbound object produced, that object
- * speaks through this socket.
+ * speaks through this socket (and true is returned).
  */
-static __always_inline void match_fingerprint(int fd, __u64 buffer, __u64 length)
+static __always_inline bool match_fingerprint(int fd, __u64 buffer, __u64 length)
 {
 	struct fingerprint_key key = { .tgid = bpf_get_current_pid_tgid() >> 32 };
 	__u64 socket_ino, *ssl;
 
 	if (!fingerprints_used || !read_fingerprint(&key, buffer, length))
-		return;
+		return false;
 	ssl = bpf_map_lookup_elem(&record_fingerprints, &key);
 	if (!ssl)
-		return;
+		return false;
 	socket_ino = socket_ino_of_fd(fd);
 	if (socket_ino && tcp_sock_of_fd(fd))
 		bind_object(key.tgid, *ssl, fd, socket_ino);
 	bpf_map_delete_elem(&record_fingerprints, &key);
+	return true;
 }
 
 #endif /* TLSTAP_BINDINGS_BPF_H */

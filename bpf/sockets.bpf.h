@@ -45,7 +45,8 @@ struct socket_state {
 	__u64 file;   /* the open file behind the fd, to notice the fd reused for another socket */
 	__u8 wanted;  /* passes --port/--host */
 	__u8 is_tls;  /* carries TLS records: its syscalls are never plaintext */
-	__u8 pad[2];
+	__u8 probed;  /* a probed TLS call used it */
+	__u8 unprobed_writes; /* application-data records sent outside probed calls (see note_unprobed_tls) */
 	/* Bytes of whole calls lost per direction (index direction - 1), not yet told (lost_before). */
 	__u32 lost[2];
 	__u32 pad2;

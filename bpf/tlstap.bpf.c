@@ -100,9 +100,10 @@ static __always_inline void send_call(struct tls_call *call, __u8 direction, __u
 		socket = socket_of_file(fd, through.file);
 	if (socket ? !socket->wanted : (filter_ports || filter_hosts))
 		return;
-	if (socket)
+	if (socket) {
 		socket->is_tls = 1; /* its syscalls carry ciphertext from now on */
-	else
+		socket->probed = 1;
+	} else
 		note_unbound(thread >> 32, call->ssl);
 	state.header.kind = TLSTAP_RECORD_DATA;
 	state.header.library = call->library;
@@ -560,11 +561,39 @@ static __always_inline void note_call_fd(int fd)
 		go->call.fd = fd;
 }
 
-/* A write syscall of a traced process outside TLS calls: see bindings.bpf.h. */
+/*
+ * TLS that no probe covers (Java's JSSE, a TLS library linked in without
+ * symbols, as grpcio's wheels embed BoringSSL): a traced process sends
+ * application-data records on a socket that no probed TLS call has used.
+ * The third such send tells user space once (UNPROBED_TLS): a handshake's
+ * own sends and session tickets, made outside SSL_read/SSL_write, are at
+ * most two. User space names the connection unless data was captured on it.
+ */
+#define TLSTAP_UNPROBED_WRITES 3
+
+static __always_inline void note_unprobed_tls(int fd, __u64 buffer)
+{
+	struct socket_state *socket;
+
+	if (tls_record_type(buffer) != 23 || syscall_go_call())
+		return;
+	socket = socket_in_use(fd);
+	if (!socket || !socket->wanted || socket->probed || socket->unprobed_writes >= TLSTAP_UNPROBED_WRITES)
+		return;
+	if (++socket->unprobed_writes == TLSTAP_UNPROBED_WRITES)
+		send_socket_end(TLSTAP_SOCKET_UNPROBED_TLS, fd);
+}
+
+/*
+ * A send of a traced process outside TLS calls: ciphertext an unbound
+ * object produced (bindings.bpf.h), or TLS from code no probe covers.
+ */
 static __always_inline void match_write(int fd, __u64 buffer, __u64 length)
 {
-	if (fingerprints_used && !call_in_flight(bpf_get_current_pid_tgid()) && tracing_this_process())
-		match_fingerprint(fd, buffer, length);
+	if (call_in_flight(bpf_get_current_pid_tgid()))
+		return;
+	if (!match_fingerprint(fd, buffer, length))
+		note_unprobed_tls(fd, buffer);
 }
 
 /*
@@ -627,7 +656,7 @@ static __always_inline int iovec_call_entered(struct bpf_raw_tracepoint_args *ct
 	fd = SYSCALL_ARG1(ctx);
 	iov = SYSCALL_ARG2(ctx);
 	note_call_fd(fd);
-	if (direction == TLSTAP_DIR_OUT && fingerprints_used) {
+	if (direction == TLSTAP_DIR_OUT) {
 		struct iovec first = first_iovec(iov);
 
 		match_write(fd, (__u64)first.iov_base, first.iov_len);
@@ -683,7 +712,7 @@ int probe_sendmsg_enter(struct bpf_raw_tracepoint_args *ctx)
 	fd = SYSCALL_ARG1(ctx);
 	message = SYSCALL_ARG2(ctx);
 	note_call_fd(fd);
-	if (fingerprints_used) {
+	{
 		struct iovec first = msg_first_iovec(message);
 
 		match_write(fd, (__u64)first.iov_base, first.iov_len);

@@ -85,6 +85,9 @@ public struct SocketEvent: Sendable, Equatable {
         /// The process maps code from a file that no traced process mapped
         /// before (fd is that file's): a shared object, perhaps a TLS library.
         case mapCode = 7
+        /// The socket carries TLS records sent by code no probe covers (BPF
+        /// tells this once per socket; see `ConnectionTracker.silentConnection`).
+        case unprobedTLS = 8
     }
 
     public var kind: Kind

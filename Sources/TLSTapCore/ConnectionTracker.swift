@@ -52,15 +52,16 @@ public struct ConnectionTracker {
             guard let local = socket.local, let remote = socket.remote else { return ended }
             let origin: ConnectionOrigin = socket.kind == .connect ? .connect : socket.kind == .accept ? .accept : .mid
             let role = socket.kind == .mid ? roleOfMidConnection(socket) : socket.role
-            entries[key] = Entry(connection: Connection(
-                id: nextID, pid: socket.pid, comm: socket.comm, fd: socket.fd, local: local, remote: remote,
-                role: role, origin: origin, openedNanoseconds: time))
+            entries[key] = Entry(
+                connection: Connection(
+                    id: nextID, pid: socket.pid, comm: socket.comm, fd: socket.fd, local: local, remote: remote,
+                    role: role, origin: origin, openedNanoseconds: time))
             nextID += 1
             return ended
         case .close:
             guard let entry = entries.removeValue(forKey: key), entry.announced else { return [] }
             return [.closed(entry.connection, timeNanoseconds: time)]
-        case .exec, .mapCode:
+        case .exec, .mapCode, .unprobedTLS:
             return []
         case .exit:
             let gone = entries.filter { $0.key.pid == socket.pid }
@@ -68,6 +69,13 @@ public struct ConnectionTracker {
             return gone.values.filter(\.announced).sorted { $0.connection.id < $1.connection.id }
                 .map { .closed($0.connection, timeNanoseconds: time) }
         }
+    }
+
+    /// The connection of a socket on which no data event was captured yet,
+    /// or nil if it is not tracked or data was captured on it.
+    public func silentConnection(pid: UInt32, fd: Int32) -> Connection? {
+        guard let entry = entries[Key(pid: pid, fd: fd)], !entry.announced else { return nil }
+        return entry.connection
     }
 
     /// Names the connection of a data event and counts its bytes.

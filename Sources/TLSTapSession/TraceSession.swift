@@ -18,16 +18,23 @@ public struct TraceSummary: Sendable, Equatable {
     /// Events whose connection tlstap could not know: shown without one,
     /// never with a guessed one.
     public var eventsWithoutConnection: UInt64 = 0
+    /// Processes that sent TLS records from code tlstap cannot probe (`comm[pid]`).
+    public var unprobedTLS: [String] = []
 
     /// `tlstap: 12 events, 3456 bytes captured, 0 records lost (0 bytes)`
     public var line: String {
-        var text = "tlstap: \(events) events, \(payloadBytes) bytes captured, \(lost.records) records lost "
+        var text =
+            "tlstap: \(events) events, \(payloadBytes) bytes captured, \(lost.records) records lost "
             + "(\(lost.bytes) bytes)"
         if exchanges > 0 { text += ", \(exchanges) HTTP exchange\(exchanges == 1 ? "" : "s")" }
         if eventsWithoutConnection > 0 {
-            text += ", \(eventsWithoutConnection) event\(eventsWithoutConnection == 1 ? "" : "s") without a known connection"
+            text +=
+                ", \(eventsWithoutConnection) event\(eventsWithoutConnection == 1 ? "" : "s") without a known connection"
         }
         if malformedRecords > 0 { text += ", \(malformedRecords) malformed record\(malformedRecords == 1 ? "" : "s")" }
+        if !unprobedTLS.isEmpty {
+            text += "; not captured: TLS from code tlstap cannot probe in \(unprobedTLS.joined(separator: ", "))"
+        }
         return text
     }
 }
@@ -113,7 +120,9 @@ public final class TraceSession {
         self.logger = logger
         self.recording = recording
         assembler = ChunkAssembler(clock: clock)
-        connections = live ? ConnectionTracker(clock: clock, roleOfMidConnection: ListeningPorts.role)
+        connections =
+            live
+            ? ConnectionTracker(clock: clock, roleOfMidConnection: ListeningPorts.role)
             : ConnectionTracker(clock: clock)
         exchanges = http.map { HTTPTracker(limits: $0) }
     }
@@ -147,7 +156,8 @@ public final class TraceSession {
         // only while this object, which owns the tracer, exists: it is
         // reached without a retain per record.
         let session = Unmanaged.passUnretained(self)
-        let handle: (UnsafeRawBufferPointer) -> Void = recording == nil
+        let handle: (UnsafeRawBufferPointer) -> Void =
+            recording == nil
             ? { record in session._withUnsafeGuaranteedRef { $0.received(record) } }
             : { record in session._withUnsafeGuaranteedRef { $0.count(record) } }
         tracer = try Tracer(filters: filters, ringBufferBytes: ringBufferBytes, logger: logger, onRecord: handle)
@@ -206,14 +216,16 @@ public final class TraceSession {
                 "attached \(attached) probes in \(attachment.library.path) for \(scope) (\(attachment.library.reason))")
         }
         if tracer.attachedProbes == 0 && plan.findsLater {
-            logger.warning("no TLS library in the given processes yet: probes follow when they or their children load one")
+            logger.warning(
+                "no TLS library in the given processes yet: probes follow when they or their children load one")
             return
         }
         guard tracer.attachedProbes > 0 else {
             let paths = Set(plan.attachments.map(\.library.path)).sorted()
-            throw LoaderError(paths.isEmpty
-                ? "no TLS library (libssl, libgnutls, libnspr4, or one linked into the program) found to trace"
-                : "could not attach to the TLS read and write functions in \(paths.joined(separator: ", "))")
+            throw LoaderError(
+                paths.isEmpty
+                    ? "no TLS library (libssl, libgnutls, libnspr4, or one linked into the program) found to trace"
+                    : "could not attach to the TLS read and write functions in \(paths.joined(separator: ", "))")
         }
     }
 
@@ -233,7 +245,9 @@ public final class TraceSession {
     /// session handles its record).
     public func poll(timeoutMilliseconds: Int32) throws {
         guard let tracer else { return }
-        _ = recording == nil ? try tracer.poll(timeoutMilliseconds: timeoutMilliseconds)
+        _ =
+            recording == nil
+            ? try tracer.poll(timeoutMilliseconds: timeoutMilliseconds)
             : writeRing(waitingMilliseconds: timeoutMilliseconds)
         reportLoss()  // an output error waits for `run`, which ends on it
     }
@@ -278,10 +292,12 @@ public final class TraceSession {
     private func startDraining() -> pthread_t? {
         spool = RecordSpool(limitBytes: spoolLimitBytes)
         var thread = pthread_t()
-        let started = pthread_create(&thread, nil, { context in
-            Unmanaged<TraceSession>.fromOpaque(context!).takeUnretainedValue().drainUntilStopped()
-            return nil
-        }, Unmanaged.passUnretained(self).toOpaque())
+        let started = pthread_create(
+            &thread, nil,
+            { context in
+                Unmanaged<TraceSession>.fromOpaque(context!).takeUnretainedValue().drainUntilStopped()
+                return nil
+            }, Unmanaged.passUnretained(self).toOpaque())
         guard started == 0 else {
             spool = nil
             logger.warning("cannot start the draining thread: records are rendered as they are read")
@@ -390,8 +406,14 @@ public final class TraceSession {
                 case .exec, .mapCode:
                     // Already done where the draining thread read it.
                     if spool == nil { newCode(socket) }
+                case .unprobedTLS:
+                    if let connection = connections.silentConnection(pid: socket.pid, fd: socket.fd) {
+                        tellUnprobedTLS(connection)
+                    }
                 case .exit:
-                    let objects = (tlsObjects.removeValue(forKey: socket.pid) ?? []).union(unbound.objects(of: socket.pid))
+                    unprobableStacks.withLock { _ = $0.removeValue(forKey: socket.pid) }
+                    let objects = (tlsObjects.removeValue(forKey: socket.pid) ?? []).union(
+                        unbound.objects(of: socket.pid))
                     tracer?.forgetProcess(socket.pid, fds: connections.fds(of: socket.pid), tlsObjects: Array(objects))
                     unbound.release(pid: socket.pid) { emit(&$0) }
                 default: break
@@ -404,6 +426,23 @@ public final class TraceSession {
             summary.malformedRecords += 1
             logger.error("malformed record from the kernel: \(error)")
         }
+    }
+
+    private var unprobedTLSProcesses = Set<UInt32>()
+
+    /// A process sends TLS records on `connection` from code no probe
+    /// covers: said once per process, and again in the summary.
+    private func tellUnprobedTLS(_ connection: Connection) {
+        let pid = Int32(bitPattern: connection.pid)
+        guard unprobedTLSProcesses.insert(connection.pid).inserted else { return }
+        // The process's name: the connection's is its thread's (gRPC's "event_engine").
+        let comm = LibraryDiscovery.comm(of: pid) ?? connection.comm
+        let process = "\(comm)[\(connection.pid)]"
+        summary.unprobedTLS.append(process)
+        let seen = unprobableStacks.withLock { $0[connection.pid] }
+        let stack = UnprobableTLS.likelyStack(of: pid, comm: comm, seen: seen).map { " (\($0))" } ?? ""
+        logger.warning(
+            "\(process) speaks TLS to \(connection.remote) from code tlstap cannot probe\(stack): not captured")
     }
 
     /// Writes the ring's committed bytes to `recording` in whole blocks,
@@ -502,8 +541,19 @@ public final class TraceSession {
     /// linked in. Called when the process maps a file not seen before; the
     /// file is found through its fd, which is open while the mmap runs.
     private func attachMappedTLS(pid: Int32, fd: Int32) {
-        attachOnce(LibraryDiscovery.mappedTarget(pid: pid, fd: fd))
+        let target = LibraryDiscovery.mappedTarget(pid: pid, fd: fd)
+        attachOnce(target)
+        // Else TLS tlstap cannot probe, named if the process speaks it (it may have exited by then).
+        if target == nil, let name = LibraryDiscovery.openFile(of: pid, fd: fd),
+            let stack = UnprobableTLS.stack(inFile: "/proc/\(pid)/fd/\(fd)", named: name)
+        {
+            unprobableStacks.withLock { $0[UInt32(bitPattern: pid)] = stack }
+        }
     }
+
+    /// TLS stacks tlstap cannot probe, per process that mapped one: written
+    /// where new code is handled (the draining thread), read where records are.
+    private let unprobableStacks = Mutex<[UInt32: String]>([:])
 
     /// Attaches to a TLS library linked into the program at `path` before it
     /// runs (the command of `tlstap -- COMMAND`).

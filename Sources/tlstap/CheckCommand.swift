@@ -11,9 +11,10 @@ struct CheckCommand: ParsableCommand {
     @Option(name: [.short, .customLong("pid")], help: "Also list what tlstap would attach to for this process.")
     var pid: Int32?
 
-    @Flag(help: ArgumentHelp(
-        "With -p: print only where the probes go, one per line: FILE OFFSET COOKIE ENTRY-PROGRAM RETURN-PROGRAM.",
-        discussion: "For tools that attach to the same places (bench/'s floor and bare consumer)."))
+    @Flag(
+        help: ArgumentHelp(
+            "With -p: print only where the probes go, one per line: FILE OFFSET COOKIE ENTRY-PROGRAM RETURN-PROGRAM.",
+            discussion: "For tools that attach to the same places (bench/'s floor and bare consumer)."))
     var attachPlan = false
 
     func validate() throws {
@@ -39,13 +40,21 @@ struct CheckCommand: ParsableCommand {
         if let pid {
             report += "Process \(pid):\n"
             let plan = try AttachPlan.make(for: TraceFilters(pids: [pid]))
-            if plan.attachments.isEmpty { report += "  maps no TLS library tlstap knows (libssl, libgnutls, libnspr4, or one linked in)\n" }
+            if plan.attachments.isEmpty {
+                report += "  maps no TLS library tlstap knows (libssl, libgnutls, libnspr4, or one linked in)\n"
+            }
             for attachment in plan.attachments {
-                report += "  \(attachment.library.library.name)  \(attachment.library.path)  (\(attachment.library.reason))\n"
+                report +=
+                    "  \(attachment.library.library.name)  \(attachment.library.path)  (\(attachment.library.reason))\n"
                 for point in Tracer.probePoints(for: attachment.library) { report += "      \(point)\n" }
             }
+            let unprobable = UnprobableTLS.findings(in: pid, probed: Set(plan.attachments.map(\.library.path)))
+            for finding in unprobable {
+                report += "  cannot probe  \(finding.stack)  \(finding.path)  (TLS through it is not captured)\n"
+            }
         }
-        report += check.canTrace && Privileges.missingForTracing().isEmpty
+        report +=
+            check.canTrace && Privileges.missingForTracing().isEmpty
             ? "tlstap can trace TLS on this host.\n"
             : "tlstap cannot trace here: see the lines marked no above, and run as root.\n"
         print(report, terminator: "")

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 extension EndToEnd {
     /// TLS stacks other than OpenSSL's libssl.
@@ -27,7 +27,8 @@ extension EndToEnd {
             #expect(request.contains("\r\nHost: localhost:\(port)\r\n"))
             #expect(request.hasSuffix("\r\n\r\n"))
             let body = try String(contentsOfFile: output, encoding: .utf8)
-            #expect(body == "got e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n")  // sha256 of nothing
+            // The SHA-256 of nothing.
+            #expect(body == "got e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n")
             #expect(String(decoding: events.joined(direction: "in"), as: UTF8.self).hasSuffix("\r\n\r\n" + body))
         }
     }
@@ -42,10 +43,15 @@ extension EndToEnd.StackTests {
         let workspace = try Harness.makeWorkspace()
         defer { try? FileManager.default.removeItem(at: workspace) }
         let database = "sql:" + workspace.appendingPathComponent("nssdb").path
-        try FileManager.default.createDirectory(at: workspace.appendingPathComponent("nssdb"), withIntermediateDirectories: false)
-        for arguments in [["-N", "-d", database, "--empty-password"],
-                          ["-A", "-d", database, "-n", "localhost", "-t", "CT,,", "-i",
-                           workspace.appendingPathComponent("cert.pem").path]] {
+        try FileManager.default.createDirectory(
+            at: workspace.appendingPathComponent("nssdb"), withIntermediateDirectories: false)
+        for arguments in [
+            ["-N", "-d", database, "--empty-password"],
+            [
+                "-A", "-d", database, "-n", "localhost", "-t", "CT,,", "-i",
+                workspace.appendingPathComponent("cert.pem").path,
+            ],
+        ] {
             let made = try runProgram(["/usr/bin/certutil"] + arguments)
             try #require(made.status == 0, "certutil: \(made.standardError)")
         }
@@ -53,7 +59,8 @@ extension EndToEnd.StackTests {
         let request = "GET /via-nss HTTP/1.1\r\nHost: localhost:\(port)\r\nConnection: close\r\n\r\n"
         let requestFile = workspace.appendingPathComponent("request.txt")
         try Data(request.utf8).write(to: requestFile)
-        let script = "/usr/bin/tstclnt -d '\(database)' -4 -h localhost -p \(port) -A '\(requestFile.path)' "
+        let script =
+            "/usr/bin/tstclnt -d '\(database)' -4 -h localhost -p \(port) -A '\(requestFile.path)' "
             + "</dev/null >'\(workspace.path)/tstclnt.out'"
         let run = try Harness.run(["--format", "json", "--", "/bin/sh", "-c", script])
         _ = server.wait()
@@ -78,7 +85,8 @@ extension EndToEnd.StackTests {
         let workspace = try Harness.makeWorkspace()
         defer { try? FileManager.default.removeItem(at: workspace) }
         let (server, port) = try Harness.startPythonServer(in: workspace)
-        let script = "require('https').get({host: 'localhost', port: \(port), "
+        let script =
+            "require('https').get({host: 'localhost', port: \(port), "
             + "path: '/from-node', ca: require('fs').readFileSync('\(workspace.path)/cert.pem')}, "
             + "r => { let body = ''; r.on('data', d => body += d); r.on('end', () => require('fs').writeFileSync('\(workspace.path)/node.out', body)) })"
         let run = try Harness.run(["--format", "json", "--", node, "-e", script])
@@ -86,9 +94,11 @@ extension EndToEnd.StackTests {
         #expect(run.status == 0, "\(run.standardError)")
         let events = try Harness.dataEvents(run.output)
         #expect(events.allSatisfy { $0.lib == "openssl" && $0.comm == "node" })
-        #expect(events.allSatisfy { $0.remote == "127.0.0.1:\(port)" && $0.role == "client" && $0.fd >= 0 },
-                "\(events.map { "\($0.function) fd=\($0.fd) \($0.remote ?? "-")" })")
-        #expect(String(decoding: events.joined(direction: "out"), as: UTF8.self).hasPrefix("GET /from-node HTTP/1.1\r\n"))
+        #expect(
+            events.allSatisfy { $0.remote == "127.0.0.1:\(port)" && $0.role == "client" && $0.fd >= 0 },
+            "\(events.map { "\($0.function) fd=\($0.fd) \($0.remote ?? "-")" })")
+        #expect(
+            String(decoding: events.joined(direction: "out"), as: UTF8.self).hasPrefix("GET /from-node HTTP/1.1\r\n"))
         let body = try String(contentsOfFile: workspace.appendingPathComponent("node.out").path, encoding: .utf8)
         #expect(body.hasPrefix("got "))
         #expect(String(decoding: events.joined(direction: "in"), as: UTF8.self).hasSuffix(body))
@@ -99,7 +109,9 @@ extension EndToEnd.StackTests {
 enum ChildProcessPath {
     static func resolve(_ program: String) -> String? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        return path.split(separator: ":").map { "\($0)/\(program)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+        return path.split(separator: ":").map { "\($0)/\(program)" }.first {
+            FileManager.default.isExecutableFile(atPath: $0)
+        }
     }
 }
 
@@ -122,8 +134,10 @@ extension EndToEnd.StackTests {
         }
 
         let portFile = workspace.appendingPathComponent("go-port").path
-        let server = try LaunchedProgram([binary, "server", workspace.appendingPathComponent("cert.pem").path,
-                                          workspace.appendingPathComponent("key.pem").path, portFile])
+        let server = try LaunchedProgram([
+            binary, "server", workspace.appendingPathComponent("cert.pem").path,
+            workspace.appendingPathComponent("key.pem").path, portFile,
+        ])
         var port = 0
         for _ in 0..<200 where port == 0 {
             port = (try? String(contentsOfFile: portFile, encoding: .utf8)).flatMap { Int($0) } ?? 0
@@ -133,8 +147,10 @@ extension EndToEnd.StackTests {
         // "gotls" is this test's own program name: nothing else on the host has it.
         let tracer = try LaunchedProgram([Harness.tlstap, "--format", "json", "-c", "gotls"])
         #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
-        let launched = try LaunchedProgram([binary, "client", "https://localhost:\(port)/go-path",
-                                            workspace.appendingPathComponent("cert.pem").path, "hello from go"])
+        let launched = try LaunchedProgram([
+            binary, "client", "https://localhost:\(port)/go-path",
+            workspace.appendingPathComponent("cert.pem").path, "hello from go",
+        ])
         let clientPID = Int(launched.process.processIdentifier)
         let client = launched.wait()
         let serverResult = server.wait()
@@ -162,15 +178,18 @@ extension EndToEnd.StackTests {
         // it is captured when its record goes out.
         #expect(clientEvents.joined(direction: "out") == serverEvents.joined(direction: "in"))
         #expect(serverEvents.joined(direction: "out") == clientEvents.joined(direction: "in"))
-        #expect(String(decoding: clientEvents.joined(direction: "in"), as: UTF8.self).hasSuffix("\r\n\r\ngo got POST /go-path 13\n"))
+        #expect(
+            String(decoding: clientEvents.joined(direction: "in"), as: UTF8.self).hasSuffix(
+                "\r\n\r\ngo got POST /go-path 13\n"))
         #expect(clientEvents.allSatisfy { $0.remote == "127.0.0.1:\(port)" && $0.role == "client" })
         // A Go server's first Read can be served from bytes its handshake
         // (outside the probed functions) already read, so no syscall names
         // the fd for it; every server event that has one must be right.
         let named = serverEvents.filter { $0.fd >= 0 }
         #expect(named.contains { $0.function == "crypto/tls.(*Conn).Write" })
-        #expect(named.allSatisfy { $0.local == "127.0.0.1:\(port)" && $0.role == "server" },
-                "\(serverEvents.map { "\($0.function) fd=\($0.fd) \($0.local ?? "-") \($0.role ?? "-")" })")
+        #expect(
+            named.allSatisfy { $0.local == "127.0.0.1:\(port)" && $0.role == "server" },
+            "\(serverEvents.map { "\($0.function) fd=\($0.fd) \($0.local ?? "-") \($0.role ?? "-")" })")
         #expect(Set((clientEvents + serverEvents).compactMap(\.connection)).count == 2)
     }
 }
@@ -195,8 +214,11 @@ extension EndToEnd.StackTests {
         let check = try runProgram([Harness.tlstap, "check", "-p", "\(pid)"])
         let lines = check.standardOutput.split(separator: "\n")
         for name in ["SSL_write", "SSL_read"] {
-            #expect(lines.contains { $0.contains("\(name) @ 0x") && $0.hasSuffix("(entry, past its endbr64 and uretprobe)") },
-                    "\(check.standardOutput)")
+            #expect(
+                lines.contains {
+                    $0.contains("\(name) @ 0x") && $0.hasSuffix("(entry, past its endbr64 and uretprobe)")
+                },
+                "\(check.standardOutput)")
         }
         let tracer = try LaunchedProgram([Harness.tlstap, "--format", "json", "-p", "\(pid)"])
         #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
@@ -207,8 +229,98 @@ extension EndToEnd.StackTests {
         #expect(result.status == 0, "\(result.standardError)")
         #expect(run.status == 0, "\(run.standardError)")
         let events = try Harness.dataEvents(run.output)
-        #expect(events.map { "\($0.function) \($0.direction) \($0.text)" }
-            == ["SSL_write out through endbr64", "SSL_read in through endbr64"])
+        #expect(
+            events.map { "\($0.function) \($0.direction) \($0.text)" }
+                == ["SSL_write out through endbr64", "SSL_read in through endbr64"])
         #expect(events.allSatisfy { $0.lib == "openssl" && $0.fd >= 0 })
+    }
+}
+
+/// TLS tlstap cannot probe is said, never a silent "0 events": once per
+/// process as it happens, in the summary, and by `tlstap check -p`.
+extension EndToEnd.StackTests {
+    static let grpcioPython = "/opt/tlstap-test-venv/bin/python"  // scripts/bootstrap --test makes it
+    static let javaClient = Harness.packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/JavaClient.java").path
+    static let grpcioPeer = Harness.packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/grpcio_peer.py").path
+
+    /// The lines a run must end its standard error with, for a process that spoke TLS tlstap cannot probe.
+    static func unprobedLines(_ process: String, remote: String, stack: String) -> String {
+        "tlstap: warning: \(process) speaks TLS to \(remote) from code tlstap cannot probe (\(stack)): not captured\n"
+            + "tlstap: 0 events, 0 bytes captured, 0 records lost (0 bytes); "
+            + "not captured: TLS from code tlstap cannot probe in \(process)\n"
+    }
+
+    /// Java 17's HttpClient (JSSE) against nginx.
+    @Test func aJavaProgramsTLSIsNamedAsOneTlstapCannotProbe() throws {
+        let workspace = try Harness.makeWorkspace()
+        defer { try? FileManager.default.removeItem(at: workspace) }
+        let nginx = try Nginx(workspace: workspace)
+        defer { nginx.stop() }
+        try "hello\n".write(to: workspace.appendingPathComponent("www/a.txt"), atomically: true, encoding: .utf8)
+        let url = "https://localhost:\(nginx.port)/a.txt"
+        let run = try Harness.run(["--", "/usr/bin/java", Self.javaClient, url])
+        #expect(run.status == 0, "\(run.standardError)")
+        #expect(String(decoding: run.output, as: UTF8.self) == "200 6\n200 6\n200 6\n")
+        let pid = try #require(run.standardError.firstMatch(of: /java\[(\d+)\]/)?.1)
+        #expect(
+            run.standardError.hasSuffix(
+                Self.unprobedLines(
+                    "java[\(pid)]", remote: "[::ffff:127.0.0.1]:\(nginx.port)", stack: "Java's own TLS, JSSE")),
+            "\(run.standardError)")
+
+        // check -p names it while the program runs.
+        let hold = workspace.appendingPathComponent("hold").path
+        let java = try LaunchedProgram(["/usr/bin/java", Self.javaClient, url, hold])
+        defer {
+            java.signal(SIGKILL)
+            _ = java.wait()
+        }
+        for _ in 0..<200 where java.standardOutputBytes.count < 18 { usleep(50_000) }
+        let check = try runProgram([Harness.tlstap, "check", "-p", String(java.process.processIdentifier)])
+        #expect(
+            check.standardOutput.contains(
+                "  cannot probe  Java's own TLS, JSSE  /usr/lib/jvm/java-17-openjdk-amd64/lib/server/libjvm.so  "
+                    + "(TLS through it is not captured)\n"), "\(check.standardOutput)")
+        _ = FileManager.default.createFile(atPath: hold, contents: nil)
+    }
+
+    /// A grpcio client (its PyPI wheel builds BoringSSL in, without symbols) calling a grpcio server.
+    @Test func aGrpcioProgramsTLSIsNamedAsOneTlstapCannotProbe() throws {
+        let workspace = try Harness.makeWorkspace()
+        defer { try? FileManager.default.removeItem(at: workspace) }
+        let portFile = workspace.appendingPathComponent("port").path
+        let cert = workspace.appendingPathComponent("cert.pem").path
+        let server = try LaunchedProgram([
+            Self.grpcioPython, Self.grpcioPeer, "server", cert, workspace.appendingPathComponent("key.pem").path,
+            portFile,
+        ])
+        defer {
+            server.signal(SIGKILL)
+            _ = server.wait()
+        }
+        var port = 0
+        for _ in 0..<200 where port == 0 {
+            port = (try? String(contentsOfFile: portFile, encoding: .utf8)).flatMap { Int($0) } ?? 0
+            if port == 0 { usleep(50_000) }
+        }
+        try #require(port != 0, "the grpcio server did not start: \(server.standardError)")
+        let run = try Harness.run(["--", Self.grpcioPython, Self.grpcioPeer, "client", cert, String(port), "3"])
+        #expect(run.status == 0, "\(run.standardError)")
+        #expect(String(decoding: run.output, as: UTF8.self) == "0 olleh\n1 olleh\n2 olleh\n")
+        let pid = try #require(run.standardError.firstMatch(of: /python\[(\d+)\]/)?.1)
+        let library = "cygrpc.cpython-311-x86_64-linux-gnu.so"
+        #expect(
+            run.standardError.hasSuffix(
+                Self.unprobedLines(
+                    "python[\(pid)]", remote: "[::ffff:127.0.0.1]:\(port)",
+                    stack: "BoringSSL built into \(library) without symbols")),
+            "\(run.standardError)")
+
+        let check = try runProgram([Harness.tlstap, "check", "-p", String(server.process.processIdentifier)])
+        #expect(
+            check.standardOutput.contains(
+                "  cannot probe  BoringSSL built into \(library) without symbols  "
+                    + "/opt/tlstap-test-venv/lib/python3.11/site-packages/grpc/_cython/\(library)  "
+                    + "(TLS through it is not captured)\n"), "\(check.standardOutput)")
     }
 }

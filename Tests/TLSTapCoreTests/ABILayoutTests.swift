@@ -1,4 +1,5 @@
 import CTLSTapABI
+import TLSTapCore
 import Testing
 
 /// The BPF side compiles against the same header and asserts the same
@@ -25,4 +26,14 @@ import Testing
     #expect(MemoryLayout<tlstap_socket_record>.offset(of: \.comm) == 64)
     #expect(MemoryLayout<tlstap_lost_counts>.size == 16)
     #expect(TLSTAP_CHUNK_MAX == 16 * 1024)
+}
+
+/// The Swift socket event kinds are the C enum's values (tlstap_abi.h).
+@Test func socketEventKindsMatchTheBPFSide() {
+    let pairs: [(SocketEvent.Kind, tlstap_socket_event)] = [
+        (.connect, TLSTAP_SOCKET_CONNECT), (.accept, TLSTAP_SOCKET_ACCEPT), (.mid, TLSTAP_SOCKET_MID),
+        (.close, TLSTAP_SOCKET_CLOSE), (.exit, TLSTAP_SOCKET_EXIT), (.exec, TLSTAP_SOCKET_EXEC),
+        (.mapCode, TLSTAP_SOCKET_MAP), (.unprobedTLS, TLSTAP_SOCKET_UNPROBED_TLS),
+    ]
+    for (kind, event) in pairs { #expect(UInt32(kind.rawValue) == event.rawValue, "\(kind)") }
 }

@@ -101,6 +101,7 @@ enum tlstap_socket_event {
 	TLSTAP_SOCKET_EXIT = 5,	   /* the process exited: all its fds are gone */
 	TLSTAP_SOCKET_EXEC = 6,	   /* the process exec'd a new program (fd -1): look for TLS in it */
 	TLSTAP_SOCKET_MAP = 7,	   /* the process maps code from fd, a file no traced process mapped yet */
+	TLSTAP_SOCKET_UNPROBED_TLS = 8, /* fd carries TLS records sent by code no probe covers */
 };
 
 /* Who opened the connection. */
