@@ -237,7 +237,9 @@ public final class TraceSession {
     /// live view, seldom enough that a busy capture to a file does not write
     /// its last partial block through the page cache after every poll (the
     /// next direct write of that block then waits for its writeback).
-    static let flushIntervalNanoseconds: UInt64 = 50_000_000
+    /// Zero flushes after every poll that brought records: for a terminal,
+    /// where tlstap's lines go between the traced command's own.
+    public var flushIntervalNanoseconds: UInt64 = 50_000_000
 
     /// Handles the records that come within `timeoutMilliseconds`, for a
     /// caller that must wait for something else before `run` (a process
@@ -276,7 +278,7 @@ public final class TraceSession {
             reportLoss()
             unflushed = unflushed || delivered > 0
             let now = WallClock.monotonicNanoseconds()
-            if unflushed && now &- lastFlush >= Self.flushIntervalNanoseconds {
+            if unflushed && now &- lastFlush >= flushIntervalNanoseconds {
                 flushOutput()
                 unflushed = false
                 lastFlush = now

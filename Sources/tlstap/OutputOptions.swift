@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import TLSTapCore
 import TLSTapHTTP
 import TLSTapOutput
@@ -8,7 +9,8 @@ extension EventKind: ExpressibleByArgument {}
 
 /// Options shared by every command that renders events.
 struct OutputOptions: ParsableArguments {
-    @Option(name: [.short, .long], help: "Output format: text, hex, json (JSON Lines) or http (one line per exchange).")
+    @Option(
+        name: [.short, .long], help: "Output format: text, hex, json (JSON Lines) or http (one line per exchange).")
     var format: OutputFormat = .text
 
     @Option(help: "Only these records, on stdout and in --write: data, conn, http, lost (repeatable).")
@@ -27,11 +29,14 @@ struct OutputOptions: ParsableArguments {
         help: "Bytes of each body to keep with --bodies; the rest is counted.")
     var maxBody: Int = 1 << 20
 
-    @Option(name: .customLong("write"), help: ArgumentHelp("Also write JSON Lines to FILE (mode 0600).", valueName: "file"))
+    @Option(
+        name: .customLong("write"), help: ArgumentHelp("Also write JSON Lines to FILE (mode 0600).", valueName: "file"))
     var jsonFile: String?
 
-    @Option(help: ArgumentHelp("Write the decrypted streams as pcapng to FILE (- for stdout, instead of --format).",
-                               valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "Write the decrypted streams as pcapng to FILE (- for stdout, instead of --format).",
+            valueName: "file"))
     var pcapng: String?
 
     @Option(help: ArgumentHelp("Write HTTP exchanges as HAR 1.2 to FILE (mode 0600).", valueName: "file"))
@@ -45,7 +50,9 @@ struct OutputOptions: ParsableArguments {
             """)
     var redact = false
 
-    @Option(name: .customLong("redact-header"), help: ArgumentHelp("Also redact this header (repeatable).", valueName: "name"))
+    @Option(
+        name: .customLong("redact-header"),
+        help: ArgumentHelp("Also redact this header (repeatable).", valueName: "name"))
     var redactHeaders: [String] = []
 
     @Flag(name: [.short, .long], help: "Log what tlstap attaches to, and libbpf's messages.")
@@ -88,6 +95,10 @@ struct OutputOptions: ParsableArguments {
         let sink = sinks.count == 1 ? sinks[0] : TeeSink(sinks)  // none at all: --quiet without files
         return redacts ? RedactingSink(sink, extraHeaders: redactHeaders) : sink
     }
+
+    /// Whether events are shown on a terminal: each line then goes out as
+    /// soon as it is rendered, between the traced command's own.
+    var showsOnTerminal: Bool { !quiet && pcapng != "-" && isatty(1) != 0 }
 
     /// Whether header values are redacted (`--redact` or `--redact-header`).
     var redacts: Bool { redact || !redactHeaders.isEmpty }

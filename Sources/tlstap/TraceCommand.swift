@@ -10,8 +10,10 @@ struct TraceCommand: ParsableCommand {
         discussion: "Runs until Ctrl-C, or in `-- COMMAND` mode until the command and all it started have exited."
     )
 
-    @Option(help: ArgumentHelp("Also save the raw ring buffer records to FILE, for `tlstap replay`, bug reports and "
-                               + "test fixtures.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "Also save the raw ring buffer records to FILE, for `tlstap replay`, bug reports and "
+                + "test fixtures.", valueName: "file"))
     var saveRaw: String?
 
     @OptionGroup var output: OutputOptions
@@ -30,9 +32,11 @@ struct TraceCommand: ParsableCommand {
         let logger = TerminalLogHandler.logger(verbose: output.verbose)
         try scope.trace(logger: logger) { filters, runsCommand in
             let sink = try output.makeSink(runsCommand: runsCommand)
-            return try TraceSession(
+            let session = try TraceSession(
                 filters: filters, ringBufferBytes: scope.ringBufferBytes, sink: sink, http: output.httpLimits,
                 rawLog: try saveRaw.map(OutputFile.create), logger: logger)
+            if output.showsOnTerminal { session.flushIntervalNanoseconds = 0 }
+            return session
         }
     }
 }

@@ -285,6 +285,26 @@ extension EndToEnd {
             return found
         }
 
+        /// On a terminal (a pty from script(1)), tlstap's line for an
+        /// exchange comes out between the command's own lines, not at the end.
+        @Test func onATerminalLinesComeOutAsTheCommandRuns() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let nginx = try Nginx(workspace: workspace)
+            defer { nginx.stop() }
+            try "hello\n".write(to: workspace.appendingPathComponent("www/a.txt"), atomically: true, encoding: .utf8)
+            let curl = "curl -sS --http1.1 --cacert \(workspace.path)/cert.pem https://localhost:\(nginx.port)/a.txt"
+            let command = "'\(Harness.tlstap)' --format http -- sh -c '\(curl); sleep 1; echo done'"
+            let run = try runProgram(["/usr/bin/script", "-q", "-e", "-c", command, "/dev/null"])
+            #expect(run.status == 0, "\(run.standardError)")
+            let lines = run.standardOutput.split(separator: "\r\n").map(String.init)
+            let exchange = lines.firstIndex { $0.contains(" GET https://localhost:\(nginx.port)/a.txt → ") }
+            #expect(lines.firstIndex(of: "hello").map { $0 + 1 } == exchange, "\(lines)")
+            #expect(exchange.map { $0 + 1 } == lines.firstIndex(of: "done"), "\(lines)")
+            #expect(lines.last?.hasPrefix("tlstap: 2 events, ") == true, "\(lines)")
+            #expect(lines.contains { $0.contains("\u{1b}[") }, "colours on a terminal")
+        }
+
         /// `--format http`: one line per exchange, no colours into a pipe.
         @Test func httpFormatPrintsOneLinePerExchange() throws {
             let workspace = try Harness.makeWorkspace()
