@@ -171,16 +171,7 @@ extension EndToEnd {
             defer { capture.close() }
             #expect(capture.run.status == 0, "\(capture.run.standardError)")
             // Each value as sent and as HPACK's Huffman code (python3-hpack's encoder) writes it.
-            let coder =
-                "import hpack.huffman as h, hpack.huffman_constants as c, sys\n"
-                + "for v in sys.argv[1:]: print(h.HuffmanEncoder(c.REQUEST_CODES, c.REQUEST_CODES_LENGTH).encode(v.encode()).hex())"
-            let coded = try runProgram([Harness.python, "-c", coder] + sent).standardOutput.split(separator: "\n")
-            #expect(coded.count == sent.count)
-            let forms =
-                sent.map { Array($0.utf8) }
-                + coded.map { hex in
-                    stride(from: 0, to: hex.count, by: 2).map { UInt8(hex.dropFirst($0).prefix(2), radix: 16)! }
-                }
+            let forms = try Self.secretForms(sent)
             for (name, bytes) in [
                 ("stdout", capture.run.output),
                 ("--write", Array(try Data(contentsOf: URL(fileURLWithPath: capture.jsonl)))),
@@ -188,7 +179,7 @@ extension EndToEnd {
                 ("--har", Array(try Data(contentsOf: URL(fileURLWithPath: capture.har)))),
             ] {
                 #expect(!bytes.isEmpty, "\(name) is empty")
-                for form in forms { #expect(bytes.firstRange(of: form) == nil, "\(form) appears in \(name)") }
+                try Self.expectNone(of: forms, in: bytes, name)
             }
             let har = try String(contentsOfFile: capture.har, encoding: .utf8)
             #expect(har.contains("\"name\":\"Authorization\",\"value\":\"[REDACTED]\""))
@@ -224,6 +215,37 @@ extension EndToEnd {
                 #expect(
                     values.allSatisfy { $0.count == value.count || $0.count == sent[4].count }, "\(name): \(values)")
                 #expect(values.allSatisfy { !$0.contains(secret) && $0.contains("***") }, "\(name): \(values)")
+            }
+        }
+
+        /// Each value as sent and as HPACK's Huffman code writes it (python3-hpack's encoder).
+        static func secretForms(_ values: [String]) throws -> [[UInt8]] {
+            let coder =
+                "import hpack.huffman as h, hpack.huffman_constants as c, sys\n"
+                + "for v in sys.argv[1:]: print(h.HuffmanEncoder(c.REQUEST_CODES, c.REQUEST_CODES_LENGTH).encode(v.encode()).hex())"
+            let coded = try runProgram([Harness.python, "-c", coder] + values).standardOutput.split(separator: "\n")
+            #expect(coded.count == values.count)
+            return values.map { Array($0.utf8) }
+                + coded.map { hex in
+                    stride(from: 0, to: hex.count, by: 2).map { UInt8(hex.dropFirst($0).prefix(2), radix: 16)! }
+                }
+        }
+
+        /// Expects none of `forms` in an output's bytes, nor, for JSON Lines,
+        /// in its data events' base64-coded payloads (each direction of each
+        /// connection joined, so a value split between calls is found too).
+        static func expectNone(of forms: [[UInt8]], in bytes: [UInt8], _ name: String) throws {
+            for form in forms { #expect(bytes.firstRange(of: form) == nil, "\(form) appears in \(name)") }
+            guard name == "stdout" || name == "--write" else { return }  // JSON Lines
+            let events = try Harness.dataEvents(bytes)
+            for connection in Set(events.map { $0.connection ?? -1 }) {
+                let ours = events.filter { ($0.connection ?? -1) == connection }
+                for direction in ["in", "out"] {
+                    let stream = ours.joined(direction: direction)
+                    for form in forms {
+                        #expect(stream.firstRange(of: form) == nil, "\(form) appears in \(name)'s data, \(direction)")
+                    }
+                }
             }
         }
 

@@ -110,12 +110,7 @@ extension EndToEnd {
             defer { try? FileManager.default.removeItem(at: workspace) }
             let nginx = try Nginx(workspace: workspace)
             defer { nginx.stop() }
-            try FileManager.default.createDirectory(
-                at: workspace.appendingPathComponent("www/files"), withIntermediateDirectories: true)
-            for index in 0..<10 {
-                try String(repeating: "x", count: 100 * index + 1).write(
-                    to: workspace.appendingPathComponent("www/files/f\(index).txt"), atomically: true, encoding: .utf8)
-            }
+            try nginx.serveNumberedFiles()
             let go = workspace.appendingPathComponent("go").path
             let client = try LaunchedProgram([
                 Harness.python,
@@ -168,12 +163,7 @@ extension EndToEnd {
             defer { try? FileManager.default.removeItem(at: workspace) }
             let nginx = try Nginx(workspace: workspace)
             defer { nginx.stop() }
-            try FileManager.default.createDirectory(
-                at: workspace.appendingPathComponent("www/files"), withIntermediateDirectories: true)
-            for index in 0..<10 {
-                try String(repeating: "x", count: 100 * index + 1).write(
-                    to: workspace.appendingPathComponent("www/files/f\(index).txt"), atomically: true, encoding: .utf8)
-            }
+            try nginx.serveNumberedFiles()
             let client = Harness.packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/keepalive_client.py")
                 .path
             let output = workspace.appendingPathComponent("client.out").path
@@ -364,6 +354,7 @@ final class GRPCPeer {
 /// Debian's nginx with TLS and HTTP/2 on a free loopback port, files from www/.
 final class Nginx {
     let port: Int
+    private let workspace: URL
     private let process: LaunchedProgram
 
     /// - Parameter serverConfig: more directives for the server block.
@@ -405,6 +396,7 @@ final class Nginx {
             for _ in 0..<100 {
                 if Nginx.accepts(port: port) {
                     self.port = port
+                    self.workspace = workspace
                     self.process = process
                     return
                 }
@@ -416,6 +408,16 @@ final class Nginx {
         }
         Issue.record("nginx did not start: \(lastError)")
         throw CancellationError()
+    }
+
+    /// Ten files, www/files/f0.txt to f9.txt, of 100 × i + 1 bytes each.
+    func serveNumberedFiles() throws {
+        let files = workspace.appendingPathComponent("www/files")
+        try FileManager.default.createDirectory(at: files, withIntermediateDirectories: true)
+        for index in 0..<10 {
+            try String(repeating: "x", count: 100 * index + 1).write(
+                to: files.appendingPathComponent("f\(index).txt"), atomically: true, encoding: .utf8)
+        }
     }
 
     /// nginx's only process (master_process off): the one that serves.

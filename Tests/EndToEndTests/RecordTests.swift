@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 extension EndToEnd {
     /// `tlstap record` saves the kernel's records undecoded; `tlstap replay`
@@ -8,25 +8,48 @@ extension EndToEnd {
     @Suite struct RecordTests {
         /// A live run's outputs and the replay of its `--save-raw` file are
         /// the same bytes: JSON Lines (data, connections, HTTP exchanges),
-        /// pcapng and HAR, times included.
+        /// pcapng and HAR, times included. Replayed with --redact, none
+        /// holds the credential the raw file keeps.
         @Test func replayRendersWhatTheLiveRunRendered() throws {
-            let capture = try FileTests.Capture(savesRaw: true)
+            let secret = "s3cr3t-Replay-24680"
+            let capture = try FileTests.Capture(curlArguments: "-H 'Authorization: Bearer \(secret)'", savesRaw: true)
             defer { capture.close() }
             #expect(capture.run.status == 0, "\(capture.run.standardError)")
             let file = { (name: String) in capture.workspace.appendingPathComponent(name).path }
             let replay = try Harness.run([
-                "replay", capture.raw, "--format", "json", "--pcapng", file("replay.pcapng"), "--har", file("replay.har"),
+                "replay", capture.raw, "--format", "json", "--pcapng", file("replay.pcapng"), "--har",
+                file("replay.har"),
             ])
             #expect(replay.status == 0, "\(replay.standardError)")
             let live = try Data(contentsOf: URL(fileURLWithPath: capture.jsonl))
             #expect(Data(replay.output) == live)
             #expect(try Harness.records(replay.output).filter { $0["event"] as? String == "http" }.count == 2)
             for (replayed, original) in [("replay.pcapng", capture.pcapng), ("replay.har", capture.har)] {
-                #expect(try Data(contentsOf: URL(fileURLWithPath: file(replayed)))
-                    == Data(contentsOf: URL(fileURLWithPath: original)), "\(replayed)")
+                #expect(
+                    try Data(contentsOf: URL(fileURLWithPath: file(replayed)))
+                        == Data(contentsOf: URL(fileURLWithPath: original)), "\(replayed)")
             }
             // The live summary counts what the replay counts.
             #expect(Self.summary(replay.standardError) == Self.summary(capture.run.standardError))
+
+            // The raw file keeps the credential; a replay with --redact hides it in every output.
+            let forms = try FileTests.secretForms(["Bearer \(secret)"])
+            #expect(
+                forms.contains {
+                    Array(try! Data(contentsOf: URL(fileURLWithPath: capture.raw))).firstRange(of: $0) != nil
+                })
+            let redacted = try Harness.run([
+                "replay", capture.raw, "--redact", "--format", "json", "--pcapng", file("redacted.pcapng"),
+                "--har", file("redacted.har"),
+            ])
+            #expect(redacted.status == 0, "\(redacted.standardError)")
+            for (name, bytes) in [
+                ("stdout", redacted.output),
+                ("--pcapng", Array(try Data(contentsOf: URL(fileURLWithPath: file("redacted.pcapng"))))),
+                ("--har", Array(try Data(contentsOf: URL(fileURLWithPath: file("redacted.har"))))),
+            ] {
+                try FileTests.expectNone(of: forms, in: bytes, name)
+            }
         }
 
         /// `tlstap record -- COMMAND` renders nothing, and its file replays
@@ -42,7 +65,8 @@ extension EndToEnd {
             try body.write(to: workspace.appendingPathComponent("www/one-k.txt"), atomically: true, encoding: .utf8)
             let cert = workspace.appendingPathComponent("cert.pem").path
             let url = "https://localhost:\(nginx.port)/one-k.txt"
-            let script = "curl -sS --http1.1 --cacert '\(cert)' '\(url)?v=1' -o /dev/null && "
+            let script =
+                "curl -sS --http1.1 --cacert '\(cert)' '\(url)?v=1' -o /dev/null && "
                 + "curl -sS --http2 --cacert '\(cert)' '\(url)?v=2' -o /dev/null"
             let saved = workspace.appendingPathComponent("saved.tlstap").path
             let record = try Harness.run(["record", "-o", saved, "--", "/bin/sh", "-c", script])
@@ -86,8 +110,9 @@ extension EndToEnd {
             try "GET / HTTP/1.1\r\n".write(toFile: text, atomically: true, encoding: .utf8)
             let notCapture = try Harness.run(["replay", text])
             #expect(notCapture.status == 2)
-            #expect(notCapture.standardError
-                == "tlstap: \(text): not a tlstap record file (it does not begin with TLSTAPR1)\n")
+            #expect(
+                notCapture.standardError
+                    == "tlstap: \(text): not a tlstap record file (it does not begin with TLSTAPR1)\n")
 
             let fixture = Harness.packageRoot.appendingPathComponent(
                 "Tests/TLSTapCoreTests/Fixtures/python-post-40000.tlstapraw")
@@ -100,8 +125,9 @@ extension EndToEnd {
             #expect(partial.status == 2)
             let lines = partial.standardError.split(separator: "\n")
             #expect(lines.count == 2, "\(partial.standardError)")
-            #expect(lines.last?.hasPrefix("tlstap: \(cut.path): the file ends inside a record that begins before byte ")
-                == true)
+            #expect(
+                lines.last?.hasPrefix("tlstap: \(cut.path): the file ends inside a record that begins before byte ")
+                    == true)
             // Only the last record (the socket's close) was cut: every call is there, byte for byte.
             // (This fixture predates clock notes: both replays take this machine's clock, read apart.)
             let calls = { (output: [UInt8]) in
