@@ -10,9 +10,12 @@ extension EndToEnd {
             let workspace = try Harness.makeWorkspace()
             defer { try? FileManager.default.removeItem(at: workspace) }
             let response = "HTTP/1.1 200 OK\r\nContent-Length: 12\r\nConnection: close\r\n\r\nhello, tls!\n"
+            // The response goes in once s_server has printed the request it read: with it waiting on
+            // stdin first, s_server answers and closes without reading (seen under emulation, 6.1).
             let script = """
                 cd "$1"
-                (sleep 2; printf '\(response.replacingOccurrences(of: "\r\n", with: "\\r\\n").replacingOccurrences(of: "\n", with: "\\n"))') \
+                (until grep -q '^GET /exact' server.out 2>/dev/null; do sleep 0.05; done
+                 printf '\(response.replacingOccurrences(of: "\r\n", with: "\\r\\n").replacingOccurrences(of: "\n", with: "\\n"))') \
                   | openssl s_server -naccept 1 -accept 127.0.0.1:0 -cert cert.pem -key key.pem >server.out 2>&1 &
                 until grep -q ACCEPT server.out; do sleep 0.05; done
                 port=$(sed -n 's/^ACCEPT .*:\\([0-9]*\\)$/\\1/p' server.out)
