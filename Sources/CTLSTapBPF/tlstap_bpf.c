@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* vasprintf */
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -401,14 +402,25 @@ static CTLSTapBPF_LogHandler log_handler;
 
 static int forward_log(enum libbpf_print_level level, const char *format, va_list args)
 {
-	char message[1024];
-	int length = vsnprintf(message, sizeof(message), format, args);
+	char line[1024], *message = line;
+	size_t end;
+	va_list again;
+	int length;
 
+	va_copy(again, args);
+	length = vsnprintf(line, sizeof(line), format, args);
+	/* A verifier log runs to many KiB, and its reason comes last: never cut it. */
+	if (length >= (int)sizeof(line) && vasprintf(&message, format, again) < 0)
+		message = line;
+	va_end(again);
 	/* libbpf ends its lines with a newline; the logger adds its own. */
-	if (length > 0 && (size_t)length < sizeof(message) && message[length - 1] == '\n')
-		message[length - 1] = '\0';
+	end = strlen(message);
+	if (end > 0 && message[end - 1] == '\n')
+		message[end - 1] = '\0';
 	if (log_handler)
 		log_handler((int)level, message);
+	if (message != line)
+		free(message);
 	return length;
 }
 
