@@ -72,12 +72,21 @@ public final class RingCaptureFile {
         try writeAll(UnsafeRawBufferPointer(start: aligned, count: bytes.count), at: offset)
     }
 
+    /// A file system that takes the O_DIRECT flag but refuses direct writes
+    /// (overlayfs on tmpfs before Linux 6.6, as in containers) gets the
+    /// same writes through the page cache. Returns whether it was direct.
+    private func stopsDirectIO() -> Bool {
+        let flags = fcntl(descriptor, F_GETFL)
+        guard flags >= 0, flags & OutputFile.directIOFlag != 0 else { return false }
+        return fcntl(descriptor, F_SETFL, flags & ~OutputFile.directIOFlag) == 0
+    }
+
     private func writeAll(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(OutputError) {
         var done = 0
         while done < bytes.count {
             let result = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
             if result < 0 {
-                if errno == EINTR { continue }
+                if errno == EINTR || (errno == EINVAL && stopsDirectIO()) { continue }
                 throw .writeFailed(name: name, errno: errno)
             }
             done += result
