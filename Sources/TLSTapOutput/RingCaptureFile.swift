@@ -35,14 +35,17 @@ public final class RingCaptureFile {
     /// and the length are multiples of `block`, and `bytes` starts at a
     /// page of the ring.
     public func write(ring bytes: UnsafeRawBufferPointer, at position: UInt64) throws(OutputError) {
-        precondition(bytes.count % Self.block == 0 && position % UInt64(Self.block) == 0, "ring writes are whole blocks")
+        precondition(
+            bytes.count % Self.block == 0 && position % UInt64(Self.block) == 0, "ring writes are whole blocks")
         try writeAll(bytes, at: Self.block + Int(position))
     }
 
     /// Writes the ring's last bytes, from `position` (a block boundary) to
     /// the stream's end, and the trailer with `notes`; the file then holds
     /// exactly the capture.
-    public func finish(tail: UnsafeRawBufferPointer, at position: UInt64, notes: [RawRecordLog.Note]) throws(OutputError) {
+    public func finish(tail: UnsafeRawBufferPointer, at position: UInt64, notes: [RawRecordLog.Note])
+        throws(OutputError)
+    {
         guard !finished else { return }
         finished = true
         let trailer = RawRecordLog.ringTrailer(notes, ringBytes: position + UInt64(tail.count))
