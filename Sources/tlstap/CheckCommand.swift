@@ -8,7 +8,9 @@ struct CheckCommand: ParsableCommand {
         abstract: "Report the kernel features and TLS libraries tlstap can use here."
     )
 
-    @Option(name: [.short, .customLong("pid")], help: "Also list what tlstap would attach to for this process.")
+    @Option(
+        name: [.short, .customLong("pid")],
+        help: "Also list what tlstap would attach to for this process, and the TLS there it cannot probe.")
     var pid: Int32?
 
     @Flag(
