@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An IP address and port, as users write them: `127.0.0.1:8443`, `[::1]:443`.

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A file of raw ring buffer records exactly as BPF sent them: what
@@ -74,11 +74,12 @@ public enum RawRecordLog {
 
         /// The note's bytes, as a record of the log.
         public var bytes: [UInt8] {
-            let (kind, fields): (UInt8, [UInt64]) = switch self {
-            case .clock(let clock): (Self.clockKind, [UInt64(bitPattern: clock.offsetNanoseconds)])
-            case .lost(let counts, let time): (Self.lostKind, [counts.records, counts.bytes, time])
-            case .stop(let time): (Self.stopKind, [time])
-            }
+            let (kind, fields): (UInt8, [UInt64]) =
+                switch self {
+                case .clock(let clock): (Self.clockKind, [UInt64(bitPattern: clock.offsetNanoseconds)])
+                case .lost(let counts, let time): (Self.lostKind, [counts.records, counts.bytes, time])
+                case .stop(let time): (Self.stopKind, [time])
+                }
             var bytes: [UInt8] = [kind] + Array(repeating: 0, count: 7)
             for field in fields { withUnsafeBytes(of: field.littleEndian) { bytes.append(contentsOf: $0) } }
             return bytes
@@ -100,7 +101,10 @@ public enum RawRecordLog {
     public static func records(in log: [UInt8]) throws(ReadError) -> [[UInt8]] {
         var records: [[UInt8]] = []
         var reader = Reader(log)
-        try reader.forEach { records.append(Array($0)); return true }
+        try reader.readRecords {
+            records.append(Array($0))
+            return true
+        }
         return records
     }
 
@@ -164,7 +168,7 @@ public enum RawRecordLog {
 
         /// Calls `body` with each record, valid only during the call, until
         /// the log ends or `body` returns false.
-        public mutating func forEach(_ body: (UnsafeRawBufferPointer) -> Bool) throws(ReadError) {
+        public mutating func readRecords(_ body: (UnsafeRawBufferPointer) -> Bool) throws(ReadError) {
             guard try have(0, magic.count) else { throw .badMagic }
             let start = Array(buffer[0..<magic.count])
             if start == magic {
@@ -216,7 +220,8 @@ public enum RawRecordLog {
                 let word = buffer.withUnsafeBytes {
                     UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: offset - consumed, as: UInt32.self))
                 }
-                let busy: UInt32 = 1 << 31, discarded: UInt32 = 1 << 30
+                let busy: UInt32 = 1 << 31
+                let discarded: UInt32 = 1 << 30
                 let length = Int(ring ? word & ~(busy | discarded) : word)
                 if stoppingAtEmpty && length == 0 { return true }
                 if ring && word & busy != 0 { throw .truncated(atOffset: offset) }

@@ -181,7 +181,7 @@ public final class TraceSession {
         var reader = RawRecordLog.Reader(descriptor: descriptor)
         var failure: RawRecordLog.ReadError?
         do {
-            try reader.forEach { record in
+            try reader.readRecords { record in
                 session.replay(record)
                 return session.outputError == nil
             }

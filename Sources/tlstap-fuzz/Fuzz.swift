@@ -61,7 +61,7 @@ enum FuzzTarget: String, CaseIterable {
             guard let control = input.first else { return }
             var reader = RawRecordLog.Reader(
                 (control & 1 == 0 ? RawRecordLog.magic : RawRecordLog.ringMagic) + input.dropFirst())
-            try? reader.forEach { record in
+            try? reader.readRecords { record in
                 if RawRecordLog.Note.isNote(record) {
                     _ = RawRecordLog.Note(record)
                 } else {
@@ -84,49 +84,49 @@ enum FuzzTarget: String, CaseIterable {
 }
 
 #if TLSTAP_FUZZ
-import Glibc
+    import Glibc
 
-private let fuzzTarget: FuzzTarget = {
-    let name = getenv("TLSTAP_FUZZ_TARGET").map { String(cString: $0) } ?? "http1"
-    return FuzzTarget(rawValue: name) ?? .http1
-}()
+    private let fuzzTarget: FuzzTarget = {
+        let name = getenv("TLSTAP_FUZZ_TARGET").map { String(cString: $0) } ?? "http1"
+        return FuzzTarget(rawValue: name) ?? .http1
+    }()
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
-    fuzzTarget.run(Array(UnsafeBufferPointer(start: data, count: size)))
-    return 0
-}
-
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzerDriver(
-    _ argc: UnsafeMutablePointer<Int32>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> Int32
-) -> Int32
-
-/// SwiftPM names an executable's entry point `<module>_main`; hand control to libFuzzer there.
-@_cdecl("tlstap_fuzz_main")
-public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    var count = argc
-    var arguments = argv
-    return runFuzzerDriver(&count, &arguments) { data, size in fuzzOneInput(data, size) }
-}
-#else
-import Foundation
-
-/// `tlstap-fuzz TARGET FILE...`: replays inputs through a fuzz target.
-@main
-struct ReplayCorpus {
-    static func main() throws {
-        let arguments = CommandLine.arguments.dropFirst()
-        guard let name = arguments.first, let target = FuzzTarget(rawValue: name) else {
-            print("usage: tlstap-fuzz http1|http2|records|captures FILE...")
-            return
-        }
-        for path in arguments.dropFirst() {
-            target.run(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
-        }
-        print("replayed \(arguments.count - 1) inputs through \(name)")
+    @_cdecl("LLVMFuzzerTestOneInput")
+    public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+        fuzzTarget.run(Array(UnsafeBufferPointer(start: data, count: size)))
+        return 0
     }
-}
+
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func runFuzzerDriver(
+        _ argc: UnsafeMutablePointer<Int32>,
+        _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+        _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> Int32
+    ) -> Int32
+
+    /// SwiftPM names an executable's entry point `<module>_main`; hand control to libFuzzer there.
+    @_cdecl("tlstap_fuzz_main")
+    public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+        var count = argc
+        var arguments = argv
+        return runFuzzerDriver(&count, &arguments) { data, size in fuzzOneInput(data, size) }
+    }
+#else
+    import Foundation
+
+    /// `tlstap-fuzz TARGET FILE...`: replays inputs through a fuzz target.
+    @main
+    struct ReplayCorpus {
+        static func main() throws {
+            let arguments = CommandLine.arguments.dropFirst()
+            guard let name = arguments.first, let target = FuzzTarget(rawValue: name) else {
+                print("usage: tlstap-fuzz http1|http2|records|captures FILE...")
+                return
+            }
+            for path in arguments.dropFirst() {
+                target.run(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
+            }
+            print("replayed \(arguments.count - 1) inputs through \(name)")
+        }
+    }
 #endif

@@ -113,11 +113,14 @@ extension EndToEnd {
         /// so it is checked on the release build users run (`make test`
         /// builds it), not on the debug build the other tests use.
         @Test func aFiftyMiBUploadWithDefaultSettingsLosesNothing() throws {
-            let tlstap = try #require(Harness.releaseTlstap, "make test builds it: swift build -c release --product tlstap")
+            let tlstap = try #require(
+                Harness.releaseTlstap, "make test builds it: swift build -c release --product tlstap")
             let workspace = try Harness.makeWorkspace()
             defer { try? FileManager.default.removeItem(at: workspace) }
             let size = 50 << 20
-            let body = (0..<size / 8).flatMap { _ in withUnsafeBytes(of: UInt64.random(in: 0...UInt64.max)) { Array($0) } }
+            let body = (0..<size / 8).flatMap { _ in
+                withUnsafeBytes(of: UInt64.random(in: 0...UInt64.max)) { Array($0) }
+            }
             let file = workspace.appendingPathComponent("upload.bin")
             try Data(body).write(to: file)
             let (server, port) = try Harness.startPythonServer(in: workspace)

@@ -141,7 +141,8 @@ extension EndToEnd {
             #expect(entries.allSatisfy { $0["comm"] as? String == "curl" })
             #expect(entries.map { ($0["query"] as? [String: String])?["v"] } == ["1", "2"])
             #expect(entries.allSatisfy { ($0["cookies"] as? [String: String]) == ["flavour": "oat", "size": "large"] })
-            #expect((entries.first?["requestHeaders"] as? [String: String])?["host"] == "localhost:\(capture.nginx.port)")
+            #expect(
+                (entries.first?["requestHeaders"] as? [String: String])?["host"] == "localhost:\(capture.nginx.port)")
         }
 
         /// `--redact` over HTTP/1.1 and HTTP/2 (nginx) and gRPC (python3-h2):

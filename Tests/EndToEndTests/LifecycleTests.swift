@@ -23,7 +23,8 @@ extension EndToEnd {
             #expect(!ourPrograms.isDisjoint(with: try Harness.linkedPrograms()))
             let capabilities = Harness.effectiveCapabilities(ofThreadsOf: tracer.process.processIdentifier)
             let kept: UInt64 = 1 << 39 | 1 << 19 | 1 << 2  // CAP_BPF, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH
-            #expect(capabilities.count > 1 && capabilities.allSatisfy { UInt64($0, radix: 16) == kept }, "\(capabilities)")
+            #expect(
+                capabilities.count > 1 && capabilities.allSatisfy { UInt64($0, radix: 16) == kept }, "\(capabilities)")
 
             let client = try runProgram(Harness.pythonClient(port: port, workspace: workspace, size: 500, seed: 5))
             #expect(client.status == 0)
@@ -148,8 +149,14 @@ extension EndToEnd {
             for feature in ["kprobe", "fentry"] {
                 #expect(text.contains(" \(feature.padding(toLength: 16, withPad: " ", startingAt: 0)) "))
             }
-            #expect(text.contains("  openssl  /lib/x86_64-linux-gnu/libssl.so.3  (the dynamic loader's cache names it for libssl.so.3)"))
-            #expect(text.contains("  gnutls  /lib/x86_64-linux-gnu/libgnutls.so.30  (the dynamic loader's cache names it for libgnutls.so.30)"))
+            #expect(
+                text.contains(
+                    "  openssl  /lib/x86_64-linux-gnu/libssl.so.3  (the dynamic loader's cache names it for libssl.so.3)"
+                ))
+            #expect(
+                text.contains(
+                    "  gnutls  /lib/x86_64-linux-gnu/libgnutls.so.30  (the dynamic loader's cache names it for libgnutls.so.30)"
+                ))
             #expect(text.hasSuffix("tlstap can trace TLS on this host.\n"))
         }
 

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TLSTapCore
+import Testing
 
 @Test func rawRecordLogRoundTrips() throws {
     var log = RawRecordLog.magic
@@ -40,10 +40,12 @@ import TLSTapCore
 /// out whole from a file; a file cut inside a record gives every record
 /// before the cut, then the error.
 @Test func aFileIsReadInPiecesWithRecordsWhole() throws {
-    let records: [[UInt8]] = [
-        [7], Array(repeating: 1, count: 3 << 20), Array(repeating: 2, count: 5 << 20), [], (0..<200).map { UInt8($0) },
-        Array(repeating: 3, count: (4 << 20) - 3),
-    ] + (0..<1000).map { Array(repeating: UInt8($0 & 0xff), count: $0 * 7) }
+    let records: [[UInt8]] =
+        [
+            [7], Array(repeating: 1, count: 3 << 20), Array(repeating: 2, count: 5 << 20), [],
+            (0..<200).map { UInt8($0) },
+            Array(repeating: 3, count: (4 << 20) - 3),
+        ] + (0..<1000).map { Array(repeating: UInt8($0 & 0xff), count: $0 * 7) }
     var log = RawRecordLog.magic
     for record in records { record.withUnsafeBytes { RawRecordLog.append($0, to: &log) } }
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-log-\(UUID().uuidString)").path
@@ -57,7 +59,7 @@ import TLSTapCore
         var reader = RawRecordLog.Reader(descriptor: descriptor)
         var read: [[UInt8]] = []
         do {
-            try reader.forEach { record in
+            try reader.readRecords { record in
                 read.append(Array(record))
                 return read.count < limit
             }
@@ -113,7 +115,12 @@ import TLSTapCore
         defer { close(descriptor) }
         var reader = RawRecordLog.Reader(descriptor: descriptor)
         var read: [[UInt8]] = []
-        do { try reader.forEach { read.append(Array($0)); return true } } catch { return (read, error) }
+        do {
+            try reader.readRecords {
+                read.append(Array($0))
+                return true
+            }
+        } catch { return (read, error) }
         return (read, nil)
     }
     let whole = try read(file)

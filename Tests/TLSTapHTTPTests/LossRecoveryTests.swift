@@ -1,5 +1,6 @@
-import Testing
 import TLSTapCore
+import Testing
+
 @testable import TLSTapHTTP
 
 /// When the ring buffer is full, whole calls of a stream are lost (the next
@@ -12,8 +13,9 @@ import TLSTapCore
     }
 
     static func response(_ text: String, at time: UInt64, lostBefore: UInt64 = 0, length: Int? = nil) -> DataEvent {
-        TrackerEvents.event(1, .outbound, Array(text.utf8), time: time, role: .server, length: length,
-                            lostBefore: lostBefore)
+        TrackerEvents.event(
+            1, .outbound, Array(text.utf8), time: time, role: .server, length: length,
+            lostBefore: lostBefore)
     }
 
     static func run(_ events: [DataEvent], closeAt: UInt64 = 99) -> [HTTPExchange] {
@@ -43,8 +45,9 @@ import TLSTapCore
             Self.request("GET /big HTTP/1.1\r\n\r\n", at: 10),
             Self.response(head + String(repeating: "a", count: 30), at: 20),
             // 40 bytes of the body were lost; the last 30 arrive, with a line that is not a status line.
-            Self.response(String(repeating: "b", count: 10) + "\nHTTP/1.1 2000 no\n" + String(repeating: "c", count: 3),
-                          at: 30, lostBefore: 40),
+            Self.response(
+                String(repeating: "b", count: 10) + "\nHTTP/1.1 2000 no\n" + String(repeating: "c", count: 3),
+                at: 30, lostBefore: 40),
             Self.request("GET /next HTTP/1.1\r\n\r\n", at: 40),
             Self.response("HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok", at: 50),
         ])
@@ -71,7 +74,8 @@ import TLSTapCore
     /// Without the resync, the next request line would be read as the rest of the lost body.
     @Test func aRequestBodyCutShortDoesNotSwallowTheNextRequest() {
         let result = Self.run([
-            Self.request("POST /up HTTP/1.1\r\nContent-Length: 100\r\n\r\n" + String(repeating: "x", count: 20), at: 10),
+            Self.request(
+                "POST /up HTTP/1.1\r\nContent-Length: 100\r\n\r\n" + String(repeating: "x", count: 20), at: 10),
             Self.response("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", at: 20),
             Self.request("GET /after HTTP/1.1\r\nHost: h\r\n\r\n", at: 30, lostBefore: 80),
             Self.response("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone", at: 40),
@@ -91,11 +95,14 @@ import TLSTapCore
         parser.skipToNextMessage(.responses)
         #expect(parser.feed(Array("end of a lost body\r\nHTTP/1.1 20".utf8), time: 1) { _, _ in .none }.isEmpty)
         let events = parser.feed(Array("4 No Content\r\nServer: t\r\n\r\n".utf8), time: 2) { _, _ in .none }
-        #expect(events == [
-            .head(HTTP1Head(first: "HTTP/1.1", second: "204", third: "No Content", headers: [HTTPHeader("Server", "t")]),
-                  time: 1),
-            .end(time: 2),
-        ])
+        #expect(
+            events == [
+                .head(
+                    HTTP1Head(
+                        first: "HTTP/1.1", second: "204", third: "No Content", headers: [HTTPHeader("Server", "t")]),
+                    time: 1),
+                .end(time: 2),
+            ])
         for line in ["HTTP/1.1 2000 x", "HTTP/2 200 OK", "GET / HTTP/1.1", "xHTTP/1.1 200 OK"] {
             #expect(!HTTP1StreamParser.isStartLine(Array(line.utf8)[...], kind: .responses), "\(line)")
         }
@@ -121,10 +128,11 @@ import TLSTapCore
             time += 1
             events += parser.feed(Array(next[start..<min(start + piece, next.count)]), time: time) { _, _ in .none }
         }
-        #expect(events == [
-            .head(HTTP1Head(first: "HTTP/1.1", second: "204", third: "No Content", headers: []), time: 2),
-            .end(time: time),
-        ])
+        #expect(
+            events == [
+                .head(HTTP1Head(first: "HTTP/1.1", second: "204", third: "No Content", headers: []), time: 2),
+                .end(time: time),
+            ])
     }
 
     /// HTTP/2: whole calls hold whole frames, so frames go on after a gap;
@@ -134,22 +142,30 @@ import TLSTapCore
         var client = HTTP2Writer()
         var server = HTTP2Writer()
         let request = { (writer: inout HTTP2Writer, stream: UInt32) in
-            writer.headers([(":method", "GET"), (":scheme", "https"), (":path", "/s\(stream)"), (":authority", "h")],
-                           stream: stream, endStream: true)
+            writer.headers(
+                [(":method", "GET"), (":scheme", "https"), (":path", "/s\(stream)"), (":authority", "h")],
+                stream: stream, endStream: true)
         }
         var events = [
-            TrackerEvents.event(1, .outbound, HTTP2FrameReader.preface + HTTP2Writer.settings + request(&client, 1), time: 1),
-            TrackerEvents.event(1, .inbound, HTTP2Writer.settings + server.headers([(":status", "200")], stream: 1, endStream: false)
-                                    + HTTP2Writer.data(Array("one".utf8), stream: 1, endStream: true), time: 2),
+            TrackerEvents.event(
+                1, .outbound, HTTP2FrameReader.preface + HTTP2Writer.settings + request(&client, 1), time: 1),
+            TrackerEvents.event(
+                1, .inbound,
+                HTTP2Writer.settings + server.headers([(":status", "200")], stream: 1, endStream: false)
+                    + HTTP2Writer.data(Array("one".utf8), stream: 1, endStream: true), time: 2),
             TrackerEvents.event(1, .outbound, request(&client, 3), time: 3),
-            TrackerEvents.event(1, .inbound, server.headers([(":status", "200")], stream: 3, endStream: false), time: 4),
+            TrackerEvents.event(
+                1, .inbound, server.headers([(":status", "200")], stream: 3, endStream: false), time: 4),
         ]
         // A DATA frame of stream 3 was lost; the next call holds its last one.
         let lost = HTTP2Writer.data(Array("lost".utf8), stream: 3, endStream: false)
-        events.append(TrackerEvents.event(1, .inbound, HTTP2Writer.data(Array("end".utf8), stream: 3, endStream: true),
-                                          time: 6, lostBefore: UInt64(lost.count)))
+        events.append(
+            TrackerEvents.event(
+                1, .inbound, HTTP2Writer.data(Array("end".utf8), stream: 3, endStream: true),
+                time: 6, lostBefore: UInt64(lost.count)))
         events.append(TrackerEvents.event(1, .outbound, request(&client, 5), time: 7))
-        events.append(TrackerEvents.event(1, .inbound, server.headers([(":status", "204")], stream: 5, endStream: true), time: 8))
+        events.append(
+            TrackerEvents.event(1, .inbound, server.headers([(":status", "204")], stream: 5, endStream: true), time: 8))
         var tracker = HTTPTracker()
         let result = events.flatMap { tracker.feed($0) }
         #expect(result.map(\.stream) == [1, 3, 5])
@@ -167,10 +183,13 @@ import TLSTapCore
         let request = client.headers([(":method", "GET"), (":path", "/x")], stream: 1, endStream: true)
         var tracker = HTTPTracker()
         var result = tracker.feed(TrackerEvents.event(1, .outbound, HTTP2FrameReader.preface + request, time: 1))
-        result += tracker.feed(TrackerEvents.event(1, .inbound, Array(repeating: 0xff, count: 40), time: 2, lostBefore: 7))
+        result += tracker.feed(
+            TrackerEvents.event(1, .inbound, Array(repeating: 0xff, count: 40), time: 2, lostBefore: 7))
         result += tracker.feed(TrackerEvents.event(1, .inbound, HTTP2Writer.settings, time: 3))
-        result += tracker.feed(TrackerEvents.event(1, .inbound, server.headers([(":status", "200")], stream: 1, endStream: true),
-                                                   time: 4))
+        result += tracker.feed(
+            TrackerEvents.event(
+                1, .inbound, server.headers([(":status", "200")], stream: 1, endStream: true),
+                time: 4))
         #expect(result.map(\.stream) == [1])
         #expect(result.map(\.path) == ["/x"])
         #expect(result.map(\.status) == [200])
@@ -193,8 +212,9 @@ import TLSTapCore
         var server = HTTP2Writer()
         let streams: [UInt32] = [1, 3, 5, 7, 9]
         let requests = streams.flatMap { stream in
-            client.headers([(":method", "GET"), (":scheme", "https"), (":path", "/\(stream)"), (":authority", "h")],
-                           stream: stream, endStream: true)
+            client.headers(
+                [(":method", "GET"), (":scheme", "https"), (":path", "/\(stream)"), (":authority", "h")],
+                stream: stream, endStream: true)
         }
         var state: UInt64 = 0x9e37_79b9_7f4a_7c15
         var bytes = HTTP2Writer.settings
@@ -208,7 +228,7 @@ import TLSTapCore
             headers[stream] = start..<bytes.count
             for (index, size) in [16_384, 16_384, 7_232].enumerated() {
                 let payload = (0..<size).map { _ in
-                    state = state &* 6364136223846793005 &+ 1442695040888963407
+                    state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
                     return UInt8(truncatingIfNeeded: state >> 56)
                 }
                 let frame = HTTP2Writer.data(payload, stream: stream, endStream: index == 2)
@@ -221,10 +241,14 @@ import TLSTapCore
         let resume = frameStarts.first { $0 >= gap.upperBound } ?? bytes.count
         let counted = dataFrames.filter { $0.range.upperBound <= gap.lowerBound || $0.range.lowerBound >= resume }
 
-        var events = [TrackerEvents.event(1, .outbound, HTTP2FrameReader.preface + HTTP2Writer.settings + requests, time: 1)]
+        var events = [
+            TrackerEvents.event(1, .outbound, HTTP2FrameReader.preface + HTTP2Writer.settings + requests, time: 1)
+        ]
         for (index, start) in stride(from: 0, to: bytes.count, by: callSize).enumerated() where index != lostCall {
-            events.append(TrackerEvents.event(1, .inbound, Array(bytes[start..<min(start + callSize, bytes.count)]),
-                                              time: UInt64(10 + index), lostBefore: index == lostCall + 1 ? UInt64(gap.count) : 0))
+            events.append(
+                TrackerEvents.event(
+                    1, .inbound, Array(bytes[start..<min(start + callSize, bytes.count)]),
+                    time: UInt64(10 + index), lostBefore: index == lostCall + 1 ? UInt64(gap.count) : 0))
         }
         var tracker = HTTPTracker()
         let finished = events.flatMap { tracker.feed($0) }
@@ -235,8 +259,9 @@ import TLSTapCore
         for exchange in finished + closed {
             let stream = exchange.stream ?? 0
             #expect(exchange.path == "/\(stream)")
-            #expect(exchange.responseBodyLength == counted.filter { $0.stream == stream }.map(\.payload).reduce(0, +),
-                    "stream \(stream)")
+            #expect(
+                exchange.responseBodyLength == counted.filter { $0.stream == stream }.map(\.payload).reduce(0, +),
+                "stream \(stream)")
             let headersSeen = headers[stream]!.upperBound <= gap.lowerBound || headers[stream]!.lowerBound >= resume
             #expect(exchange.status == (headersSeen ? 200 : nil), "stream \(stream)")
         }
@@ -249,22 +274,31 @@ import TLSTapCore
     @Test func http2FindsTheClientsNextStreamAfterAGap() {
         var client = HTTP2Writer()
         var server = HTTP2Writer()
-        let opening = HTTP2FrameReader.preface + HTTP2Writer.settings
-            + client.headers([(":method", "POST"), (":path", "/upload"), ("user-agent", "t/1")], stream: 1, endStream: false)
-        let body = HTTP2Writer.data(Array(repeating: 0x42, count: 16_384), stream: 1, endStream: false)
+        let opening =
+            HTTP2FrameReader.preface + HTTP2Writer.settings
+            + client.headers(
+                [(":method", "POST"), (":path", "/upload"), ("user-agent", "t/1")], stream: 1, endStream: false)
+        let body =
+            HTTP2Writer.data(Array(repeating: 0x42, count: 16_384), stream: 1, endStream: false)
             + HTTP2Writer.data(Array(repeating: 0x43, count: 13_616), stream: 1, endStream: true)
-        let next = client.headers([(":method", "GET"), (":path", "/next"), ("user-agent", "t/1")], stream: 3, endStream: true)
+        let next = client.headers(
+            [(":method", "GET"), (":path", "/next"), ("user-agent", "t/1")], stream: 3, endStream: true)
         let sent = opening + body + next
         let cut = opening.count + 100
         let gap = cut..<(cut + 20_000)
         var tracker = HTTPTracker()
         var result = tracker.feed(TrackerEvents.event(1, .outbound, Array(sent[..<gap.lowerBound]), time: 1))
-        result += tracker.feed(TrackerEvents.event(1, .outbound, Array(sent[gap.upperBound...]), time: 2,
-                                                   lostBefore: UInt64(gap.count)))
-        result += tracker.feed(TrackerEvents.event(1, .inbound, HTTP2Writer.settings
-                                                    + server.headers([(":status", "201")], stream: 1, endStream: true)
-                                                    + server.headers([(":status", "200")], stream: 3, endStream: true),
-                                                   time: 3))
+        result += tracker.feed(
+            TrackerEvents.event(
+                1, .outbound, Array(sent[gap.upperBound...]), time: 2,
+                lostBefore: UInt64(gap.count)))
+        result += tracker.feed(
+            TrackerEvents.event(
+                1, .inbound,
+                HTTP2Writer.settings
+                    + server.headers([(":status", "201")], stream: 1, endStream: true)
+                    + server.headers([(":status", "200")], stream: 3, endStream: true),
+                time: 3))
         #expect(result.map(\.stream) == [1, 3])
         #expect(result.map(\.path) == ["/upload", "/next"])
         #expect(result.map(\.status) == [201, 200])

@@ -96,8 +96,11 @@ import Testing
         #expect(result.map(\.latencyNanoseconds) == [nil, 20, 20], comment)
         #expect(
             result.map(\.noteText)
-                == ["request not captured", "headers incomplete: 3 fields refer to HPACK table entries tlstap never saw",
-                    nil], comment)
+                == [
+                    "request not captured",
+                    "headers incomplete: 3 fields refer to HPACK table entries tlstap never saw",
+                    nil,
+                ], comment)
         #expect(result.map(\.path) == ["", "/five", "/seven"], comment)
         #expect(result.map(\.status) == [200, 404, 200], comment)
         #expect(result.map(\.responseBodyLength) == [3, 0, 2], comment)
