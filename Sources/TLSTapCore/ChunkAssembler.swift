@@ -36,7 +36,8 @@ public struct ChunkAssembler {
     public mutating func add(_ chunk: DataChunk, emit: (inout DataEvent) -> Void) {
         // With nothing pending, the common case, there is nothing to look up.
         if !pending.isEmpty, let partial = pending[chunk.tid],
-           partial.first.callTimeNanoseconds != chunk.callTimeNanoseconds {
+            partial.first.callTimeNanoseconds != chunk.callTimeNanoseconds
+        {
             pending[chunk.tid] = nil
             var earlier = incompleteEvent(partial)
             emit(&earlier)
@@ -56,9 +57,11 @@ public struct ChunkAssembler {
             emit(&joined)
         } else {
             pending[chunk.tid] = partial
-            if pending.count > maxPendingCalls, let oldest = pending.min(by: {
-                $0.value.first.callTimeNanoseconds < $1.value.first.callTimeNanoseconds
-            }) {
+            if pending.count > maxPendingCalls,
+                let oldest = pending.min(by: {
+                    $0.value.first.callTimeNanoseconds < $1.value.first.callTimeNanoseconds
+                })
+            {
                 pending[oldest.key] = nil
                 var evicted = incompleteEvent(oldest.value)
                 emit(&evicted)

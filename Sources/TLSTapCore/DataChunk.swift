@@ -1,8 +1,8 @@
 import CTLSTapABI
 
 /// Address families as the kernel numbers them (the same on every Linux architecture).
-let AF_INET_VALUE: Int32 = 2
-let AF_INET6_VALUE: Int32 = 10
+let addressFamilyIPv4: Int32 = 2
+let addressFamilyIPv6: Int32 = 10
 
 /// One ring buffer record as BPF sent it: part (or all) of one call's payload.
 public struct DataChunk: Sendable, Equatable {
@@ -157,12 +157,16 @@ public enum RecordDecoder {
         }
         let addressLength: Int
         switch Int32(raw.family) {
-        case AF_INET_VALUE: addressLength = 4
-        case AF_INET6_VALUE: addressLength = 16
+        case addressFamilyIPv4: addressLength = 4
+        case addressFamilyIPv6: addressLength = 16
         default: addressLength = 0
         }
-        func address(_ bytes: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                               UInt8, UInt8, UInt8, UInt8), port: UInt16) -> SocketAddress? {
+        func address(
+            _ bytes: (
+                UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                UInt8, UInt8, UInt8, UInt8
+            ), port: UInt16
+        ) -> SocketAddress? {
             guard addressLength > 0 else { return nil }
             return withUnsafeBytes(of: bytes) { SocketAddress(ip: Array($0.prefix(addressLength)), port: port) }
         }
@@ -174,7 +178,8 @@ public enum RecordDecoder {
         }
         var event = SocketEvent(
             kind: kind, pid: raw.pid, tid: raw.tid, fd: raw.fd, monotonicNanoseconds: raw.time_ns,
-            local: address(raw.local_addr, port: raw.local_port), remote: address(raw.remote_addr, port: raw.remote_port),
+            local: address(raw.local_addr, port: raw.local_port),
+            remote: address(raw.remote_addr, port: raw.remote_port),
             role: role, comm: commString(raw.comm))
         event.stoppedForAttach = raw.flags & TLSTAP_SOCKET_STOPPED.rawValue != 0
         return event
@@ -228,8 +233,12 @@ public enum RecordDecoder {
     }
 
     /// The comm up to its first NUL, as UTF-8 with invalid bytes replaced.
-    private static func commString(_ comm: (CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar,
-                                            CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar)) -> String {
+    private static func commString(
+        _ comm: (
+            CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar,
+            CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar
+        )
+    ) -> String {
         withUnsafeBytes(of: comm) { bytes in
             let end = bytes.firstIndex(of: 0) ?? bytes.count
             return String(decoding: bytes[..<end], as: UTF8.self)

@@ -123,7 +123,8 @@ struct HTTP1StreamParser {
                 events.append(.head(parsed, time: messageStart ?? time))
                 switch bodyMode(parsed, messageStart ?? time) {
                 case .none: events.append(endMessage(time))
-                case .length(let count): state = count > 0 ? .body(remaining: count) : .head
+                case .length(let count):
+                    state = count > 0 ? .body(remaining: count) : .head
                     if count == 0 { events.append(endMessage(time)) }
                 case .chunked: state = .chunkSize
                 case .untilClose: state = .untilClose
@@ -145,7 +146,8 @@ struct HTTP1StreamParser {
                     return events
                 }
                 let digits = line.prefix { $0 != UInt8(ascii: ";") }.filter { $0 != 0x20 && $0 != 0x09 }
-                guard !digits.isEmpty, digits.count <= 15, let size = Int(String(decoding: digits, as: UTF8.self), radix: 16)
+                guard !digits.isEmpty, digits.count <= 15,
+                    let size = Int(String(decoding: digits, as: UTF8.self), radix: 16)
                 else { return events + stop("malformed chunk size") }
                 state = size == 0 ? .trailers : .chunkData(remaining: size)
             case .chunkData(let remaining):
@@ -229,7 +231,8 @@ struct HTTP1StreamParser {
     private mutating func takeSection(from input: inout ArraySlice<UInt8>, allowEmpty: Bool = false) -> [UInt8]? {
         // A whole section in one call, the common case, is taken in one copy.
         if buffer.isEmpty && section.isEmpty, let end = Self.sectionEnd(in: input, allowEmpty: allowEmpty),
-           end.lines - input.startIndex <= limits.maxHeaderBytes {
+            end.lines - input.startIndex <= limits.maxHeaderBytes
+        {
             defer { input = input[end.next...] }
             return Array(input[..<end.lines])
         }
@@ -350,7 +353,8 @@ struct HTTP1StreamParser {
                 return true
             }
             guard parsed, parts.count >= 2 else { return nil }
-            return HTTP1Head(first: parts[0], second: parts[1], third: parts.count > 2 ? parts[2] : "", headers: headers)
+            return HTTP1Head(
+                first: parts[0], second: parts[1], third: parts.count > 2 ? parts[2] : "", headers: headers)
         }
     }
 

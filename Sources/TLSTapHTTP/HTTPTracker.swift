@@ -66,7 +66,8 @@ public struct HTTPTracker {
             state.earlyBytes += event.payload.count
             decide(&state, event: event)
             if case .undecided = state.parser, state.earlyBytes > limits.maxHeaderBytes { state.parser = .raw }
-            if case .undecided = state.parser {} else {
+            if case .undecided = state.parser {
+            } else {
                 let early = state.early
                 state.early = []
                 state.earlyBytes = 0

@@ -131,19 +131,6 @@ public struct HTTP2HeaderRedactor {
         resyncing = start == .unknown
     }
 
-    /// Whether a stream's first bytes are HTTP/2: the client's preface, or
-    /// (joined midway) a run of frames either side could have sent.
-    public static func startsHTTP2(_ bytes: [UInt8]) -> Start? {
-        let preface = HTTP2FrameReader.preface
-        if !bytes.isEmpty, bytes.prefix(preface.count).elementsEqual(preface.prefix(bytes.count)) { return .preface }
-        let maxPayload = HTTP2Connection.maxFramePayload(HTTPLimits())
-        for fromClient in [true, false]
-        where HTTP2FrameRun.verdict(bytes, fromClient: fromClient, maxPayload: maxPayload) == .frames {
-            return .frame
-        }
-        return nil
-    }
-
     /// Feeds the next call's bytes.
     /// - Returns: the calls now redacted and final, oldest first; every
     ///   call fed comes out once, in order.

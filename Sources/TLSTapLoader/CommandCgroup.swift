@@ -16,7 +16,8 @@ public final class CommandCgroup {
         guard let mount = Self.cgroup2MountPoint() else {
             throw LoaderError("`tlstap -- COMMAND` needs the cgroup v2 hierarchy, and none is mounted")
         }
-        let own = (try? ProcFS.readText("/proc/self/cgroup"))?.split(separator: "\n")
+        let own =
+            (try? ProcFS.readText("/proc/self/cgroup"))?.split(separator: "\n")
             .first { $0.hasPrefix("0::") }.map { String($0.dropFirst(3)) } ?? "/"
         let parentPath = own.split(separator: "/").dropLast().joined(separator: "/")
         let path = mount + (parentPath.isEmpty ? "" : "/" + parentPath) + "/tlstap-\(getpid())"
@@ -42,9 +43,11 @@ public final class CommandCgroup {
         guard let resolved = ChildProcess.resolve(program) else {
             throw LoaderError("cannot run '\(program)': no such command in PATH")
         }
-        let script = "echo 0 > \"$0\" || exit 125; " + (workingDirectory == nil ? "" : "cd \"$1\" || exit 125; ")
+        let script =
+            "echo 0 > \"$0\" || exit 125; " + (workingDirectory == nil ? "" : "cd \"$1\" || exit 125; ")
             + "shift; exec \"$@\""
-        let shellArguments = ["/bin/sh", "-c", script, path + "/cgroup.procs", workingDirectory ?? "."]
+        let shellArguments =
+            ["/bin/sh", "-c", script, path + "/cgroup.procs", workingDirectory ?? "."]
             + [resolved] + arguments.dropFirst()
 
         return try ChildProcess.spawn(shellArguments, quiet: quiet)

@@ -40,7 +40,8 @@ public enum ELFSymbols {
         for name in names where name.hasSuffix("SSL_write") {
             let prefix = String(name.dropLast("SSL_write".count))
             guard prefix.isEmpty || prefix.hasSuffix("_"), names.contains(prefix + "SSL_read") else { continue }
-            let boring = names.contains(prefix + "SSL_CTX_set_grease_enabled") || names.contains(prefix + "BORINGSSL_self_test")
+            let boring =
+                names.contains(prefix + "SSL_CTX_set_grease_enabled") || names.contains(prefix + "BORINGSSL_self_test")
             return (prefix, boring)
         }
         return nil
@@ -91,10 +92,13 @@ extension ELFSymbols {
             let function = functionTable + Int(bytes.uint32(entry + 4))
             guard function + 8 <= bytes.count else { continue }
             let nameStart = names + Int(Int32(bitPattern: bytes.uint32(function + 4)))
-            guard nameStart >= 0, nameStart < bytes.count, let nameEnd = bytes[nameStart...].firstIndex(of: 0) else { continue }
+            guard nameStart >= 0, nameStart < bytes.count, let nameEnd = bytes[nameStart...].firstIndex(of: 0) else {
+                continue
+            }
             let name = String(decoding: bytes[nameStart..<nameEnd], as: UTF8.self)
             guard wanted.contains(name) else { continue }
-            let start = UInt64(bytes.uint32(entry)), end = UInt64(bytes.uint32(entry + 8))
+            let start = UInt64(bytes.uint32(entry))
+            let end = UInt64(bytes.uint32(entry + 8))
             guard end > start, let offset = file.fileOffset(ofAddress: textStart + start) else { continue }
             found[name] = Function(address: textStart + start, size: end - start, fileOffset: offset)
         }
@@ -143,7 +147,8 @@ private final class ELFFile {
         if programSize >= 56, let programs = Self.read(descriptor, header.uint64(0x20), programSize * programCount) {
             for index in 0..<programCount where programs.uint32(index * programSize) == 1 {  // PT_LOAD
                 let base = index * programSize
-                segments.append((programs.uint64(base + 0x10), programs.uint64(base + 0x20), programs.uint64(base + 0x08)))
+                segments.append(
+                    (programs.uint64(base + 0x10), programs.uint64(base + 0x20), programs.uint64(base + 0x08)))
             }
         }
     }
@@ -156,14 +161,16 @@ private final class ELFFile {
     func section(named name: String) -> (offset: UInt64, size: UInt64, address: UInt64)? {
         let namesIndex = Int(header.uint16(0x3e))
         guard namesIndex < sectionCount,
-            let names = Self.read(descriptor, sections.uint64(namesIndex * sectionSize + 0x18),
-                                  Int(sections.uint64(namesIndex * sectionSize + 0x20)))
+            let names = Self.read(
+                descriptor, sections.uint64(namesIndex * sectionSize + 0x18),
+                Int(sections.uint64(namesIndex * sectionSize + 0x20)))
         else { return nil }
         let wanted = Array(name.utf8) + [0]
         for index in 0..<sectionCount {
             let base = index * sectionSize
             let nameOffset = Int(sections.uint32(base))
-            guard nameOffset + wanted.count <= names.count, names[nameOffset..<nameOffset + wanted.count].elementsEqual(wanted)
+            guard nameOffset + wanted.count <= names.count,
+                names[nameOffset..<nameOffset + wanted.count].elementsEqual(wanted)
             else { continue }
             return (sections.uint64(base + 0x18), sections.uint64(base + 0x20), sections.uint64(base + 0x10))
         }
@@ -190,16 +197,18 @@ private final class ELFFile {
             let link = Int(sections.uint32(base + 0x28))
             guard link < sectionCount,
                 let symbols = Self.read(descriptor, sections.uint64(base + 0x18), Int(sections.uint64(base + 0x20))),
-                let strings = Self.read(descriptor, sections.uint64(link * sectionSize + 0x18),
-                                        Int(sections.uint64(link * sectionSize + 0x20)))
+                let strings = Self.read(
+                    descriptor, sections.uint64(link * sectionSize + 0x18),
+                    Int(sections.uint64(link * sectionSize + 0x20)))
             else { continue }
             for offset in stride(from: 0, to: symbols.count - 23, by: 24) {
                 // STT_FUNC, and defined (a section index other than 0).
                 guard symbols[offset + 4] & 0xf == 2, symbols.uint16(offset + 6) != 0 else { continue }
                 let nameOffset = Int(symbols.uint32(offset))
                 guard nameOffset < strings.count, let end = strings[nameOffset...].firstIndex(of: 0) else { continue }
-                body(Substring(decoding: strings[nameOffset..<end], as: UTF8.self), symbols.uint64(offset + 8),
-                     symbols.uint64(offset + 16))
+                body(
+                    Substring(decoding: strings[nameOffset..<end], as: UTF8.self), symbols.uint64(offset + 8),
+                    symbols.uint64(offset + 16))
             }
         }
     }

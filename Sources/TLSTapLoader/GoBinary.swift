@@ -37,7 +37,8 @@ public struct GoTLSFunctions: Equatable, Sendable {
     }
 
     private static func function(_ name: String, _ symbol: ELFSymbols.Function, path: String) -> Function? {
-        guard symbol.size > 0, symbol.size < 1 << 20, let code = ELFSymbols.bytes(path, at: symbol.fileOffset, count: Int(symbol.size))
+        guard symbol.size > 0, symbol.size < 1 << 20,
+            let code = ELFSymbols.bytes(path, at: symbol.fileOffset, count: Int(symbol.size))
         else { return nil }
         let returns = returnOffsets(code).map { symbol.fileOffset + $0 }
         let entry = symbol.fileOffset + (ProbePlacement.cheapEntryOffset(code) ?? 0)

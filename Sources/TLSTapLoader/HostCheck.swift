@@ -28,8 +28,11 @@ public struct HostCheck: Sendable {
     public static func run() -> HostCheck {
         var features: [Feature] = []
         let btf = ProcFS.exists("/sys/kernel/btf/vmlinux")
-        features.append(Feature(name: "BTF", available: btf, detail: "/sys/kernel/btf/vmlinux"
-            + (btf ? "" : " is missing: the kernel was built without CONFIG_DEBUG_INFO_BTF")))
+        features.append(
+            Feature(
+                name: "BTF", available: btf,
+                detail: "/sys/kernel/btf/vmlinux"
+                    + (btf ? "" : " is missing: the kernel was built without CONFIG_DEBUG_INFO_BTF")))
         features.append(mapType(BPF_MAP_TYPE_RINGBUF, name: "ring buffer"))
         features.append(helper(BPF_FUNC_loop, name: "bpf_loop"))
         features.append(pmu("uprobe", name: "uprobe"))
@@ -37,9 +40,12 @@ public struct HostCheck: Sendable {
         features.append(pmu("kprobe", name: "kprobe"))
         features.append(progType(BPF_PROG_TYPE_RAW_TRACEPOINT, name: "raw tracepoint"))
         let fentry = CTLSTapBPF_probe_fentry()
-        features.append(Feature(name: "fentry", available: fentry == 0, detail: fentry == 0
-            ? "a test program attached to do_nanosleep loaded"
-            : "the kernel refused a test program: \(String(cString: strerror(-fentry)))"))
+        features.append(
+            Feature(
+                name: "fentry", available: fentry == 0,
+                detail: fentry == 0
+                    ? "a test program attached to do_nanosleep loaded"
+                    : "the kernel refused a test program: \(String(cString: strerror(-fentry)))"))
         return HostCheck(features: features, libraries: LibraryDiscovery.distinct(LibraryDiscovery.systemLibraries()))
     }
 
@@ -69,14 +75,16 @@ public struct HostCheck: Sendable {
     private static func pmu(_ pmu: String, name: String) -> Feature {
         let path = "/sys/bus/event_source/devices/\(pmu)/type"
         let present = ProcFS.exists(path)
-        return Feature(name: name, available: present,
-                       detail: present ? "perf PMU \(pmu) present" : "\(path) is missing: not built into this kernel")
+        return Feature(
+            name: name, available: present,
+            detail: present ? "perf PMU \(pmu) present" : "\(path) is missing: not built into this kernel")
     }
 
     private static func pmuFormat(_ pmu: String, field: String, name: String) -> Feature {
         let path = "/sys/bus/event_source/devices/\(pmu)/format/\(field)"
         let present = ProcFS.exists(path)
-        return Feature(name: name, available: present,
-                       detail: present ? "perf PMU \(pmu) has \(field)" : "\(path) is missing")
+        return Feature(
+            name: name, available: present,
+            detail: present ? "perf PMU \(pmu) has \(field)" : "\(path) is missing")
     }
 }

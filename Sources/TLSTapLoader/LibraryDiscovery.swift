@@ -52,8 +52,9 @@ public enum LibraryDiscovery {
         guard let bytes = try? ProcFS.readBytes(cachePath) else { return [] }
         return LoaderCache.entries(bytes).compactMap { entry in
             guard let library = library(ofFile: entry.name) else { return nil }
-            return target(path: entry.path, library: library,
-                          reason: "the dynamic loader's cache names it for \(entry.name)")
+            return target(
+                path: entry.path, library: library,
+                reason: "the dynamic loader's cache names it for \(entry.name)")
         }
     }
 
@@ -68,7 +69,8 @@ public enum LibraryDiscovery {
         }
         return ProcessMaps.mappedFiles(maps).compactMap { file in
             guard let library = library(ofFile: file.path) else { return nil }
-            return target(path: "/proc/\(pid)/root" + file.path, library: library, reason: "process \(pid) maps \(file.path)")
+            return target(
+                path: "/proc/\(pid)/root" + file.path, library: library, reason: "process \(pid) maps \(file.path)")
         }
     }
 
@@ -104,13 +106,16 @@ public enum LibraryDiscovery {
         case .none:
             return nil
         case .openSSL(let prefix, let boringSSL):
-            var target = LibraryTarget(path: path, identity: identity, library: boringSSL ? .boringssl : .openssl,
-                                       reason: reason + " (\(boringSSL ? "BoringSSL" : "OpenSSL") linked in)")
+            var target = LibraryTarget(
+                path: path, identity: identity, library: boringSSL ? .boringssl : .openssl,
+                reason: reason + " (\(boringSSL ? "BoringSSL" : "OpenSSL") linked in)")
             target.symbolPrefix = prefix
             return target
         case .go(let functions):
-            var target = LibraryTarget(path: path, identity: identity, library: .go,
-                                       reason: reason + " (Go crypto/tls, \(functions.write.returns.count + functions.read.returns.count) return sites)")
+            var target = LibraryTarget(
+                path: path, identity: identity, library: .go,
+                reason: reason
+                    + " (Go crypto/tls, \(functions.write.returns.count + functions.read.returns.count) return sites)")
             target.goFunctions = functions
             return target
         }
@@ -172,9 +177,11 @@ public enum LibraryDiscovery {
     /// C and language runtimes, which never embed a TLS library: not worth reading.
     private static func isSystemRuntime(_ path: String) -> Bool {
         let name = path.split(separator: "/").last ?? ""
-        return ["libc.so", "libm.so", "ld-linux", "libpthread", "libdl.so", "librt.so", "libgcc_s", "libstdc++",
-                "libswiftCore", "libFoundation", "libdispatch", "libz.so", "libcrypto.so"]
-            .contains { name.hasPrefix($0) || name.contains($0) }
+        return [
+            "libc.so", "libm.so", "ld-linux", "libpthread", "libdl.so", "librt.so", "libgcc_s", "libstdc++",
+            "libswiftCore", "libFoundation", "libdispatch", "libz.so", "libcrypto.so",
+        ]
+        .contains { name.hasPrefix($0) || name.contains($0) }
     }
 
     /// The PIDs of every process now running.

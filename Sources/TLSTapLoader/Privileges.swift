@@ -58,9 +58,12 @@ public enum Privileges {
     public static func dropAfterAttach(attachingLater: Bool) throws(LoaderError) -> [String] {
         let threads = (try? ProcFS.directoryEntries("/proc/self/task").count) ?? 0
         guard threads == 1 else {
-            throw LoaderError("cannot drop capabilities: \(threads) threads already run, and capabilities are per thread")
+            throw LoaderError(
+                "cannot drop capabilities: \(threads) threads already run, and capabilities are per thread")
         }
-        guard let current = cap_get_proc() else { throw .system("cannot read this process's capabilities", errno: errno) }
+        guard let current = cap_get_proc() else {
+            throw .system("cannot read this process's capabilities", errno: errno)
+        }
         defer { cap_free(UnsafeMutableRawPointer(current)) }
         var kept = (keptAfterAttach + (attachingLater ? keptForLaterAttaches : [])).filter { capability in
             var value = CAP_CLEAR

@@ -67,7 +67,9 @@ public enum ProbePlacement {
     private static func changesNothingProbesRead(_ instruction: cs_insn) -> Bool {
         let id = x86_insn(rawValue: instruction.id)
         if [X86_INS_ENDBR64, X86_INS_CMP, X86_INS_TEST, X86_INS_NOP].contains(id) { return true }
-        guard [X86_INS_LEA, X86_INS_MOV, X86_INS_SUB].contains(id), let detail = instruction.detail else { return false }
+        guard [X86_INS_LEA, X86_INS_MOV, X86_INS_SUB].contains(id), let detail = instruction.detail else {
+            return false
+        }
         let operands = Self.operands(of: detail.pointee.x86)
         return operands.first.map { $0.type == X86_OP_REG && ($0.reg == X86_REG_R12 || $0.reg == X86_REG_R13) } ?? false
     }
@@ -104,7 +106,9 @@ public enum ProbePlacement {
         defer { cs_close(&handle) }
         cs_option(handle, CS_OPT_DETAIL, Int(CS_OPT_ON.rawValue))
         var instructions: UnsafeMutablePointer<cs_insn>?
-        let count = code.withUnsafeBufferPointer { cs_disasm(handle, $0.baseAddress, $0.count, fileOffset, 16, &instructions) }
+        let count = code.withUnsafeBufferPointer {
+            cs_disasm(handle, $0.baseAddress, $0.count, fileOffset, 16, &instructions)
+        }
         guard count > 0, let instructions else { return nil }
         defer { cs_free(instructions, count) }
 
@@ -119,8 +123,9 @@ public enum ProbePlacement {
             switch x86_insn(rawValue: instruction.id) {
             case X86_INS_CALL:
                 guard operands.count == 1, operands[0].type == X86_OP_IMM else { return nil }
-                return innerCall(values, callee: UInt64(bitPattern: operands[0].imm),
-                                 returnSite: instruction.address + UInt64(instruction.size))
+                return innerCall(
+                    values, callee: UInt64(bitPattern: operands[0].imm),
+                    returnSite: instruction.address + UInt64(instruction.size))
             case X86_INS_RET, X86_INS_JMP:
                 return nil
             default:
@@ -135,15 +140,18 @@ public enum ProbePlacement {
     }
 
     private static func innerCall(_ values: [x86_reg: Value], callee: UInt64, returnSite: UInt64) -> InnerCall? {
-        let passedThrough = values[X86_REG_RDI] == .argument(X86_REG_RDI) && values[X86_REG_RSI] == .argument(X86_REG_RSI)
+        let passedThrough =
+            values[X86_REG_RDI] == .argument(X86_REG_RDI) && values[X86_REG_RSI] == .argument(X86_REG_RSI)
             && values[X86_REG_RDX] == .argument(X86_REG_RDX)
         guard passedThrough else { return nil }
         let isCountPointer = { (value: Value?) in value == .stackAddress || value == .argument(X86_REG_RCX) }
         // A fifth argument set in the prologue wins: the fourth is then the flags.
         if values[X86_REG_R8] != .argument(X86_REG_R8) {
-            return isCountPointer(values[X86_REG_R8]) ? InnerCall(callee: callee, returnSite: returnSite, countArgument: 5) : nil
+            return isCountPointer(values[X86_REG_R8])
+                ? InnerCall(callee: callee, returnSite: returnSite, countArgument: 5) : nil
         }
-        return isCountPointer(values[X86_REG_RCX]) ? InnerCall(callee: callee, returnSite: returnSite, countArgument: 4) : nil
+        return isCountPointer(values[X86_REG_RCX])
+            ? InnerCall(callee: callee, returnSite: returnSite, countArgument: 4) : nil
     }
 
     /// What `register` holds after `instruction` wrote it.
@@ -156,7 +164,8 @@ public enum ProbePlacement {
         case X86_INS_MOV where source.type == X86_OP_REG && operands[0].reg == register:
             if source.reg == X86_REG_RSP { return .stackAddress }
             return current[source.reg] ?? .other
-        case X86_INS_LEA where source.type == X86_OP_MEM && source.mem.base == X86_REG_RSP && source.mem.index == X86_REG_INVALID:
+        case X86_INS_LEA
+        where source.type == X86_OP_MEM && source.mem.base == X86_REG_RSP && source.mem.index == X86_REG_INVALID:
             return .stackAddress
         case X86_INS_MOVSXD where register == X86_REG_RDX && source.type == X86_OP_REG && source.reg == X86_REG_EDX:
             return current[X86_REG_RDX] ?? .other  // int num widened to size_t

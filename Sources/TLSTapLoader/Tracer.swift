@@ -91,31 +91,39 @@ public final class Tracer {
 
     static let gnuTLSProbes = [
         // gnutls_record_send(s, data, size) is gnutls_record_send2(s, data, size, 0, 0) since GnuTLS 3.6.3.
-        ProbeSpec(symbol: "gnutls_record_send", enter: CTLSTapBPF_GNUTLS_SEND_ENTER, exit: CTLSTapBPF_SSL_WRITE_EXIT,
-                  optional: false, passedOnTo: "gnutls_record_send2"),
-        ProbeSpec(symbol: "gnutls_record_recv", enter: CTLSTapBPF_GNUTLS_RECV_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT,
-                  optional: false),
+        ProbeSpec(
+            symbol: "gnutls_record_send", enter: CTLSTapBPF_GNUTLS_SEND_ENTER, exit: CTLSTapBPF_SSL_WRITE_EXIT,
+            optional: false, passedOnTo: "gnutls_record_send2"),
+        ProbeSpec(
+            symbol: "gnutls_record_recv", enter: CTLSTapBPF_GNUTLS_RECV_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT,
+            optional: false),
         ProbeSpec(symbol: "gnutls_deinit", enter: CTLSTapBPF_OBJECT_FREE_ENTER, exit: nil, optional: true),
     ]
 
     /// NSPR's I/O functions; the entry programs skip fds without an SSL layer.
     static let nsprProbes = [
-        ProbeSpec(symbol: "PR_Write", enter: CTLSTapBPF_PR_WRITE_ENTER, exit: CTLSTapBPF_SSL_WRITE_EXIT, optional: false),
+        ProbeSpec(
+            symbol: "PR_Write", enter: CTLSTapBPF_PR_WRITE_ENTER, exit: CTLSTapBPF_SSL_WRITE_EXIT, optional: false),
         ProbeSpec(symbol: "PR_Send", enter: CTLSTapBPF_PR_SEND_ENTER, exit: CTLSTapBPF_SSL_WRITE_EXIT, optional: false),
         ProbeSpec(symbol: "PR_Read", enter: CTLSTapBPF_PR_READ_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT, optional: false),
         ProbeSpec(symbol: "PR_Recv", enter: CTLSTapBPF_PR_RECV_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT, optional: false),
     ]
 
     static let openSSLProbes = [
-        ProbeSpec(symbol: "SSL_write", enter: CTLSTapBPF_SSL_WRITE_ENTER, exit: CTLSTapBPF_SSL_WRITE_EXIT, optional: false),
-        ProbeSpec(symbol: "SSL_read", enter: CTLSTapBPF_SSL_READ_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT, optional: false),
-        ProbeSpec(symbol: "SSL_write_ex", enter: CTLSTapBPF_SSL_WRITE_EX_ENTER, exit: CTLSTapBPF_SSL_WRITE_EXIT,
-                  optional: true),
-        ProbeSpec(symbol: "SSL_read_ex", enter: CTLSTapBPF_SSL_READ_EX_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT,
-                  optional: true),
+        ProbeSpec(
+            symbol: "SSL_write", enter: CTLSTapBPF_SSL_WRITE_ENTER, exit: CTLSTapBPF_SSL_WRITE_EXIT, optional: false),
+        ProbeSpec(
+            symbol: "SSL_read", enter: CTLSTapBPF_SSL_READ_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT, optional: false),
+        ProbeSpec(
+            symbol: "SSL_write_ex", enter: CTLSTapBPF_SSL_WRITE_EX_ENTER, exit: CTLSTapBPF_SSL_WRITE_EXIT,
+            optional: true),
+        ProbeSpec(
+            symbol: "SSL_read_ex", enter: CTLSTapBPF_SSL_READ_EX_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT,
+            optional: true),
         // Sends no data: names the connection of programs that use memory BIOs (node) before their first write.
-        ProbeSpec(symbol: "SSL_do_handshake", enter: CTLSTapBPF_SSL_HANDSHAKE_ENTER,
-                  exit: CTLSTapBPF_SSL_HANDSHAKE_EXIT, optional: true),
+        ProbeSpec(
+            symbol: "SSL_do_handshake", enter: CTLSTapBPF_SSL_HANDSHAKE_ENTER,
+            exit: CTLSTapBPF_SSL_HANDSHAKE_EXIT, optional: true),
         // A freed object's socket is forgotten before its address is reused.
         ProbeSpec(symbol: "SSL_free", enter: CTLSTapBPF_OBJECT_FREE_ENTER, exit: nil, optional: true),
     ]
@@ -160,8 +168,9 @@ public final class Tracer {
 
         let loaded = CTLSTapBPF_load(skeleton)
         guard loaded == 0 else {
-            throw .system("the kernel refused tlstap's BPF programs (run with --verbose for the verifier log)",
-                          errno: -loaded)
+            throw .system(
+                "the kernel refused tlstap's BPF programs (run with --verbose for the verifier log)",
+                errno: -loaded)
         }
         try fillFilterMaps(filters)
         var failedProbe: UnsafePointer<CChar>?
@@ -202,12 +211,16 @@ public final class Tracer {
                     offset == nil ? point.symbol : nil, offset ?? 0, point.cookie)
                 if let link {
                     links.append(link)
-                    results.append(AttachResult(path: point.path ?? target.path, symbol: point.symbol,
-                                                returnProbe: isReturn))
+                    results.append(
+                        AttachResult(
+                            path: point.path ?? target.path, symbol: point.symbol,
+                            returnProbe: isReturn))
                 } else {
                     let reason = String(cString: strerror(errno))
-                    results.append(AttachResult(path: point.path ?? target.path, symbol: point.symbol,
-                                                returnProbe: isReturn, failure: reason))
+                    results.append(
+                        AttachResult(
+                            path: point.path ?? target.path, symbol: point.symbol,
+                            returnProbe: isReturn, failure: reason))
                     if !point.optional {
                         logger.warning("cannot attach to \(point.symbol) in \(point.path ?? target.path): \(reason)")
                     }
@@ -254,22 +267,26 @@ public final class Tracer {
             if entry == nil, let callee = probe.passedOnTo.map({ target.symbolPrefix + $0 }),
                 let calleeEntry = functions[callee].flatMap(cheapEntry)
             {
-                return AttachPoint(symbol: "\(symbol) and \(callee), in the latter", offset: calleeEntry,
-                                   enter: probe.enter, exit: probe.exit, cookie: library, optional: probe.optional)
+                return AttachPoint(
+                    symbol: "\(symbol) and \(callee), in the latter", offset: calleeEntry,
+                    enter: probe.enter, exit: probe.exit, cookie: library, optional: probe.optional)
             }
             // Past leading instructions that only set flags (endbr64) when that spares the single step;
             // else at the symbol, found by libbpf.
             let start = functions[symbol]?.fileOffset
             let skip: UInt64? = if let entry, entry != start { entry } else { nil }
-            return AttachPoint(symbol: symbol, offset: skip, symbolOffset: start, enter: probe.enter, exit: probe.exit,
-                               cookie: library, optional: probe.optional)
+            return AttachPoint(
+                symbol: symbol, offset: skip, symbolOffset: start, enter: probe.enter, exit: probe.exit,
+                cookie: library, optional: probe.optional)
         }
         guard target.library == .openssl || target.library == .boringssl else { return points }
         if let bioWrite = bioWritePoint(for: target, functions: functions, library: library) {
             points.append(bioWrite)
         }
-        let pairs = [("SSL_write", CTLSTapBPF_SSL_WRITE_INNER_ENTER, CTLSTapBPF_SSL_WRITE_EXIT),
-                     ("SSL_read", CTLSTapBPF_SSL_READ_INNER_ENTER, CTLSTapBPF_SSL_READ_EXIT)]
+        let pairs = [
+            ("SSL_write", CTLSTapBPF_SSL_WRITE_INNER_ENTER, CTLSTapBPF_SSL_WRITE_EXIT),
+            ("SSL_read", CTLSTapBPF_SSL_READ_INNER_ENTER, CTLSTapBPF_SSL_READ_EXIT),
+        ]
         for (name, enter, exit) in pairs {
             let plain = target.symbolPrefix + name
             let ex = plain + "_ex"
@@ -280,8 +297,10 @@ public final class Tracer {
             }
             let covered = inner.coversEx ? [plain, ex] : [plain]
             points.removeAll { covered.contains($0.symbol) }
-            points.append(AttachPoint(symbol: covered.joined(separator: " and ") + ", in the function they call",
-                                      offset: inner.callee, enter: enter, exit: exit, cookie: cookie, optional: false))
+            points.append(
+                AttachPoint(
+                    symbol: covered.joined(separator: " and ") + ", in the function they call",
+                    offset: inner.callee, enter: enter, exit: exit, cookie: cookie, optional: false))
         }
         return points
     }
@@ -306,22 +325,28 @@ public final class Tracer {
         guard let found else { return nil }
         let start = found.function.fileOffset
         let cheapEntry = { (offset: UInt64) in
-            ELFSymbols.bytes(found.path, at: offset, count: 16).flatMap(ProbePlacement.cheapEntryOffset).map { offset + $0 }
+            ELFSymbols.bytes(found.path, at: offset, count: 16).flatMap(ProbePlacement.cheapEntryOffset).map {
+                offset + $0
+            }
         }
         let file = found.path == target.path ? nil : found.path
         if let entry = cheapEntry(start) {
-            return AttachPoint(symbol: symbol, path: file, offset: entry, symbolOffset: start, enter: bioWriteProbe.enter,
-                               exit: nil, cookie: library, optional: false)
+            return AttachPoint(
+                symbol: symbol, path: file, offset: entry, symbolOffset: start, enter: bioWriteProbe.enter,
+                exit: nil, cookie: library, optional: false)
         }
         // OpenSSL 3's BIO_write begins with `sub rsp`, which the kernel would single-step on every record
         // (about 14 µs): the function it passes (bio, data, length) on to (bio_write_intern) is probed instead.
         let code = ELFSymbols.bytes(found.path, at: start, count: Int(min(max(found.function.size, 16), 96)))
-        if let call = code.flatMap({ ProbePlacement.innerCall(in: $0, at: start) }), let entry = cheapEntry(call.callee) {
-            return AttachPoint(symbol: "\(symbol), in the function it calls", path: file, offset: entry,
-                               enter: bioWriteProbe.enter, exit: nil, cookie: library, optional: false)
+        if let call = code.flatMap({ ProbePlacement.innerCall(in: $0, at: start) }), let entry = cheapEntry(call.callee)
+        {
+            return AttachPoint(
+                symbol: "\(symbol), in the function it calls", path: file, offset: entry,
+                enter: bioWriteProbe.enter, exit: nil, cookie: library, optional: false)
         }
-        return AttachPoint(symbol: symbol, path: file, offset: start, symbolOffset: start, enter: bioWriteProbe.enter,
-                           exit: nil, cookie: library, optional: false)
+        return AttachPoint(
+            symbol: symbol, path: file, offset: start, symbolOffset: start, enter: bioWriteProbe.enter,
+            exit: nil, cookie: library, optional: false)
     }
 
     /// The inner function to probe for the pair `plain` and `ex`, if `plain`
@@ -356,9 +381,13 @@ public final class Tracer {
         guard let skeleton else { return [] }
         CTLSTapBPF_set_go_probes_attached(skeleton)
         var results: [AttachResult] = []
-        for (function, enter, exit) in [(go.write, CTLSTapBPF_GO_WRITE_ENTER, CTLSTapBPF_GO_WRITE_RETURN),
-                                        (go.read, CTLSTapBPF_GO_READ_ENTER, CTLSTapBPF_GO_READ_RETURN)] {
-            for (program, offset, isReturn) in [(enter, function.entry, false)] + function.returns.map({ (exit, $0, true) }) {
+        for (function, enter, exit) in [
+            (go.write, CTLSTapBPF_GO_WRITE_ENTER, CTLSTapBPF_GO_WRITE_RETURN),
+            (go.read, CTLSTapBPF_GO_READ_ENTER, CTLSTapBPF_GO_READ_RETURN),
+        ] {
+            for (program, offset, isReturn) in [(enter, function.entry, false)]
+                + function.returns.map({ (exit, $0, true) })
+            {
                 let link = CTLSTapBPF_attach_uprobe(
                     CTLSTapBPF_program(skeleton, program), false, pid, target.path, nil, offset, 0)
                 let symbol = function.name + (isReturn ? " RET at 0x" + String(offset, radix: 16) : "")
@@ -368,7 +397,8 @@ public final class Tracer {
                 } else {
                     let reason = String(cString: strerror(errno))
                     logger.warning("cannot attach to \(symbol) in \(target.path): \(reason)")
-                    results.append(AttachResult(path: target.path, symbol: symbol, returnProbe: isReturn, failure: reason))
+                    results.append(
+                        AttachResult(path: target.path, symbol: symbol, returnProbe: isReturn, failure: reason))
                 }
             }
         }
@@ -398,7 +428,8 @@ public final class Tracer {
     private static func skipped(from start: UInt64, to offset: UInt64, in path: String) -> String {
         guard offset > start, offset - start < 16 else { return "" }
         let code = ELFSymbols.bytes(path, at: start, count: Int(offset - start)) ?? []
-        return code == [0xf3, 0x0f, 0x1e, 0xfa] ? ", past its endbr64" : ", past \(offset - start) bytes that only set flags"
+        return code == [0xf3, 0x0f, 0x1e, 0xfa]
+            ? ", past its endbr64" : ", past \(offset - start) bytes that only set flags"
     }
 
     /// The entry and return probes of `target` as lines a C libbpf program
@@ -451,7 +482,8 @@ public final class Tracer {
         ringBuffer = nil
         let dump = UnsafeMutablePointer<CTLSTapBPF_RingDump>.allocate(capacity: 1)
         dump.initialize(to: CTLSTapBPF_RingDump())
-        let mapped = CTLSTapBPF_ring_dump_open(dump, CTLSTapBPF_map_fd(skeleton, CTLSTapBPF_MAP_EVENTS), ringBufferBytes)
+        let mapped = CTLSTapBPF_ring_dump_open(
+            dump, CTLSTapBPF_map_fd(skeleton, CTLSTapBPF_MAP_EVENTS), ringBufferBytes)
         guard mapped == 0 else {
             dump.deallocate()
             throw .system("cannot map the ring buffer", errno: -mapped)

@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import TLSTapCore
 import TLSTapHTTP
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Where rendered events go. One implementation per output format; the
 /// pipeline hands every event and every loss report to the sink in order.
@@ -86,8 +87,10 @@ public enum OutputFormat: String, CaseIterable, Sendable {
         case .text: TextSink(output: output, diagnostics: diagnostics, timestamps: timestamps, payload: .escaped)
         case .hex: TextSink(output: output, diagnostics: diagnostics, timestamps: timestamps, payload: .hexDump)
         case .json: JSONLinesSink(output: output)
-        case .http: HTTPLineSink(output: output, diagnostics: diagnostics, timestamps: timestamps,
-                                 colors: isatty(output.descriptor) != 0)
+        case .http:
+            HTTPLineSink(
+                output: output, diagnostics: diagnostics, timestamps: timestamps,
+                colors: isatty(output.descriptor) != 0)
         }
     }
 }

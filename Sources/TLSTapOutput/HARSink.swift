@@ -1,10 +1,11 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import TLSTapCore
 import TLSTapHTTP
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// `--har FILE`: HTTP exchanges (HTTP/1.x and HTTP/2) as HAR 1.2.
 ///
@@ -62,7 +63,9 @@ public final class HARSink: EventSink {
         if exchange.requestBodyLength > 0 || exchange.requestBody?.isEmpty == false {
             request.postData = HAREntry.PostData(
                 mimeType: exchange.requestHeaders.first("content-type") ?? "",
-                text: exchange.requestBody.map { String(validating: $0, as: UTF8.self) ?? Data($0).base64EncodedString() })
+                text: exchange.requestBody.map {
+                    String(validating: $0, as: UTF8.self) ?? Data($0).base64EncodedString()
+                })
         }
         var content = HAREntry.Content(
             size: exchange.responseBody?.count ?? exchange.responseBodyLength,
@@ -76,7 +79,8 @@ public final class HARSink: EventSink {
             }
         }
         if exchange.responseBody == nil || exchange.responseBodyDecodedFrom != nil {
-            content.compression = (exchange.responseBody?.count ?? exchange.responseBodyLength)
+            content.compression =
+                (exchange.responseBody?.count ?? exchange.responseBodyLength)
                 - exchange.responseBodyLength
         }
         let response = HAREntry.Response(
@@ -119,11 +123,13 @@ public final class HARSink: EventSink {
     /// Cookies of `Cookie: a=1; b=2` or of each `Set-Cookie: a=1; Path=/`.
     static func cookies(_ headers: [HTTPHeader], header: String) -> [HAREntry.Pair] {
         headers.filter { $0.name.lowercased() == header }.flatMap { field -> [HAREntry.Pair] in
-            let pairs = header == "cookie" ? field.value.split(separator: ";") : [field.value.split(separator: ";").first ?? ""]
+            let pairs =
+                header == "cookie" ? field.value.split(separator: ";") : [field.value.split(separator: ";").first ?? ""]
             return pairs.compactMap { pair in
                 guard let equals = pair.firstIndex(of: "=") else { return nil }
-                return HAREntry.Pair(name: String(pair[..<equals]).trimmed,
-                                     value: String(pair[pair.index(after: equals)...]).trimmed)
+                return HAREntry.Pair(
+                    name: String(pair[..<equals]).trimmed,
+                    value: String(pair[pair.index(after: equals)...]).trimmed)
             }
         }
     }
@@ -199,7 +205,9 @@ struct HAREntry: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case startedDateTime, time, request, response, cache, timings, comment
-        case pid = "_pid", comm = "_comm", connection = "_conn"
+        case pid = "_pid"
+        case comm = "_comm"
+        case connection = "_conn"
     }
 }
 

@@ -51,7 +51,8 @@ public final class HTTPLineSink: EventSink {
             let color = code >= 500 ? "31" : code >= 400 ? "33" : code >= 300 ? "36" : "32"
             status = "\u{1b}[\(color)m\(status)\u{1b}[0m"
         }
-        var line = "\(time) \(PayloadText.escapedName(exchange.comm))[\(exchange.pid)] "
+        var line =
+            "\(time) \(PayloadText.escapedName(exchange.comm))[\(exchange.pid)] "
             + PayloadText.escapedName(exchange.method) + " " + PayloadText.escapedName(url) + " → " + status
         // "? ms": the request was not captured, so its time is not known.
         line += "  " + (exchange.latencyNanoseconds.map { TextSink.milliseconds(Double($0) / 1e6) } ?? "?") + " ms"

@@ -119,7 +119,6 @@ struct ByteCursor: JSONWriter, ~Copyable {
         bytes.withUnsafeBytes { append(bytes: $0) }
     }
 
-
     /// Appends text known at compile time (keys, punctuation), as it is.
     mutating func append(literal: StaticString) {
         append(bytes: UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))

@@ -1,11 +1,12 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import ExtrasBase64
 import TLSTapCore
 import TLSTapHTTP
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// `--format json`: one JSON object per line.
 ///
@@ -72,8 +73,9 @@ public final class JSONLinesSink: EventSink {
         try output.append { line in
             callFieldsTable.withUnsafeBytes { table in
                 connectionFieldBytes.withUnsafeBytes { connections in
-                    Self.append(event, callFields: UnsafeRawBufferPointer(rebasing: table[call]),
-                                connectionFields: UnsafeRawBufferPointer(rebasing: connections[connection]), to: &line)
+                    Self.append(
+                        event, callFields: UnsafeRawBufferPointer(rebasing: table[call]),
+                        connectionFields: UnsafeRawBufferPointer(rebasing: connections[connection]), to: &line)
                 }
             }
         }
@@ -127,7 +129,8 @@ public final class JSONLinesSink: EventSink {
         _ event: DataEvent, callFields: UnsafeRawBufferPointer, connectionFields: UnsafeRawBufferPointer,
         to output: inout [UInt8]
     ) {
-        let most = dataLineRoom + ByteCursor.maxJSONStringCount(event.comm) + callFields.count
+        let most =
+            dataLineRoom + ByteCursor.maxJSONStringCount(event.comm) + callFields.count
             + connectionFields.count + Base64.encodedLength(bytesCount: event.payload.count)
         output.append(atMost: most) { line in
             line.append("{\"event\":\"data\",\"time_ns\":", decimal: event.timeNanoseconds)
@@ -196,7 +199,9 @@ extension JSONLinesSink {
         if case .closed = event {
             line.append(",\"bytes_in\":", decimal: connection.bytesIn)
             line.append(",\"bytes_out\":", decimal: connection.bytesOut)
-            line.append(",\"duration_ns\":", decimal: time >= connection.openedNanoseconds ? time - connection.openedNanoseconds : 0)
+            line.append(
+                ",\"duration_ns\":",
+                decimal: time >= connection.openedNanoseconds ? time - connection.openedNanoseconds : 0)
         }
         line.append(literal: "}\n")
     }
@@ -231,10 +236,12 @@ extension JSONLinesSink {
         line.append(",\"start_ns\":", decimal: exchange.startNanoseconds)
         line.append(literal: ",\"latency_ns\":")
         appendNumberOrNull(exchange.latencyNanoseconds, to: &line)  // null: the request was not captured
-        appendBody(exchange.requestBody, ",\"req_body\":\"", decodedFrom: exchange.requestBodyDecodedFrom,
-                   ",\"req_body_decoded_from\":", to: &line)
-        appendBody(exchange.responseBody, ",\"resp_body\":\"", decodedFrom: exchange.responseBodyDecodedFrom,
-                   ",\"resp_body_decoded_from\":", to: &line)
+        appendBody(
+            exchange.requestBody, ",\"req_body\":\"", decodedFrom: exchange.requestBodyDecodedFrom,
+            ",\"req_body_decoded_from\":", to: &line)
+        appendBody(
+            exchange.responseBody, ",\"resp_body\":\"", decodedFrom: exchange.responseBodyDecodedFrom,
+            ",\"resp_body_decoded_from\":", to: &line)
         if let grpc = exchange.grpc {
             line.append(",\"grpc\":{\"service\":", string: grpc.service)
             line.append(",\"method\":", string: grpc.method)

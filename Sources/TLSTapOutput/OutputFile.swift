@@ -74,7 +74,7 @@ public final class OutputFile {
     private(set) var blocksThroughPageCache = 0
 
     /// The O_DIRECT flag of this architecture.
-    static let directIOFlag = O_DIRECT
+    static let directIOFlag = directIO
 
     /// Standard output, not closed by `close()`.
     /// - Parameter sharedWithCommand: a command tlstap runs writes to the
@@ -242,9 +242,9 @@ public final class OutputFile {
 
 /// O_DIRECT, which Glibc's module leaves out (it needs _GNU_SOURCE).
 #if arch(x86_64)
-private let O_DIRECT: Int32 = 0o40000
+    private let directIO: Int32 = 0o40000
 #elseif arch(arm64)
-private let O_DIRECT: Int32 = 0o200000
+    private let directIO: Int32 = 0o200000
 #endif
 
 /// Writes a regular file with direct I/O, on a thread of its own, so that
@@ -329,7 +329,7 @@ private final class DirectWriter: @unchecked Sendable {
         }
         // Direct I/O is switched on only around each direct write, so that the
         // descriptor is as it was whenever another writer might use it.
-        guard fcntl(descriptor, F_SETFL, flags | O_DIRECT) == 0 else { return nil }
+        guard fcntl(descriptor, F_SETFL, flags | directIO) == 0 else { return nil }
         _ = fcntl(descriptor, F_SETFL, flags)
         self.descriptor = descriptor
         self.flags = flags
@@ -433,10 +433,12 @@ private final class DirectWriter: @unchecked Sendable {
     /// Starts the writing thread; false if it could not be started.
     private func startThread() -> Bool {
         var thread = pthread_t()
-        let started = pthread_create(&thread, nil, { context in
-            Unmanaged<DirectWriter>.fromOpaque(context!).takeRetainedValue().run()
-            return nil
-        }, Unmanaged.passRetained(self).toOpaque())
+        let started = pthread_create(
+            &thread, nil,
+            { context in
+                Unmanaged<DirectWriter>.fromOpaque(context!).takeRetainedValue().run()
+                return nil
+            }, Unmanaged.passRetained(self).toOpaque())
         guard started == 0 else {
             Unmanaged.passUnretained(self).release()
             return false
@@ -486,7 +488,7 @@ private final class DirectWriter: @unchecked Sendable {
     private func writeDirect(_ bytes: UnsafeRawPointer, length: Int, offset: Int) -> Int32? {
         // Buffers are aligned by construction; were one not, it alone goes through the page cache.
         if !refused && Int(bitPattern: bytes) % Self.block == 0 {
-            _ = fcntl(descriptor, F_SETFL, flags | O_DIRECT)
+            _ = fcntl(descriptor, F_SETFL, flags | directIO)
             let error = pwriteAll(bytes, length: length, offset: offset)
             _ = fcntl(descriptor, F_SETFL, flags)
             guard error == EINVAL else { return error }

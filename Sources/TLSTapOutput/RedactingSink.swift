@@ -94,8 +94,10 @@ public final class RedactingSink: EventSink {
     /// while there are no bytes.
     private func makeStream(_ key: StreamKey, first payload: [UInt8]) -> Stream? {
         guard !payload.isEmpty else { return nil }
-        if let start = HTTP2HeaderRedactor.startsHTTP2(payload) {
-            return Stream(redactor: .http2(HTTP2HeaderRedactor(names: names, start: start)))
+        switch HTTPStreamStart(payload) {
+        case .http2Preface: return Stream(redactor: .http2(HTTP2HeaderRedactor(names: names, start: .preface)))
+        case .http2Frames: return Stream(redactor: .http2(HTTP2HeaderRedactor(names: names, start: .frame)))
+        default: break
         }
         var other = key
         other.outbound.toggle()
@@ -107,7 +109,7 @@ public final class RedactingSink: EventSink {
 
     /// A stream ended: the calls it held come out.
     private func end(_ key: StreamKey) throws(OutputError) {
-        guard var stream = streams.removeValue(forKey: key) else { return }
+        guard let stream = streams.removeValue(forKey: key) else { return }
         if let id = stream.connection { streamsOfConnection[id]?.remove(key) }
         guard case .http2(var redactor) = stream.redactor else { return }
         for (event, payload) in zip(stream.held, redactor.drain()) {
@@ -115,7 +117,6 @@ public final class RedactingSink: EventSink {
             redacted.payload = payload
             try inner.write(redacted)
         }
-        stream.held = []
     }
 
     public func write(_ event: ConnectionEvent) throws(OutputError) {

@@ -57,15 +57,22 @@ public struct Demo {
         let port = try Self.freePort()
         announce("tlstap demo: openssl s_server on 127.0.0.1:\(port) and curl, traced through cgroup \(cgroup.id)")
         let server = try cgroup.spawn(
-            ["openssl", "s_server", "-quiet", "-accept", "127.0.0.1:\(port)", "-cert", "cert.pem", "-key", "key.pem",
-             "-WWW"], workingDirectory: directory, quiet: true)
-        defer { kill(server, SIGKILL); _ = ChildProcess.exitStatusIfEnded(server) }
+            [
+                "openssl", "s_server", "-quiet", "-accept", "127.0.0.1:\(port)", "-cert", "cert.pem", "-key", "key.pem",
+                "-WWW",
+            ], workingDirectory: directory, quiet: true)
+        defer {
+            kill(server, SIGKILL)
+            _ = ChildProcess.exitStatusIfEnded(server)
+        }
         // Polled meanwhile: the server waits, stopped at exec, until the session has seen it.
         try Self.waitForListener(port: port) { try session.poll(timeoutMilliseconds: 50) }
 
         let client = try cgroup.spawn(
-            ["curl", "-sS", "--cacert", directory + "/cert.pem", "-o", "/dev/null",
-             "https://localhost:\(port)/hello.txt"])
+            [
+                "curl", "-sS", "--cacert", directory + "/cert.pem", "-o", "/dev/null",
+                "https://localhost:\(port)/hello.txt",
+            ])
         var clientStatus: Int32?
         var serverStopped = false
         let deadline = time(nil) + 30

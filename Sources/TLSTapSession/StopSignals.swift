@@ -59,6 +59,6 @@ public final class StopSignals {
     public var last: Int32 { state.last.load(ordering: .relaxed) }
 
     deinit {
-        sources.forEach { $0.cancel() }
+        for source in sources { source.cancel() }
     }
 }

@@ -15,7 +15,8 @@ struct RecordCommand: ParsableCommand {
             """
     )
 
-    @Option(name: [.short, .long], help: ArgumentHelp("The file to save the capture to (mode 0600).", valueName: "file"))
+    @Option(
+        name: [.short, .long], help: ArgumentHelp("The file to save the capture to (mode 0600).", valueName: "file"))
     var output: String
 
     @Flag(name: [.short, .long], help: "Log what tlstap attaches to, and libbpf's messages.")

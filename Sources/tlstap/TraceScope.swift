@@ -49,7 +49,9 @@ struct TraceScope: ParsableArguments {
         }
         for pid in pids {
             guard pid > 0 else { throw ValidationError("'\(pid)' is not a valid PID") }
-            guard kill(pid, 0) == 0 || errno == EPERM else { throw ValidationError("no process with PID \(pid) exists") }
+            guard kill(pid, 0) == 0 || errno == EPERM else {
+                throw ValidationError("no process with PID \(pid) exists")
+            }
         }
         for comm in comms {
             guard !comm.isEmpty, comm.utf8.count <= 15 else {

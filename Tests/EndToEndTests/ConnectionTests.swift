@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 extension EndToEnd {
     @Suite struct ConnectionTests {
@@ -73,14 +73,18 @@ extension EndToEnd {
             let count = 50
             let (server, port) = try Harness.startPythonServer(in: workspace, requests: count)
             let output = workspace.appendingPathComponent("threads.out").path
-            let client = [Harness.python, Harness.peer, "threads", "https://localhost:\(port)/t",
-                          workspace.appendingPathComponent("cert.pem").path, String(count), "20000"]
+            let client =
+                [
+                    Harness.python, Harness.peer, "threads", "https://localhost:\(port)/t",
+                    workspace.appendingPathComponent("cert.pem").path, String(count), "20000",
+                ]
                 .map { "'\($0)'" }.joined(separator: " ") + " >'\(output)'"
             let run = try Harness.run(["--format", "json", "--", "/bin/sh", "-c", client])
             _ = server.wait()
             #expect(run.status == 0, "\(run.standardError)")
-            let sent = Set(try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n")
-                .compactMap { $0.split(separator: " ").last.map(String.init) })
+            let sent = Set(
+                try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n")
+                    .compactMap { $0.split(separator: " ").last.map(String.init) })
             #expect(sent.count == count)
 
             let events = try Harness.dataEvents(run.output)
@@ -94,8 +98,9 @@ extension EndToEnd {
                 let digest = sha256Hex(Array(out[headerEnd.upperBound...]))
                 captured.insert(digest)
                 // The answer on this connection is about this connection's body.
-                #expect(String(decoding: connectionEvents.joined(direction: "in"), as: UTF8.self)
-                    .hasSuffix("got \(digest)\n"))
+                #expect(
+                    String(decoding: connectionEvents.joined(direction: "in"), as: UTF8.self)
+                        .hasSuffix("got \(digest)\n"))
                 #expect(Set(connectionEvents.map(\.remote)) == ["127.0.0.1:\(port)"])
             }
             #expect(captured == sent)
@@ -107,13 +112,17 @@ extension EndToEnd {
             defer { try? FileManager.default.removeItem(at: workspace) }
             let (server, port) = try Harness.startPythonServer(in: workspace)
             let go = workspace.appendingPathComponent("go").path
-            let client = try LaunchedProgram([Harness.python, Harness.peer, "late", "https://localhost:\(port)/late",
-                                              workspace.appendingPathComponent("cert.pem").path, go])
+            let client = try LaunchedProgram([
+                Harness.python, Harness.peer, "late", "https://localhost:\(port)/late",
+                workspace.appendingPathComponent("cert.pem").path, go,
+            ])
             for _ in 0..<200 where !String(decoding: client.standardOutputBytes, as: UTF8.self).contains("connected") {
                 usleep(50_000)
             }
-            let tracer = try LaunchedProgram([Harness.tlstap, "--format", "json", "-p",
-                                              String(client.process.processIdentifier)])
+            let tracer = try LaunchedProgram([
+                Harness.tlstap, "--format", "json", "-p",
+                String(client.process.processIdentifier),
+            ])
             #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
             _ = FileManager.default.createFile(atPath: go, contents: nil)
             let finished = client.wait()
@@ -127,7 +136,8 @@ extension EndToEnd {
             #expect(open["role"] as? String == "client")
             #expect(open["remote"] as? String == "127.0.0.1:\(port)")
             let events = try Harness.dataEvents(run.output)
-            #expect(String(decoding: events.joined(direction: "out"), as: UTF8.self).hasPrefix("GET /late HTTP/1.1\r\n"))
+            #expect(
+                String(decoding: events.joined(direction: "out"), as: UTF8.self).hasPrefix("GET /late HTTP/1.1\r\n"))
             #expect(events.allSatisfy { $0.connection == open["conn"] as? Int })
         }
 
@@ -163,7 +173,10 @@ extension EndToEnd.ConnectionTests {
             Harness.python, "-u", "-m", "http.server", "--bind", "127.0.0.1", "--directory", workspace.path, "0",
         ])
         // SIGKILL: children of the test runner start with every signal blocked.
-        defer { plainServer.signal(SIGKILL); _ = plainServer.wait() }
+        defer {
+            plainServer.signal(SIGKILL)
+            _ = plainServer.wait()
+        }
         var plainPort = 0
         for _ in 0..<200 where plainPort == 0 {
             let text = String(decoding: plainServer.standardOutputBytes, as: UTF8.self)
@@ -172,7 +185,8 @@ extension EndToEnd.ConnectionTests {
         }
         try #require(plainPort != 0, "http.server did not start")
         let (tlsServer, tlsPort) = try Harness.startPythonServer(in: workspace)
-        let script = "curl -sS http://127.0.0.1:\(plainPort)/hello.txt -o /dev/null; "
+        let script =
+            "curl -sS http://127.0.0.1:\(plainPort)/hello.txt -o /dev/null; "
             + Harness.pythonClientScript(port: tlsPort, workspace: workspace, size: 300, seed: 4)
         let run = try Harness.run(["--format", "json", "--plaintext", "--", "/bin/sh", "-c", script])
         _ = tlsServer.wait()
@@ -181,8 +195,10 @@ extension EndToEnd.ConnectionTests {
         let plain = events.filter { $0.remote == "127.0.0.1:\(plainPort)" }
         let tls = events.filter { $0.remote == "127.0.0.1:\(tlsPort)" }
         #expect(plain.allSatisfy { $0.lib == "socket" && $0.comm == "curl" })
-        #expect(String(decoding: plain.joined(direction: "out"), as: UTF8.self)
-            == "GET /hello.txt HTTP/1.1\r\nHost: 127.0.0.1:\(plainPort)\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n")
+        #expect(
+            String(decoding: plain.joined(direction: "out"), as: UTF8.self)
+                == "GET /hello.txt HTTP/1.1\r\nHost: 127.0.0.1:\(plainPort)\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n"
+        )
         let response = String(decoding: plain.joined(direction: "in"), as: UTF8.self)
         #expect(response.hasPrefix("HTTP/1.0 200 OK\r\n"))
         #expect(response.hasSuffix("\r\n\r\nplain hello\n"))

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 extension EndToEnd {
     /// Faults tlstap must survive without losing or leaking anything.
@@ -30,7 +30,8 @@ extension EndToEnd {
             let run = try Harness.run(["--format", "json", "--", "/bin/sh", "-c", script, "sh", workspace.path])
             #expect(run.status == 0, "\(run.standardError)")
             let records = try Harness.records(run.output)
-            let request = try #require(records.first { $0["event"] as? String == "data" && $0["comm"] as? String == "curl" })
+            let request = try #require(
+                records.first { $0["event"] as? String == "data" && $0["comm"] as? String == "curl" })
             let connection = try #require(request["conn"] as? Int)
             let close = records.first { $0["event"] as? String == "close" && $0["conn"] as? Int == connection }
             #expect(close != nil, "curl's connection is closed in the output")
@@ -44,7 +45,10 @@ extension EndToEnd {
             let workspace = try Harness.makeWorkspace()
             defer { try? FileManager.default.removeItem(at: workspace) }
             let (server, _) = try Harness.startPythonServer(in: workspace)
-            defer { server.signal(SIGKILL); _ = server.wait() }
+            defer {
+                server.signal(SIGKILL)
+                _ = server.wait()
+            }
             let tracer = try LaunchedProgram([Harness.tlstap, "-p", String(server.process.processIdentifier)])
             #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
             let programs = Harness.programIDs(heldBy: tracer.process.processIdentifier)
@@ -64,7 +68,10 @@ extension EndToEnd.FaultTests {
         let workspace = try Harness.makeWorkspace()
         defer { try? FileManager.default.removeItem(at: workspace) }
         let (server, port) = try Harness.startPythonServer(in: workspace, requests: 6)
-        defer { server.signal(SIGKILL); _ = server.wait() }
+        defer {
+            server.signal(SIGKILL)
+            _ = server.wait()
+        }
         let cert = workspace.appendingPathComponent("cert.pem").path
         let programs: [[String]] = [
             ["/usr/bin/curl", "-sS", "--cacert", cert, "-d", "same bytes", "https://localhost:\(port)/curl"],
@@ -75,19 +82,25 @@ extension EndToEnd.FaultTests {
             let untraced = try runProgram(program)
             // Traced through --write so that tlstap's own stdout stays out of the comparison.
             let traced = try runProgram(
-                [Harness.tlstap, "--write", workspace.appendingPathComponent("events.jsonl").path, "--format", "http",
-                 "--"] + program)
+                [
+                    Harness.tlstap, "--write", workspace.appendingPathComponent("events.jsonl").path, "--format",
+                    "http",
+                    "--",
+                ] + program)
             #expect(untraced.status == 0)
             #expect(traced.status == untraced.status, "\(program[0])")
             let tracedOutput = traced.standardOutput.split(separator: "\n").filter { !$0.contains(" → ") }
                 .joined(separator: "\n")
-            #expect(tracedOutput == untraced.standardOutput.split(separator: "\n").joined(separator: "\n"),
-                    "\(program[0]) prints the same")
+            #expect(
+                tracedOutput == untraced.standardOutput.split(separator: "\n").joined(separator: "\n"),
+                "\(program[0]) prints the same")
             let tracedErrors = traced.standardError.split(separator: "\n", omittingEmptySubsequences: false)
                 .filter { !$0.hasPrefix("tlstap: ") }
-            #expect(tracedErrors == untraced.standardError.split(separator: "\n", omittingEmptySubsequences: false),
-                    "\(program[0]) prints the same errors")
-            let events = try Harness.dataEvents(Array(try Data(contentsOf: workspace.appendingPathComponent("events.jsonl"))))
+            #expect(
+                tracedErrors == untraced.standardError.split(separator: "\n", omittingEmptySubsequences: false),
+                "\(program[0]) prints the same errors")
+            let events = try Harness.dataEvents(
+                Array(try Data(contentsOf: workspace.appendingPathComponent("events.jsonl"))))
             #expect(!events.isEmpty, "\(program[0]) was traced")
         }
         // A failing program fails the same way.
@@ -111,7 +124,8 @@ extension EndToEnd.FaultTests {
         let size = 16 << 20
         let client = Harness.pythonClientScript(port: port, workspace: workspace, size: size, seed: 21)
         let output = workspace.appendingPathComponent("stalled.jsonl").path
-        let script = "'\(Harness.tlstap)' --format json --ring-buffer-mib 1 -- /bin/sh -c \"\(client)\" "
+        let script =
+            "'\(Harness.tlstap)' --format json --ring-buffer-mib 1 -- /bin/sh -c \"\(client)\" "
             + "| (sleep 3; cat >'\(output)'); echo \"status=${PIPESTATUS[0]}\""
         let start = Date()
         let run = try runProgram(["/bin/bash", "-c", script])
@@ -124,9 +138,11 @@ extension EndToEnd.FaultTests {
         let missing = body["lost_bytes"] as? Int ?? 0
         #expect(captured + missing == size)
         // What the body lost, the kernel counted (it may have counted other records too).
-        let counted = records.filter { $0["event"] as? String == "lost" }.compactMap { $0["bytes"] as? Int }.reduce(0, +)
+        let counted = records.filter { $0["event"] as? String == "lost" }.compactMap { $0["bytes"] as? Int }.reduce(
+            0, +)
         #expect(counted >= missing)
-        let summary = try #require(run.standardError.split(separator: "\n").last { $0.hasPrefix("tlstap: ") && $0.contains(" events, ") })
+        let summary = try #require(
+            run.standardError.split(separator: "\n").last { $0.hasPrefix("tlstap: ") && $0.contains(" events, ") })
         #expect(summary.contains(" records lost (\(counted) bytes)"))
     }
 }
@@ -153,7 +169,10 @@ extension EndToEnd.FaultTests {
         let program = workspace.appendingPathComponent("tlsreplaced").path
         try files.copyItem(atPath: "/usr/bin/openssl", toPath: program)
         let (server, port) = try Harness.startPythonServer(in: workspace, requests: 2)
-        defer { server.signal(SIGKILL); _ = server.wait() }
+        defer {
+            server.signal(SIGKILL)
+            _ = server.wait()
+        }
         let tracer = try LaunchedProgram([Harness.tlstap, "--verbose", "--format", "json", "-c", "tlsreplaced"])
         #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
         let capabilities = Harness.effectiveCapabilities(ofThreadsOf: tracer.process.processIdentifier)
@@ -166,7 +185,8 @@ extension EndToEnd.FaultTests {
             let fifo = workspace.appendingPathComponent(name + ".fifo")
             #expect(mkfifo(fifo.path, 0o600) == 0)
             let client = try LaunchedProgram([
-                "/bin/sh", "-c", "LD_LIBRARY_PATH='\(libraries.path)' exec '\(program)' s_client -quiet "
+                "/bin/sh", "-c",
+                "LD_LIBRARY_PATH='\(libraries.path)' exec '\(program)' s_client -quiet "
                     + "-connect 127.0.0.1:\(port) 0<>'\(fifo.path)'",
             ])
             let marker = "process \(client.process.processIdentifier) maps \(libssl)"
@@ -194,10 +214,12 @@ extension EndToEnd.FaultTests {
         let events = try Harness.dataEvents(run.output)
         for (client, path) in [(before, "/before"), (after, "/after")] {
             let own = events.filter { $0.pid == Int(client.process.processIdentifier) }
-            #expect(String(decoding: own.joined(direction: "out"), as: UTF8.self)
-                        == "GET \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            #expect(String(decoding: own.joined(direction: "in"), as: UTF8.self).hasSuffix(
-                "\r\n\r\ngot e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"))
+            #expect(
+                String(decoding: own.joined(direction: "out"), as: UTF8.self)
+                    == "GET \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            #expect(
+                String(decoding: own.joined(direction: "in"), as: UTF8.self).hasSuffix(
+                    "\r\n\r\ngot e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"))
         }
     }
 }
@@ -223,11 +245,15 @@ extension EndToEnd.FaultTests {
             "-cert", workspace.appendingPathComponent("cert.pem").path,
             "-key", workspace.appendingPathComponent("key.pem").path,
         ])
-        defer { server.signal(SIGKILL); _ = server.wait() }
+        defer {
+            server.signal(SIGKILL)
+            _ = server.wait()
+        }
         var port = 0
         for _ in 0..<100 where port == 0 {
             let printed = String(decoding: server.standardOutputBytes, as: UTF8.self)
-            port = printed.split(separator: "\n").first { $0.hasPrefix("ACCEPT ") }
+            port =
+                printed.split(separator: "\n").first { $0.hasPrefix("ACCEPT ") }
                 .flatMap { $0.split(separator: ":").last }.flatMap { Int($0) } ?? 0
             usleep(50_000)
         }
@@ -243,8 +269,10 @@ extension EndToEnd.FaultTests {
             storm 1000 5500 "$2" & storm 5500 10000 "$2" & wait
             touch stormed; while [ ! -e done ]; do sleep 0.1; done
             """
-        let tracer = try LaunchedProgram([Harness.tlstap, "--format", "json", "--", "/bin/sh", "-c", script, "sh",
-                                          workspace.path, String(port)])
+        let tracer = try LaunchedProgram([
+            Harness.tlstap, "--format", "json", "--", "/bin/sh", "-c", script, "sh",
+            workspace.path, String(port),
+        ])
         func waitFor(_ marker: String) -> Bool {
             for _ in 0..<6000 {
                 if FileManager.default.fileExists(atPath: workspace.appendingPathComponent(marker).path) { return true }
@@ -255,13 +283,17 @@ extension EndToEnd.FaultTests {
         let pid = tracer.process.processIdentifier
         try #require(waitFor("warm"), "\(tracer.standardError)")
         usleep(300_000)  // the last exits reach tlstap
-        let warm = (footprint: Harness.footprint(of: pid), links: Harness.fdinfoValues("link_id", heldBy: pid).count,
-                    maps: try Harness.hashMapEntries(heldBy: pid))
+        let warm = (
+            footprint: Harness.footprint(of: pid), links: Harness.fdinfoValues("link_id", heldBy: pid).count,
+            maps: try Harness.hashMapEntries(heldBy: pid)
+        )
         try Data().write(to: workspace.appendingPathComponent("measured"))
         try #require(waitFor("stormed"), "\(tracer.standardError)")
         usleep(300_000)
-        let stormed = (footprint: Harness.footprint(of: pid), links: Harness.fdinfoValues("link_id", heldBy: pid).count,
-                       maps: try Harness.hashMapEntries(heldBy: pid))
+        let stormed = (
+            footprint: Harness.footprint(of: pid), links: Harness.fdinfoValues("link_id", heldBy: pid).count,
+            maps: try Harness.hashMapEntries(heldBy: pid)
+        )
         try Data().write(to: workspace.appendingPathComponent("done"))
         let run = tracer.waitForBytes()
         #expect(run.status == 0)
@@ -270,18 +302,21 @@ extension EndToEnd.FaultTests {
         let requests = try Harness.dataEvents(run.output).filter { $0.direction == "out" }
             .compactMap { String(decoding: $0.payload, as: UTF8.self).split(separator: " ").dropFirst().first }
         #expect(Set(requests).count == 10_000, "every curl's request is captured")
-        #expect(stormed.links == warm.links && stormed.footprint.fds == warm.footprint.fds,
-                "links \(warm.links) → \(stormed.links), fds \(warm.footprint.fds) → \(stormed.footprint.fds)")
+        #expect(
+            stormed.links == warm.links && stormed.footprint.fds == warm.footprint.fds,
+            "links \(warm.links) → \(stormed.links), fds \(warm.footprint.fds) → \(stormed.footprint.fds)")
         // State of processes that are gone: none left (a shell or two may be mid-call).
         for name in ["sockets", "ssl_fds", "tls_calls", "go_calls", "pending_connect", "plain_calls"] {
-            #expect((stormed.maps[name] ?? -1) >= 0 && (stormed.maps[name] ?? 0) <= 4,
-                    "\(name): \(warm.maps[name] ?? -1) entries after 1,000, \(stormed.maps[name] ?? -1) after 10,000")
+            #expect(
+                (stormed.maps[name] ?? -1) >= 0 && (stormed.maps[name] ?? 0) <= 4,
+                "\(name): \(warm.maps[name] ?? -1) entries after 1,000, \(stormed.maps[name] ?? -1) after 10,000")
         }
         #expect(stormed.maps["mapped_files"] == warm.maps["mapped_files"])
         let grownKiB = stormed.footprint.anonymousKiB - warm.footprint.anonymousKiB
         #expect(grownKiB < 4096, "anonymous memory grew by \(grownKiB) KiB over 9,000 processes")
-        print("exec storm: RssAnon \(warm.footprint.anonymousKiB) → \(stormed.footprint.anonymousKiB) KiB, "
-              + "RSS \(warm.footprint.rssKiB) → \(stormed.footprint.rssKiB) KiB, maps \(warm.maps) → \(stormed.maps)")
+        print(
+            "exec storm: RssAnon \(warm.footprint.anonymousKiB) → \(stormed.footprint.anonymousKiB) KiB, "
+                + "RSS \(warm.footprint.rssKiB) → \(stormed.footprint.rssKiB) KiB, maps \(warm.maps) → \(stormed.maps)")
     }
 }
 
@@ -301,9 +336,12 @@ extension EndToEnd.FaultTests {
         let (count, size) = (40, 256 << 10)
         let file = { (name: String) in workspace.appendingPathComponent(name).path }
         let peer = Harness.packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/lossy_keepalive.py").path
-        let command = ["'\(Harness.python)'", "'\(peer)'", "'\(file("cert.pem"))'", "'\(file("key.pem"))'",
-                       String(count), String(size), "'\(file("paused"))'", "'\(file("go"))'"].joined(separator: " ")
-        let script = "'\(Harness.tlstap)' --format json --ring-buffer-mib 1 --pcapng '\(file("gap.pcapng"))' -- "
+        let command = [
+            "'\(Harness.python)'", "'\(peer)'", "'\(file("cert.pem"))'", "'\(file("key.pem"))'",
+            String(count), String(size), "'\(file("paused"))'", "'\(file("go"))'",
+        ].joined(separator: " ")
+        let script =
+            "'\(Harness.tlstap)' --format json --ring-buffer-mib 1 --pcapng '\(file("gap.pcapng"))' -- "
             + "/bin/sh -c \"\(command) >'\(file("peer.out"))'\" "
             + "| (until [ -e '\(file("paused"))' ]; do sleep 0.05; done; touch '\(file("go"))'; cat >'\(file("gap.jsonl"))'); "
             + "echo \"status=${PIPESTATUS[0]}\""
@@ -318,10 +356,11 @@ extension EndToEnd.FaultTests {
         try #require(!gaps.isEmpty, "the reader's stall lost no whole call: \(run.standardError)")
 
         // Per connection (the client's and the server's) and direction.
-        let roles = Dictionary(data.compactMap { record -> (Int, String)? in
-            guard let id = record["conn"] as? Int, let role = record["role"] as? String else { return nil }
-            return (id, role)
-        }, uniquingKeysWith: { first, _ in first })
+        let roles = Dictionary(
+            data.compactMap { record -> (Int, String)? in
+                guard let id = record["conn"] as? Int, let role = record["role"] as? String else { return nil }
+                return (id, role)
+            }, uniquingKeysWith: { first, _ in first })
         #expect(Set(roles.values) == ["client", "server"])
         for (id, role) in roles {
             for direction in ["out", "in"] {
@@ -356,8 +395,10 @@ extension EndToEnd.FaultTests {
             #expect(notes.isSubset(of: allowed), "\(notes)")
         }
 
-        let holes = try runProgram(["/usr/bin/tshark", "-r", file("gap.pcapng"), "-Y", "tcp.analysis.lost_segment",
-                                    "-T", "fields", "-e", "tcp.stream"])
+        let holes = try runProgram([
+            "/usr/bin/tshark", "-r", file("gap.pcapng"), "-Y", "tcp.analysis.lost_segment",
+            "-T", "fields", "-e", "tcp.stream",
+        ])
         #expect(!holes.standardOutput.isEmpty, "tshark saw no hole: \(holes.standardError)")
     }
 }

@@ -109,8 +109,9 @@ enum Harness {
         var environment = ProcessInfo.processInfo.environment
         environment["GO111MODULE"] = "off"
         environment["GOCACHE"] = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-go-cache").path
-        let built = try runProgram(["/usr/bin/go", "build"] + (stripped ? ["-ldflags=-s -w"] : []) + ["-o", binary, source],
-                                   environment: environment)
+        let built = try runProgram(
+            ["/usr/bin/go", "build"] + (stripped ? ["-ldflags=-s -w"] : []) + ["-o", binary, source],
+            environment: environment)
         try #require(built.status == 0, "go build: \(built.standardError)")
         return binary
     }

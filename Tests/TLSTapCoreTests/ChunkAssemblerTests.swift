@@ -1,4 +1,5 @@
 import Testing
+
 @testable import TLSTapCore
 
 @Suite struct ChunkAssemblerTests {

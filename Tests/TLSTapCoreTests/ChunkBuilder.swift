@@ -35,8 +35,9 @@ enum ChunkBuilder {
     ) -> [DataChunk] {
         stride(from: 0, to: payload.count, by: chunkSize).map { start in
             let piece = Array(payload[start..<min(start + chunkSize, payload.count)])
-            let bytes = record(tid: tid, callTime: callTime, total: UInt64(payload.count), offset: UInt64(start),
-                               payload: piece, lostBefore: lostBefore)
+            let bytes = record(
+                tid: tid, callTime: callTime, total: UInt64(payload.count), offset: UInt64(start),
+                payload: piece, lostBefore: lostBefore)
             return try! bytes.withUnsafeBytes { try RecordDecoder.decode($0) }
         }
     }

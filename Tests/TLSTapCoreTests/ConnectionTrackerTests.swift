@@ -1,4 +1,5 @@
 import Testing
+
 @testable import TLSTapCore
 
 @Suite struct ConnectionTrackerTests {
@@ -6,18 +7,22 @@ import Testing
     let local = SocketAddress(ip: [127, 0, 0, 1], port: 50000)
     let server = SocketAddress(ip: [127, 0, 0, 1], port: 8443)
 
-    func socket(_ kind: SocketEvent.Kind, pid: UInt32 = 10, fd: Int32 = 5, at time: UInt64 = 100,
-                local: SocketAddress? = nil, remote: SocketAddress? = nil, role: ConnectionRole = .client) -> SocketEvent {
-        SocketEvent(kind: kind, pid: pid, tid: pid, fd: fd, monotonicNanoseconds: time, local: local, remote: remote,
-                    role: role, comm: "client")
+    func socket(
+        _ kind: SocketEvent.Kind, pid: UInt32 = 10, fd: Int32 = 5, at time: UInt64 = 100,
+        local: SocketAddress? = nil, remote: SocketAddress? = nil, role: ConnectionRole = .client
+    ) -> SocketEvent {
+        SocketEvent(
+            kind: kind, pid: pid, tid: pid, fd: fd, monotonicNanoseconds: time, local: local, remote: remote,
+            role: role, comm: "client")
     }
 
     func data(pid: UInt32 = 10, fd: Int32 = 5, direction: Direction = .outbound, bytes: Int = 10, at time: UInt64 = 200)
         -> DataEvent
     {
-        DataEvent(timeNanoseconds: time, pid: pid, tid: pid, comm: "client", library: .openssl, function: .sslWrite,
-                  direction: direction, ssl: 1, length: UInt64(bytes), payload: Array(repeating: 0x61, count: bytes),
-                  fd: fd)
+        DataEvent(
+            timeNanoseconds: time, pid: pid, tid: pid, comm: "client", library: .openssl, function: .sslWrite,
+            direction: direction, ssl: 1, length: UInt64(bytes), payload: Array(repeating: 0x61, count: bytes),
+            fd: fd)
     }
 
     @Test func aConnectionOpensWithItsFirstDataAndClosesWithItsCounts() {

@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-@testable import TLSTapCore
 import TestSupport
+import Testing
+
+@testable import TLSTapCore
 
 @Suite struct RecordDecoderTests {
     @Test func decodesEveryHeaderField() throws {
@@ -56,13 +57,17 @@ import TestSupport
         }
         #expect(decode([1, 2, 3]) == .tooShort(size: 3))
         #expect(decode(ChunkBuilder.record(total: 1, payload: [1], kind: 9)) == .unknownKind(9))
-        #expect(decode(ChunkBuilder.record(function: 0, total: 1, payload: [1])) == .unknownValue(field: "function", value: 0))
+        #expect(
+            decode(ChunkBuilder.record(function: 0, total: 1, payload: [1]))
+                == .unknownValue(field: "function", value: 0))
         var short = ChunkBuilder.record(total: 4, payload: [1, 2, 3, 4])
         short.removeLast()
         #expect(decode(short) == .lengthMismatch(declared: 4, present: 3))
-        #expect(decode(ChunkBuilder.record(total: 4, offset: 2, payload: [1, 2, 3]))
+        #expect(
+            decode(ChunkBuilder.record(total: 4, offset: 2, payload: [1, 2, 3]))
                 == .chunkOutsideCall(offset: 2, length: 3, total: 4))
-        #expect(decode(ChunkBuilder.record(total: 4, offset: UInt64.max, payload: [1]))
+        #expect(
+            decode(ChunkBuilder.record(total: 4, offset: UInt64.max, payload: [1]))
                 == .chunkOutsideCall(offset: UInt64.max, length: 1, total: 4))
     }
 
@@ -102,7 +107,8 @@ import TestSupport
         #expect(request.contains("Content-Length: 40000\r\n"))
         #expect(events[1].length == 40000)
         #expect(sha256Hex(events[1].payload) == "1807e5036ee223f44da87dcfe9d58e965394b5951ea884328fd0336862ba6ae4")
-        #expect(String(decoding: events[3].payload, as: UTF8.self)
+        #expect(
+            String(decoding: events[3].payload, as: UTF8.self)
                 == "got 1807e5036ee223f44da87dcfe9d58e965394b5951ea884328fd0336862ba6ae4\n")
 
         // The connection: the client's side of 127.0.0.1, to the port the Host header names.
@@ -114,7 +120,8 @@ import TestSupport
         #expect(request.contains("Host: localhost:\(remote.port)\r\n"))
         let connection = try #require(events[0].connection)
         #expect(events.allSatisfy { $0.connection?.id == connection.id })
-        guard lifecycle.count == 2, case .opened(let opened, _) = lifecycle[0], case .closed(let closed, _) = lifecycle[1]
+        guard lifecycle.count == 2, case .opened(let opened, _) = lifecycle[0],
+            case .closed(let closed, _) = lifecycle[1]
         else {
             Issue.record("expected open then close, got \(lifecycle)")
             return

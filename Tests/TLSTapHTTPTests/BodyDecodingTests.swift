@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TLSTapHTTP
 
 /// Compressed bodies made by the standard tools (gzip, python's zlib, brotli
@@ -29,8 +30,15 @@ import Testing
     }
 
     @Test func deflateDecodesZlibWrappedAndRaw() throws {
-        let zlib = try Self.compress("/usr/bin/python3", ["-c", "import sys,zlib; sys.stdout.buffer.write(zlib.compress(sys.stdin.buffer.read()))"])
-        let raw = try Self.compress("/usr/bin/python3", ["-c", "import sys,zlib; c=zlib.compressobj(wbits=-15); sys.stdout.buffer.write(c.compress(sys.stdin.buffer.read())+c.flush())"])
+        let zlib = try Self.compress(
+            "/usr/bin/python3",
+            ["-c", "import sys,zlib; sys.stdout.buffer.write(zlib.compress(sys.stdin.buffer.read()))"])
+        let raw = try Self.compress(
+            "/usr/bin/python3",
+            [
+                "-c",
+                "import sys,zlib; c=zlib.compressobj(wbits=-15); sys.stdout.buffer.write(c.compress(sys.stdin.buffer.read())+c.flush())",
+            ])
         #expect(BodyDecoding.decode(zlib, contentEncoding: "deflate", limit: 1 << 20) == Self.text)
         #expect(BodyDecoding.decode(raw, contentEncoding: "deflate", limit: 1 << 20) == Self.text)
     }

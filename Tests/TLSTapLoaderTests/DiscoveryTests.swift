@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TLSTapLoader
 
 @Suite struct DiscoveryTests {
@@ -14,12 +15,13 @@ import Testing
             7ffd00000000-7ffd00001000 rw-p 00000000 00:00 0
             """
         let files = ProcessMaps.mappedFiles(maps)
-        #expect(files == [
-            MappedFile(path: "/usr/bin/curl", inode: 1234),
-            MappedFile(path: "/usr/lib/x86_64-linux-gnu/libssl.so.3", inode: 5678),
-            MappedFile(path: "/opt/my app/lib/libssl.so.1.1", inode: 91),
-            MappedFile(path: "/tmp/libssl.so.3", inode: 92),
-        ])
+        #expect(
+            files == [
+                MappedFile(path: "/usr/bin/curl", inode: 1234),
+                MappedFile(path: "/usr/lib/x86_64-linux-gnu/libssl.so.3", inode: 5678),
+                MappedFile(path: "/opt/my app/lib/libssl.so.1.1", inode: 91),
+                MappedFile(path: "/tmp/libssl.so.3", inode: 92),
+            ])
         #expect(files.filter { LibraryDiscovery.isOpenSSL(path: $0.path) }.count == 3)
     }
 
@@ -40,7 +42,9 @@ import Testing
         appendUInt32(0)  // extension offset
         bytes += Array(repeating: 0, count: 12)
         let stringsStart = UInt32(48 + 2 * 24)
-        let strings = ["libssl.so.3", "/lib/x86_64-linux-gnu/libssl.so.3", "libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6"]
+        let strings = [
+            "libssl.so.3", "/lib/x86_64-linux-gnu/libssl.so.3", "libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6",
+        ]
         var offsets: [UInt32] = []
         var position = stringsStart
         for string in strings {
@@ -55,10 +59,11 @@ import Testing
             bytes += Array(repeating: 0, count: 8)
         }
         for string in strings { bytes += Array(string.utf8) + [0] }
-        #expect(LoaderCache.entries(bytes) == [
-            LoaderCache.Entry(name: "libssl.so.3", path: "/lib/x86_64-linux-gnu/libssl.so.3"),
-            LoaderCache.Entry(name: "libc.so.6", path: "/lib/x86_64-linux-gnu/libc.so.6"),
-        ])
+        #expect(
+            LoaderCache.entries(bytes) == [
+                LoaderCache.Entry(name: "libssl.so.3", path: "/lib/x86_64-linux-gnu/libssl.so.3"),
+                LoaderCache.Entry(name: "libc.so.6", path: "/lib/x86_64-linux-gnu/libc.so.6"),
+            ])
         #expect(LoaderCache.entries(Array(bytes.prefix(30))).isEmpty)
         #expect(LoaderCache.entries(Array("not a cache".utf8)).isEmpty)
     }
@@ -108,8 +113,10 @@ import Testing
 
     /// A vendored BoringSSL with prefixed names, as swift-nio-ssl builds it.
     @Test func prefixedBoringSSLIsRecognised() {
-        let names: Set<String> = ["CNIOBoringSSL_SSL_write", "CNIOBoringSSL_SSL_read", "CNIOBoringSSL_SSL_CTX_set_grease_enabled",
-                                  "other_function"]
+        let names: Set<String> = [
+            "CNIOBoringSSL_SSL_write", "CNIOBoringSSL_SSL_read", "CNIOBoringSSL_SSL_CTX_set_grease_enabled",
+            "other_function",
+        ]
         let found = ELFSymbols.embeddedOpenSSL(in: names)
         #expect(found?.prefix == "CNIOBoringSSL_")
         #expect(found?.boringSSL == true)

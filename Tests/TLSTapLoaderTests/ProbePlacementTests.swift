@@ -1,5 +1,6 @@
 import CTLSTapBPF
 import Testing
+
 @testable import TLSTapLoader
 
 @Suite struct ProbePlacementTests {
@@ -12,7 +13,9 @@ import Testing
         0x85, 0xc0, 0x7e, 0x03, 0x8b, 0x04, 0x24,
     ]
     /// The same library's SSL_write_ex at 0x35a10: `sub $0x8,%rsp; call 0x355a0`, its count pointer passed through.
-    static let openSSL30WriteEx: [UInt8] = [0x48, 0x83, 0xec, 0x08, 0xe8, 0x87, 0xfb, 0xff, 0xff, 0x31, 0xd2, 0x85, 0xc0]
+    static let openSSL30WriteEx: [UInt8] = [
+        0x48, 0x83, 0xec, 0x08, 0xe8, 0x87, 0xfb, 0xff, 0xff, 0x31, 0xd2, 0x85, 0xc0,
+    ]
 
     @Test func onlyInstructionsTheKernelEmulatesCountAsCheap() {
         #expect(ProbePlacement.kernelEmulates([0x55]))  // push %rbp
@@ -41,8 +44,11 @@ import Testing
         #expect(ProbePlacement.cheapEntryOffset([0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0x10, 0x01, 0x00, 0x00]) == 4)
         #expect(ProbePlacement.cheapEntryOffset([0x49, 0x3b, 0x66, 0x10, 0x76, 0x50]) == 4)  // jbe rel8
         // A larger frame: lea -0x68(%rsp),%r12; cmp 0x10(%r14),%r12; jbe (Go 1.19's crypto/tls.(*Conn).Write).
-        #expect(ProbePlacement.cheapEntryOffset([0x4c, 0x8d, 0x64, 0x24, 0x98, 0x4d, 0x3b, 0x66, 0x10,
-                                                 0x0f, 0x86, 0x64, 0x07, 0x00, 0x00]) == 9)
+        #expect(
+            ProbePlacement.cheapEntryOffset([
+                0x4c, 0x8d, 0x64, 0x24, 0x98, 0x4d, 0x3b, 0x66, 0x10,
+                0x0f, 0x86, 0x64, 0x07, 0x00, 0x00,
+            ]) == 9)
         #expect(ProbePlacement.cheapEntryOffset([0x48, 0x85, 0xff, 0x74, 0x05]) == 3)  // test %rdi,%rdi; je
         #expect(ProbePlacement.cheapEntryOffset([0x0f, 0x1f, 0x44, 0x00, 0x00, 0x55]) == 5)  // nopl; push %rbp
         // A register written first: the arguments or the stack may differ after it.
@@ -53,28 +59,35 @@ import Testing
 
     /// A CET build of the same wrapper: endbr64 first changes nothing.
     @Test func endbr64DoesNotHideAWrapper() {
-        #expect(ProbePlacement.innerCall(in: [0xf3, 0x0f, 0x1e, 0xfa] + Self.openSSL30Write, at: 0x3597c)
-            == .init(callee: 0x355a0, returnSite: 0x359a3, countArgument: 4))
+        #expect(
+            ProbePlacement.innerCall(in: [0xf3, 0x0f, 0x1e, 0xfa] + Self.openSSL30Write, at: 0x3597c)
+                == .init(callee: 0x355a0, returnSite: 0x359a3, countArgument: 4))
     }
 
     @Test func openSSL30WrappersLeadToTheirInnerFunction() {
-        #expect(ProbePlacement.innerCall(in: Self.openSSL30Write, at: 0x35980)
-            == .init(callee: 0x355a0, returnSite: 0x359a3, countArgument: 4))
-        #expect(ProbePlacement.innerCall(in: Self.openSSL30WriteEx, at: 0x35a10)
-            == .init(callee: 0x355a0, returnSite: 0x35a19, countArgument: 4))
+        #expect(
+            ProbePlacement.innerCall(in: Self.openSSL30Write, at: 0x35980)
+                == .init(callee: 0x355a0, returnSite: 0x359a3, countArgument: 4))
+        #expect(
+            ProbePlacement.innerCall(in: Self.openSSL30WriteEx, at: 0x35a10)
+                == .init(callee: 0x355a0, returnSite: 0x35a19, countArgument: 4))
     }
 
     /// OpenSSL 3.2 added a flags argument before the count pointer.
     @Test func aFlagsArgumentMovesTheCountToTheFifth() {
         // sub $0x18,%rsp; mov %rsp,%r8; xor %ecx,%ecx; movslq %edx,%rdx; call +0x100
-        let write: [UInt8] = [0x48, 0x83, 0xec, 0x18, 0x49, 0x89, 0xe0, 0x31, 0xc9, 0x48, 0x63, 0xd2,
-                              0xe8, 0x00, 0x01, 0x00, 0x00]
-        #expect(ProbePlacement.innerCall(in: write, at: 0x1000)
-            == .init(callee: 0x1111, returnSite: 0x1011, countArgument: 5))
+        let write: [UInt8] = [
+            0x48, 0x83, 0xec, 0x18, 0x49, 0x89, 0xe0, 0x31, 0xc9, 0x48, 0x63, 0xd2,
+            0xe8, 0x00, 0x01, 0x00, 0x00,
+        ]
+        #expect(
+            ProbePlacement.innerCall(in: write, at: 0x1000)
+                == .init(callee: 0x1111, returnSite: 0x1011, countArgument: 5))
         // sub $0x8,%rsp; mov %rcx,%r8; xor %ecx,%ecx; call +0x100
         let writeEx: [UInt8] = [0x48, 0x83, 0xec, 0x08, 0x49, 0x89, 0xc8, 0x31, 0xc9, 0xe8, 0x00, 0x01, 0x00, 0x00]
-        #expect(ProbePlacement.innerCall(in: writeEx, at: 0x2000)
-            == .init(callee: 0x210e, returnSite: 0x200e, countArgument: 5))
+        #expect(
+            ProbePlacement.innerCall(in: writeEx, at: 0x2000)
+                == .init(callee: 0x210e, returnSite: 0x200e, countArgument: 5))
     }
 
     @Test func codeThatIsNotSuchAWrapperIsLeftAlone() {
@@ -129,7 +142,8 @@ extension ProbePlacementTests {
             Issue.record("no libgnutls in the dynamic loader's cache: wget, which the tests need, brings it")
             return
         }
-        let functions = try #require(ELFSymbols.functions(gnutls.path, named: ["gnutls_record_send", "gnutls_record_send2"]))
+        let functions = try #require(
+            ELFSymbols.functions(gnutls.path, named: ["gnutls_record_send", "gnutls_record_send2"]))
         let send = try #require(functions["gnutls_record_send"])
         let code = try #require(ELFSymbols.bytes(gnutls.path, at: send.fileOffset, count: 16))
         let points = Tracer.attachPoints(for: gnutls)
@@ -137,7 +151,9 @@ extension ProbePlacementTests {
             let send2Code = ELFSymbols.bytes(gnutls.path, at: send2.fileOffset, count: 16),
             let entry = ProbePlacement.cheapEntryOffset(send2Code)
         else {
-            print("\(gnutls.path): gnutls_record_send is probed itself (its entry is cheap, or gnutls_record_send2's is not)")
+            print(
+                "\(gnutls.path): gnutls_record_send is probed itself (its entry is cheap, or gnutls_record_send2's is not)"
+            )
             #expect(points.contains { $0.symbol == "gnutls_record_send" })
             return
         }

@@ -1,6 +1,7 @@
 import CTLSTapSIMD
 import ExtrasBase64
 import Testing
+
 @testable import TLSTapOutput
 
 /// The JSON writer's base64: AVX2 blocks and swift-extras-base64's tail
@@ -10,7 +11,7 @@ import Testing
     static func bytes(_ count: Int, seed: UInt64) -> [UInt8] {
         var state = seed
         return (0..<count).map { _ in
-            state = state &* 6364136223846793005 &+ 1442695040888963407
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             return UInt8(truncatingIfNeeded: state >> 56)
         }
     }
@@ -27,8 +28,9 @@ import Testing
             #expect(Self.encoded(input) == Base64.encodeToBytes(bytes: input.span), "\(count) bytes")
         }
         let alphabet = Array((0..<64).map { UInt8($0) << 2 } + (0..<64).map(UInt8.init))
-        #expect(String(decoding: Self.encoded(alphabet), as: UTF8.self)
-            == String(decoding: Base64.encodeToBytes(bytes: alphabet.span), as: UTF8.self))
+        #expect(
+            String(decoding: Self.encoded(alphabet), as: UTF8.self)
+                == String(decoding: Base64.encodeToBytes(bytes: alphabet.span), as: UTF8.self))
     }
 
     @Test func theVectorKernelRunsWhereTheCPUHasAVX2() throws {

@@ -74,7 +74,8 @@ public final class LaunchedProgram: @unchecked Sendable {
     public func wait() -> ProgramResult {
         waitQuietly()
         let result = ProgramResult(
-            status: process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus
+            status: process.terminationReason == .uncaughtSignal
+                ? 128 + process.terminationStatus
                 : process.terminationStatus,
             standardOutput: String(decoding: standardOutputBytes, as: UTF8.self), standardError: standardError)
         try? FileManager.default.removeItem(at: outputFile)
