@@ -1,4 +1,5 @@
 import DequeModule
+import TLSTapCore
 
 /// Pairs the requests and responses of one HTTP/1.x connection into
 /// exchanges: keep-alive, pipelining (responses answer requests in order),
@@ -29,6 +30,8 @@ final class HTTP1Connection {
     /// The request whose head or body is being read (it may have been
     /// answered already: a server may respond before a body is all sent).
     private var requestInProgress: PendingExchange?
+    /// Set when a response switched the connection to another protocol, until taken.
+    private var upgrade: (exchange: HTTPExchange, rest: [UInt8])?
 
     /// - Parameter joinedMidway: tlstap joined the connection while it was
     ///   in use, so either side's first bytes may be the rest of a message:
@@ -78,7 +81,7 @@ final class HTTP1Connection {
                     exchange.endNanoseconds = max(exchange.endNanoseconds, end)
                     finished.append(exchange)
                 }
-            case .stop:
+            case .stop, .switched:
                 continue
             }
         }
@@ -146,17 +149,33 @@ final class HTTP1Connection {
                     box.answered = true  // it ends when its request does
                 }
             case .stop(let reason):
-                if responseStarted {
-                    var exchange = pending.removeFirst().take()
-                    exchange.endNanoseconds = time
-                    exchange.note = reason
+                if let exchange = stopResponse(time: time, note: reason) { finished.append(exchange) }
+            case .switched(let rest):
+                if let exchange = stopResponse(time: time, note: "upgrade") {
                     finished.append(exchange)
-                    responseStarted = false
+                    upgrade = (exchange, Array(rest))
                 }
-                stopped = true
             }
         }
         return finished
+    }
+
+    /// The response parser stopped at `time`: its exchange, if one was open, ends with `note`.
+    private func stopResponse(time: UInt64, note: String) -> HTTPExchange? {
+        stopped = true
+        guard responseStarted else { return nil }
+        var exchange = pending.removeFirst().take()
+        exchange.endNanoseconds = time
+        exchange.note = note
+        responseStarted = false
+        return exchange
+    }
+
+    /// The exchange after which the connection switched protocols, and the
+    /// server's bytes after its response head; taken once.
+    func takeUpgrade() -> (exchange: HTTPExchange, rest: [UInt8])? {
+        defer { upgrade = nil }
+        return upgrade
     }
 
     /// The exchange of a response whose request tlstap did not see (it
@@ -191,19 +210,20 @@ final class HTTP1Connection {
         return [exchange]
     }
 
-    /// The connection closed: a close-delimited response ends, the rest end unanswered.
-    func close(time: UInt64) -> [HTTPExchange] {
-        var finished = feedResponseEvents(responses.finish(time: time))
+    /// The connection closed (or the capture stopped: `note` says which): a
+    /// close-delimited response ends, the rest end unanswered.
+    func close(time: UInt64, note: String = ConnectionEnd.closed.note) -> [HTTPExchange] {
+        var finished = feedResponseEvents(responses.finish(time: time), note: note)
         if let box = requestInProgress, box.answered {  // answered, its request never ended
             var exchange = box.take()
-            exchange.note = "connection closed"
+            exchange.note = note
             finished.append(exchange)
         }
         requestInProgress = nil
         for box in pending {
             var exchange = box.take()
             exchange.endNanoseconds = time
-            exchange.note = "connection closed"
+            exchange.note = note
             finished.append(exchange)
         }
         pending.removeAll()
@@ -211,11 +231,11 @@ final class HTTP1Connection {
         return finished
     }
 
-    private func feedResponseEvents(_ events: [HTTP1ParseEvent]) -> [HTTPExchange] {
+    private func feedResponseEvents(_ events: [HTTP1ParseEvent], note: String) -> [HTTPExchange] {
         guard case .end(let end)? = events.first, responseStarted, !pending.isEmpty else { return [] }
         let box = pending.removeFirst()
         if box === requestInProgress {
-            box.exchange?.note = "connection closed"
+            box.exchange?.note = note
             requestInProgress = nil
         }
         var exchange = box.take()

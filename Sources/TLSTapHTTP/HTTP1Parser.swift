@@ -32,6 +32,10 @@ enum HTTP1ParseEvent: Equatable {
     case end(time: UInt64)
     /// The rest of the stream is not HTTP/1 (why).
     case stop(String)
+    /// The connection switched protocols (a `101` response, a CONNECT
+    /// tunnel): the stream goes on in the other protocol from `rest`, the
+    /// bytes of this call after the head.
+    case switched(rest: ArraySlice<UInt8>)
 }
 
 /// Incremental parser of one direction of an HTTP/1.x connection.
@@ -128,7 +132,9 @@ struct HTTP1StreamParser {
                     if count == 0 { events.append(endMessage(time)) }
                 case .chunked: state = .chunkSize
                 case .untilClose: state = .untilClose
-                case .notHTTP: return events + stop("upgrade")
+                case .notHTTP:
+                    _ = stop("upgrade")
+                    return events + [.switched(rest: input)]
                 }
             case .body(let remaining):
                 let taken = input.prefix(remaining)

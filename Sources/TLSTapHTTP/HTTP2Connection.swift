@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHPACK
+import TLSTapCore
 
 /// One HTTP/2 frame (RFC 9113 section 4.1).
 struct HTTP2Frame {
@@ -344,13 +345,14 @@ final class HTTP2Connection {
         return true
     }
 
-    /// The connection closed: every open stream ends without its response.
-    func close(time: UInt64) -> [HTTPExchange] {
+    /// The connection closed (or the capture stopped: `note` says which):
+    /// every open stream ends without its response.
+    func close(time: UInt64, note: String = ConnectionEnd.closed.note) -> [HTTPExchange] {
         defer { streams = [:] }
         return streams.keys.sorted().compactMap { id in
             guard var exchange = streams[id]?.exchange else { return nil }
             exchange.endNanoseconds = time
-            exchange.note = exchange.note ?? "connection closed"
+            exchange.note = exchange.note ?? note
             return exchange
         }
     }

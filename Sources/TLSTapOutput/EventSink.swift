@@ -7,13 +7,15 @@ import TLSTapHTTP
 
 /// Where rendered events go. One implementation per output format; the
 /// pipeline hands every event and every loss report to the sink in order.
+/// A sink implements only the kinds it shows: the others do nothing.
 public protocol EventSink: AnyObject {
     /// Renders one captured call.
     func write(_ event: DataEvent) throws(OutputError)
     /// Renders a connection opening (first data seen) or closing.
     func write(_ event: ConnectionEvent) throws(OutputError)
-    /// Renders a completed HTTP exchange.
-    func write(_ exchange: HTTPExchange) throws(OutputError)
+    /// Renders what a protocol analyzer completed: an HTTP exchange
+    /// (`HTTPExchange`), a WebSocket message, any other `ProtocolRecord`.
+    func write(_ record: any ProtocolRecord) throws(OutputError)
     /// Reports records the kernel side had to drop since the last report.
     func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError)
     /// Writes out anything buffered; called periodically and at the end.
@@ -23,6 +25,12 @@ public protocol EventSink: AnyObject {
 }
 
 extension EventSink {
+    public func write(_ event: DataEvent) throws(OutputError) {}
+    public func write(_ event: ConnectionEvent) throws(OutputError) {}
+    public func write(_ record: any ProtocolRecord) throws(OutputError) {}
+    public func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError) {}
+    public func flush() throws(OutputError) {}
+
     public func finish() throws(OutputError) {
         try flush()
     }
@@ -44,8 +52,8 @@ public final class TeeSink: EventSink {
         for sink in sinks { try sink.write(event) }
     }
 
-    public func write(_ exchange: HTTPExchange) throws(OutputError) {
-        for sink in sinks { try sink.write(exchange) }
+    public func write(_ record: any ProtocolRecord) throws(OutputError) {
+        for sink in sinks { try sink.write(record) }
     }
 
     public func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError) {
@@ -73,9 +81,6 @@ public enum OutputFormat: String, CaseIterable, Sendable {
     case json
     /// One line per HTTP exchange.
     case http
-
-    /// Whether this format shows HTTP exchanges, so they must be parsed.
-    public var showsExchanges: Bool { self == .json || self == .http }
 
     /// Makes the sink for this format.
     /// - Parameters:

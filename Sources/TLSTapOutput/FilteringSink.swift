@@ -9,6 +9,8 @@ public enum EventKind: String, CaseIterable, Sendable {
     case conn
     /// HTTP exchanges (`{"event":"http"}`).
     case http
+    /// WebSocket messages (`{"event":"websocket"}`).
+    case websocket
     /// Ring buffer losses (`{"event":"lost"}`).
     case lost
 }
@@ -19,14 +21,15 @@ public final class FilteringSink: EventSink {
     // One flag per kind: a set's hashing showed in profiles of busy captures.
     private let passesData: Bool
     private let passesConnections: Bool
-    private let passesExchanges: Bool
+    /// The protocol records passed on, by `protocolName`.
+    private let passesProtocols: Set<String>
     private let passesLoss: Bool
 
     public init(_ inner: EventSink, kinds: Set<EventKind>) {
         self.inner = inner
         passesData = kinds.contains(.data)
         passesConnections = kinds.contains(.conn)
-        passesExchanges = kinds.contains(.http)
+        passesProtocols = Set(kinds.filter { $0 != .data && $0 != .conn && $0 != .lost }.map(\.rawValue))
         passesLoss = kinds.contains(.lost)
     }
 
@@ -38,8 +41,8 @@ public final class FilteringSink: EventSink {
         if passesConnections { try inner.write(event) }
     }
 
-    public func write(_ exchange: HTTPExchange) throws(OutputError) {
-        if passesExchanges { try inner.write(exchange) }
+    public func write(_ record: any ProtocolRecord) throws(OutputError) {
+        if passesProtocols.contains(record.protocolName) { try inner.write(record) }
     }
 
     public func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError) {

@@ -28,18 +28,14 @@ public final class HARSink: EventSink {
         try file.write("{\"log\":{\"version\":\"1.2\",\"creator\":\(creator),\"pages\":[],\"entries\":[\n")
     }
 
-    public func write(_ event: DataEvent) throws(OutputError) {}
-
-    public func write(_ event: ConnectionEvent) throws(OutputError) {}
-
-    public func write(_ exchange: HTTPExchange) throws(OutputError) {
-        guard let json = try? encoder.encode(Self.entry(exchange)) else { return }
+    public func write(_ record: any ProtocolRecord) throws(OutputError) {
+        guard let exchange = record as? HTTPExchange, let json = try? encoder.encode(Self.entry(exchange)) else {
+            return
+        }
         if entries > 0 { try file.write(",\n") }
         try file.write(json)
         entries += 1
     }
-
-    public func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError) {}
 
     public func flush() throws(OutputError) {
         try file.flush()

@@ -3,7 +3,8 @@ import TLSTapHTTP
 
 /// `--format http`: one line per exchange,
 /// `12:00:01.234567 curl[1234] GET https://localhost:8443/api/items → 200 OK  2.10 ms  req 0 B  resp 512 B`,
-/// coloured by status class on a terminal, plain when piped.
+/// coloured by status class on a terminal, plain when piped; and one line
+/// per record of the protocols HTTP switches to (WebSocket messages).
 public final class HTTPLineSink: EventSink {
     private let output: OutputFile
     private let diagnostics: OutputFile
@@ -17,11 +18,10 @@ public final class HTTPLineSink: EventSink {
         self.colors = colors
     }
 
-    public func write(_ event: DataEvent) throws(OutputError) {}
-
-    public func write(_ event: ConnectionEvent) throws(OutputError) {}
-
-    public func write(_ exchange: HTTPExchange) throws(OutputError) {
+    public func write(_ record: any ProtocolRecord) throws(OutputError) {
+        guard let exchange = record as? HTTPExchange else {
+            return try output.write(TextSink.line(for: record, time: time(record.startNanoseconds)) + "\n")
+        }
         try output.write(line(for: exchange) + "\n")
     }
 
@@ -41,9 +41,14 @@ public final class HTTPLineSink: EventSink {
         try diagnostics.finish()
     }
 
+    /// A line's time, to the microsecond.
+    private func time(_ nanoseconds: UInt64) -> String {
+        String(timestamps.format(nanoseconds).dropLast(3))
+    }
+
     func line(for exchange: HTTPExchange) -> String {
-        let time = String(timestamps.format(exchange.startNanoseconds).dropLast(3))  // microseconds
-        let url = (exchange.scheme.isEmpty ? "" : exchange.scheme + "://") + exchange.authority + exchange.path
+        let time = time(exchange.startNanoseconds)
+        let url = exchange.url
         var status = exchange.status.map { "\($0)" } ?? "---"
         if let reason = exchange.reason, !reason.isEmpty { status += " " + reason }
         if let grpc = exchange.grpc, let code = grpc.status { status += " grpc-status \(code)" }

@@ -101,8 +101,12 @@ public final class JSONLinesSink: EventSink {
         return fields
     }
 
-    public func write(_ exchange: HTTPExchange) throws(OutputError) {
-        try output.append { Self.append(exchange, to: &$0) }
+    public func write(_ record: any ProtocolRecord) throws(OutputError) {
+        if let exchange = record as? HTTPExchange {
+            try output.append { Self.append(exchange, to: &$0) }
+        } else {
+            try output.append { Self.append(record, to: &$0) }
+        }
     }
 
     public func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError) {
@@ -264,6 +268,39 @@ extension JSONLinesSink {
     }
 
     /// A kept body in base64 under `key`, and the coding it was decoded from under `codingKey`.
+    /// Appends the JSON line of any protocol record, from its details:
+    /// `{"event":"websocket","time_ns":…,"conn":…,"pid":…,"comm":…,"start_ns":…,…}`;
+    /// bytes are base64 (`"payload_base64":…`).
+    static func append(_ record: any ProtocolRecord, to line: inout [UInt8]) {
+        line.append(literal: "{\"event\":")
+        line.append(jsonString: record.protocolName)
+        line.append(",\"time_ns\":", decimal: record.endNanoseconds)
+        line.append(",\"conn\":", decimal: record.connection)
+        line.append(",\"pid\":", decimal: record.pid)
+        line.append(",\"comm\":", string: record.comm)
+        line.append(",\"start_ns\":", decimal: record.startNanoseconds)
+        for field in record.details {
+            line.append(literal: ",")
+            switch field.value {
+            case .string(let value):
+                line.append(jsonString: field.name)
+                line.append(":", string: value)
+            case .integer(let value):
+                line.append(jsonString: field.name)
+                line.append(":", decimal: value)
+            case .boolean(let value):
+                line.append(jsonString: field.name)
+                line.append(literal: value ? ":true" : ":false")
+            case .bytes(let value):
+                line.append(jsonString: field.name + "_base64")
+                line.append(literal: ":\"")
+                line.append(base64: value)
+                line.append(literal: "\"")
+            }
+        }
+        line.append(literal: "}\n")
+    }
+
     private static func appendBody(
         _ body: [UInt8]?, _ key: StaticString, decodedFrom coding: String?, _ codingKey: StaticString,
         to line: inout [UInt8]

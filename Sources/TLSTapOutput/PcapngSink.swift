@@ -96,10 +96,6 @@ public final class PcapngSink: EventSink {
         try flushEverySecond(time)
     }
 
-    public func write(_ exchange: HTTPExchange) throws(OutputError) {}
-
-    public func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError) {}
-
     public func flush() throws(OutputError) {
         try file.flush()
     }

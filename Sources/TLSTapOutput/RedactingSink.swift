@@ -128,7 +128,8 @@ public final class RedactingSink: EventSink {
         try inner.write(event)
     }
 
-    public func write(_ exchange: HTTPExchange) throws(OutputError) {
+    public func write(_ record: any ProtocolRecord) throws(OutputError) {
+        guard let exchange = record as? HTTPExchange else { return try inner.write(record) }
         var redacted = exchange
         redacted.requestHeaders = redact(exchange.requestHeaders)
         redacted.responseHeaders = redact(exchange.responseHeaders)

@@ -52,8 +52,20 @@ public final class TextSink: EventSink {
         if currentConnection == connection.id { currentConnection = nil }
     }
 
-    /// The text views show raw payloads; exchanges belong to `--format http` and JSON.
-    public func write(_ exchange: HTTPExchange) throws(OutputError) {}
+    /// The text views show raw payloads, where HTTP reads as it is (its
+    /// exchanges belong to `--format http` and JSON); a record of any other
+    /// protocol gets a line, after the data that completed it:
+    /// `12:00:01.234567 python3[1234] websocket client → server text "hi" (2 B, 1 frame, masked) conn=7`
+    public func write(_ record: any ProtocolRecord) throws(OutputError) {
+        guard !(record is HTTPExchange) else { return }
+        try output.write(Self.line(for: record, time: timestamps.format(record.endNanoseconds)) + "\n")
+    }
+
+    /// A protocol record's line, after its `time` as the format shows times.
+    static func line(for record: any ProtocolRecord, time: String) -> String {
+        time + " " + PayloadText.escapedName(record.comm) + "[\(record.pid)] "
+            + PayloadText.escapedLine(record.summary) + " conn=\(record.connection)"
+    }
 
     /// `curl[1234] 127.0.0.1:50412 → 127.0.0.1:8443 client conn=7`
     func connectionLine(_ connection: Connection) -> String {
@@ -111,6 +123,25 @@ public enum PayloadText {
                 escaped.unicodeScalars.append(Unicode.Scalar(byte))
             } else {
                 escaped += "\\x" + String(hexCharacters[Int(byte >> 4)]) + String(hexCharacters[Int(byte & 0xf)])
+            }
+        }
+        return escaped
+    }
+
+    /// A line that may hold text from the wire (a protocol record's
+    /// summary), printable on one line: letters of any script are kept;
+    /// control and format characters (line breaks, escape sequences,
+    /// bidirectional overrides) are shown as `\xNN` of their UTF-8 bytes.
+    public static func escapedLine(_ line: String) -> String {
+        var escaped = ""
+        for scalar in line.unicodeScalars {
+            switch scalar.properties.generalCategory {
+            case .control, .format, .lineSeparator, .paragraphSeparator, .surrogate, .privateUse, .unassigned:
+                for byte in String(scalar).utf8 {
+                    escaped += "\\x" + String(hexCharacters[Int(byte >> 4)]) + String(hexCharacters[Int(byte & 0xf)])
+                }
+            default:
+                escaped.unicodeScalars.append(scalar)
             }
         }
         return escaped

@@ -161,8 +161,8 @@ private final class GreetingObserver: EventSink {
         try inner.write(event)
     }
 
-    func write(_ exchange: HTTPExchange) throws(OutputError) {
-        try inner.write(exchange)
+    func write(_ record: any ProtocolRecord) throws(OutputError) {
+        try inner.write(record)
     }
 
     func writeLost(_ lost: LostCounts, timeNanoseconds: UInt64) throws(OutputError) {

@@ -67,7 +67,8 @@ public final class TraceSession {
     @exclusivity(unchecked) private var connections: ConnectionTracker
     /// Calls whose TLS object's socket is not known yet.
     private var unbound = UnboundCalls()
-    @exclusivity(unchecked) private var exchanges: HTTPTracker?
+    /// Protocol analysis (HTTP, WebSocket), when an output shows its records.
+    @exclusivity(unchecked) private var protocols: ProtocolTracker?
     /// Where every raw record is also saved (`--save-raw`, `tlstap record`).
     /// A constant, so that a record reaches it without a retain.
     private let rawLog: OutputFile?
@@ -124,7 +125,7 @@ public final class TraceSession {
             live
             ? ConnectionTracker(clock: clock, roleOfMidConnection: ListeningPorts.role)
             : ConnectionTracker(clock: clock)
-        exchanges = http.map { HTTPTracker(limits: $0) }
+        protocols = http.map { HTTPProtocols.tracker(limits: $0) }
     }
 
     /// Loads the programs with `filters`; attach with `attach(_:)`.
@@ -356,15 +357,12 @@ public final class TraceSession {
             if recording == nil { try tracer?.drain() } else { _ = writeRing(waitingMilliseconds: 0) }
             for var event in assembler.flush() { unbound.take(&event) { emit(&$0) } }
             unbound.releaseAll { emit(&$0) }
-            if var tracker = exchanges {
+            if var tracker = protocols {
                 let now = stoppedAtNanoseconds ?? WallClock.nowNanoseconds()
                 for id in tracker.connectionIDs {
-                    for var exchange in tracker.close(connection: id, time: now) {
-                        if exchange.note == "connection closed" { exchange.note = "capture stopped" }
-                        emit(exchange)
-                    }
+                    for record in tracker.close(connection: id, time: now, end: .captureStopped) { emit(record) }
                 }
-                exchanges = tracker
+                protocols = tracker
             }
             reportLoss()
             finishRecording()
@@ -585,22 +583,22 @@ public final class TraceSession {
         if event.connection == nil { summary.eventsWithoutConnection += 1 }
         guard outputError == nil else { return }
         do { try sink.write(event) } catch { outputError = error }
-        for exchange in exchanges?.feed(event) ?? [] { emit(exchange) }
+        for record in protocols?.feed(event) ?? [] { emit(record) }
         if event.payload.capacity < 2 * RecordDecoder.maxChunkPayload { spentPayload = event.payload }
     }
 
     private func emit(_ event: ConnectionEvent) {
         if case .closed(let connection, let time) = event {
-            for exchange in exchanges?.close(connection: connection.id, time: time) ?? [] { emit(exchange) }
+            for record in protocols?.close(connection: connection.id, time: time) ?? [] { emit(record) }
         }
         guard outputError == nil else { return }
         do { try sink.write(event) } catch { outputError = error }
     }
 
-    private func emit(_ exchange: HTTPExchange) {
-        summary.exchanges += 1
+    private func emit(_ record: any ProtocolRecord) {
+        if record is HTTPExchange { summary.exchanges += 1 }
         guard outputError == nil else { return }
-        do { try sink.write(exchange) } catch { outputError = error }
+        do { try sink.write(record) } catch { outputError = error }
     }
 
     private func reportLoss() {

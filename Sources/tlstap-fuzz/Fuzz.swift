@@ -5,11 +5,14 @@ import TLSTapHTTP
 ///
 /// Built with `scripts/fuzz` (`-sanitize=fuzzer,address`, `-DTLSTAP_FUZZ`),
 /// libFuzzer drives `LLVMFuzzerTestOneInput`; TLSTAP_FUZZ_TARGET picks the
-/// parser: `http1`, `http2`, `records` or `captures`. Built normally, `main` replays
+/// parser: `http1`, `http2`, `websocket`, `records` or `captures`. Built normally, `main` replays
 /// files (a corpus) through the same code, so CI can check the seeds.
 enum FuzzTarget: String, CaseIterable {
     case http1
     case http2
+    /// Frames after an HTTP/1.1 upgrade to WebSocket, with permessage-deflate
+    /// when the first byte's lowest bit is set.
+    case websocket
     case records
     /// A capture file for `tlstap replay`: the first byte picks the format
     /// (length-prefixed or ring), the rest follows its magic.
@@ -20,14 +23,16 @@ enum FuzzTarget: String, CaseIterable {
     /// after lost bytes, so the fuzzer also explores splits and resyncs.
     func run(_ input: [UInt8]) {
         switch self {
-        case .http1, .http2:
+        case .http1, .http2, .websocket:
             guard let control = input.first else { return }
             let body = Array(input.dropFirst())
             let cut = body.isEmpty ? 0 : Int(control) * body.count / 256
             let piece = Int(control % 16) + 1
-            let client = (self == .http2 ? Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) : []) + body[..<cut]
-            let server = Array(body[cut...])
-            var tracker = HTTPTracker(limits: HTTPLimits(maxHeaderBytes: 4096, maxBodyBytes: 64, captureBodies: true))
+            let (clientStart, serverStart) = Self.openings(self, control: control)
+            let client = clientStart + body[..<cut]
+            let server = serverStart + body[cut...]
+            var tracker = HTTPProtocols.tracker(
+                limits: HTTPLimits(maxHeaderBytes: 4096, maxBodyBytes: 64, captureBodies: true))
             var time: UInt64 = 0
             let gapPeriod = Int(control >> 5) + 2  // 2...9 pieces
             for (direction, bytes) in [(Direction.outbound, client), (.inbound, server)] {
@@ -69,6 +74,21 @@ enum FuzzTarget: String, CaseIterable {
                 }
                 return true
             }
+        }
+    }
+
+    /// What the client and the server sent before the fuzzed bytes.
+    static func openings(_ target: FuzzTarget, control: UInt8) -> (client: [UInt8], server: [UInt8]) {
+        switch target {
+        case .http2: (Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8), [])
+        case .websocket:
+            (
+                Array("GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n".utf8),
+                Array(
+                    ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                        + (control & 1 == 1 ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "") + "\r\n").utf8)
+            )
+        default: ([], [])
         }
     }
 
@@ -120,7 +140,7 @@ enum FuzzTarget: String, CaseIterable {
         static func main() throws {
             let arguments = CommandLine.arguments.dropFirst()
             guard let name = arguments.first, let target = FuzzTarget(rawValue: name) else {
-                print("usage: tlstap-fuzz http1|http2|records|captures FILE...")
+                print("usage: tlstap-fuzz http1|http2|websocket|records|captures FILE...")
                 return
             }
             for path in arguments.dropFirst() {

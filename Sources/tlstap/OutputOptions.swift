@@ -13,7 +13,7 @@ struct OutputOptions: ParsableArguments {
         name: [.short, .long], help: "Output format: text, hex, json (JSON Lines) or http (one line per exchange).")
     var format: OutputFormat = .text
 
-    @Option(help: "Only these records, on stdout and in --write: data, conn, http, lost (repeatable).")
+    @Option(help: "Only these records, on stdout and in --write: data, conn, http, websocket, lost (repeatable).")
     var events: [EventKind] = []
 
     @Flag(
@@ -26,7 +26,7 @@ struct OutputOptions: ParsableArguments {
 
     @Option(
         name: .customLong("max-body"), parsing: .unconditional,
-        help: "Bytes of each body to keep with --bodies; the rest is counted.")
+        help: "Bytes of each body to keep with --bodies, and of each WebSocket message; the rest is counted.")
     var maxBody: Int = 1 << 20
 
     @Option(
@@ -65,10 +65,11 @@ struct OutputOptions: ParsableArguments {
         }
     }
 
-    /// The HTTP parsing limits, or nil when no output shows exchanges.
+    /// The limits of protocol analysis (HTTP, WebSocket), or nil when no
+    /// output shows its records.
     var httpLimits: HTTPLimits? {
         let shown =
-            format.showsExchanges && (events.isEmpty || events.contains(.http)) && pcapng != "-" && !quiet
+            (events.isEmpty || events.contains { ![.data, .conn, .lost].contains($0) }) && pcapng != "-" && !quiet
         guard shown || jsonFile != nil || har != nil else { return nil }
         return HTTPLimits(maxBodyBytes: maxBody, captureBodies: bodies || har != nil)
     }

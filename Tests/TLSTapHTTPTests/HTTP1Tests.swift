@@ -190,7 +190,7 @@ func exchanges(_ segments: [Segment], piece: Int = 0, closeAt: UInt64? = nil, bo
     /// until the client's request line tells it HTTP/1, then replays them:
     /// the response that came first must not start in 1970.
     @Test func theTrackerDatesAResponseThatCameFirstByItsOwnBytes() {
-        var tracker = HTTPTracker()
+        var tracker = ExchangeTracker()
         let events = [
             TrackerEvents.event(
                 1, .inbound, Array("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".utf8),
@@ -261,7 +261,7 @@ extension HTTP1Tests {
     /// sent after the response still counts, and the exchange comes out
     /// once the request has ended too.
     @Test func anEarlyResponseWaitsForTheRestOfTheRequest() {
-        var tracker = HTTPTracker()
+        var tracker = ExchangeTracker()
         var result = tracker.feed(
             TrackerEvents.event(
                 1, .outbound, Array("POST /u HTTP/1.1\r\nHost: h\r\nContent-Length: 18\r\n\r\n".utf8),

@@ -173,7 +173,7 @@ struct HTTP2Writer {
     }
 
     @Test func trackerRecognisesBothProtocolsAndIgnoresRawStreams() {
-        var tracker = HTTPTracker()
+        var tracker = ExchangeTracker()
         let (client, server) = Self.conversation()
         func event(_ connection: UInt64, _ direction: Direction, _ bytes: [UInt8], role: ConnectionRole = .client)
             -> DataEvent
@@ -214,7 +214,7 @@ extension HTTP2Tests {
         let serverBytes =
             server.headers([(":status", "200")], stream: 41, endStream: false)
             + HTTP2Writer.data(Array("abc".utf8), stream: 41, endStream: true)
-        var tracker = HTTPTracker()
+        var tracker = ExchangeTracker()
         func event(_ direction: Direction, _ bytes: [UInt8]) -> DataEvent {
             TrackerEvents.event(9, direction, bytes, origin: .mid)
         }

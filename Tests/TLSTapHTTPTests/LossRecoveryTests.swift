@@ -19,7 +19,7 @@ import Testing
     }
 
     static func run(_ events: [DataEvent], closeAt: UInt64 = 99) -> [HTTPExchange] {
-        var tracker = HTTPTracker()
+        var tracker = ExchangeTracker()
         return events.flatMap { tracker.feed($0) } + tracker.close(connection: 1, time: closeAt)
     }
 
@@ -166,7 +166,7 @@ import Testing
         events.append(TrackerEvents.event(1, .outbound, request(&client, 5), time: 7))
         events.append(
             TrackerEvents.event(1, .inbound, server.headers([(":status", "204")], stream: 5, endStream: true), time: 8))
-        var tracker = HTTPTracker()
+        var tracker = ExchangeTracker()
         let result = events.flatMap { tracker.feed($0) }
         #expect(result.map(\.stream) == [1, 3, 5])
         #expect(result.map(\.path) == ["/s1", "/s3", "/s5"])
@@ -181,7 +181,7 @@ import Testing
         var client = HTTP2Writer()
         var server = HTTP2Writer()
         let request = client.headers([(":method", "GET"), (":path", "/x")], stream: 1, endStream: true)
-        var tracker = HTTPTracker()
+        var tracker = ExchangeTracker()
         var result = tracker.feed(TrackerEvents.event(1, .outbound, HTTP2FrameReader.preface + request, time: 1))
         result += tracker.feed(
             TrackerEvents.event(1, .inbound, Array(repeating: 0xff, count: 40), time: 2, lostBefore: 7))
@@ -250,7 +250,7 @@ import Testing
                     1, .inbound, Array(bytes[start..<min(start + callSize, bytes.count)]),
                     time: UInt64(10 + index), lostBefore: index == lostCall + 1 ? UInt64(gap.count) : 0))
         }
-        var tracker = HTTPTracker()
+        var tracker = ExchangeTracker()
         let finished = events.flatMap { tracker.feed($0) }
         let closed = tracker.close(connection: 1, time: 99)
 
@@ -286,7 +286,7 @@ import Testing
         let sent = opening + body + next
         let cut = opening.count + 100
         let gap = cut..<(cut + 20_000)
-        var tracker = HTTPTracker()
+        var tracker = ExchangeTracker()
         var result = tracker.feed(TrackerEvents.event(1, .outbound, Array(sent[..<gap.lowerBound]), time: 1))
         result += tracker.feed(
             TrackerEvents.event(

@@ -30,7 +30,7 @@ import Testing
     static func run(
         _ calls: [Call], role: ConnectionRole = .client, cut: Int = 0, piece: Int = .max
     ) -> [HTTPExchange] {
-        var tracker = HTTPTracker()
+        var tracker = ExchangeTracker()
         var result: [HTTPExchange] = []
         for call in calls {
             let parts =
@@ -168,7 +168,7 @@ import Testing
     /// the connection is given up (raw) once both sides sent some.
     @Test func aMidwayConnectionOfRandomBytesIsNotHTTP() {
         var random = SeededBytes(state: 42)
-        var tracker = HTTPTracker()
+        var tracker = ExchangeTracker()
         var result: [HTTPExchange] = []
         for time in 0..<200 {
             let direction: Direction = time % 2 == 0 ? .outbound : .inbound
@@ -192,7 +192,7 @@ import Testing
             Call(outbound: true, bytes: HTTP2FrameReader.preface + HTTP2Writer.settings + request, time: 2),
             Call(outbound: false, bytes: server.headers([(":status", "200")], stream: 1, endStream: true), time: 3),
         ]
-        var tracker = HTTPTracker()
+        var tracker = ExchangeTracker()
         let result = calls.flatMap { call in
             let direction: Direction = call.outbound ? .outbound : .inbound
             return tracker.feed(TrackerEvents.event(1, direction, call.bytes, time: call.time, origin: .connect))

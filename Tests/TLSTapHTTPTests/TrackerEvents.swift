@@ -1,4 +1,5 @@
 import TLSTapCore
+import TLSTapHTTP
 
 /// Data events as the tracker receives them, on a connection over loopback.
 enum TrackerEvents {
@@ -18,5 +19,26 @@ enum TrackerEvents {
                 id: id, pid: 1, comm: "c", fd: 3, local: SocketAddress(ip: [127, 0, 0, 1], port: 1),
                 remote: SocketAddress(ip: [127, 0, 0, 1], port: 2), role: role, origin: origin, openedNanoseconds: 0),
             lostBefore: lostBefore)
+    }
+}
+
+/// The protocol tracker with HTTP's detectors, its records as exchanges
+/// (what these tests look at; a record of another protocol is left out).
+struct ExchangeTracker {
+    private var tracker: ProtocolTracker
+
+    init(limits: HTTPLimits = HTTPLimits()) {
+        tracker = HTTPProtocols.tracker(limits: limits)
+    }
+
+    /// Connections with state.
+    var count: Int { tracker.count }
+
+    mutating func feed(_ event: DataEvent) -> [HTTPExchange] {
+        tracker.feed(event).compactMap { $0 as? HTTPExchange }
+    }
+
+    mutating func close(connection: UInt64, time: UInt64) -> [HTTPExchange] {
+        tracker.close(connection: connection, time: time).compactMap { $0 as? HTTPExchange }
     }
 }

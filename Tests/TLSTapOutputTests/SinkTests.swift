@@ -75,6 +75,31 @@ import Testing
         return [h1, grpc, reset]
     }()
 
+    /// A WebSocket text message with a line break and an escape sequence in
+    /// it, and a close frame, on the sample connection.
+    static let sampleMessages: [WebSocketMessage] = {
+        var text = WebSocketMessage(connection: 7, pid: 1234, comm: "curl", fromClient: true, opcode: 1)
+        text.complete = true
+        text.frames = 2
+        text.masked = true
+        text.compressed = true
+        text.wireLength = 9
+        text.payload = Array("héllo\n\u{1b}[2J".utf8)
+        text.length = text.payload.count
+        text.startNanoseconds = 1_700_000_000_126_000_000
+        text.endNanoseconds = 1_700_000_000_127_000_000
+        var close = WebSocketMessage(connection: 7, pid: 1234, comm: "curl", fromClient: false, opcode: 8)
+        close.frames = 1
+        close.payload = [0x03, 0xe9] + Array("going".utf8)
+        close.length = close.payload.count
+        close.closeCode = 1001
+        close.closeReason = "going"
+        close.note = "bytes lost"
+        close.startNanoseconds = 1_700_000_000_128_000_000
+        close.endNanoseconds = 1_700_000_000_128_000_000
+        return [text, close]
+    }()
+
     static func render(_ format: OutputFormat) throws -> String {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "tlstap-sink-\(UUID().uuidString)")
@@ -92,6 +117,7 @@ import Testing
             openedNanoseconds: 1_700_000_000_000_000_000)
         v6.bytesIn = 10
         for exchange in sampleExchanges { try sink.write(exchange) }
+        for message in sampleMessages { try sink.write(message) }
         try sink.write(.closed(sampleConnection, timeNanoseconds: 1_700_000_000_102_150_000))
         try sink.write(.closed(v6, timeNanoseconds: 1_700_000_001_000_000_000))
         try sink.writeLost(LostCounts(records: 3, bytes: 49152), timeNanoseconds: 1_700_000_000_400_000_000)
@@ -117,7 +143,7 @@ import Testing
     /// Every JSON line parses, with the keys spelled as documented.
     @Test func jsonLinesParseWithTheDocumentedKeys() throws {
         let lines = try Self.render(.json).split(separator: "\n")
-        #expect(lines.count == 10)
+        #expect(lines.count == 12)
         var objects = try lines.map {
             try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
         }
@@ -153,6 +179,8 @@ import Testing
         #expect(objects[0]["lost_before"] == nil)
         let exchanges = objects.filter { $0["event"] as? String == "http" }
         objects.removeAll { $0["event"] as? String == "http" }
+        #expect(objects.filter { $0["event"] as? String == "websocket" }.count == 2)  // aRecordOfAnyProtocolIs…
+        objects.removeAll { $0["event"] as? String == "websocket" }
         #expect(exchanges.count == 3)
         #expect(exchanges[0]["path"] as? String == "/api/items?q=\"x\"")
         #expect(exchanges[0]["status"] as? Int == 200)
@@ -318,6 +346,37 @@ import Testing
         var text = ""
         PayloadText.appendEscaped([0x1b, 0x5b, 0x32, 0x4a, 0x0d, 0x0a, 0x07, 0xc3, 0xa9], to: &text)
         #expect(text == "\\x1b[2J\n\\x07\\xc3\\xa9\n")
+    }
+
+    /// A record's line keeps letters of any script, and shows control and
+    /// format characters (a bidirectional override too) as bytes.
+    @Test func recordLinesKeepTextButNoControlCharacters() {
+        #expect(
+            PayloadText.escapedLine("→ héllo\r\n\u{1b}[2J \u{202e}x") == "→ héllo\\x0d\\x0a\\x1b[2J \\xe2\\x80\\xaex")
+    }
+
+    /// Any protocol's record: its details, in order, after the common fields.
+    @Test func aRecordOfAnyProtocolIsAJSONLineOfItsDetails() throws {
+        let objects = try Self.jsonObjects { sink in
+            for message in Self.sampleMessages { try sink.write(message) }
+        }
+        try #require(objects.count == 2)
+        #expect(objects[0]["event"] as? String == "websocket")
+        #expect(objects[0]["time_ns"] as? UInt64 == 1_700_000_000_127_000_000)
+        #expect(objects[0]["start_ns"] as? UInt64 == 1_700_000_000_126_000_000)
+        #expect(objects[0]["conn"] as? Int == 7)
+        #expect(objects[0]["text"] as? String == "héllo\n\u{1b}[2J")
+        #expect(objects[0]["compressed"] as? String == "permessage-deflate")
+        #expect(objects[0]["fin"] as? Bool == true)
+        #expect(objects[1]["close_code"] as? Int == 1001)
+        #expect(objects[1]["close_reason"] as? String == "going")
+        #expect(objects[1]["note"] as? String == "bytes lost")
+        #expect(objects[1]["from"] as? String == "server")
+        #expect(
+            Set(objects[1].keys) == [
+                "event", "time_ns", "conn", "pid", "comm", "start_ns", "from", "opcode", "fin", "frames", "masked",
+                "length", "close_code", "close_reason", "note",
+            ])
     }
 
     @Test func timestampsUseTheGivenOffset() {

@@ -6,7 +6,7 @@ import TLSTapHTTP
 import TLSTapOutput
 
 /// Parser throughput: how many MB/s of HTTP/1.1 and HTTP/2 traffic the
-/// HTTP tracker turns into exchanges, on one core, fed in 16 KiB pieces
+/// protocol tracker (HTTP detectors) turns into exchanges, on one core, fed in 16 KiB pieces
 /// as TLS reads deliver them. `swift run -c release tlstap-parser-bench`.
 @main
 struct ParserBenchmark {
@@ -20,7 +20,7 @@ struct ParserBenchmark {
             var best = 0.0
             for _ in 0..<rounds {
                 let start = DispatchTime.now().uptimeNanoseconds
-                var tracker = HTTPTracker()
+                var tracker = HTTPProtocols.tracker()
                 var exchanges = 0
                 var time: UInt64 = 0
                 // Interleave the two directions the way a conversation does.
@@ -34,8 +34,9 @@ struct ParserBenchmark {
                 precondition(exchanges == expected, "\(name): \(exchanges) exchanges, expected \(expected)")
                 best = max(best, Double(client.count + server.count) / seconds / 1e6)
             }
-            print("\(name)\t\((best * 10).rounded() / 10) MB/s\t\(expected) exchanges, "
-                  + "\((client.count + server.count) / 1024) KiB, best of \(rounds)")
+            print(
+                "\(name)\t\((best * 10).rounded() / 10) MB/s\t\(expected) exchanges, "
+                    + "\((client.count + server.count) / 1024) KiB, best of \(rounds)")
         }
     }
 
@@ -58,8 +59,9 @@ struct ParserBenchmark {
                 try! sink.flush()
                 best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / Double(count))
             }
-            print("JSON Lines sink\t\((best / 10).rounded() / 100) µs per \(size / 1024) KiB event "
-                + "(\((Double(size) / best * 1000).rounded()) MB/s of payload)\tbest of 5")
+            print(
+                "JSON Lines sink\t\((best / 10).rounded() / 100) µs per \(size / 1024) KiB event "
+                    + "(\((Double(size) / best * 1000).rounded()) MB/s of payload)\tbest of 5")
         }
     }
 
@@ -86,11 +88,15 @@ struct ParserBenchmark {
         var server: [UInt8] = []
         let body = [UInt8](repeating: 0x61, count: 1024)
         for index in 0..<count {
-            client += Array("GET /items/\(index) HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: bench/1\r\nAccept: */*\r\n\r\n".utf8)
+            client += Array(
+                "GET /items/\(index) HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: bench/1\r\nAccept: */*\r\n\r\n".utf8)
             if index % 2 == 0 {
-                server += Array("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1024\r\n\r\n".utf8) + body
+                server +=
+                    Array("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1024\r\n\r\n".utf8) + body
             } else {
-                server += Array("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n".utf8)
+                server +=
+                    Array(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n".utf8)
                     + body + Array("\r\n0\r\n\r\n".utf8)
             }
         }
@@ -103,9 +109,11 @@ struct ParserBenchmark {
         var requestEncoder = HPACKEncoder(allocator: ByteBufferAllocator())
         var responseEncoder = HPACKEncoder(allocator: ByteBufferAllocator())
         func frame(_ type: UInt8, _ flags: UInt8, _ stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
-            [UInt8(payload.count >> 16 & 0xff), UInt8(payload.count >> 8 & 0xff), UInt8(payload.count & 0xff), type,
-             flags, UInt8(stream >> 24 & 0x7f), UInt8(stream >> 16 & 0xff), UInt8(stream >> 8 & 0xff),
-             UInt8(stream & 0xff)] + payload
+            [
+                UInt8(payload.count >> 16 & 0xff), UInt8(payload.count >> 8 & 0xff), UInt8(payload.count & 0xff), type,
+                flags, UInt8(stream >> 24 & 0x7f), UInt8(stream >> 16 & 0xff), UInt8(stream >> 8 & 0xff),
+                UInt8(stream & 0xff),
+            ] + payload
         }
         func block(_ encoder: inout HPACKEncoder, _ headers: [(String, String)]) -> [UInt8] {
             var buffer = ByteBuffer()
@@ -117,11 +125,17 @@ struct ParserBenchmark {
         let body = [UInt8](repeating: 0x62, count: 1024)
         for index in 0..<count {
             let stream = UInt32(2 * index + 1)
-            client += frame(1, 0x5, stream, block(&requestEncoder, [
-                (":method", "GET"), (":scheme", "https"), (":authority", "bench.test"), (":path", "/items/\(index)"),
-                ("user-agent", "bench/1"),
-            ]))
-            server += frame(1, 0x4, stream, block(&responseEncoder, [(":status", "200"), ("content-type", "text/plain")]))
+            client += frame(
+                1, 0x5, stream,
+                block(
+                    &requestEncoder,
+                    [
+                        (":method", "GET"), (":scheme", "https"), (":authority", "bench.test"),
+                        (":path", "/items/\(index)"),
+                        ("user-agent", "bench/1"),
+                    ]))
+            server += frame(
+                1, 0x4, stream, block(&responseEncoder, [(":status", "200"), ("content-type", "text/plain")]))
             server += frame(0, 0x1, stream, body)
         }
         return ("HTTP/2", client, server, count)
