@@ -73,7 +73,7 @@ public enum ConnectionOrigin: String, Sendable {
 
 /// What a socket event from the kernel says.
 public struct SocketEvent: Sendable, Equatable {
-    public enum Kind: UInt8, Sendable {
+    public enum Kind: UInt8, Sendable, CaseIterable {
         case connect = 1
         case accept = 2
         case mid = 3
