@@ -13,10 +13,11 @@ demo:
 test:
 	scripts/bootstrap --test
 	scripts/gen-bpf --check
+	$(SWIFT) format lint --strict -r --configuration .swift-format Sources Tests bench Package.swift
 	scripts/fuzz 30
 	$(SWIFT) build --build-tests
 	$(SWIFT) build -c release --product tlstap  # the throughput test runs what users run
-	$(SWIFT) test --skip-build
+	SWIFT=$(SWIFT) scripts/run-tests
 
 # A longer fuzzing run: make fuzz SECONDS=600
 fuzz:

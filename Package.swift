@@ -103,6 +103,15 @@ let package = Package(
             ]
         ),
         .testTarget(name: "TLSTapLoaderTests", dependencies: ["TLSTapLoader", "TestSupport"]),
+        .testTarget(
+            name: "CLITests",
+            dependencies: [
+                "tlstap", "TLSTapOutput", "TLSTapHTTP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(
+            name: "TLSTapSessionTests",
+            dependencies: ["TLSTapSession", "TLSTapOutput", "TLSTapHTTP", "TLSTapCore", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"], exclude: ["Peers"]),
     ]
 )
