@@ -13,7 +13,7 @@ demo:
 test:
 	scripts/bootstrap --test
 	scripts/gen-bpf --check
-	$(SWIFT) format lint --strict -r --configuration .swift-format Sources Tests bench Package.swift
+	$(SWIFT) format lint --strict -r --configuration .swift-format Sources Tests bench Examples Package.swift
 	scripts/fuzz 30
 	$(SWIFT) build --build-tests
 	$(SWIFT) build -c release --product tlstap  # the throughput test runs what users run

@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "TLSTapLoader", targets: ["TLSTapLoader"]),
         .library(name: "TLSTapOutput", targets: ["TLSTapOutput"]),
         .library(name: "TLSTapSession", targets: ["TLSTapSession"]),
+        .library(name: "TLSTap", targets: ["TLSTap"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -72,6 +73,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "TLSTap", dependencies: ["TLSTapCore", "TLSTapHTTP", "TLSTapLoader", "TLSTapOutput", "TLSTapSession"]),
+        // README.md's example program, built and run by the end-to-end tests.
+        .executableTarget(
+            name: "tlstap-example",
+            dependencies: ["TLSTap", .product(name: "Logging", package: "swift-log")],
+            path: "Examples/capture"),
         .executableTarget(name: "tlstap-fuzz", dependencies: ["TLSTapCore", "TLSTapHTTP"]),
         .executableTarget(
             name: "tlstap-parser-bench",

@@ -26,10 +26,8 @@ struct RecordCommand: ParsableCommand {
 
     func run() throws {
         let logger = TerminalLogHandler.logger(verbose: verbose)
-        try scope.trace(logger: logger) { filters, _ in
-            try TraceSession(
-                filters: filters, ringBufferBytes: scope.ringBufferBytes, sink: TeeSink([]),
-                recording: try RingCaptureFile(path: output), logger: logger)
+        try scope.run(logger: logger) { captureScope in
+            Capture(scope: captureScope, into: .recording(try RingCaptureFile(path: output)), logger: logger)
         }
     }
 }

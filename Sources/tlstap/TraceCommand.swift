@@ -30,13 +30,13 @@ struct TraceCommand: ParsableCommand {
 
     func run() throws {
         let logger = TerminalLogHandler.logger(verbose: output.verbose)
-        try scope.trace(logger: logger) { filters, runsCommand in
-            let sink = try output.makeSink(runsCommand: runsCommand)
-            let session = try TraceSession(
-                filters: filters, ringBufferBytes: scope.ringBufferBytes, sink: sink, http: output.httpLimits,
-                rawLog: try saveRaw.map(OutputFile.create), logger: logger)
-            if output.showsOnTerminal { session.flushIntervalNanoseconds = 0 }
-            return session
+        try scope.run(logger: logger) { captureScope in
+            let sink = try output.makeSink(runsCommand: !captureScope.command.isEmpty)
+            let destination = Capture.Destination.sink(
+                sink, protocols: output.httpLimits, rawLog: try saveRaw.map(OutputFile.create))
+            let capture = Capture(scope: captureScope, into: destination, logger: logger)
+            capture.flushesEveryPoll = output.showsOnTerminal
+            return capture
         }
     }
 }

@@ -79,62 +79,36 @@ struct TraceScope: ParsableArguments {
         }
     }
 
-    var ringBufferBytes: UInt32 { UInt32(ringBufferMiB) << 20 }
+    /// The scope as the library takes it.
+    var captureScope: Capture.Scope {
+        var scope = Capture.Scope()
+        scope.pids = pids
+        scope.followsChildren = !noChildren
+        scope.comms = comms
+        scope.command = command
+        scope.ports = ports
+        scope.hosts = hosts.compactMap { SocketAddress(host: $0) }
+        scope.plaintext = plaintext
+        scope.ringBufferBytes = UInt32(ringBufferMiB) << 20
+        return scope
+    }
 
-    /// Traces the scope until Ctrl-C, or until the command and all it
-    /// started have exited, with the session `makeSession` loads for the
-    /// scope's filters (it is told whether tlstap runs a command, which then
-    /// shares tlstap's standard output).
-    func trace(logger: Logger, makeSession: (TraceFilters, _ runsCommand: Bool) throws -> TraceSession) throws {
+    /// Runs the capture `makeCapture` sets up for this scope (once tracing
+    /// is known to be allowed, so that no output file is made in vain),
+    /// with the lines tlstap prints around it, and exits as the command did.
+    func run(logger: Logger, makeCapture: (Capture.Scope) throws -> Capture) throws {
         try Privileges.requireTracing()
-        StopSignals.holdUntilCaught()
-
-        var filters = TraceFilters(
-            pids: pids, comms: comms, ports: ports, hosts: hosts.compactMap { SocketAddress(host: $0) })
-        filters.plaintext = plaintext
-        filters.followChildren = !noChildren
-        let cgroup = command.isEmpty ? nil : try CommandCgroup()
-        filters.cgroupID = cgroup?.id
-
-        let session = try makeSession(filters, !command.isEmpty)
-        if filters.followChildren && !pids.isEmpty {
-            // Forks are followed in the kernel from now on; the children already there are found here.
-            let descendants = Set(pids.flatMap(ProcessTree.descendants)).subtracting(pids).sorted()
-            try session.trace(pids: descendants)
-            filters.pids += descendants
-        }
-        try session.attach(try AttachPlan.make(for: filters))
-        if let program = command.first.flatMap(ChildProcess.resolve) { session.attachLinkedTLS(path: program) }
-        do {
-            let kept = try Privileges.dropAfterAttach(attachingLater: session.followsExecs)
-            logger.info("probes attached; capabilities dropped but \(kept.joined(separator: ", "))")
-        } catch {
-            logger.warning("\(error)")
-        }
-        let signals = StopSignals()
-
-        // Started only now, with every probe in place, so its first call is seen.
-        let traced = try cgroup.map { cgroup throws(LoaderError) in try TracedCommand(command, in: cgroup) }
-        if traced == nil {
-            FileHandleOutput.standardError("tlstap: tracing; press Ctrl-C to stop\n")
-        }
-        var signalsForwarded = 0
-        try session.run {
-            guard let traced else { return signals.count > 0 }
-            if signals.count > signalsForwarded {
-                signalsForwarded = signals.count
-                traced.forward(signals.last)
-            }
-            // A second signal stops tlstap even if the command ignores the first.
-            return traced.isFinished || signals.count > 1
-        }
-        FileHandleOutput.standardError(session.summary.line + "\n")
-        if session.summary.lost.records > 0 {
+        let capture = try makeCapture(captureScope)
+        let outcome = try capture.run(ready: {
+            if command.isEmpty { FileHandleOutput.standardError("tlstap: tracing; press Ctrl-C to stop\n") }
+        })
+        FileHandleOutput.standardError(outcome.summary.line + "\n")
+        if outcome.summary.lost.records > 0 {
             FileHandleOutput.standardError(
                 "tlstap: the \(ringBufferMiB) MiB ring buffer filled faster than tlstap emptied it; "
                     + "--ring-buffer-mib \(min(ringBufferMiB * 4, 1024)) would absorb longer stalls\n")
         }
-        if let status = traced?.exitStatus, status != 0 {
+        if let status = outcome.commandExitStatus, status != 0 {
             throw ExitCode(status)
         }
     }

@@ -29,7 +29,7 @@ import Testing
         let trace = try #require(try Self.parse([]) as? TraceCommand)
         #expect(trace.scope.pids.isEmpty && trace.scope.command.isEmpty && trace.scope.comms.isEmpty)
         #expect(trace.output.format == .text)
-        #expect(trace.scope.ringBufferBytes == 32 << 20)
+        #expect(trace.scope.captureScope.ringBufferBytes == 32 << 20)
         #expect(trace.output.httpLimits?.captureBodies == false)  // text shows other protocols' records
     }
 
@@ -37,6 +37,22 @@ import Testing
         let me = getpid()
         let trace = try #require(try Self.parse(["-p", "\(me)", "1,\(me)", "--pid", "1"]) as? TraceCommand)
         #expect(trace.scope.pids == [me, 1, me, 1])
+    }
+
+    /// What the CLI hands the library: the scope of `Capture`, field by field.
+    @Test func theOptionsBecomeTheLibrarysScope() throws {
+        let me = getpid()
+        let arguments = [
+            "-p", "\(me)", "--no-children", "--port", "443", "--port", "8443", "--host", "::1", "--host", "10.0.0.5",
+            "--plaintext", "--ring-buffer-mib", "64",
+        ]
+        let scope = try #require(try Self.parse(arguments) as? TraceCommand).scope.captureScope
+        #expect(scope.pids == [me] && !scope.followsChildren && scope.command.isEmpty)
+        #expect(scope.ports == [443, 8443])
+        #expect(scope.hosts.map(\.description) == ["::1", "10.0.0.5"])
+        #expect(scope.plaintext && scope.ringBufferBytes == 64 << 20)
+        let named = try #require(try Self.parse(["record", "-o", "x", "-c", "nginx", "-c", "curl"]) as? RecordCommand)
+        #expect(named.scope.captureScope.comms == ["nginx", "curl"] && named.scope.captureScope.followsChildren)
     }
 
     @Test func aCommandAfterTheTerminatorIsTheScope() throws {
