@@ -26,13 +26,9 @@ public enum LibraryDiscovery {
         library(ofFile: path) == .openssl
     }
 
-    /// The TLS library a shared object's file name says it is, if any.
+    /// The TLS library a shared object's file name says it is, if any (`TLSStack.fileNamePrefix`).
     public static func library(ofFile path: String) -> TLSLibrary? {
-        let name = path.split(separator: "/").last ?? ""
-        if name.hasPrefix("libssl.so") { return .openssl }
-        if name.hasPrefix("libgnutls.so") { return .gnutls }
-        if name.hasPrefix("libnspr4.so") { return .nss }
-        return nil
+        TLSStack.ofFile(named: path.split(separator: "/").last ?? "")?.library
     }
 
     /// The libcrypto that the libssl at `path` was built with: the one of

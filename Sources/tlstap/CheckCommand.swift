@@ -26,7 +26,7 @@ struct CheckCommand: ParsableCommand {
     func run() throws {
         if attachPlan, let pid {
             for attachment in try AttachPlan.make(for: TraceFilters(pids: [pid])).attachments {
-                for line in Tracer.attachPlanLines(for: attachment.library) { print(line) }
+                for line in ProbeLayout.attachPlanLines(for: attachment.library) { print(line) }
             }
             return
         }
@@ -48,7 +48,7 @@ struct CheckCommand: ParsableCommand {
             for attachment in plan.attachments {
                 report +=
                     "  \(attachment.library.library.name)  \(attachment.library.path)  (\(attachment.library.reason))\n"
-                for point in Tracer.probePoints(for: attachment.library) { report += "      \(point)\n" }
+                for point in ProbeLayout.probePoints(for: attachment.library) { report += "      \(point)\n" }
             }
             let unprobable = UnprobableTLS.findings(in: pid, probed: Set(plan.attachments.map(\.library.path)))
             for finding in unprobable {

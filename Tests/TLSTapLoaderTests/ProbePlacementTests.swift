@@ -114,7 +114,7 @@ import Testing
             return
         }
         let functions = try #require(ELFSymbols.functions(libssl.path, named: ["SSL_write", "SSL_read"]))
-        let points = Tracer.attachPoints(for: libssl)
+        let points = ProbeLayout.attachPoints(for: libssl)
         for name in ["SSL_write", "SSL_read"] {
             let function = try #require(functions[name])
             let code = try #require(ELFSymbols.bytes(libssl.path, at: function.fileOffset, count: 96))
@@ -146,7 +146,7 @@ extension ProbePlacementTests {
             ELFSymbols.functions(gnutls.path, named: ["gnutls_record_send", "gnutls_record_send2"]))
         let send = try #require(functions["gnutls_record_send"])
         let code = try #require(ELFSymbols.bytes(gnutls.path, at: send.fileOffset, count: 16))
-        let points = Tracer.attachPoints(for: gnutls)
+        let points = ProbeLayout.attachPoints(for: gnutls)
         guard ProbePlacement.cheapEntryOffset(code) == nil, let send2 = functions["gnutls_record_send2"],
             let send2Code = ELFSymbols.bytes(gnutls.path, at: send2.fileOffset, count: 16),
             let entry = ProbePlacement.cheapEntryOffset(send2Code)
