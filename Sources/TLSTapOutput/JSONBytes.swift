@@ -1,6 +1,3 @@
-import CTLSTapSIMD
-import ExtrasBase64
-
 /// The building blocks of the JSON Lines writer: JSON pieces appended as
 /// bytes to an output buffer, with no `String` in between.
 ///
@@ -75,7 +72,7 @@ extension Array: JSONWriter where Element == UInt8 {
 
     /// Appends the base64 of `bytes` (standard alphabet, padded), without quotes.
     mutating func append(base64 bytes: [UInt8]) {
-        append(atMost: Base64.encodedLength(bytesCount: bytes.count)) { $0.append(base64: bytes) }
+        append(atMost: PayloadBase64.encodedLength(bytes.count)) { $0.append(base64: bytes) }
     }
 }
 
@@ -199,27 +196,9 @@ struct ByteCursor: JSONWriter, ~Copyable {
         }
     }
 
-    /// Whether any byte is a control character, a quote, a backslash or
-    /// DEL: 8 bytes at a time, with the bit tricks of "Bit Twiddling Hacks"
-    /// (a byte below n: `(x - n·0x01…) & ~x & 0x80…`; a byte equal to n: one
-    /// below 1 in `x ^ n·0x01…`). Exact: no byte passes that should not.
+    /// Whether any byte is a control character, a quote, a backslash or DEL.
     static func needsEscaping(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let highBits: UInt64 = 0x8080_8080_8080_8080
-        func hasByte(below limit: UInt64, in word: UInt64) -> Bool {
-            (word &- ones &* limit) & ~word & highBits != 0
-        }
-        var index = 0
-        while index + 8 <= bytes.count {
-            let word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-            if hasByte(below: 0x20, in: word) || hasByte(below: 1, in: word ^ ones &* 0x22)
-                || hasByte(below: 1, in: word ^ ones &* 0x5c) || hasByte(below: 1, in: word ^ ones &* 0x7f)
-            {
-                return true
-            }
-            index += 8
-        }
-        return bytes[index...].contains { $0 < 0x20 || $0 == 0x22 || $0 == 0x5c || $0 == 0x7f }
+        bytes.contains { $0 < 0x20 || $0 == 0x22 || $0 == 0x5c || $0 == 0x7f }
     }
 
     private mutating func append(jsonEscaped byte: UInt8) {
@@ -240,19 +219,7 @@ struct ByteCursor: JSONWriter, ~Copyable {
     }
 
     /// Appends the base64 of `bytes` (standard alphabet, padded), without quotes.
-    ///
-    /// Where the CPU has AVX2, a vector kernel (CTLSTapSIMD, several times
-    /// faster) encodes whole 24-byte blocks; swift-extras-base64 encodes the
-    /// rest, and all of it elsewhere.
     mutating func append(base64 bytes: [UInt8]) {
-        let length = Base64.encodedLength(bytesCount: bytes.count)
-        let start = claim(length)
-        bytes.withUnsafeBufferPointer { input in
-            guard let source = input.baseAddress else { return }
-            let vectorised = tlstap_base64_encode_blocks(source, input.count, start)
-            let done = vectorised / 3 * 4
-            var output = UnsafeMutableBufferPointer(start: start + done, count: length - done).mutableSpan
-            _ = Base64.encode(bytes: UnsafeBufferPointer(rebasing: input[vectorised...]).span, into: &output)
-        }
+        PayloadBase64.encode(bytes, into: claim(PayloadBase64.encodedLength(bytes.count)))
     }
 }

@@ -1,4 +1,3 @@
-import ExtrasBase64
 import TLSTapCore
 import TLSTapHTTP
 
@@ -135,7 +134,7 @@ public final class JSONLinesSink: EventSink {
     ) {
         let most =
             dataLineRoom + ByteCursor.maxJSONStringCount(event.comm) + callFields.count
-            + connectionFields.count + Base64.encodedLength(bytesCount: event.payload.count)
+            + connectionFields.count + PayloadBase64.encodedLength(event.payload.count)
         output.append(atMost: most) { line in
             line.append("{\"event\":\"data\",\"time_ns\":", decimal: event.timeNanoseconds)
             line.append(",\"pid\":", decimal: event.pid)

@@ -190,26 +190,44 @@ public final class PcapngSink: EventSink {
     // MARK: pcapng blocks (https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng-02.html)
 
     static func sectionHeader(application: String) -> [UInt8] {
-        var body = PcapngBytes()
-        body.uint32(0x1A2B_3C4D)  // byte-order magic
-        body.uint16(1)
-        body.uint16(0)
-        body.uint64(UInt64.max)  // section length: unknown
-        body.option(4, Array(application.utf8))  // shb_userappl
-        body.endOfOptions()
-        return PcapngBytes.block(type: 0x0A0D_0D0A, body: body.bytes)
+        let userApplication = Array(application.utf8)
+        return block(type: 0x0A0D_0D0A, bodyCount: 16 + ByteCursor.optionCount(userApplication) + 4) { body in
+            body.append(littleEndian: UInt32(0x1A2B_3C4D))  // byte-order magic
+            body.append(littleEndian: UInt16(1))
+            body.append(littleEndian: UInt16(0))
+            body.append(littleEndian: UInt64.max)  // section length: unknown
+            body.appendOption(4, userApplication)  // shb_userappl
+            body.append(littleEndian: UInt32(0))  // end of options
+        }
     }
 
     static func interfaceDescription() -> [UInt8] {
-        var body = PcapngBytes()
-        body.uint16(1)  // LINKTYPE_ETHERNET
-        body.uint16(0)
-        body.uint32(0)  // no snap length limit
-        body.option(2, Array("tlstap".utf8))  // if_name
-        body.option(3, Array("TLS plaintext captured by tlstap".utf8))  // if_description
-        body.option(9, [9])  // if_tsresol: 10^-9 s
-        body.endOfOptions()
-        return PcapngBytes.block(type: 1, body: body.bytes)
+        let name = Array("tlstap".utf8)
+        let description = Array("TLS plaintext captured by tlstap".utf8)
+        let options = [name, description, [9]].map(ByteCursor.optionCount).reduce(0, +)
+        return block(type: 1, bodyCount: 8 + options + 4) { body in
+            body.append(littleEndian: UInt16(1))  // LINKTYPE_ETHERNET
+            body.append(littleEndian: UInt16(0))
+            body.append(littleEndian: UInt32(0))  // no snap length limit
+            body.appendOption(2, name)  // if_name
+            body.appendOption(3, description)  // if_description
+            body.appendOption(9, [9])  // if_tsresol: 10^-9 s
+            body.append(littleEndian: UInt32(0))  // end of options
+        }
+    }
+
+    /// A block: type, total length, the `bodyCount` bytes `writeBody` writes, total length.
+    static func block(type: UInt32, bodyCount: Int, writeBody: (inout ByteCursor) -> Void) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.append(atMost: 12 + bodyCount) { block in
+            block.append(littleEndian: type)
+            block.append(littleEndian: UInt32(12 + bodyCount))
+            let start = block.count
+            writeBody(&block)
+            precondition(block.count - start == bodyCount, "pcapng: the block body is not the length announced")
+            block.append(littleEndian: UInt32(12 + bodyCount))
+        }
+        return bytes
     }
 
     /// Appends an enhanced packet block whose frame of `frameLength` bytes
@@ -239,52 +257,6 @@ public final class PcapngSink: EventSink {
             block.append(littleEndian: UInt32(0))  // end of options
             block.append(littleEndian: UInt32(total))
         }
-    }
-}
-
-/// Little-endian pcapng block building.
-struct PcapngBytes {
-    var bytes: [UInt8] = []
-
-    mutating func uint16(_ value: UInt16) { bytes.appendLittleEndian(value) }
-    mutating func uint32(_ value: UInt32) { bytes.appendLittleEndian(value) }
-    mutating func uint64(_ value: UInt64) { bytes.appendLittleEndian(value) }
-
-    mutating func option(_ code: UInt16, _ value: [UInt8]) {
-        bytes.append(atMost: ByteCursor.optionCount(value)) { $0.appendOption(code, value) }
-    }
-
-    mutating func endOfOptions() {
-        uint32(0)
-    }
-
-    /// type, total length, body, total length.
-    static func block(type: UInt32, body: [UInt8]) -> [UInt8] {
-        var block: [UInt8] = []
-        appendBlock(type: type, to: &block) { $0.append(contentsOf: body) }
-        return block
-    }
-
-    /// Appends a block (type, total length, what `body` appends, total
-    /// length) to `bytes` in place.
-    static func appendBlock(type: UInt32, to bytes: inout [UInt8], body: (inout [UInt8]) -> Void) {
-        let start = bytes.count
-        bytes.appendLittleEndian(type)
-        bytes.appendLittleEndian(UInt32(0))  // total length, set below
-        body(&bytes)
-        let total = UInt32(bytes.count - start + 4)
-        bytes.setLittleEndian(total, at: start + 4)
-        bytes.appendLittleEndian(total)
-    }
-}
-
-extension Array where Element == UInt8 {
-    mutating func appendLittleEndian(_ value: some FixedWidthInteger) {
-        Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
-    }
-
-    mutating func setLittleEndian(_ value: UInt32, at offset: Int) {
-        Swift.withUnsafeBytes(of: value.littleEndian) { replaceSubrange(offset..<offset + 4, with: $0) }
     }
 }
 

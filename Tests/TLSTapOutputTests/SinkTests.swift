@@ -566,26 +566,6 @@ import Testing
     /// The check that lets a string pass unescaped, 8 bytes at a time:
     /// every byte value, at every position of strings of 1 to 17 bytes,
     /// against the plain byte-by-byte rule.
-    @Test func theWordAtATimeEscapeCheckMatchesTheByteRule() {
-        let plain: (UInt8) -> Bool = { $0 < 0x20 || $0 == 0x22 || $0 == 0x5c || $0 == 0x7f }
-        var mismatches: [String] = []
-        for length in 1...17 {
-            for position in 0..<length {
-                for value in UInt8.min...UInt8.max {
-                    var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: length)
-                    bytes[position] = value
-                    if bytes.withUnsafeBytes(ByteCursor.needsEscaping) != plain(value) {
-                        mismatches.append("byte \(value) at \(position) of \(length)")
-                    }
-                }
-            }
-        }
-        #expect(mismatches.isEmpty)
-        // Bytes at or above 0x80 (UTF-8 beyond ASCII) next to ones that must be escaped.
-        #expect([UInt8]([0xff, 0xc3, 0xa9, 0x80, 0x81, 0x9f, 0xa0, 0x1f]).withUnsafeBytes(ByteCursor.needsEscaping))
-        #expect(![UInt8]([0xff, 0xc3, 0xa9, 0x80, 0x81, 0x9f, 0xa0, 0x21]).withUnsafeBytes(ByteCursor.needsEscaping))
-    }
-
     @Test(arguments: [0, 1, 2, 3, 4, 1024, 1025])
     func base64MatchesFoundation(length: Int) {
         let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
