@@ -218,7 +218,7 @@ static __always_inline __u8 tls_record_type(__u64 buffer)
 	return first[0] >= 20 && first[0] <= 23 && first[1] == 3 ? first[0] : 0;
 }
 
-/* Sends a record without addresses: CLOSE, EXIT, EXEC or MAP. */
+/* Sends a record without addresses: CLOSE, UNPROBED_TLS. */
 static __always_inline void send_socket_end(__u8 event, int fd)
 {
 	struct tlstap_socket_record *record = bpf_ringbuf_reserve(&events, sizeof(*record), 0);

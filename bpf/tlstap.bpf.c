@@ -514,6 +514,27 @@ static __always_inline bool first_sight(struct file *file)
 	return bpf_map_update_elem(&mapped_files, &key, &seen, BPF_NOEXIST) == 0;
 }
 
+/* A process record about the current process, reserved in the ring; NULL (and counted as lost) if full. */
+static __always_inline struct tlstap_process_record *reserve_process_record(__u8 event, int fd)
+{
+	struct tlstap_process_record *record = bpf_ringbuf_reserve(&events, sizeof(*record), 0);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	if (!record) {
+		count_lost(0);
+		return NULL;
+	}
+	__builtin_memset(record, 0, sizeof(*record));
+	record->kind = TLSTAP_RECORD_PROCESS;
+	record->event = event;
+	record->pid = pid_tgid >> 32;
+	record->tid = (__u32)pid_tgid;
+	record->fd = fd;
+	record->time_ns = bpf_ktime_get_ns();
+	bpf_get_current_comm(record->comm, sizeof(record->comm));
+	return record;
+}
+
 /*
  * Tells user space that the process is about to run code from a file not
  * seen before (EXEC: its new program; MAP: a shared object on `fd`), so
@@ -525,15 +546,12 @@ static __always_inline bool first_sight(struct file *file)
  */
 static __always_inline void send_new_code(__u8 event, int fd)
 {
-	struct tlstap_socket_record *record = bpf_ringbuf_reserve(&events, sizeof(*record), 0);
+	struct tlstap_process_record *record = reserve_process_record(event, fd);
 
-	if (!record) {
-		count_lost(0);
+	if (!record)
 		return;
-	}
-	fill_socket_record(record, event, fd);
 	if (stop_for_attach && bpf_send_signal(TLSTAP_SIGSTOP) == 0)
-		record->flags = TLSTAP_SOCKET_STOPPED;
+		record->flags = TLSTAP_PROCESS_STOPPED;
 	/* Now: the process waits for it. */
 	bpf_ringbuf_submit(record, BPF_RB_FORCE_WAKEUP);
 }
@@ -546,7 +564,7 @@ int probe_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	struct file *program = BPF_CORE_READ(task, mm, exe_file);
 
 	if (tracing_this_process() && program && first_sight(program))
-		send_new_code(TLSTAP_SOCKET_EXEC, -1);
+		send_new_code(TLSTAP_PROCESS_EXEC, -1);
 	return 0;
 }
 
@@ -580,7 +598,7 @@ int probe_mmap_enter(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	file = file_of_fd(fd);
 	if (file && first_sight(file))
-		send_new_code(TLSTAP_SOCKET_MAP, fd);
+		send_new_code(TLSTAP_PROCESS_MAP, fd);
 	return 0;
 }
 
@@ -595,7 +613,10 @@ int probe_process_exit(struct bpf_raw_tracepoint_args *ctx)
 
 	bpf_map_delete_elem(&tls_calls, &thread);
 	if ((__u32)thread == thread >> 32 && tracing_this_process()) {
-		send_socket_end(TLSTAP_SOCKET_EXIT, -1);
+		struct tlstap_process_record *record = reserve_process_record(TLSTAP_PROCESS_EXIT, -1);
+
+		if (record)
+			bpf_ringbuf_submit(record, wakeup_flags());
 		forget_traced_pid(thread >> 32);
 	}
 	return 0;

@@ -78,13 +78,6 @@ public struct SocketEvent: Sendable, Equatable {
         case accept = 2
         case mid = 3
         case close = 4
-        /// The process exited; all its sockets are gone.
-        case exit = 5
-        /// The process exec'd a new program (not a socket event: fd is -1).
-        case exec = 6
-        /// The process maps code from a file that no traced process mapped
-        /// before (fd is that file's): a shared object, perhaps a TLS library.
-        case mapCode = 7
         /// The socket carries TLS records sent by code no probe covers (BPF
         /// tells this once per socket; see `ConnectionTracker.silentConnection`).
         case unprobedTLS = 8
@@ -100,9 +93,6 @@ public struct SocketEvent: Sendable, Equatable {
     public var remote: SocketAddress?
     public var role: ConnectionRole
     public var comm: String
-    /// `exec` and `mapCode`: the kernel stopped the process before it runs
-    /// the new code; it waits for SIGCONT once its probes are in place.
-    public var stoppedForAttach = false
 
     public init(
         kind: Kind, pid: UInt32, tid: UInt32, fd: Int32, monotonicNanoseconds: UInt64, local: SocketAddress? = nil,
@@ -116,6 +106,40 @@ public struct SocketEvent: Sendable, Equatable {
         self.local = local
         self.remote = remote
         self.role = role
+        self.comm = comm
+    }
+}
+
+/// What a process event from the kernel says: a traced process runs new
+/// code (where TLS functions may need probes), or is gone.
+public struct ProcessEvent: Sendable, Equatable {
+    public enum Kind: UInt8, Sendable, CaseIterable {
+        /// It exec'd a program not seen before (fd is -1).
+        case exec = 1
+        /// It maps code from a file that no traced process mapped before
+        /// (fd is that file's): a shared object, perhaps a TLS library.
+        case mapCode = 2
+        /// It exited: its sockets and TLS objects are gone (fd is -1).
+        case exit = 3
+    }
+
+    public var kind: Kind
+    public var pid: UInt32
+    public var tid: UInt32
+    public var fd: Int32
+    /// CLOCK_MONOTONIC of the event.
+    public var monotonicNanoseconds: UInt64
+    public var comm: String
+    /// `exec` and `mapCode`: the kernel stopped the process before it runs
+    /// the new code; it waits for SIGCONT once its probes are in place.
+    public var stoppedForAttach = false
+
+    public init(kind: Kind, pid: UInt32, tid: UInt32, fd: Int32, monotonicNanoseconds: UInt64, comm: String) {
+        self.kind = kind
+        self.pid = pid
+        self.tid = tid
+        self.fd = fd
+        self.monotonicNanoseconds = monotonicNanoseconds
         self.comm = comm
     }
 }

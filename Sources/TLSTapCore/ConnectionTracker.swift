@@ -61,14 +61,20 @@ public struct ConnectionTracker {
         case .close:
             guard let entry = entries.removeValue(forKey: key), entry.announced else { return [] }
             return [.closed(entry.connection, timeNanoseconds: time)]
-        case .exec, .mapCode, .unprobedTLS:
+        case .unprobedTLS:
             return []
-        case .exit:
-            let gone = entries.filter { $0.key.pid == socket.pid }
-            for key in gone.keys { entries[key] = nil }
-            return gone.values.filter(\.announced).sorted { $0.connection.id < $1.connection.id }
-                .map { .closed($0.connection, timeNanoseconds: time) }
         }
+    }
+
+    /// A traced process exited: every socket it had is gone (exit closes
+    /// them without close()).
+    /// - Returns: the connections it ended that had been announced.
+    public mutating func processExited(_ process: ProcessEvent) -> [ConnectionEvent] {
+        let time = clock.wallNanoseconds(fromMonotonic: process.monotonicNanoseconds)
+        let gone = entries.filter { $0.key.pid == process.pid }
+        for key in gone.keys { entries[key] = nil }
+        return gone.values.filter(\.announced).sorted { $0.connection.id < $1.connection.id }
+            .map { .closed($0.connection, timeNanoseconds: time) }
     }
 
     /// The connection of a socket on which no data event was captured yet,

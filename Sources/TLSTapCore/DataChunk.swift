@@ -72,6 +72,7 @@ public enum RecordDecodingError: Error, Equatable, CustomStringConvertible {
 public enum Record: Sendable, Equatable {
     case chunk(DataChunk)
     case socket(SocketEvent)
+    case process(ProcessEvent)
     /// A TLS object that moved data with no known socket was freed.
     case objectFreed(TLSObjectFreed)
 }
@@ -105,6 +106,9 @@ public enum RecordDecoder {
     /// Size of a socket record.
     public static let socketRecordSize = MemoryLayout<tlstap_socket_record>.size
 
+    /// Size of a process record.
+    public static let processRecordSize = MemoryLayout<tlstap_process_record>.size
+
     /// The most payload one record carries: BPF cuts larger calls into chunks of this size.
     public static let maxChunkPayload = Int(TLSTAP_CHUNK_MAX)
 
@@ -122,7 +126,10 @@ public enum RecordDecoder {
         guard let kind = record.first else { throw .tooShort(size: 0) }
         switch UInt32(kind) {
         case TLSTAP_RECORD_DATA.rawValue: return .chunk(try decode(record, reusing: &storage))
-        case TLSTAP_RECORD_SOCKET.rawValue: return .socket(try decodeSocket(record))
+        case TLSTAP_RECORD_SOCKET.rawValue:
+            if let legacy = try legacyProcessEvent(record) { return .process(legacy) }
+            return .socket(try decodeSocket(record))
+        case TLSTAP_RECORD_PROCESS.rawValue: return .process(try decodeProcess(record))
         case TLSTAP_RECORD_OBJECT.rawValue: return .objectFreed(try decodeObject(record))
         default: throw .unknownKind(kind)
         }
@@ -145,6 +152,41 @@ public enum RecordDecoder {
             throw .unknownValue(field: "object event", value: raw.event)
         }
         return TLSObjectFreed(pid: raw.pid, tid: raw.tid, ssl: raw.ssl, monotonicNanoseconds: raw.time_ns)
+    }
+
+    /// Decodes a process record.
+    public static func decodeProcess(_ record: UnsafeRawBufferPointer) throws(RecordDecodingError) -> ProcessEvent {
+        guard record.count == processRecordSize else { throw .tooShort(size: record.count) }
+        let raw = record.loadUnaligned(as: tlstap_process_record.self)
+        guard raw.kind == UInt8(TLSTAP_RECORD_PROCESS.rawValue) else { throw .unknownKind(raw.kind) }
+        guard let kind = ProcessEvent.Kind(rawValue: raw.event) else {
+            throw .unknownValue(field: "process event", value: raw.event)
+        }
+        var event = ProcessEvent(
+            kind: kind, pid: raw.pid, tid: raw.tid, fd: raw.fd, monotonicNanoseconds: raw.time_ns,
+            comm: commString(raw.comm))
+        event.stoppedForAttach = raw.flags & TLSTAP_PROCESS_STOPPED.rawValue != 0
+        return event
+    }
+
+    /// A process's exit, exec or mapping of code as captures saved before
+    /// process records had a kind of their own sent it: a socket record
+    /// (`TLSTAP_SOCKET_LEGACY_*`). nil for any other socket record.
+    static func legacyProcessEvent(_ record: UnsafeRawBufferPointer) throws(RecordDecodingError) -> ProcessEvent? {
+        guard record.count == socketRecordSize else { throw .tooShort(size: record.count) }
+        let raw = record.loadUnaligned(as: tlstap_socket_record.self)
+        let kind: ProcessEvent.Kind
+        switch UInt32(raw.event) {
+        case TLSTAP_SOCKET_LEGACY_EXIT.rawValue: kind = .exit
+        case TLSTAP_SOCKET_LEGACY_EXEC.rawValue: kind = .exec
+        case TLSTAP_SOCKET_LEGACY_MAP.rawValue: kind = .mapCode
+        default: return nil
+        }
+        var event = ProcessEvent(
+            kind: kind, pid: raw.pid, tid: raw.tid, fd: raw.fd, monotonicNanoseconds: raw.time_ns,
+            comm: commString(raw.comm))
+        event.stoppedForAttach = raw.flags & TLSTAP_PROCESS_STOPPED.rawValue != 0
+        return event
     }
 
     /// Decodes a socket record.
@@ -176,13 +218,11 @@ public enum RecordDecoder {
         case TLSTAP_ROLE_SERVER.rawValue: role = .server
         default: role = .unknown
         }
-        var event = SocketEvent(
+        return SocketEvent(
             kind: kind, pid: raw.pid, tid: raw.tid, fd: raw.fd, monotonicNanoseconds: raw.time_ns,
             local: address(raw.local_addr, port: raw.local_port),
             remote: address(raw.remote_addr, port: raw.remote_port),
             role: role, comm: commString(raw.comm))
-        event.stoppedForAttach = raw.flags & TLSTAP_SOCKET_STOPPED.rawValue != 0
-        return event
     }
 
     /// Decodes a data record.

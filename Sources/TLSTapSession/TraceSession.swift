@@ -340,11 +340,11 @@ public final class TraceSession {
     /// rendering reaches its record.
     private func received(_ record: UnsafeRawBufferPointer) {
         guard let spool else { return handle(record) }
-        // Only socket records decode as such; a data record is not even read.
-        if record.count == RecordDecoder.socketRecordSize, let socket = try? RecordDecoder.decodeSocket(record),
-            socket.kind == .exec || socket.kind == .mapCode
+        // Only process records decode as such; a data record is not even read.
+        if record.count == RecordDecoder.processRecordSize, let process = try? RecordDecoder.decodeProcess(record),
+            process.kind != .exit
         {
-            newCode(socket)
+            newCode(process)
         }
         spool.add(record)
     }
@@ -402,23 +402,20 @@ public final class TraceSession {
             case .chunk(let chunk):
                 assembler.add(chunk) { unbound.take(&$0) { emit(&$0) } }
             case .socket(let socket):
-                switch socket.kind {
-                case .exec, .mapCode:
-                    // Already done where the draining thread read it.
-                    if spool == nil { newCode(socket) }
-                case .unprobedTLS:
-                    if let connection = connections.silentConnection(pid: socket.pid, fd: socket.fd) {
-                        tellUnprobedTLS(connection)
-                    }
-                case .exit:
-                    unprobableStacks.withLock { _ = $0.removeValue(forKey: socket.pid) }
-                    let objects = (tlsObjects.removeValue(forKey: socket.pid) ?? []).union(
-                        unbound.objects(of: socket.pid))
-                    tracer?.forgetProcess(socket.pid, fds: connections.fds(of: socket.pid), tlsObjects: Array(objects))
-                    unbound.release(pid: socket.pid) { emit(&$0) }
-                default: break
+                if socket.kind == .unprobedTLS,
+                    let connection = connections.silentConnection(pid: socket.pid, fd: socket.fd)
+                {
+                    tellUnprobedTLS(connection)
                 }
                 for ended in connections.handle(socket) { emit(ended) }
+            case .process(let process):
+                switch process.kind {
+                case .exec, .mapCode:
+                    // Already done where the draining thread read it.
+                    if spool == nil { newCode(process) }
+                case .exit:
+                    processExited(process)
+                }
             case .objectFreed(let freed):
                 unbound.release(pid: freed.pid, ssl: freed.ssl) { emit(&$0) }
             }
@@ -426,6 +423,16 @@ public final class TraceSession {
             summary.malformedRecords += 1
             logger.error("malformed record from the kernel: \(error)")
         }
+    }
+
+    /// A traced process is gone: its kernel-side state is deleted, its
+    /// calls without a socket go out without one, its connections end.
+    private func processExited(_ process: ProcessEvent) {
+        unprobableStacks.withLock { _ = $0.removeValue(forKey: process.pid) }
+        let objects = (tlsObjects.removeValue(forKey: process.pid) ?? []).union(unbound.objects(of: process.pid))
+        tracer?.forgetProcess(process.pid, fds: connections.fds(of: process.pid), tlsObjects: Array(objects))
+        unbound.release(pid: process.pid) { emit(&$0) }
+        for ended in connections.processExited(process) { emit(ended) }
     }
 
     private var unprobedTLSProcesses = Set<UInt32>()
@@ -511,13 +518,13 @@ public final class TraceSession {
     /// its TLS functions get probes, and if BPF stopped the process for
     /// that, it goes on once they are in place. (Only live: a replayed
     /// record names a process of another time.)
-    private func newCode(_ socket: SocketEvent) {
+    private func newCode(_ process: ProcessEvent) {
         guard tracer != nil else { return }
-        let pid = Int32(bitPattern: socket.pid)
+        let pid = Int32(bitPattern: process.pid)
         if followsExecs {
-            if socket.kind == .exec { attachLinkedTLS(pid: pid) } else { attachMappedTLS(pid: pid, fd: socket.fd) }
+            if process.kind == .exec { attachLinkedTLS(pid: pid) } else { attachMappedTLS(pid: pid, fd: process.fd) }
         }
-        if socket.stoppedForAttach { kill(pid, SIGCONT) }
+        if process.stoppedForAttach { kill(pid, SIGCONT) }
     }
 
     /// Saves a note in the raw log, for a replay.

@@ -57,6 +57,8 @@ enum FuzzTarget: String, CaseIterable {
                     for var event in assembler.add(chunk) { _ = connections.attach(&event) }
                 case .socket(let socket)?:
                     _ = connections.handle(socket)
+                case .process(let process)?:
+                    if process.kind == .exit { _ = connections.processExited(process) }
                 case .objectFreed?, nil:
                     continue
                 }

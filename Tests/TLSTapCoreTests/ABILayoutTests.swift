@@ -25,6 +25,11 @@ import Testing
     #expect(MemoryLayout<tlstap_socket_record>.offset(of: \.local_port) == 56)
     #expect(MemoryLayout<tlstap_socket_record>.offset(of: \.remote_port) == 58)
     #expect(MemoryLayout<tlstap_socket_record>.offset(of: \.comm) == 64)
+    #expect(MemoryLayout<tlstap_process_record>.size == 48)
+    #expect(MemoryLayout<tlstap_process_record>.offset(of: \.fd) == 12)
+    #expect(MemoryLayout<tlstap_process_record>.offset(of: \.time_ns) == 16)
+    #expect(MemoryLayout<tlstap_process_record>.offset(of: \.flags) == 24)
+    #expect(MemoryLayout<tlstap_process_record>.offset(of: \.comm) == 32)
     #expect(MemoryLayout<tlstap_lost_counts>.size == 16)
     #expect(TLSTAP_CHUNK_MAX == 16 * 1024)
 }
@@ -138,14 +143,30 @@ import Testing
                 case .accept: "TLSTAP_SOCKET_ACCEPT"
                 case .mid: "TLSTAP_SOCKET_MID"
                 case .close: "TLSTAP_SOCKET_CLOSE"
-                case .exit: "TLSTAP_SOCKET_EXIT"
-                case .exec: "TLSTAP_SOCKET_EXEC"
-                case .mapCode: "TLSTAP_SOCKET_MAP"
                 case .unprobedTLS: "TLSTAP_SOCKET_UNPROBED_TLS"
                 }
             return (name, Int(kind.rawValue))
         }
-        Self.check("tlstap_socket_event", Dictionary(uniqueKeysWithValues: cases))
+        let legacy = "a process event in captures saved before process records: decoded as a ProcessEvent"
+        Self.check(
+            "tlstap_socket_event", Dictionary(uniqueKeysWithValues: cases),
+            without: [
+                "TLSTAP_SOCKET_LEGACY_EXIT": legacy, "TLSTAP_SOCKET_LEGACY_EXEC": legacy,
+                "TLSTAP_SOCKET_LEGACY_MAP": legacy,
+            ])
+    }
+
+    @Test func processEventsMatch() {
+        let cases = ProcessEvent.Kind.allCases.map { kind -> (String, Int) in
+            let name =
+                switch kind {
+                case .exec: "TLSTAP_PROCESS_EXEC"
+                case .mapCode: "TLSTAP_PROCESS_MAP"
+                case .exit: "TLSTAP_PROCESS_EXIT"
+                }
+            return (name, Int(kind.rawValue))
+        }
+        Self.check("tlstap_process_event", Dictionary(uniqueKeysWithValues: cases))
     }
 
     /// The header the BPF side compiles is the one Swift imports: its

@@ -96,7 +96,8 @@ import Testing
         _ = tracker.attach(&a)
         _ = tracker.attach(&b)
         _ = tracker.attach(&other)
-        let ended = tracker.handle(socket(.exit, fd: -1, at: 900))
+        let ended = tracker.processExited(
+            ProcessEvent(kind: .exit, pid: 10, tid: 10, fd: -1, monotonicNanoseconds: 900, comm: "client"))
         #expect(ended.count == 2)
         #expect(tracker.count == 1)
         var reused = data(fd: 5, at: 1000)

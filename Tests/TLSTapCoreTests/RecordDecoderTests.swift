@@ -1,3 +1,4 @@
+import CTLSTapABI
 import Foundation
 import TestSupport
 import Testing
@@ -22,6 +23,53 @@ import Testing
         #expect(chunk.comm == "python3")
         #expect(chunk.payload == Array("abcdef".utf8))
         #expect(chunk.lostBefore == 70_000)
+    }
+
+    /// Process records: exec, a mapping of code (with the stopped flag), exit;
+    /// and the same events as captures saved before them sent them, in
+    /// socket records.
+    @Test func processRecordsDecodeAndSoDoTheirLegacySocketForm() throws {
+        func record(_ event: UInt32, fd: Int32, stopped: Bool) -> tlstap_process_record {
+            var raw = tlstap_process_record()
+            raw.kind = UInt8(TLSTAP_RECORD_PROCESS.rawValue)
+            raw.event = UInt8(event)
+            raw.pid = 71
+            raw.tid = 72
+            raw.fd = fd
+            raw.time_ns = 5_000
+            raw.flags = stopped ? TLSTAP_PROCESS_STOPPED.rawValue : 0
+            withUnsafeMutableBytes(of: &raw.comm) { $0.copyBytes(from: Array("node".utf8)) }
+            return raw
+        }
+        let cases: [(tlstap_process_record, ProcessEvent.Kind, Bool)] = [
+            (record(TLSTAP_PROCESS_EXEC.rawValue, fd: -1, stopped: true), .exec, true),
+            (record(TLSTAP_PROCESS_MAP.rawValue, fd: 9, stopped: false), .mapCode, false),
+            (record(TLSTAP_PROCESS_EXIT.rawValue, fd: -1, stopped: false), .exit, false),
+        ]
+        for (raw, kind, stopped) in cases {
+            var expected = ProcessEvent(
+                kind: kind, pid: 71, tid: 72, fd: raw.fd, monotonicNanoseconds: 5_000, comm: "node")
+            expected.stoppedForAttach = stopped
+            #expect(try withUnsafeBytes(of: raw) { try RecordDecoder.decodeRecord($0) } == .process(expected))
+        }
+        var unknown = record(9, fd: -1, stopped: false)
+        unknown.event = 9
+        #expect(throws: RecordDecodingError.unknownValue(field: "process event", value: 9)) {
+            try withUnsafeBytes(of: unknown) { try RecordDecoder.decodeRecord($0) }
+        }
+        // The legacy form: a socket record with event 6 (exec), stopped.
+        var legacy = tlstap_socket_record()
+        legacy.kind = UInt8(TLSTAP_RECORD_SOCKET.rawValue)
+        legacy.event = UInt8(TLSTAP_SOCKET_LEGACY_EXEC.rawValue)
+        legacy.pid = 71
+        legacy.tid = 72
+        legacy.fd = -1
+        legacy.time_ns = 5_000
+        legacy.flags = TLSTAP_PROCESS_STOPPED.rawValue
+        withUnsafeMutableBytes(of: &legacy.comm) { $0.copyBytes(from: Array("node".utf8)) }
+        var exec = ProcessEvent(kind: .exec, pid: 71, tid: 72, fd: -1, monotonicNanoseconds: 5_000, comm: "node")
+        exec.stoppedForAttach = true
+        #expect(try withUnsafeBytes(of: legacy) { try RecordDecoder.decodeRecord($0) } == .process(exec))
     }
 
     /// A payload handed back lends its memory to the next record's; one
@@ -80,6 +128,7 @@ import Testing
         var tracker = ConnectionTracker(clock: WallClock(offsetNanoseconds: 0))
         var events: [DataEvent] = []
         var sockets: [SocketEvent] = []
+        var processes: [ProcessEvent] = []
         var lifecycle: [ConnectionEvent] = []
         for record in records {
             switch try record.withUnsafeBytes({ try RecordDecoder.decodeRecord($0) }) {
@@ -91,6 +140,9 @@ import Testing
             case .socket(let socket):
                 sockets.append(socket)
                 lifecycle += tracker.handle(socket)
+            case .process(let process):
+                processes.append(process)
+                lifecycle += tracker.processExited(process)
             case .objectFreed(let freed):
                 Issue.record("this capture frees no unbound object: \(freed)")
             }
@@ -98,7 +150,10 @@ import Testing
         #expect(assembler.pendingCalls == 0)
         // connect, request headers, 3 chunks of the body, response headers and body, close, exit
         #expect(records.count == 9)
-        #expect(sockets.map(\.kind) == [.connect, .close, .exit])
+        #expect(sockets.map(\.kind) == [.connect, .close])
+        // Saved before process records had a kind of their own: the exit came as a socket record.
+        #expect(processes.map(\.kind) == [.exit])
+        #expect(processes.first?.pid == sockets.first?.pid && processes.first?.comm == "python3")
         #expect(events.map(\.function) == [.sslWriteEx, .sslWriteEx, .sslReadEx, .sslReadEx])
         #expect(events.map(\.direction) == [.outbound, .outbound, .inbound, .inbound])
         #expect(events.allSatisfy { $0.comm == "python3" && $0.missingBytes == 0 && $0.fd == sockets[0].fd })

@@ -38,6 +38,7 @@ enum tlstap_record_kind {
 	TLSTAP_RECORD_DATA = 1,   /* struct tlstap_chunk_header + payload */
 	TLSTAP_RECORD_SOCKET = 2, /* struct tlstap_socket_record */
 	TLSTAP_RECORD_OBJECT = 3, /* struct tlstap_object_record */
+	TLSTAP_RECORD_PROCESS = 4, /* struct tlstap_process_record */
 };
 
 /* The library (or syscall layer) whose function produced a data record. */
@@ -98,9 +99,15 @@ enum tlstap_socket_event {
 	TLSTAP_SOCKET_ACCEPT = 2,  /* accept()/accept4() returned this fd */
 	TLSTAP_SOCKET_MID = 3,	   /* first seen in use: opened before tlstap, or inherited */
 	TLSTAP_SOCKET_CLOSE = 4,   /* close() of a tracked fd */
-	TLSTAP_SOCKET_EXIT = 5,	   /* the process exited: all its fds are gone */
-	TLSTAP_SOCKET_EXEC = 6,	   /* the process exec'd a new program (fd -1): look for TLS in it */
-	TLSTAP_SOCKET_MAP = 7,	   /* the process maps code from fd, a file no traced process mapped yet */
+	/*
+	 * 5, 6 and 7 were a process's exit, exec and mapping of code, sent as
+	 * socket records before process records (TLSTAP_RECORD_PROCESS) had a
+	 * kind of their own. Captures saved then still hold them: user space
+	 * reads them as process events.
+	 */
+	TLSTAP_SOCKET_LEGACY_EXIT = 5,
+	TLSTAP_SOCKET_LEGACY_EXEC = 6,
+	TLSTAP_SOCKET_LEGACY_MAP = 7,
 	TLSTAP_SOCKET_UNPROBED_TLS = 8, /* fd carries TLS records sent by code no probe covers */
 };
 
@@ -170,13 +177,34 @@ struct tlstap_socket_record {
 	char comm[TLSTAP_COMM_LEN];
 };
 
-enum tlstap_socket_flags {
+/* What happened to a traced process. */
+enum tlstap_process_event {
+	TLSTAP_PROCESS_EXEC = 1, /* it exec'd a program not seen before (fd -1): look for TLS in it */
+	TLSTAP_PROCESS_MAP = 2,	 /* it maps code from fd, a file no traced process mapped yet */
+	TLSTAP_PROCESS_EXIT = 3, /* it exited: its fds and TLS objects are gone (fd -1) */
+};
+
+enum tlstap_process_flags {
 	/*
 	 * EXEC and MAP: BPF stopped the process (SIGSTOP) before it could run
 	 * the new code, so that its probes are in place first. User space
-	 * attaches them and then sends SIGCONT.
+	 * attaches them and then sends SIGCONT. (The same bit in a legacy
+	 * socket record's flags.)
 	 */
-	TLSTAP_SOCKET_STOPPED = 1,
+	TLSTAP_PROCESS_STOPPED = 1,
+};
+
+struct tlstap_process_record {
+	__u8 kind;  /* TLSTAP_RECORD_PROCESS */
+	__u8 event; /* enum tlstap_process_event */
+	__u8 pad[2];
+	__u32 pid;
+	__u32 tid;
+	__s32 fd;
+	__u64 time_ns; /* CLOCK_MONOTONIC */
+	__u32 flags;   /* enum tlstap_process_flags */
+	__u32 pad2;
+	char comm[TLSTAP_COMM_LEN];
 };
 
 /* What happened to a TLS object. */
@@ -244,6 +272,9 @@ TLSTAP_STATIC_ASSERT(__builtin_offsetof(struct tlstap_chunk_header, comm) == 48,
 TLSTAP_STATIC_ASSERT(sizeof(struct tlstap_lost_counts) == 16, "lost counts size");
 TLSTAP_STATIC_ASSERT(sizeof(struct tlstap_object_record) == 32, "object record size");
 TLSTAP_STATIC_ASSERT(__builtin_offsetof(struct tlstap_object_record, ssl) == 16, "object ssl offset");
+TLSTAP_STATIC_ASSERT(sizeof(struct tlstap_process_record) == 48, "process record size");
+TLSTAP_STATIC_ASSERT(__builtin_offsetof(struct tlstap_process_record, time_ns) == 16, "process time offset");
+TLSTAP_STATIC_ASSERT(__builtin_offsetof(struct tlstap_process_record, comm) == 32, "process comm offset");
 TLSTAP_STATIC_ASSERT(sizeof(struct tlstap_comm_key) == TLSTAP_COMM_LEN, "comm key size");
 TLSTAP_STATIC_ASSERT(sizeof(struct tlstap_ssl_key) == 16, "ssl key size");
 
