@@ -49,26 +49,22 @@ public struct ReplayError: Error, CustomStringConvertible {
     public var description: String { "\(path): \(reason)" }
 }
 
-/// One tracing run, wired end to end: BPF tracer → record decoding → chunk
-/// assembly → sink. Everything happens on the thread that calls `run`, so a
-/// slow reader of the output slows the draining of the ring buffer, and the
-/// overflow is counted in the kernel and reported, instead of piling up in
-/// tlstap's memory.
+/// Where a run's records come from, and what a live run does beyond
+/// rendering them. Three sources feed one `RecordPipeline` (decoding,
+/// reassembly, connections, protocols, the sink): the live ring buffer
+/// (emptied by a thread of its own into a bounded spool while this one
+/// renders), a recording (`tlstap record`: the ring's pages go to a file,
+/// data records are only counted), and a saved capture (`replay`). A live
+/// run also attaches probes to new code as processes exec or map it,
+/// deletes the kernel-side state of processes that exit, saves the raw log
+/// (`--save-raw`) and reports the kernel's loss counters. When rendering
+/// falls behind, the spool fills, then the ring: the overflow is counted in
+/// the kernel and reported, instead of piling up in tlstap's memory.
 public final class TraceSession {
     private var tracer: Tracer?
-    private let sink: EventSink
     private let logger: Logger
-    // The state every record touches is marked `@exclusivity(unchecked)`:
-    // the runtime's check of each access cost about 5% of a busy capture's
-    // CPU. It is safe because everything runs on the thread in `run`, and
-    // the only access that runs code while it lasts, `assembler.add`'s
-    // `emit`, never touches the assembler.
-    @exclusivity(unchecked) private var assembler: ChunkAssembler
-    @exclusivity(unchecked) private var connections: ConnectionTracker
-    /// Calls whose TLS object's socket is not known yet.
-    private var unbound = UnboundCalls()
-    /// Protocol analysis (HTTP, WebSocket), when an output shows its records.
-    @exclusivity(unchecked) private var protocols: ProtocolTracker?
+    /// The stages every record goes through, to the sink.
+    private let pipeline: RecordPipeline
     /// Where every raw record is also saved (`--save-raw`, `tlstap record`).
     /// A constant, so that a record reaches it without a retain.
     private let rawLog: OutputFile?
@@ -80,14 +76,6 @@ public final class TraceSession {
     /// When a replayed capture stopped, from its note.
     private var stoppedAtNanoseconds: UInt64?
     private var finished = false
-    @exclusivity(unchecked) private var outputError: OutputError?
-    /// The last event's payload, once written: its memory takes the next
-    /// record's payload when nothing kept it (no allocation per record).
-    /// Kept only up to about one record's most (the allocator rounds up):
-    /// a larger call's memory would be held, oversized, by a chunk waiting
-    /// in the assembler.
-    @exclusivity(unchecked) private var spentPayload: [UInt8] = []
-    private var reportedLost = LostCounts.zero
     /// While `run` renders: the records the draining thread copied out of
     /// the ring. Set and cleared on the rendering thread, around the
     /// draining thread's life.
@@ -103,10 +91,8 @@ public final class TraceSession {
     /// probes attached to them (all scopes but -p, whose probes are bound to
     /// the given processes).
     public private(set) var followsExecs = false
-    /// The TLS objects each live process used, to delete their kernel-side
-    /// state when it exits.
-    @exclusivity(unchecked) private var tlsObjects: [UInt32: Set<UInt64>] = [:]
-    @exclusivity(unchecked) public private(set) var summary = TraceSummary()
+    /// What the run captured so far.
+    public var summary: TraceSummary { pipeline.summary }
 
     /// What every session starts from; a live one adds its tracer.
     /// - Parameter live: records come from this host now, so the role of a
@@ -116,16 +102,10 @@ public final class TraceSession {
         sink: EventSink, http: HTTPLimits?, clock: WallClock, live: Bool, rawLog: OutputFile? = nil,
         recording: RingCaptureFile? = nil, logger: Logger
     ) {
-        self.sink = sink
         self.rawLog = rawLog
         self.logger = logger
         self.recording = recording
-        assembler = ChunkAssembler(clock: clock)
-        connections =
-            live
-            ? ConnectionTracker(clock: clock, roleOfMidConnection: ListeningPorts.role)
-            : ConnectionTracker(clock: clock)
-        protocols = http.map { HTTPProtocols.tracker(limits: $0) }
+        pipeline = RecordPipeline(sink: sink, protocols: http, clock: clock, live: live, logger: logger)
     }
 
     /// Loads the programs with `filters`; attach with `attach(_:)`.
@@ -153,14 +133,13 @@ public final class TraceSession {
             recording: recording, logger: logger)
         save(.clock(clock))
         spoolLimitBytes = 8 * Int(ringBufferBytes)
-        // The handler runs inside `tracer.poll`, on this object's thread, so
-        // only while this object, which owns the tracer, exists: it is
-        // reached without a retain per record.
-        let session = Unmanaged.passUnretained(self)
+        // The handler runs inside `tracer.poll`, only while this object,
+        // which owns the tracer, exists: it holds no reference of its own
+        // (no retain and release per record).
         let handle: (UnsafeRawBufferPointer) -> Void =
             recording == nil
-            ? { record in session._withUnsafeGuaranteedRef { $0.received(record) } }
-            : { record in session._withUnsafeGuaranteedRef { $0.count(record) } }
+            ? { [unowned(unsafe) self] record in received(record) }
+            : { [unowned(unsafe) self] record in count(record) }
         tracer = try Tracer(filters: filters, ringBufferBytes: ringBufferBytes, logger: logger, onRecord: handle)
         if recording != nil { try tracer?.startRingDump() }
     }
@@ -184,7 +163,7 @@ public final class TraceSession {
         do {
             try reader.readRecords { record in
                 session.replay(record)
-                return session.outputError == nil
+                return session.pipeline.outputError == nil
             }
         } catch {
             failure = error
@@ -265,7 +244,7 @@ public final class TraceSession {
         var unflushed = false
         var lastFlush: UInt64 = 0
         var batch: [UInt8] = []
-        while outputError == nil && !shouldStop() {
+        while pipeline.outputError == nil && !shouldStop() {
             let delivered: Int
             if let spool {
                 spool.take(waitingMilliseconds: Self.pollMilliseconds, into: &batch)
@@ -280,7 +259,7 @@ public final class TraceSession {
             unflushed = unflushed || delivered > 0
             let now = WallClock.monotonicNanoseconds()
             if unflushed && now &- lastFlush >= flushIntervalNanoseconds {
-                flushOutput()
+                pipeline.flush()
                 unflushed = false
                 lastFlush = now
             }
@@ -355,84 +334,48 @@ public final class TraceSession {
         if !finished {
             finished = true
             if recording == nil { try tracer?.drain() } else { _ = writeRing(waitingMilliseconds: 0) }
-            for var event in assembler.flush() { unbound.take(&event) { emit(&$0) } }
-            unbound.releaseAll { emit(&$0) }
-            if var tracker = protocols {
-                let now = stoppedAtNanoseconds ?? WallClock.nowNanoseconds()
-                for id in tracker.connectionIDs {
-                    for record in tracker.close(connection: id, time: now, end: .captureStopped) { emit(record) }
-                }
-                protocols = tracker
-            }
+            pipeline.stop(at: stoppedAtNanoseconds ?? WallClock.nowNanoseconds())
             reportLoss()
             finishRecording()
             tracer?.close()
             tracer = nil
-            flushOutput()
-            if outputError == nil {
-                do { try sink.finish() } catch { outputError = error }
-            }
+            pipeline.flush()
+            pipeline.finishSink()
             if let rawLog {
                 save(.stop(timeNanoseconds: WallClock.nowNanoseconds()))
-                do { try rawLog.finish() } catch { outputError = outputError ?? error }
+                do { try rawLog.finish() } catch { pipeline.fail(error) }
             }
         }
-        switch outputError {
+        switch pipeline.outputError {
         case nil, .readerClosed?: return
         case let error?: throw error
         }
     }
 
     /// A record of `tlstap record`, whose bytes go to the file from the
-    /// ring itself: a data record is only counted (a call once, by its
-    /// first chunk), any other handled as live.
+    /// ring itself: a data record is only counted, any other handled as live.
     private func count(_ record: UnsafeRawBufferPointer) {
-        guard let data = RecordDecoder.peekData(record) else { return handle(record) }
-        if data.startsCall { summary.events += 1 }
-        summary.payloadBytes += UInt64(data.payloadBytes)
+        if !pipeline.count(record) { handle(record) }
     }
 
     private func handle(_ record: UnsafeRawBufferPointer) {
         if rawLog != nil {
             // Reached through the optional, not bound by `if let`: a binding retains.
-            do { try rawLog?.append { RawRecordLog.append(record, to: &$0) } } catch { outputError = error }
+            do { try rawLog?.append { RawRecordLog.append(record, to: &$0) } } catch { pipeline.fail(error) }
         }
-        do {
-            switch try RecordDecoder.decodeRecord(record, reusing: &spentPayload) {
-            case .chunk(let chunk):
-                assembler.add(chunk) { unbound.take(&$0) { emit(&$0) } }
-            case .socket(let socket):
-                if socket.kind == .unprobedTLS,
-                    let connection = connections.silentConnection(pid: socket.pid, fd: socket.fd)
-                {
-                    tellUnprobedTLS(connection)
-                }
-                for ended in connections.handle(socket) { emit(ended) }
-            case .process(let process):
-                switch process.kind {
-                case .exec, .mapCode:
-                    // Already done where the draining thread read it.
-                    if spool == nil { newCode(process) }
-                case .exit:
-                    processExited(process)
-                }
-            case .objectFreed(let freed):
-                unbound.release(pid: freed.pid, ssl: freed.ssl) { emit(&$0) }
-            }
-        } catch {
-            summary.malformedRecords += 1
-            logger.error("malformed record from the kernel: \(error)")
+        switch pipeline.take(record) {
+        case nil:
+            break
+        case .newCode(let process)?:
+            // Already done where the draining thread read it.
+            if spool == nil { newCode(process) }
+        case .exited(let process)?:
+            unprobableStacks.withLock { _ = $0.removeValue(forKey: process.pid) }
+            let left = pipeline.processExited(process)
+            tracer?.forgetProcess(process.pid, fds: left.fds, tlsObjects: left.tlsObjects)
+        case .unprobedTLS(let connection)?:
+            tellUnprobedTLS(connection)
         }
-    }
-
-    /// A traced process is gone: its kernel-side state is deleted, its
-    /// calls without a socket go out without one, its connections end.
-    private func processExited(_ process: ProcessEvent) {
-        unprobableStacks.withLock { _ = $0.removeValue(forKey: process.pid) }
-        let objects = (tlsObjects.removeValue(forKey: process.pid) ?? []).union(unbound.objects(of: process.pid))
-        tracer?.forgetProcess(process.pid, fds: connections.fds(of: process.pid), tlsObjects: Array(objects))
-        unbound.release(pid: process.pid) { emit(&$0) }
-        for ended in connections.processExited(process) { emit(ended) }
     }
 
     private var unprobedTLSProcesses = Set<UInt32>()
@@ -445,7 +388,7 @@ public final class TraceSession {
         // The process's name: the connection's is its thread's (gRPC's "event_engine").
         let comm = LibraryDiscovery.comm(of: pid) ?? connection.comm
         let process = "\(comm)[\(connection.pid)]"
-        summary.unprobedTLS.append(process)
+        pipeline.noteUnprobedTLS(process)
         let seen = unprobableStacks.withLock { $0[connection.pid] }
         let stack = UnprobableTLS.likelyStack(of: pid, comm: comm, seen: seen).map { " (\($0))" } ?? ""
         logger.warning(
@@ -458,7 +401,7 @@ public final class TraceSession {
     /// - Parameter waitingMilliseconds: how long to wait for BPF's wakeup first.
     /// - Returns: the bytes written.
     private func writeRing(waitingMilliseconds: Int32) -> Int {
-        guard let tracer, recording != nil, outputError == nil else { return 0 }
+        guard let tracer, recording != nil, pipeline.outputError == nil else { return 0 }
         tracer.waitForRecords(timeoutMilliseconds: waitingMilliseconds)
         let block = UInt64(RingCaptureFile.block)
         return record(through: tracer.scanRing() / block * block)
@@ -487,7 +430,7 @@ public final class TraceSession {
                 try recording.write(ring: bytes, at: recorded)
             }
         } catch {
-            outputError = outputError ?? error
+            pipeline.fail(error)
             return 0
         }
         tracer.releaseRing(through: end)
@@ -501,15 +444,14 @@ public final class TraceSession {
         switch RawRecordLog.Note(record) {
         case .clock(let clock)?:
             // A log's first record, before any other.
-            assembler = ChunkAssembler(clock: clock)
-            connections = ConnectionTracker(clock: clock)
+            pipeline.restart(clock: clock)
         case .lost(let lost, let time)?:
-            guard lost != reportedLost else { return }
-            write(lost: lost, timeNanoseconds: time)
+            guard lost != pipeline.reportedLost else { return }
+            pipeline.report(lost: lost, timeNanoseconds: time)
         case .stop(let time)?:
             stoppedAtNanoseconds = time
         case nil:
-            summary.malformedRecords += 1
+            pipeline.noteMalformed()
             logger.error("malformed note of \(record.count) bytes in the capture")
         }
     }
@@ -530,7 +472,7 @@ public final class TraceSession {
     /// Saves a note in the raw log, for a replay.
     private func save(_ note: RawRecordLog.Note) {
         guard let rawLog else { return }
-        do { try rawLog.append { RawRecordLog.append(note, to: &$0) } } catch { outputError = outputError ?? error }
+        do { try rawLog.append { RawRecordLog.append(note, to: &$0) } } catch { pipeline.fail(error) }
     }
 
     /// Attaches to a TLS library linked into the program `pid` now runs, if
@@ -579,60 +521,12 @@ public final class TraceSession {
         logger.info("attached \(attached) probes in \(target.path) for all processes (\(target.reason))")
     }
 
-    private func emit(_ event: inout DataEvent) {
-        if let opened = connections.attach(&event) {
-            // Once per connection: BPF keeps its TLS object's fd only for calls that named a socket.
-            if event.ssl != 0 { tlsObjects[event.pid, default: []].insert(event.ssl) }
-            emit(opened)
-        }
-        summary.events += 1
-        summary.payloadBytes += UInt64(event.payload.count)
-        if event.connection == nil { summary.eventsWithoutConnection += 1 }
-        guard outputError == nil else { return }
-        do { try sink.write(event) } catch { outputError = error }
-        for record in protocols?.feed(event) ?? [] { emit(record) }
-        if event.payload.capacity < 2 * RecordDecoder.maxChunkPayload { spentPayload = event.payload }
-    }
-
-    private func emit(_ event: ConnectionEvent) {
-        if case .closed(let connection, let time) = event {
-            for record in protocols?.close(connection: connection.id, time: time) ?? [] { emit(record) }
-        }
-        guard outputError == nil else { return }
-        do { try sink.write(event) } catch { outputError = error }
-    }
-
-    private func emit(_ record: any ProtocolRecord) {
-        if record is HTTPExchange { summary.exchanges += 1 }
-        guard outputError == nil else { return }
-        do { try sink.write(record) } catch { outputError = error }
-    }
-
     private func reportLoss() {
         guard let tracer else { return }
         let lost = tracer.lostCounts()
-        guard lost != reportedLost else { return }
+        guard lost != pipeline.reportedLost else { return }
         let now = WallClock.nowNanoseconds()
         save(.lost(lost, timeNanoseconds: now))
-        write(lost: lost, timeNanoseconds: now)
-    }
-
-    /// Tells the sink what was lost since the last report: the kernel's
-    /// counters now stand at `lost`.
-    private func write(lost: LostCounts, timeNanoseconds: UInt64) {
-        let gained = lost.since(reportedLost)
-        reportedLost = lost
-        summary.lost = lost
-        guard outputError == nil else { return }
-        do {
-            try sink.writeLost(gained, timeNanoseconds: timeNanoseconds)
-        } catch { outputError = error }
-    }
-
-    /// Flushes the sink; the raw log is written in whole blocks and
-    /// finished last, since no one reads it live.
-    private func flushOutput() {
-        guard outputError == nil else { return }
-        do { try sink.flush() } catch { outputError = error }
+        pipeline.report(lost: lost, timeNanoseconds: now)
     }
 }
