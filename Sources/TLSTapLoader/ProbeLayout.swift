@@ -9,8 +9,13 @@ import TLSTapCore
 public enum ProbeLayout {
     /// One place an entry probe and its return probe go.
     struct AttachPoint: Equatable {
-        /// The symbol, or what the point stands for.
-        var symbol: String
+        /// The function the probes go in, by its symbol (what libbpf looks up
+        /// when `offset` is nil); nil for a function found by the call to it.
+        var symbol: String?
+        /// What the point covers, for `tlstap check` and messages: the
+        /// symbol, or the functions it stands for ("SSL_write and
+        /// SSL_write_ex, in the function they call").
+        var label: String
         /// Another file than the target's (libcrypto, for BIO_write).
         var path: String? = nil
         /// nil: at `symbol`'s address; else at this file offset.
@@ -44,7 +49,7 @@ public enum ProbeLayout {
                 let calleeEntry = functions[callee].flatMap(cheapEntry)
             {
                 return AttachPoint(
-                    symbol: "\(symbol) and \(callee), in the latter", offset: calleeEntry,
+                    symbol: callee, label: "\(symbol) and \(callee), in the latter", offset: calleeEntry,
                     enter: probe.enter, exit: probe.exit, cookie: library, optional: probe.optional)
             }
             // Past leading instructions that only set flags (endbr64) when that spares the single step;
@@ -52,7 +57,7 @@ public enum ProbeLayout {
             let start = functions[symbol]?.fileOffset
             let skip: UInt64? = if let entry, entry != start { entry } else { nil }
             return AttachPoint(
-                symbol: symbol, offset: skip, symbolOffset: start, enter: probe.enter, exit: probe.exit,
+                symbol: symbol, label: symbol, offset: skip, symbolOffset: start, enter: probe.enter, exit: probe.exit,
                 cookie: library, optional: probe.optional)
         }
         guard target.library == .openssl || target.library == .boringssl else { return points }
@@ -72,10 +77,10 @@ public enum ProbeLayout {
                 cookie |= TLSTAP_COOKIE_PLAIN_SITE_KNOWN | (site & 0xfff) << TLSTAP_COOKIE_PLAIN_SITE_SHIFT
             }
             let covered = inner.coversEx ? [plain, ex] : [plain]
-            points.removeAll { covered.contains($0.symbol) }
+            points.removeAll { point in point.symbol.map(covered.contains) ?? false }
             points.append(
                 AttachPoint(
-                    symbol: covered.joined(separator: " and ") + ", in the function they call",
+                    symbol: nil, label: covered.joined(separator: " and ") + ", in the function they call",
                     offset: inner.callee, enter: enter, exit: exit, cookie: cookie, optional: false))
         }
         return points
@@ -108,7 +113,8 @@ public enum ProbeLayout {
         let file = found.path == target.path ? nil : found.path
         if let entry = cheapEntry(start) {
             return AttachPoint(
-                symbol: symbol, path: file, offset: entry, symbolOffset: start, enter: TLSStack.bioWriteProbe.enter,
+                symbol: symbol, label: symbol, path: file, offset: entry, symbolOffset: start,
+                enter: TLSStack.bioWriteProbe.enter,
                 exit: nil, cookie: library, optional: false)
         }
         // OpenSSL 3's BIO_write begins with `sub rsp`, which the kernel would single-step on every record
@@ -117,11 +123,12 @@ public enum ProbeLayout {
         if let call = code.flatMap({ ProbePlacement.innerCall(in: $0, at: start) }), let entry = cheapEntry(call.callee)
         {
             return AttachPoint(
-                symbol: "\(symbol), in the function it calls", path: file, offset: entry,
+                symbol: nil, label: "\(symbol), in the function it calls", path: file, offset: entry,
                 enter: TLSStack.bioWriteProbe.enter, exit: nil, cookie: library, optional: false)
         }
         return AttachPoint(
-            symbol: symbol, path: file, offset: start, symbolOffset: start, enter: TLSStack.bioWriteProbe.enter,
+            symbol: symbol, label: symbol, path: file, offset: start, symbolOffset: start,
+            enter: TLSStack.bioWriteProbe.enter,
             exit: nil, cookie: library, optional: false)
     }
 
@@ -161,11 +168,11 @@ public enum ProbeLayout {
             }
         }
         return attachPoints(for: target).map { point in
-            guard let offset = point.offset ?? point.symbolOffset else { return "\(point.symbol): not in this file" }
+            guard let offset = point.offset ?? point.symbolOffset else { return "\(point.label): not in this file" }
             let path = point.path ?? target.path
             let note = point.symbolOffset.map { skipped(from: $0, to: offset, in: path) } ?? ""
             let file = point.path.map { " in \($0)" } ?? ""
-            return "\(point.symbol)\(file) @ 0x\(String(offset, radix: 16)) (entry\(note)"
+            return "\(point.label)\(file) @ 0x\(String(offset, radix: 16)) (entry\(note)"
                 + (point.exit == nil ? ")" : " and uretprobe)")
         }
     }

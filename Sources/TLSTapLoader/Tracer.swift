@@ -106,16 +106,16 @@ public final class Tracer {
                     links.append(link)
                     results.append(
                         AttachResult(
-                            path: point.path ?? target.path, symbol: point.symbol,
+                            path: point.path ?? target.path, symbol: point.label,
                             returnProbe: isReturn))
                 } else {
                     let reason = String(cString: strerror(errno))
                     results.append(
                         AttachResult(
-                            path: point.path ?? target.path, symbol: point.symbol,
+                            path: point.path ?? target.path, symbol: point.label,
                             returnProbe: isReturn, failure: reason))
                     if !point.optional {
-                        logger.warning("cannot attach to \(point.symbol) in \(point.path ?? target.path): \(reason)")
+                        logger.warning("cannot attach to \(point.label) in \(point.path ?? target.path): \(reason)")
                     }
                     break  // no return probe without its entry probe
                 }

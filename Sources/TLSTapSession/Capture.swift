@@ -164,8 +164,7 @@ public final class Capture {
                 rawLog: rawLog, logger: logger)
         case .recording(let file):
             try TraceSession(
-                filters: filters, ringBufferBytes: scope.ringBufferBytes, sink: TeeSink([]), recording: file,
-                logger: logger)
+                filters: filters, ringBufferBytes: scope.ringBufferBytes, recordingTo: file, logger: logger)
         }
     }
 }

@@ -29,7 +29,8 @@ final class RecordPipeline {
         case unprobedTLS(Connection)
     }
 
-    private let sink: EventSink
+    /// nil when nothing is rendered (`tlstap record`: only counted).
+    private let sink: EventSink?
     private let logger: Logger
     // The state every record touches is marked `@exclusivity(unchecked)`:
     // without it, the runtime's check of each access took the HTTP-parsing
@@ -63,7 +64,7 @@ final class RecordPipeline {
     ///   - live: records come from this host now, so the role of a
     ///     connection opened before the capture is guessed from the sockets
     ///     listening here (not in a replay, whose host may be another).
-    init(sink: EventSink, protocols: HTTPLimits?, clock: WallClock, live: Bool, logger: Logger) {
+    init(sink: EventSink?, protocols: HTTPLimits?, clock: WallClock, live: Bool, logger: Logger) {
         self.sink = sink
         self.logger = logger
         assembler = ChunkAssembler(clock: clock)
@@ -173,7 +174,7 @@ final class RecordPipeline {
 
     /// Runs `body` on the sink unless an output failed already; keeps its error.
     private func write(_ body: (EventSink) throws(OutputError) -> Void) {
-        guard outputError == nil else { return }
+        guard let sink, outputError == nil else { return }
         do { try body(sink) } catch { outputError = error }
     }
 
@@ -186,7 +187,7 @@ final class RecordPipeline {
         summary.events += 1
         summary.payloadBytes += UInt64(event.payload.count)
         if event.connection == nil { summary.eventsWithoutConnection += 1 }
-        guard outputError == nil else { return }
+        guard let sink, outputError == nil else { return }
         do { try sink.write(event) } catch { outputError = error }
         for record in protocols?.feed(event) ?? [] { emit(record) }
         if event.payload.capacity < 2 * RecordDecoder.maxChunkPayload { spentPayload = event.payload }
@@ -196,13 +197,11 @@ final class RecordPipeline {
         if case .closed(let connection, let time) = event {
             for record in protocols?.close(connection: connection.id, time: time) ?? [] { emit(record) }
         }
-        guard outputError == nil else { return }
-        do { try sink.write(event) } catch { outputError = error }
+        write { sink throws(OutputError) in try sink.write(event) }
     }
 
     private func emit(_ record: any ProtocolRecord) {
         if record is HTTPExchange { summary.exchanges += 1 }
-        guard outputError == nil else { return }
-        do { try sink.write(record) } catch { outputError = error }
+        write { sink throws(OutputError) in try sink.write(record) }
     }
 }

@@ -99,7 +99,7 @@ public final class TraceSession {
     ///   connection opened before the capture is guessed from the sockets
     ///   listening here (not in a replay, whose host may be another).
     private init(
-        sink: EventSink, http: HTTPLimits?, clock: WallClock, live: Bool, rawLog: OutputFile? = nil,
+        sink: EventSink?, http: HTTPLimits?, clock: WallClock, live: Bool, rawLog: OutputFile? = nil,
         recording: RingCaptureFile? = nil, logger: Logger
     ) {
         self.rawLog = rawLog
@@ -121,7 +121,27 @@ public final class TraceSession {
     ///     would take decoding every record.
     public convenience init(
         filters: TraceFilters, ringBufferBytes: UInt32, sink: EventSink, http: HTTPLimits? = nil,
-        rawLog: OutputFile? = nil, recording: RingCaptureFile? = nil, logger: Logger
+        rawLog: OutputFile? = nil, logger: Logger
+    ) throws(LoaderError) {
+        try self.init(
+            filters: filters, ringBufferBytes: ringBufferBytes, sink: sink, http: http, rawLog: rawLog,
+            recording: nil, logger: logger)
+    }
+
+    /// Loads the programs with `filters` for `tlstap record`: the ring
+    /// buffer's bytes go to `recording` as they lie, and nothing is
+    /// rendered (`tlstap replay` renders them later). Attach with `attach(_:)`.
+    public convenience init(
+        filters: TraceFilters, ringBufferBytes: UInt32, recordingTo recording: RingCaptureFile, logger: Logger
+    ) throws(LoaderError) {
+        try self.init(
+            filters: filters, ringBufferBytes: ringBufferBytes, sink: nil, http: nil, rawLog: nil,
+            recording: recording, logger: logger)
+    }
+
+    private convenience init(
+        filters: TraceFilters, ringBufferBytes: UInt32, sink: EventSink?, http: HTTPLimits?, rawLog: OutputFile?,
+        recording: RingCaptureFile?, logger: Logger
     ) throws(LoaderError) {
         let clock = WallClock.measure()
         do {

@@ -118,7 +118,7 @@ import Testing
         for name in ["SSL_write", "SSL_read"] {
             let function = try #require(functions[name])
             let code = try #require(ELFSymbols.bytes(libssl.path, at: function.fileOffset, count: 96))
-            let inner = points.first { $0.symbol == "\(name) and \(name)_ex, in the function they call" }
+            let inner = points.first { $0.label == "\(name) and \(name)_ex, in the function they call" }
             if ProbePlacement.kernelEmulates(code) {
                 print("\(libssl.path): \(name) begins with an emulated instruction; it is probed itself")
                 #expect(inner == nil)
@@ -157,7 +157,7 @@ extension ProbePlacementTests {
             #expect(points.contains { $0.symbol == "gnutls_record_send" })
             return
         }
-        let point = points.first { $0.symbol == "gnutls_record_send and gnutls_record_send2, in the latter" }
+        let point = points.first { $0.label == "gnutls_record_send and gnutls_record_send2, in the latter" }
         #expect(point?.offset == send2.fileOffset + entry)
         #expect(point?.enter == CTLSTapBPF_GNUTLS_SEND_ENTER)
         #expect(!points.contains { $0.symbol == "gnutls_record_send" })
