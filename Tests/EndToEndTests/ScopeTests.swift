@@ -209,22 +209,35 @@ struct PostgreSQL {
         let data = directory.appendingPathComponent("data").path
         let initdb = try Self.asPostgres("\(Self.binaries)/initdb -D '\(data)' -A trust -U postgres")
         try #require(initdb.status == 0, "initdb: \(initdb.standardError)")
-        port = Int.random(in: 20_000...40_000)
-        server = try LaunchedProgram([
-            "/usr/sbin/runuser", "-u", "postgres", "--", "\(Self.binaries)/postgres", "-D", data, "-k", directory.path,
-            "-p", String(port), "-c", "listen_addresses=127.0.0.1", "-c", "ssl=on",
-            "-c", "ssl_cert_file=\(directory.path)/cert.pem", "-c", "ssl_key_file=\(directory.path)/key.pem",
-        ])
-        var found: Int32?
-        for _ in 0..<100 {
-            let ready = try runProgram(["\(Self.binaries)/pg_isready", "-h", "127.0.0.1", "-p", String(port)])
-            if ready.status == 0, let text = try? String(contentsOfFile: "\(data)/postmaster.pid", encoding: .utf8) {
-                found = text.split(separator: "\n").first.flatMap { Int32($0) }
-                break
+        // A port below the kernel's ephemeral range (32768 on): a random one in it was once a client's already.
+        // Another process may still hold the one picked: then postgres exits at once, and another is tried.
+        var started: (port: Int, postmaster: Int32, server: LaunchedProgram)?
+        var failures: [String] = []
+        for _ in 0..<5 where started == nil {
+            let port = Int.random(in: 20_000...32_000)
+            let server = try LaunchedProgram([
+                "/usr/sbin/runuser", "-u", "postgres", "--", "\(Self.binaries)/postgres", "-D", data, "-k",
+                directory.path, "-p", String(port), "-c", "listen_addresses=127.0.0.1", "-c", "ssl=on",
+                "-c", "ssl_cert_file=\(directory.path)/cert.pem", "-c", "ssl_key_file=\(directory.path)/key.pem",
+            ])
+            for _ in 0..<100 where server.process.isRunning {
+                let ready = try runProgram(["\(Self.binaries)/pg_isready", "-h", "127.0.0.1", "-p", String(port)])
+                if ready.status == 0, let text = try? String(contentsOfFile: "\(data)/postmaster.pid", encoding: .utf8),
+                    let pid = text.split(separator: "\n").first.flatMap({ Int32($0) })
+                {
+                    started = (port, pid, server)
+                    break
+                }
+                usleep(100_000)
             }
-            usleep(100_000)
+            if started == nil {
+                failures.append(server.standardError)
+                server.signal(SIGKILL)
+                _ = server.wait()
+            }
         }
-        postmaster = try #require(found, "PostgreSQL did not start: \(server.standardError)")
+        let running = try #require(started, "PostgreSQL did not start: \(failures.joined(separator: "\n---\n"))")
+        (port, postmaster, server) = running
     }
 
     /// Runs `psql` over TLS (sslmode=require) with one query, unaligned and without headers.
