@@ -85,6 +85,9 @@ public final class TraceSession {
     private var spoolLimitBytes = 256 << 20
     /// Tells the draining thread to end.
     private let drainingStops = Atomic<Bool>(false)
+    /// While the draining thread runs: where it hands the processes that
+    /// are about to run new code, so that it never waits for an attach.
+    private var newCodeThread: NewCodeThread?
     /// Files with probes, so a program exec'd again is not attached twice.
     private var attachedFiles = Set<FileIdentity>()
     /// Whether programs exec'd later are examined for linked-in TLS, and
@@ -293,6 +296,8 @@ public final class TraceSession {
     /// cannot be started.
     private func startDraining() -> pthread_t? {
         spool = RecordSpool(limitBytes: spoolLimitBytes)
+        // The session outlives the thread: `stopDraining` ends it.
+        newCodeThread = NewCodeThread { [unowned(unsafe) self] process in newCode(process) }
         var thread = pthread_t()
         let started = pthread_create(
             &thread, nil,
@@ -301,6 +306,8 @@ public final class TraceSession {
                 return nil
             }, Unmanaged.passUnretained(self).toOpaque())
         guard started == 0 else {
+            newCodeThread?.stop()
+            newCodeThread = nil
             spool = nil
             logger.warning("cannot start the draining thread: records are rendered as they are read")
             return nil
@@ -328,6 +335,9 @@ public final class TraceSession {
         drainingStops.store(true, ordering: .releasing)
         spool?.close()
         pthread_join(thread, nil)
+        // Every process stopped for its probes is attached and continued before the session goes on.
+        newCodeThread?.stop()
+        newCodeThread = nil
         spool?.take(waitingMilliseconds: 0, into: &batch)
         RecordSpool.forEach(in: batch) { handle($0) }
         spool = nil
@@ -335,15 +345,15 @@ public final class TraceSession {
 
     /// A record from the ring buffer: rendered now, or copied into the
     /// spool while a draining thread runs. A process stopped until its new
-    /// code has probes is attached and continued here, at once, not when
-    /// rendering reaches its record.
+    /// code has probes goes at once to the thread that attaches them
+    /// (`NewCodeThread`), not when rendering reaches its record.
     private func received(_ record: UnsafeRawBufferPointer) {
         guard let spool else { return handle(record) }
         // Only process records decode as such; a data record is not even read.
         if record.count == RecordDecoder.processRecordSize, let process = try? RecordDecoder.decodeProcess(record),
             process.kind != .exit
         {
-            newCode(process)
+            if let newCodeThread { newCodeThread.submit(process) } else { newCode(process) }
         }
         spool.add(record)
     }
@@ -521,7 +531,7 @@ public final class TraceSession {
     }
 
     /// TLS stacks tlstap cannot probe, per process that mapped one: written
-    /// where new code is handled (the draining thread), read where records are.
+    /// where new code is handled (`NewCodeThread`), read where records are.
     private let unprobableStacks = Mutex<[UInt32: String]>([:])
 
     /// Attaches to a TLS library linked into the program at `path` before it
