@@ -162,11 +162,7 @@ public enum RecordDecoder {
         guard let kind = ProcessEvent.Kind(rawValue: raw.event) else {
             throw .unknownValue(field: "process event", value: raw.event)
         }
-        var event = ProcessEvent(
-            kind: kind, pid: raw.pid, tid: raw.tid, fd: raw.fd, monotonicNanoseconds: raw.time_ns,
-            comm: commString(raw.comm))
-        event.stoppedForAttach = raw.flags & TLSTAP_PROCESS_STOPPED.rawValue != 0
-        return event
+        return processEvent(kind, raw.pid, raw.tid, raw.fd, raw.time_ns, raw.comm, flags: raw.flags)
     }
 
     /// A process's exit, exec or mapping of code as captures saved before
@@ -182,10 +178,21 @@ public enum RecordDecoder {
         case TLSTAP_SOCKET_LEGACY_MAP.rawValue: kind = .mapCode
         default: return nil
         }
+        return processEvent(kind, raw.pid, raw.tid, raw.fd, raw.time_ns, raw.comm, flags: raw.flags)
+    }
+
+    /// A process event from a record's fields (either record's: they share the stopped flag's bit).
+    private static func processEvent(
+        _ kind: ProcessEvent.Kind, _ pid: UInt32, _ tid: UInt32, _ fd: Int32, _ time: UInt64,
+        _ comm: (
+            CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar, CChar,
+            CChar
+        ),
+        flags: UInt32
+    ) -> ProcessEvent {
         var event = ProcessEvent(
-            kind: kind, pid: raw.pid, tid: raw.tid, fd: raw.fd, monotonicNanoseconds: raw.time_ns,
-            comm: commString(raw.comm))
-        event.stoppedForAttach = raw.flags & TLSTAP_PROCESS_STOPPED.rawValue != 0
+            kind: kind, pid: pid, tid: tid, fd: fd, monotonicNanoseconds: time, comm: commString(comm))
+        event.stoppedForAttach = flags & TLSTAP_PROCESS_STOPPED.rawValue != 0
         return event
     }
 

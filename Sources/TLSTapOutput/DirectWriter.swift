@@ -1,4 +1,5 @@
 import Glibc
+import TLSTapCore
 
 /// Writes a regular file with direct I/O, on a thread of its own, so that
 /// tlstap goes on rendering while the disk writes (direct writes return only
@@ -185,17 +186,8 @@ final class DirectWriter: @unchecked Sendable {
 
     /// Starts the writing thread; false if it could not be started.
     private func startThread() -> Bool {
-        var thread = pthread_t()
-        let started = pthread_create(
-            &thread, nil,
-            { context in
-                Unmanaged<DirectWriter>.fromOpaque(context!).takeRetainedValue().run()
-                return nil
-            }, Unmanaged.passRetained(self).toOpaque())
-        guard started == 0 else {
-            Unmanaged.passUnretained(self).release()
-            return false
-        }
+        // The thread holds the writer until it has written everything.
+        guard let thread = PosixThread.start({ [self] in run() }) else { return false }
         self.thread = thread
         return true
     }

@@ -23,13 +23,9 @@ final class NewCodeThread: @unchecked Sendable {
     /// - Parameter handle: attaches to `process`'s new code, and continues it if it was stopped.
     init?(handle: @escaping (ProcessEvent) -> Void) {
         self.handle = handle
-        let started = pthread_create(
-            &thread, nil,
-            { context in
-                Unmanaged<NewCodeThread>.fromOpaque(context!).takeUnretainedValue().run()
-                return nil
-            }, Unmanaged.passUnretained(self).toOpaque())
-        guard started == 0 else { return nil }
+        // Its owner keeps this object until `stop` has joined the thread.
+        guard let thread = PosixThread.start({ [unowned(unsafe) self] in run() }) else { return nil }
+        self.thread = thread
     }
 
     /// Hands `process` to the thread.

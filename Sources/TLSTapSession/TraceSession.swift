@@ -298,14 +298,7 @@ public final class TraceSession {
         spool = RecordSpool(limitBytes: spoolLimitBytes)
         // The session outlives the thread: `stopDraining` ends it.
         newCodeThread = NewCodeThread { [unowned(unsafe) self] process in newCode(process) }
-        var thread = pthread_t()
-        let started = pthread_create(
-            &thread, nil,
-            { context in
-                Unmanaged<TraceSession>.fromOpaque(context!).takeUnretainedValue().drainUntilStopped()
-                return nil
-            }, Unmanaged.passUnretained(self).toOpaque())
-        guard started == 0 else {
+        guard let thread = PosixThread.start({ [unowned(unsafe) self] in drainUntilStopped() }) else {
             newCodeThread?.stop()
             newCodeThread = nil
             spool = nil
