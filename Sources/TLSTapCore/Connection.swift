@@ -145,20 +145,24 @@ public struct ProcessEvent: Sendable, Equatable {
 }
 
 /// A TCP connection of a traced process, as the output names it.
-public struct Connection: Sendable, Equatable {
+///
+/// One object per connection, made by the `ConnectionTable` when its first
+/// data is captured: every event of the connection refers to it, none
+/// copies it. What changes while the connection lives (its byte counts)
+/// stays in the table and comes with its `closed` event.
+public final class Connection: Sendable, Equatable {
     /// Unique within one tlstap run (`conn` in JSON).
-    public var id: UInt64
-    public var pid: UInt32
-    public var comm: String
-    public var fd: Int32
-    public var local: SocketAddress
-    public var remote: SocketAddress
-    public var role: ConnectionRole
-    public var origin: ConnectionOrigin
+    public let id: UInt64
+    public let pid: UInt32
+    /// The process's name at the connection's first captured call.
+    public let comm: String
+    public let fd: Int32
+    public let local: SocketAddress
+    public let remote: SocketAddress
+    public let role: ConnectionRole
+    public let origin: ConnectionOrigin
     /// Wall-clock time of connect/accept, or of first sight for `mid`.
-    public var openedNanoseconds: UInt64
-    public var bytesIn: UInt64 = 0
-    public var bytesOut: UInt64 = 0
+    public let openedNanoseconds: UInt64
 
     public init(
         id: UInt64, pid: UInt32, comm: String, fd: Int32, local: SocketAddress, remote: SocketAddress,
@@ -174,12 +178,39 @@ public struct Connection: Sendable, Equatable {
         self.origin = origin
         self.openedNanoseconds = openedNanoseconds
     }
+
+    /// The same connection under another process name.
+    func named(_ comm: String) -> Connection {
+        Connection(
+            id: id, pid: pid, comm: comm, fd: fd, local: local, remote: remote, role: role, origin: origin,
+            openedNanoseconds: openedNanoseconds)
+    }
+
+    /// Equal when every field is: two objects describe the same connection.
+    public static func == (left: Connection, right: Connection) -> Bool {
+        left === right
+            || (left.id == right.id && left.pid == right.pid && left.comm == right.comm && left.fd == right.fd
+                && left.local == right.local && left.remote == right.remote && left.role == right.role
+                && left.origin == right.origin && left.openedNanoseconds == right.openedNanoseconds)
+    }
+}
+
+/// What a connection carried, as its program moved it: every call's bytes,
+/// captured or not, and whole calls lost in between.
+public struct ConnectionTraffic: Sendable, Equatable {
+    public var bytesIn: UInt64 = 0
+    public var bytesOut: UInt64 = 0
+
+    public init(bytesIn: UInt64 = 0, bytesOut: UInt64 = 0) {
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
+    }
 }
 
 /// A connection's lifecycle, as the sinks render it.
 public enum ConnectionEvent: Sendable, Equatable {
     /// First data seen on it (`{"event":"open"}`).
     case opened(Connection, timeNanoseconds: UInt64)
-    /// Closed, or its process exited (`{"event":"close"}`).
-    case closed(Connection, timeNanoseconds: UInt64)
+    /// Closed, or its process exited (`{"event":"close"}`), with what it carried.
+    case closed(Connection, ConnectionTraffic, timeNanoseconds: UInt64)
 }

@@ -141,6 +141,22 @@ public struct DataEvent: Sendable, Equatable {
 }
 
 /// What the kernel side could not deliver because the ring buffer was full.
+///
+/// Loss, end to end (tlstap never hides it, and always says where it was):
+/// - BPF (`bpf/emit.bpf.h`): a chunk that finds the ring full is dropped
+///   and counted here, per CPU. A whole call lost on a connection is
+///   remembered per socket and direction, and the next record that gets
+///   through for it carries those bytes (`lost_before`).
+/// - `ChunkAssembler`: a call with chunks missing goes out with what
+///   arrived; `DataEvent.missingBytes` says how much is absent, and
+///   `DataEvent.lostBefore` carries the gap before it.
+/// - `ConnectionTable` counts lost bytes into the connection's traffic, as
+///   the program moved them; `ProtocolTracker` tells the analyzer
+///   (`ProtocolAnalyzer.lost`), which marks what it could not read.
+/// - The session reads these counters now and then
+///   (`RecordPipeline.report(lost:)`), and each output says what was lost
+///   (`EventSink.writeLost`, `lost_before`/`lost_bytes` on data lines) and
+///   the summary how much.
 public struct LostCounts: Sendable, Equatable {
     /// Chunk records dropped.
     public var records: UInt64

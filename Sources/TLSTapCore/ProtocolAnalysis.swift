@@ -169,7 +169,29 @@ public protocol ProtocolDetector {
     func detect(_ opening: ConnectionOpening) -> ProtocolDetection
 }
 
-/// Turns the data events of every connection into protocol records.
+/// One connection's protocol analysis: the bytes held while no detector
+/// has decided, then the analyzer reading it, or nothing when it is left
+/// alone. It hangs off the connection's entry in the `ConnectionTable`
+/// and ends with it; `ProtocolTracker` changes it.
+public struct ConnectionAnalysis {
+    fileprivate enum Reader {
+        case undecided
+        case analyzer(any ProtocolAnalyzer)
+        case ignored
+    }
+
+    fileprivate var reader = Reader.undecided
+    /// Whether outbound bytes are the client's; nil until known.
+    fileprivate var clientIsOutbound: Bool?
+    /// Bytes seen before the protocol was recognised, replayed after.
+    fileprivate var early: [(outbound: Bool, bytes: [UInt8], time: UInt64)] = []
+    fileprivate var earlyBytes = 0
+
+    public init() {}
+}
+
+/// Turns the data events of each connection into protocol records, in the
+/// connection's `ConnectionAnalysis`.
 ///
 /// Per connection, the bytes are held until a detector of `detectors` (in
 /// order) recognises them, then replayed into its analyzer; a connection no
@@ -177,25 +199,8 @@ public protocol ProtocolDetector {
 /// then on. Which direction is the client's follows from the connection's
 /// role, or, when it is not known, from the detector. Where the kernel lost
 /// bytes of a stream (an event's `lostBefore`, or chunks missing from its
-/// own call), the analyzer is told. State is dropped when the connection
-/// closes.
+/// own call), the analyzer is told.
 public struct ProtocolTracker {
-    private enum Reader {
-        case undecided
-        case analyzer(any ProtocolAnalyzer)
-        case ignored
-    }
-
-    private struct ConnectionState {
-        var reader = Reader.undecided
-        /// Whether outbound bytes are the client's; nil until known.
-        var clientIsOutbound: Bool?
-        /// Bytes seen before the protocol was recognised, replayed after.
-        var early: [(outbound: Bool, bytes: [UInt8], time: UInt64)] = []
-        var earlyBytes = 0
-    }
-
-    private var connections: [UInt64: ConnectionState] = [:]
     private let detectors: [any ProtocolDetector]
     private let maxOpeningBytes: Int
 
@@ -208,18 +213,11 @@ public struct ProtocolTracker {
         self.maxOpeningBytes = maxOpeningBytes
     }
 
-    /// Connections with state.
-    public var count: Int { connections.count }
-
-    /// The ids of the connections with state.
-    public var connectionIDs: [UInt64] { connections.keys.sorted() }
-
-    /// Feeds one data event (which must carry its connection).
+    /// Feeds one data event (which must carry its connection) into that
+    /// connection's `state`.
     /// - Returns: the records it completed.
-    public mutating func feed(_ event: DataEvent) -> [any ProtocolRecord] {
+    public func feed(_ event: DataEvent, into state: inout ConnectionAnalysis) -> [any ProtocolRecord] {
         guard let connection = event.connection else { return [] }
-        // Taken out of the dictionary while it changes, so its buffers are not copied.
-        var state = connections.removeValue(forKey: connection.id) ?? ConnectionState()
         if state.clientIsOutbound == nil {
             switch connection.role {
             case .client: state.clientIsOutbound = true
@@ -235,7 +233,7 @@ public struct ProtocolTracker {
         case .undecided:
             state.early.append((outbound, event.payload, event.timeNanoseconds))
             state.earlyBytes += event.payload.count
-            decide(&state, event: event)
+            decide(&state, event: event, connection: connection)
             if case .undecided = state.reader, state.earlyBytes > maxOpeningBytes { state.reader = .ignored }
             if case .analyzer = state.reader {
                 let early = state.early
@@ -256,17 +254,12 @@ public struct ProtocolTracker {
             }
         }
         if case .ignored = state.reader { state.early = [] }
-        connections[connection.id] = state
         return finished
     }
 
     /// The connection closed, or the capture stopped: records still open end now.
-    public mutating func close(connection id: UInt64, time: UInt64, end: ConnectionEnd = .closed)
-        -> [any ProtocolRecord]
-    {
-        guard let state = connections.removeValue(forKey: id), case .analyzer(let analyzer) = state.reader else {
-            return []
-        }
+    public func close(_ state: ConnectionAnalysis, time: UInt64, end: ConnectionEnd = .closed) -> [any ProtocolRecord] {
+        guard case .analyzer(let analyzer) = state.reader else { return [] }
         return analyzer.close(time: time, end: end)
     }
 
@@ -277,7 +270,7 @@ public struct ProtocolTracker {
     }
 
     /// Feeds the analyzer, and the one the connection switched to, if it did.
-    private func feed(_ state: inout ConnectionState, outbound: Bool, bytes: [UInt8], time: UInt64)
+    private func feed(_ state: inout ConnectionAnalysis, outbound: Bool, bytes: [UInt8], time: UInt64)
         -> [any ProtocolRecord]
     {
         guard case .analyzer(let analyzer) = state.reader, let clientIsOutbound = state.clientIsOutbound else {
@@ -297,8 +290,7 @@ public struct ProtocolTracker {
     /// Asks the detectors, in order, about the bytes held so far; the first
     /// that recognises them reads the connection. It is left alone when
     /// every detector rules it out (only once its orientation is known).
-    private func decide(_ state: inout ConnectionState, event: DataEvent) {
-        guard let connection = event.connection else { return }
+    private func decide(_ state: inout ConnectionAnalysis, event: DataEvent, connection: Connection) {
         let opening = ConnectionOpening(
             outbound: state.early.filter(\.outbound).flatMap(\.bytes),
             inbound: state.early.filter { !$0.outbound }.flatMap(\.bytes),

@@ -81,7 +81,7 @@ public final class JSONLinesSink: EventSink {
     }
 
     public func write(_ event: ConnectionEvent) throws(OutputError) {
-        if case .closed(let connection, _) = event { connectionFields[connection.id] = nil }
+        if case .closed(let connection, _, _) = event { connectionFields[connection.id] = nil }
         try output.append { Self.append(event, to: &$0) }
     }
 
@@ -182,13 +182,13 @@ public final class JSONLinesSink: EventSink {
 extension JSONLinesSink {
     /// Appends the JSON line of a connection's open or close, newline included.
     static func append(_ event: ConnectionEvent, to line: inout [UInt8]) {
-        let (connection, time): (Connection, UInt64)
+        let (connection, traffic, time): (Connection, ConnectionTraffic?, UInt64)
         switch event {
         case .opened(let opened, let at):
-            (connection, time) = (opened, at)
+            (connection, traffic, time) = (opened, nil, at)
             line.append(literal: "{\"event\":\"open\",\"time_ns\":")
-        case .closed(let closed, let at):
-            (connection, time) = (closed, at)
+        case .closed(let closed, let carried, let at):
+            (connection, traffic, time) = (closed, carried, at)
             line.append(literal: "{\"event\":\"close\",\"time_ns\":")
         }
         line.append(decimal: time)
@@ -199,9 +199,9 @@ extension JSONLinesSink {
         appendEndpoints(of: connection, to: &line)
         line.append(",\"seen_from\":", string: connection.origin.rawValue)
         line.append(",\"opened_ns\":", decimal: connection.openedNanoseconds)
-        if case .closed = event {
-            line.append(",\"bytes_in\":", decimal: connection.bytesIn)
-            line.append(",\"bytes_out\":", decimal: connection.bytesOut)
+        if let traffic {
+            line.append(",\"bytes_in\":", decimal: traffic.bytesIn)
+            line.append(",\"bytes_out\":", decimal: traffic.bytesOut)
             line.append(
                 ",\"duration_ns\":",
                 decimal: time >= connection.openedNanoseconds ? time - connection.openedNanoseconds : 0)

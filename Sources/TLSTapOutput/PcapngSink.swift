@@ -78,7 +78,8 @@ public final class PcapngSink: EventSink {
     }
 
     public func write(_ event: ConnectionEvent) throws(OutputError) {
-        guard case .closed(let connection, let time) = event, var flow = flows.removeValue(forKey: connection.id) else {
+        guard case .closed(let connection, _, let time) = event, var flow = flows.removeValue(forKey: connection.id)
+        else {
             return
         }
         let comment = "pid=\(connection.pid) comm=\(connection.comm) connection closed"

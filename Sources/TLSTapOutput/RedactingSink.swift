@@ -120,7 +120,8 @@ public final class RedactingSink: EventSink {
     }
 
     public func write(_ event: ConnectionEvent) throws(OutputError) {
-        if case .closed(let connection, _) = event, let keys = streamsOfConnection.removeValue(forKey: connection.id) {
+        if case .closed(let connection, _, _) = event, let keys = streamsOfConnection.removeValue(forKey: connection.id)
+        {
             for key in keys.sorted(by: { ($0.ssl, $0.outbound ? 1 : 0) < ($1.ssl, $1.outbound ? 1 : 0) }) {
                 try end(key)
             }

@@ -44,10 +44,10 @@ public final class TextSink: EventSink {
     }
 
     public func write(_ event: ConnectionEvent) throws(OutputError) {
-        guard case .closed(let connection, let time) = event else { return }
+        guard case .closed(let connection, let traffic, let time) = event else { return }
         let duration = Double(time >= connection.openedNanoseconds ? time - connection.openedNanoseconds : 0) / 1e6
         try output.write(
-            connectionLine(connection) + " closed: \(connection.bytesOut) bytes out, \(connection.bytesIn) bytes in, "
+            connectionLine(connection) + " closed: \(traffic.bytesOut) bytes out, \(traffic.bytesIn) bytes in, "
                 + "\(Self.milliseconds(duration)) ms\n")
         if currentConnection == connection.id { currentConnection = nil }
     }

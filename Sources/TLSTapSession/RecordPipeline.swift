@@ -7,8 +7,9 @@ import TLSTapOutput
 /// The stages every record of a capture goes through, live or replayed, in
 /// order: decoding (`RecordDecoder`), a call's chunks joined
 /// (`ChunkAssembler`), calls held until their TLS object's socket is known
-/// (`UnboundCalls`), connections named and counted (`ConnectionTracker`),
-/// protocols analysed (`ProtocolTracker`), and the sink. It keeps the run's
+/// (`UnboundCalls`), connections named and counted (`ConnectionTable`),
+/// protocols analysed (`ProtocolTracker`, in each connection's table entry),
+/// and the sink. It keeps the run's
 /// counts (`summary`) and the first output error, after which nothing more
 /// is written.
 ///
@@ -40,11 +41,11 @@ final class RecordPipeline {
     // it lasts, `assembler.add`'s and `unbound`'s callbacks, never touches
     // the stage that called it.
     @exclusivity(unchecked) private var assembler: ChunkAssembler
-    @exclusivity(unchecked) private var connections: ConnectionTracker
+    @exclusivity(unchecked) private var connections: ConnectionTable
     /// Calls whose TLS object's socket is not known yet.
     private var unbound = UnboundCalls()
     /// Protocol analysis (HTTP, WebSocket), when an output shows its records.
-    @exclusivity(unchecked) private var protocols: ProtocolTracker?
+    private let protocols: ProtocolTracker?
     /// The last event's payload, once written: its memory takes the next
     /// record's payload when nothing kept it (no allocation per record).
     /// Kept only up to about one record's most (the allocator rounds up):
@@ -70,15 +71,15 @@ final class RecordPipeline {
         assembler = ChunkAssembler(clock: clock)
         connections =
             live
-            ? ConnectionTracker(clock: clock, roleOfMidConnection: ListeningPorts.role)
-            : ConnectionTracker(clock: clock)
+            ? ConnectionTable(clock: clock, roleOfMidConnection: ListeningPorts.role)
+            : ConnectionTable(clock: clock)
         self.protocols = protocols.map { HTTPProtocols.tracker(limits: $0) }
     }
 
     /// Starts over with a replayed capture's own clock (its first record).
     func restart(clock: WallClock) {
         assembler = ChunkAssembler(clock: clock)
-        connections = ConnectionTracker(clock: clock)
+        connections = ConnectionTable(clock: clock)
     }
 
     /// Decodes one record from the kernel and renders what it completes.
@@ -132,11 +133,9 @@ final class RecordPipeline {
     func stop(at time: UInt64) {
         for var event in assembler.flush() { unbound.take(&event) { emit(&$0) } }
         unbound.releaseAll { emit(&$0) }
-        guard var tracker = protocols else { return }
-        for id in tracker.connectionIDs {
-            for record in tracker.close(connection: id, time: time, end: .captureStopped) { emit(record) }
+        for analysis in connections.removeAll() {
+            for record in protocols?.close(analysis, time: time, end: .captureStopped) ?? [] { emit(record) }
         }
-        protocols = tracker
     }
 
     /// Tells the sink what was lost since the last report: the kernel's
@@ -179,7 +178,11 @@ final class RecordPipeline {
     }
 
     private func emit(_ event: inout DataEvent) {
-        if let opened = connections.attach(&event) {
+        var records: [any ProtocolRecord] = []
+        let opened = connections.attach(&event) { event, analysis in
+            if let protocols { records = protocols.feed(event, into: &analysis) }
+        }
+        if let opened {
             // Once per connection: BPF keeps its TLS object's fd only for calls that named a socket.
             if event.ssl != 0 { tlsObjects[event.pid, default: []].insert(event.ssl) }
             emit(opened)
@@ -189,14 +192,18 @@ final class RecordPipeline {
         if event.connection == nil { summary.eventsWithoutConnection += 1 }
         guard let sink, outputError == nil else { return }
         do { try sink.write(event) } catch { outputError = error }
-        for record in protocols?.feed(event) ?? [] { emit(record) }
+        for record in records { emit(record) }
         if event.payload.capacity < 2 * RecordDecoder.maxChunkPayload { spentPayload = event.payload }
     }
 
+    /// A connection ended: its open records end, then it closes.
+    private func emit(_ ended: ConnectionTable.Ended) {
+        guard let closed = ended.closed, case .closed(_, _, let time) = closed else { return }
+        for record in protocols?.close(ended.analysis, time: time) ?? [] { emit(record) }
+        emit(closed)
+    }
+
     private func emit(_ event: ConnectionEvent) {
-        if case .closed(let connection, let time) = event {
-            for record in protocols?.close(connection: connection.id, time: time) ?? [] { emit(record) }
-        }
         write { sink throws(OutputError) in try sink.write(event) }
     }
 

@@ -31,8 +31,9 @@ enum FuzzTarget: String, CaseIterable {
             let (clientStart, serverStart) = Self.openings(self, control: control)
             let client = clientStart + body[..<cut]
             let server = serverStart + body[cut...]
-            var tracker = HTTPProtocols.tracker(
+            let tracker = HTTPProtocols.tracker(
                 limits: HTTPLimits(maxHeaderBytes: 4096, maxBodyBytes: 64, captureBodies: true))
+            var analysis = ConnectionAnalysis()
             var time: UInt64 = 0
             let gapPeriod = Int(control >> 5) + 2  // 2...9 pieces
             for (direction, bytes) in [(Direction.outbound, client), (.inbound, server)] {
@@ -40,13 +41,13 @@ enum FuzzTarget: String, CaseIterable {
                     time += 1
                     var event = Self.event(direction, Array(bytes[start..<min(start + piece, bytes.count)]), time)
                     if control & 0x10 != 0 && (start / piece) % gapPeriod == gapPeriod - 1 { event.lostBefore = 1 }
-                    _ = tracker.feed(event)
+                    _ = tracker.feed(event, into: &analysis)
                 }
             }
-            _ = tracker.close(connection: 1, time: time + 1)
+            _ = tracker.close(analysis, time: time + 1)
         case .records:
             var assembler = ChunkAssembler(clock: WallClock(offsetNanoseconds: 0))
-            var connections = ConnectionTracker(clock: WallClock(offsetNanoseconds: 0))
+            var connections = ConnectionTable(clock: WallClock(offsetNanoseconds: 0))
             var offset = 0
             while offset < input.count {
                 let length = min(Int(input[offset]) * 4, input.count - offset - 1)

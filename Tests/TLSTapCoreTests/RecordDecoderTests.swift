@@ -125,7 +125,7 @@ import Testing
         let url = try #require(Bundle.module.url(forResource: "Fixtures/python-post-40000", withExtension: "tlstapraw"))
         let records = try RawRecordLog.records(in: Array(try Data(contentsOf: url)))
         var assembler = ChunkAssembler(clock: WallClock(offsetNanoseconds: 0))
-        var tracker = ConnectionTracker(clock: WallClock(offsetNanoseconds: 0))
+        var table = ConnectionTable(clock: WallClock(offsetNanoseconds: 0))
         var events: [DataEvent] = []
         var sockets: [SocketEvent] = []
         var processes: [ProcessEvent] = []
@@ -134,15 +134,15 @@ import Testing
             switch try record.withUnsafeBytes({ try RecordDecoder.decodeRecord($0) }) {
             case .chunk(let chunk):
                 for var event in assembler.add(chunk) {
-                    if let opened = tracker.attach(&event) { lifecycle.append(opened) }
+                    if let opened = table.attach(&event) { lifecycle.append(opened) }
                     events.append(event)
                 }
             case .socket(let socket):
                 sockets.append(socket)
-                lifecycle += tracker.handle(socket)
+                lifecycle += table.handle(socket).compactMap(\.closed)
             case .process(let process):
                 processes.append(process)
-                lifecycle += tracker.processExited(process)
+                lifecycle += table.processExited(process).compactMap(\.closed)
             case .objectFreed(let freed):
                 Issue.record("this capture frees no unbound object: \(freed)")
             }
@@ -176,13 +176,12 @@ import Testing
         let connection = try #require(events[0].connection)
         #expect(events.allSatisfy { $0.connection?.id == connection.id })
         guard lifecycle.count == 2, case .opened(let opened, _) = lifecycle[0],
-            case .closed(let closed, _) = lifecycle[1]
+            case .closed(let closed, let traffic, _) = lifecycle[1]
         else {
             Issue.record("expected open then close, got \(lifecycle)")
             return
         }
-        #expect(opened.origin == .connect)
-        #expect(closed.bytesOut == 189 + 40000)
-        #expect(closed.bytesIn == 138 + 69)
+        #expect(opened.origin == .connect && closed === opened)
+        #expect(traffic == ConnectionTraffic(bytesIn: 138 + 69, bytesOut: 189 + 40000))
     }
 }

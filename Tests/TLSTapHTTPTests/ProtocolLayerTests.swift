@@ -61,8 +61,9 @@ import Testing
     }
 
     @Test func aProtocolFromOutsidePlugsInBesideHTTP() {
-        var tracker = ProtocolTracker(
-            detectors: HTTPProtocols.detectors(limits: HTTPLimits()) + [LineDetector()], maxOpeningBytes: 1024)
+        var tracker = TrackedConnections(
+            ProtocolTracker(
+                detectors: HTTPProtocols.detectors(limits: HTTPLimits()) + [LineDetector()], maxOpeningBytes: 1024))
         // Connection 1 speaks the toy protocol, split anyhow; connection 2 HTTP/1.1; connection 3 neither.
         var records = tracker.feed(TrackerEvents.event(1, .outbound, Array("PI".utf8), time: 1))
         records += tracker.feed(TrackerEvents.event(1, .outbound, Array("NG 1\nPING 2\n".utf8), time: 2))

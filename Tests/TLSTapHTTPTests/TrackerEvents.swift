@@ -22,23 +22,46 @@ enum TrackerEvents {
     }
 }
 
-/// The protocol tracker with HTTP's detectors, its records as exchanges
-/// (what these tests look at; a record of another protocol is left out).
-struct ExchangeTracker {
-    private var tracker: ProtocolTracker
+/// A protocol tracker with each connection's analysis kept by connection
+/// id, as tlstap's connection table keeps it, dropped at close.
+struct TrackedConnections {
+    private let tracker: ProtocolTracker
+    private var analyses: [UInt64: ConnectionAnalysis] = [:]
 
-    init(limits: HTTPLimits = HTTPLimits()) {
-        tracker = HTTPProtocols.tracker(limits: limits)
+    init(_ tracker: ProtocolTracker) {
+        self.tracker = tracker
     }
 
     /// Connections with state.
-    var count: Int { tracker.count }
+    var count: Int { analyses.count }
+
+    mutating func feed(_ event: DataEvent) -> [any ProtocolRecord] {
+        guard let id = event.connection?.id else { return [] }
+        return tracker.feed(event, into: &analyses[id, default: ConnectionAnalysis()])
+    }
+
+    mutating func close(connection: UInt64, time: UInt64) -> [any ProtocolRecord] {
+        analyses.removeValue(forKey: connection).map { tracker.close($0, time: time) } ?? []
+    }
+}
+
+/// The protocol tracker with HTTP's detectors, its records as exchanges
+/// (what these tests look at; a record of another protocol is left out).
+struct ExchangeTracker {
+    private var connections: TrackedConnections
+
+    init(limits: HTTPLimits = HTTPLimits()) {
+        connections = TrackedConnections(HTTPProtocols.tracker(limits: limits))
+    }
+
+    /// Connections with state.
+    var count: Int { connections.count }
 
     mutating func feed(_ event: DataEvent) -> [HTTPExchange] {
-        tracker.feed(event).compactMap { $0 as? HTTPExchange }
+        connections.feed(event).compactMap { $0 as? HTTPExchange }
     }
 
     mutating func close(connection: UInt64, time: UInt64) -> [HTTPExchange] {
-        tracker.close(connection: connection, time: time).compactMap { $0 as? HTTPExchange }
+        connections.close(connection: connection, time: time).compactMap { $0 as? HTTPExchange }
     }
 }

@@ -45,7 +45,7 @@ import Testing
         client: [UInt8], server: [UInt8], serverFirst: [UInt8] = [], extensions: String? = nil, piece: Int = 0,
         lostBeforeServerByte: Int? = nil
     ) -> [any ProtocolRecord] {
-        var tracker = HTTPProtocols.tracker(limits: HTTPLimits(maxBodyBytes: 64))
+        var tracker = TrackedConnections(HTTPProtocols.tracker(limits: HTTPLimits(maxBodyBytes: 64)))
         var records = tracker.feed(TrackerEvents.event(1, .outbound, upgradeRequest, time: 1))
         // The server's first frame may come in the 101's own write.
         records += tracker.feed(
@@ -189,7 +189,7 @@ import Testing
     }
 
     @Test func anUpgradeToAnUnknownProtocolEndsAnalysis() {
-        var tracker = HTTPProtocols.tracker()
+        var tracker = TrackedConnections(HTTPProtocols.tracker())
         let request = Array("GET / HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n".utf8)
         let response = Array("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n".utf8)
         var records = tracker.feed(TrackerEvents.event(1, .outbound, request, time: 1))

@@ -8,14 +8,10 @@ import Testing
 /// Golden files under Golden/ hold the exact rendering of `sampleEvents`.
 /// Re-record them with TLSTAP_RECORD_GOLDEN=1 swift test; never edit by hand.
 @Suite struct SinkTests {
-    static let sampleConnection: Connection = {
-        var connection = Connection(
-            id: 7, pid: 1234, comm: "curl", fd: 5, local: SocketAddress(ip: [127, 0, 0, 1], port: 50412),
-            remote: SocketAddress(ip: [127, 0, 0, 1], port: 8443), role: .client, origin: .connect,
-            openedNanoseconds: 1_700_000_000_100_000_000)
-        connection.bytesOut = 83
-        return connection
-    }()
+    static let sampleConnection = Connection(
+        id: 7, pid: 1234, comm: "curl", fd: 5, local: SocketAddress(ip: [127, 0, 0, 1], port: 50412),
+        remote: SocketAddress(ip: [127, 0, 0, 1], port: 8443), role: .client, origin: .connect,
+        openedNanoseconds: 1_700_000_000_100_000_000)
 
     static let sampleEvents = [
         DataEvent(
@@ -110,16 +106,16 @@ import Testing
         let sink = format.makeSink(output: output, diagnostics: diagnostics, timestamps: .utc)
         try sink.write(.opened(sampleConnection, timeNanoseconds: 1_700_000_000_123_456_789))
         for event in sampleEvents { try sink.write(event) }
-        var v6 = Connection(
+        let v6 = Connection(
             id: 8, pid: 77, comm: "python3", fd: 9,
             local: SocketAddress(ip: Array(repeating: 0, count: 15) + [1], port: 443),
             remote: SocketAddress(ip: Array(repeating: 0, count: 15) + [1], port: 40000), role: .server, origin: .mid,
             openedNanoseconds: 1_700_000_000_000_000_000)
-        v6.bytesIn = 10
         for exchange in sampleExchanges { try sink.write(exchange) }
         for message in sampleMessages { try sink.write(message) }
-        try sink.write(.closed(sampleConnection, timeNanoseconds: 1_700_000_000_102_150_000))
-        try sink.write(.closed(v6, timeNanoseconds: 1_700_000_001_000_000_000))
+        try sink.write(
+            .closed(sampleConnection, ConnectionTraffic(bytesOut: 83), timeNanoseconds: 1_700_000_000_102_150_000))
+        try sink.write(.closed(v6, ConnectionTraffic(bytesIn: 10), timeNanoseconds: 1_700_000_001_000_000_000))
         try sink.writeLost(LostCounts(records: 3, bytes: 49152), timeNanoseconds: 1_700_000_000_400_000_000)
         try sink.finish()
         try diagnostics.finish()
@@ -322,7 +318,9 @@ import Testing
         let objects = try Self.jsonObjects { sink in
             for round in 0..<2 {
                 for id in 1...count where round == 0 || id % 1000 == 0 {
-                    if round == 1 { try sink.write(.closed(connection(id - 1), timeNanoseconds: 1)) }
+                    if round == 1 {
+                        try sink.write(.closed(connection(id - 1), ConnectionTraffic(), timeNanoseconds: 1))
+                    }
                     try sink.write(
                         DataEvent(
                             timeNanoseconds: 1, pid: 1, tid: 1, comm: "c", library: .openssl, function: .sslRead,

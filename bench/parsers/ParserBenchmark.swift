@@ -20,16 +20,17 @@ struct ParserBenchmark {
             var best = 0.0
             for _ in 0..<rounds {
                 let start = DispatchTime.now().uptimeNanoseconds
-                var tracker = HTTPProtocols.tracker()
+                let tracker = HTTPProtocols.tracker()
+                var analysis = ConnectionAnalysis()
                 var exchanges = 0
                 var time: UInt64 = 0
                 // Interleave the two directions the way a conversation does.
                 for (clientPiece, serverPiece) in zip(pieces(client), pieces(server)) {
                     time += 1
-                    exchanges += tracker.feed(event(.outbound, clientPiece, time)).count
-                    exchanges += tracker.feed(event(.inbound, serverPiece, time)).count
+                    exchanges += tracker.feed(event(.outbound, clientPiece, time), into: &analysis).count
+                    exchanges += tracker.feed(event(.inbound, serverPiece, time), into: &analysis).count
                 }
-                exchanges += tracker.close(connection: 1, time: time + 1).count
+                exchanges += tracker.close(analysis, time: time + 1).count
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
                 precondition(exchanges == expected, "\(name): \(exchanges) exchanges, expected \(expected)")
                 best = max(best, Double(client.count + server.count) / seconds / 1e6)

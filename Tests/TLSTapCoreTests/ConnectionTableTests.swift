@@ -2,7 +2,7 @@ import Testing
 
 @testable import TLSTapCore
 
-@Suite struct ConnectionTrackerTests {
+@Suite struct ConnectionTableTests {
     let clock = WallClock(offsetNanoseconds: 0)
     let local = SocketAddress(ip: [127, 0, 0, 1], port: 50000)
     let server = SocketAddress(ip: [127, 0, 0, 1], port: 8443)
@@ -26,10 +26,10 @@ import Testing
     }
 
     @Test func aConnectionOpensWithItsFirstDataAndClosesWithItsCounts() {
-        var tracker = ConnectionTracker(clock: clock)
-        #expect(tracker.handle(socket(.connect, local: local, remote: server)).isEmpty)
+        var table = ConnectionTable(clock: clock)
+        #expect(table.handle(socket(.connect, local: local, remote: server)).isEmpty)
         var first = data(bytes: 30)
-        guard case .opened(let opened, let at)? = tracker.attach(&first) else {
+        guard case .opened(let opened, let at)? = table.attach(&first) else {
             Issue.record("no open event")
             return
         }
@@ -37,29 +37,31 @@ import Testing
         #expect(opened.local == local && opened.remote == server && opened.role == .client && opened.origin == .connect)
         #expect(first.connection?.id == opened.id)
         var reply = data(direction: .inbound, bytes: 12, at: 300)
-        #expect(tracker.attach(&reply) == nil)
+        #expect(table.attach(&reply) == nil)
         #expect(reply.connection?.id == opened.id)
-        let closed = tracker.handle(socket(.close, at: 400))
-        guard case .closed(let connection, let time)? = closed.first else {
+        #expect(first.connection === reply.connection)  // one object, referred to
+        let closed = table.handle(socket(.close, at: 400))
+        guard case .closed(let connection, let traffic, let time)? = closed.first?.closed else {
             Issue.record("no close event")
             return
         }
         #expect(time == 400)
-        #expect(connection.bytesOut == 30 && connection.bytesIn == 12)
-        #expect(tracker.count == 0)
+        #expect(connection === opened)
+        #expect(traffic == ConnectionTraffic(bytesIn: 12, bytesOut: 30))
+        #expect(table.count == 0)
     }
 
     /// The same fd, closed and reused for another connection, is a new connection.
     @Test func anFdReusedAfterCloseIsANewConnection() {
-        var tracker = ConnectionTracker(clock: clock)
-        _ = tracker.handle(socket(.connect, local: local, remote: server))
+        var table = ConnectionTable(clock: clock)
+        _ = table.handle(socket(.connect, local: local, remote: server))
         var first = data()
-        _ = tracker.attach(&first)
-        _ = tracker.handle(socket(.close))
+        _ = table.attach(&first)
+        _ = table.handle(socket(.close))
         let other = SocketAddress(ip: [10, 0, 0, 2], port: 443)
-        _ = tracker.handle(socket(.connect, at: 500, local: local, remote: other))
+        _ = table.handle(socket(.connect, at: 500, local: local, remote: other))
         var second = data(at: 600)
-        guard case .opened(let reopened, _)? = tracker.attach(&second) else {
+        guard case .opened(let reopened, _)? = table.attach(&second) else {
             Issue.record("no open for the reused fd")
             return
         }
@@ -69,14 +71,14 @@ import Testing
 
     /// A connect on an fd still tracked (its close was not seen) ends the old connection.
     @Test func anFdReusedWithoutASeenCloseEndsTheOldConnection() {
-        var tracker = ConnectionTracker(clock: clock)
-        _ = tracker.handle(socket(.connect, local: local, remote: server))
+        var table = ConnectionTable(clock: clock)
+        _ = table.handle(socket(.connect, local: local, remote: server))
         var first = data()
-        _ = tracker.attach(&first)
-        let ended = tracker.handle(socket(.accept, at: 700, local: server, remote: local, role: .server))
-        #expect(ended.count == 1)
+        _ = table.attach(&first)
+        let ended = table.handle(socket(.accept, at: 700, local: server, remote: local, role: .server))
+        #expect(ended.count == 1 && ended.first?.closed != nil)
         var next = data(at: 800)
-        guard case .opened(let connection, _)? = tracker.attach(&next) else {
+        guard case .opened(let connection, _)? = table.attach(&next) else {
             Issue.record("no open")
             return
         }
@@ -86,30 +88,30 @@ import Testing
     /// A process that exits closes its connections, so a new process with the
     /// same PID starts afresh.
     @Test func processExitEndsItsConnectionsAndPIDReuseStartsAfresh() {
-        var tracker = ConnectionTracker(clock: clock)
-        _ = tracker.handle(socket(.connect, fd: 5, local: local, remote: server))
-        _ = tracker.handle(socket(.connect, fd: 6, local: local, remote: server))
-        _ = tracker.handle(socket(.connect, pid: 11, fd: 5, local: local, remote: server))
+        var table = ConnectionTable(clock: clock)
+        _ = table.handle(socket(.connect, fd: 5, local: local, remote: server))
+        _ = table.handle(socket(.connect, fd: 6, local: local, remote: server))
+        _ = table.handle(socket(.connect, pid: 11, fd: 5, local: local, remote: server))
         var a = data(fd: 5)
         var b = data(fd: 6)
         var other = data(pid: 11, fd: 5)
-        _ = tracker.attach(&a)
-        _ = tracker.attach(&b)
-        _ = tracker.attach(&other)
-        let ended = tracker.processExited(
+        _ = table.attach(&a)
+        _ = table.attach(&b)
+        _ = table.attach(&other)
+        let ended = table.processExited(
             ProcessEvent(kind: .exit, pid: 10, tid: 10, fd: -1, monotonicNanoseconds: 900, comm: "client"))
-        #expect(ended.count == 2)
-        #expect(tracker.count == 1)
+        #expect(ended.compactMap(\.closed).count == 2)
+        #expect(table.count == 1)
         var reused = data(fd: 5, at: 1000)
-        #expect(tracker.attach(&reused) == nil)
+        #expect(table.attach(&reused) == nil)
         #expect(reused.connection == nil)  // the new process's fd 5 is unknown until its own socket event
     }
 
     @Test func midConnectionsAskForTheirRole() {
-        var tracker = ConnectionTracker(clock: clock) { event in event.local?.port == 8443 ? .server : .client }
-        _ = tracker.handle(socket(.mid, local: server, remote: local, role: .unknown))
+        var table = ConnectionTable(clock: clock) { event in event.local?.port == 8443 ? .server : .client }
+        _ = table.handle(socket(.mid, local: server, remote: local, role: .unknown))
         var event = data()
-        guard case .opened(let connection, _)? = tracker.attach(&event) else {
+        guard case .opened(let connection, _)? = table.attach(&event) else {
             Issue.record("no open")
             return
         }

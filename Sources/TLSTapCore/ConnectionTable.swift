@@ -1,11 +1,14 @@
-/// Joins data events to the TCP connections that socket events describe.
+/// Every TCP connection of the traced processes that tlstap knows of: its
+/// identity (the `Connection` every event of it refers to), what it carried,
+/// and its protocol analysis. Data events are joined to their connection
+/// here, by the socket events the kernel sends.
 ///
 /// Connections are keyed by (pid, fd). A connection is announced (`opened`)
 /// when its first data event arrives, so untouched sockets of a traced
 /// process stay out of the output; it ends at close, at its process's exit,
 /// or when the fd is reused for a new socket. Everything about a connection
 /// is dropped when it ends, so memory follows the open connections only.
-public struct ConnectionTracker {
+public struct ConnectionTable {
     private struct Key: Hashable {
         var pid: UInt32
         var fd: Int32
@@ -14,6 +17,15 @@ public struct ConnectionTracker {
     private struct Entry {
         var connection: Connection
         var announced = false
+        var traffic = ConnectionTraffic()
+        var analysis = ConnectionAnalysis()
+    }
+
+    /// A connection that ended, with its analysis, whose open records end too.
+    public struct Ended {
+        /// Its `closed` event, or nil if it was never announced (no data).
+        public var closed: ConnectionEvent?
+        public var analysis: ConnectionAnalysis
     }
 
     private var entries: [Key: Entry] = [:]
@@ -39,16 +51,13 @@ public struct ConnectionTracker {
     }
 
     /// Takes a socket event.
-    /// - Returns: the connections it ended that had been announced.
-    public mutating func handle(_ socket: SocketEvent) -> [ConnectionEvent] {
+    /// - Returns: the connections it ended.
+    public mutating func handle(_ socket: SocketEvent) -> [Ended] {
         let time = clock.wallNanoseconds(fromMonotonic: socket.monotonicNanoseconds)
         let key = Key(pid: socket.pid, fd: socket.fd)
         switch socket.kind {
         case .connect, .accept, .mid:
-            var ended: [ConnectionEvent] = []
-            if let previous = entries.removeValue(forKey: key), previous.announced {
-                ended.append(.closed(previous.connection, timeNanoseconds: time))
-            }
+            let ended = entries.removeValue(forKey: key).map { [Self.ended($0, at: time)] } ?? []
             guard let local = socket.local, let remote = socket.remote else { return ended }
             let origin: ConnectionOrigin = socket.kind == .connect ? .connect : socket.kind == .accept ? .accept : .mid
             let role = socket.kind == .mid ? roleOfMidConnection(socket) : socket.role
@@ -59,8 +68,7 @@ public struct ConnectionTracker {
             nextID += 1
             return ended
         case .close:
-            guard let entry = entries.removeValue(forKey: key), entry.announced else { return [] }
-            return [.closed(entry.connection, timeNanoseconds: time)]
+            return entries.removeValue(forKey: key).map { [Self.ended($0, at: time)] } ?? []
         case .unprobedTLS:
             return []
         }
@@ -68,13 +76,20 @@ public struct ConnectionTracker {
 
     /// A traced process exited: every socket it had is gone (exit closes
     /// them without close()).
-    /// - Returns: the connections it ended that had been announced.
-    public mutating func processExited(_ process: ProcessEvent) -> [ConnectionEvent] {
+    /// - Returns: the connections it ended, oldest first.
+    public mutating func processExited(_ process: ProcessEvent) -> [Ended] {
         let time = clock.wallNanoseconds(fromMonotonic: process.monotonicNanoseconds)
         let gone = entries.filter { $0.key.pid == process.pid }
         for key in gone.keys { entries[key] = nil }
-        return gone.values.filter(\.announced).sorted { $0.connection.id < $1.connection.id }
-            .map { .closed($0.connection, timeNanoseconds: time) }
+        return gone.values.sorted { $0.connection.id < $1.connection.id }.map { Self.ended($0, at: time) }
+    }
+
+    /// tlstap is stopping: every connection is dropped, not reported as
+    /// closed, since it is not.
+    /// - Returns: the analyses of every connection, oldest first.
+    public mutating func removeAll() -> [ConnectionAnalysis] {
+        defer { entries.removeAll() }
+        return entries.values.sorted { $0.connection.id < $1.connection.id }.map(\.analysis)
     }
 
     /// The connection of a socket on which no data event was captured yet,
@@ -84,32 +99,38 @@ public struct ConnectionTracker {
         return entry.connection
     }
 
-    /// Names the connection of a data event and counts its bytes.
+    /// Names the connection of a data event and counts its bytes, then lets
+    /// `analyse` change the connection's analysis with the named event.
     /// - Returns: `opened` if this is the connection's first data.
-    public mutating func attach(_ event: inout DataEvent) -> ConnectionEvent? {
+    public mutating func attach(
+        _ event: inout DataEvent, analyse: (DataEvent, inout ConnectionAnalysis) -> Void = { _, _ in }
+    ) -> ConnectionEvent? {
         guard event.fd >= 0, let index = entries.index(forKey: Key(pid: event.pid, fd: event.fd)) else { return nil }
         // Changed where it is stored: one lookup, and no copy of the entry per event.
-        let wasAnnounced = Self.update(&entries.values[index], with: event)
+        let opened = Self.update(&entries.values[index], with: event)
         event.connection = entries.values[index].connection
-        return wasAnnounced ? nil : .opened(entries.values[index].connection, timeNanoseconds: event.timeNanoseconds)
+        analyse(event, &entries.values[index].analysis)
+        return opened
     }
 
-    /// Counts `event`'s bytes into `entry` and marks it announced.
-    /// - Returns: whether it was announced before.
-    private static func update(_ entry: inout Entry, with event: DataEvent) -> Bool {
+    /// Counts `event`'s bytes into `entry`, announcing it at its first.
+    /// - Returns: `opened` if `event` is its first.
+    private static func update(_ entry: inout Entry, with event: DataEvent) -> ConnectionEvent? {
         // What the program moved: the call's bytes, captured or not, and whole calls lost right before it.
         switch event.direction {
-        case .inbound: entry.connection.bytesIn += event.length + event.lostBefore
-        case .outbound: entry.connection.bytesOut += event.length + event.lostBefore
+        case .inbound: entry.traffic.bytesIn += event.length + event.lostBefore
+        case .outbound: entry.traffic.bytesOut += event.length + event.lostBefore
         }
-        if entry.connection.comm != event.comm { entry.connection.comm = event.comm }
-        defer { entry.announced = true }
-        return entry.announced
+        guard !entry.announced else { return nil }
+        entry.announced = true
+        // Named as the process is called when it uses the connection (a thread's name, after an exec).
+        if entry.connection.comm != event.comm { entry.connection = entry.connection.named(event.comm) }
+        return .opened(entry.connection, timeNanoseconds: event.timeNanoseconds)
     }
 
-    /// Ends every announced connection (tlstap is stopping); they are not
-    /// reported as closed, since they are not.
-    public mutating func removeAll() {
-        entries.removeAll()
+    private static func ended(_ entry: Entry, at time: UInt64) -> Ended {
+        Ended(
+            closed: entry.announced ? .closed(entry.connection, entry.traffic, timeNanoseconds: time) : nil,
+            analysis: entry.analysis)
     }
 }
