@@ -24,6 +24,9 @@ public enum ProbeLayout {
         var symbolOffset: UInt64? = nil
         var enter: CTLSTapBPF_Program
         var exit: CTLSTapBPF_Program?
+        /// nil: `exit` is a uretprobe; else it is an uprobe at each of
+        /// these file offsets, the function's RET instructions (Go).
+        var returnInstructions: [UInt64]? = nil
         /// Read by the OpenSSL-API programs (TLSTAP_COOKIE_* in tlstap_abi.h).
         var cookie: UInt64
         var optional: Bool
@@ -35,6 +38,7 @@ public enum ProbeLayout {
     static func attachPoints(for target: LibraryTarget) -> [AttachPoint] {
         let library = UInt64(target.library.rawValue)
         let specs = TLSStack.of(target.library).probes
+        if let go = target.goFunctions { return goPoints(specs, go) }
         let symbols = (specs + [TLSStack.bioWriteProbe]).flatMap { [$0.symbol] + ($0.passedOnTo.map { [$0] } ?? []) }
             .map { target.symbolPrefix + $0 }
         let functions = ELFSymbols.functions(target.path, named: Set(symbols)) ?? [:]
@@ -84,6 +88,16 @@ public enum ProbeLayout {
                     offset: inner.callee, enter: enter, exit: exit, cookie: cookie, optional: false))
         }
         return points
+    }
+
+    /// Go's functions, where `GoBinary` found their entry and RET instructions.
+    private static func goPoints(_ specs: [TLSStack.ProbeSpec], _ go: GoTLSFunctions) -> [AttachPoint] {
+        specs.compactMap { probe in
+            guard let function = [go.write, go.read].first(where: { $0.name == probe.symbol }) else { return nil }
+            return AttachPoint(
+                symbol: function.name, label: function.name, offset: function.entry, enter: probe.enter,
+                exit: probe.exit, returnInstructions: function.returns, cookie: 0, optional: probe.optional)
+        }
     }
 
     /// BIO_write, in the target if it defines it (`functions`: OpenSSL or
@@ -161,19 +175,19 @@ public enum ProbeLayout {
     /// Where the probes for `target` go, as `tlstap check` lists them:
     /// `symbol @ 0xFILEOFFSET (entry|return)`.
     public static func probePoints(for target: LibraryTarget) -> [String] {
-        if let go = target.goFunctions {
-            return [go.write, go.read].flatMap { function in
-                ["\(function.name) @ 0x\(String(function.entry, radix: 16)) (entry)"]
-                    + function.returns.map { "\(function.name) @ 0x\(String($0, radix: 16)) (RET)" }
+        attachPoints(for: target).flatMap { point in
+            guard let offset = point.offset ?? point.symbolOffset else { return ["\(point.label): not in this file"] }
+            if let returns = point.returnInstructions {
+                return ["\(point.label) @ 0x\(String(offset, radix: 16)) (entry)"]
+                    + returns.map { "\(point.label) @ 0x\(String($0, radix: 16)) (RET)" }
             }
-        }
-        return attachPoints(for: target).map { point in
-            guard let offset = point.offset ?? point.symbolOffset else { return "\(point.label): not in this file" }
             let path = point.path ?? target.path
             let note = point.symbolOffset.map { skipped(from: $0, to: offset, in: path) } ?? ""
             let file = point.path.map { " in \($0)" } ?? ""
-            return "\(point.label)\(file) @ 0x\(String(offset, radix: 16)) (entry\(note)"
-                + (point.exit == nil ? ")" : " and uretprobe)")
+            return [
+                "\(point.label)\(file) @ 0x\(String(offset, radix: 16)) (entry\(note)"
+                    + (point.exit == nil ? ")" : " and uretprobe)")
+            ]
         }
     }
 
@@ -188,11 +202,11 @@ public enum ProbeLayout {
     /// The entry and return probes of `target` as lines a C libbpf program
     /// can attach from (bench/'s floor and bare consumer):
     /// `FILE OFFSET COOKIE ENTRY-PROGRAM RETURN-PROGRAM`, offsets and cookies
-    /// in hex. Go's RET probes are not listed.
+    /// in hex. Functions probed at their RET instructions (Go) are not listed.
     public static func attachPlanLines(for target: LibraryTarget) -> [String] {
-        guard target.goFunctions == nil else { return [] }
-        return attachPoints(for: target).compactMap { point in
+        attachPoints(for: target).compactMap { point in
             guard let offset = point.offset ?? point.symbolOffset, let exitProgram = point.exit,
+                point.returnInstructions == nil,
                 let enter = CTLSTapBPF_program_name(point.enter), let exit = CTLSTapBPF_program_name(exitProgram)
             else { return nil }
             return "\(target.path) 0x\(String(offset, radix: 16)) 0x\(String(point.cookie, radix: 16)) "

@@ -8,8 +8,7 @@ import TLSTapCore
 /// `tlstap_abi.h` (checked against the Swift enums by `ABIEnumTests`).
 ///
 /// Stacks linked into a program (OpenSSL or BoringSSL in an executable,
-/// Go's crypto/tls) are recognised by their symbols (`LibraryDiscovery`);
-/// Go's functions are placed by `GoBinary`, at each RET, not by `probes`.
+/// Go's crypto/tls) are recognised by their symbols (`LibraryDiscovery`).
 struct TLSStack: Sendable {
     let library: TLSLibrary
     /// The shared library's file name up to its version (`libssl.so` of
@@ -20,12 +19,22 @@ struct TLSStack: Sendable {
 
     /// A probe pair: the programs that go on one function.
     struct ProbeSpec: Sendable {
+        /// Where the exit program goes.
+        enum Exit: Sendable {
+            /// A uretprobe: the kernel swaps the return address.
+            case uretprobe
+            /// An uprobe on each of the function's RET instructions (Go:
+            /// a uretprobe breaks when the goroutine's stack moves).
+            case atEachReturn
+        }
+
         var symbol: String
         var enter: CTLSTapBPF_Program
         /// nil for functions whose arguments are all the program needs.
         var exit: CTLSTapBPF_Program?
+        var exitAt = Exit.uretprobe
         /// Absent from older versions (OpenSSL < 1.1.1), so a miss is not an error.
-        var optional: Bool
+        var optional: Bool = false
         /// A function that `symbol` only passes its call on to, with the
         /// same first three arguments and the same result, and that other
         /// calls reach directly: probed instead of `symbol`, covering both,
@@ -86,9 +95,18 @@ struct TLSStack: Sendable {
                 symbol: "PR_Recv", enter: CTLSTapBPF_PR_RECV_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT, optional: false),
         ])
 
-    /// Go's crypto/tls: (*Conn).Write and Read, at their entry and each RET
-    /// (`GoBinary.tlsFunctions`, attached by `Tracer.attachGo`).
-    static let go = TLSStack(library: .go, fileNamePrefix: nil, probes: [])
+    /// Go's crypto/tls: (*Conn).Write and Read, at their entry (past the
+    /// stack bound check) and each RET, which `GoBinary` finds.
+    static let go = TLSStack(
+        library: .go, fileNamePrefix: nil,
+        probes: [
+            ProbeSpec(
+                symbol: GoTLSFunctions.writeSymbol, enter: CTLSTapBPF_GO_WRITE_ENTER, exit: CTLSTapBPF_GO_WRITE_RETURN,
+                exitAt: .atEachReturn),
+            ProbeSpec(
+                symbol: GoTLSFunctions.readSymbol, enter: CTLSTapBPF_GO_READ_ENTER, exit: CTLSTapBPF_GO_READ_RETURN,
+                exitAt: .atEachReturn),
+        ])
 
     /// Plaintext TCP (`--plaintext`): syscalls, no library.
     static let socket = TLSStack(library: .socket, fileNamePrefix: nil, probes: [])

@@ -92,66 +92,43 @@ public final class Tracer {
     /// - Returns: one result per probe tried.
     public func attach(_ target: LibraryTarget, pid: Int32 = -1) -> [AttachResult] {
         guard let skeleton else { return [] }
-        if let go = target.goFunctions { return attachGo(go, in: target, pid: pid) }
+        // The syscall programs look for Go's sockets only once Go is probed somewhere.
+        if target.library == .go { CTLSTapBPF_set_go_probes_attached(skeleton) }
         var results: [AttachResult] = []
         for point in ProbeLayout.attachPoints(for: target) {
-            let programs = [(point.enter, false)] + (point.exit.map { [($0, true)] } ?? [])
-            for (program, isReturn) in programs {
+            let path = point.path ?? target.path
+            for probe in Self.probes(at: point) {
                 // By file offset where it is known (an uprobe_multi link takes nothing else), else libbpf finds it.
-                let offset = point.offset ?? point.symbolOffset
                 let link = CTLSTapBPF_attach_uprobe(
-                    CTLSTapBPF_program(skeleton, program), isReturn, pid, point.path ?? target.path,
-                    offset == nil ? point.symbol : nil, offset ?? 0, point.cookie)
+                    CTLSTapBPF_program(skeleton, probe.program), probe.uretprobe, pid, path,
+                    probe.offset == nil ? point.symbol : nil, probe.offset ?? 0, point.cookie)
                 if let link {
                     links.append(link)
-                    results.append(
-                        AttachResult(
-                            path: point.path ?? target.path, symbol: point.label,
-                            returnProbe: isReturn))
-                } else {
-                    let reason = String(cString: strerror(errno))
-                    results.append(
-                        AttachResult(
-                            path: point.path ?? target.path, symbol: point.label,
-                            returnProbe: isReturn, failure: reason))
-                    if !point.optional {
-                        logger.warning("cannot attach to \(point.label) in \(point.path ?? target.path): \(reason)")
-                    }
-                    break  // no return probe without its entry probe
+                    results.append(AttachResult(path: path, symbol: probe.label, returnProbe: probe.isReturn))
+                    continue
                 }
+                let reason = String(cString: strerror(errno))
+                results.append(
+                    AttachResult(path: path, symbol: probe.label, returnProbe: probe.isReturn, failure: reason))
+                if !point.optional { logger.warning("cannot attach to \(probe.label) in \(path): \(reason)") }
+                if !probe.isReturn { break }  // no return probe without its entry probe
             }
         }
         return results
     }
 
-    /// Go: uprobes at each function's entry and at each of its RET
-    /// instructions (never uretprobes: they break when Go moves a stack).
-    private func attachGo(_ go: GoTLSFunctions, in target: LibraryTarget, pid: Int32) -> [AttachResult] {
-        guard let skeleton else { return [] }
-        CTLSTapBPF_set_go_probes_attached(skeleton)
-        var results: [AttachResult] = []
-        for (function, enter, exit) in [
-            (go.write, CTLSTapBPF_GO_WRITE_ENTER, CTLSTapBPF_GO_WRITE_RETURN),
-            (go.read, CTLSTapBPF_GO_READ_ENTER, CTLSTapBPF_GO_READ_RETURN),
-        ] {
-            for (program, offset, isReturn) in [(enter, function.entry, false)]
-                + function.returns.map({ (exit, $0, true) })
-            {
-                let link = CTLSTapBPF_attach_uprobe(
-                    CTLSTapBPF_program(skeleton, program), false, pid, target.path, nil, offset, 0)
-                let symbol = function.name + (isReturn ? " RET at 0x" + String(offset, radix: 16) : "")
-                if let link {
-                    links.append(link)
-                    results.append(AttachResult(path: target.path, symbol: symbol, returnProbe: isReturn))
-                } else {
-                    let reason = String(cString: strerror(errno))
-                    logger.warning("cannot attach to \(symbol) in \(target.path): \(reason)")
-                    results.append(
-                        AttachResult(path: target.path, symbol: symbol, returnProbe: isReturn, failure: reason))
-                }
-            }
+    /// The uprobes of one attach point: its entry, then its exit as a
+    /// uretprobe or at each RET instruction.
+    private static func probes(at point: ProbeLayout.AttachPoint)
+        -> [(program: CTLSTapBPF_Program, offset: UInt64?, uretprobe: Bool, isReturn: Bool, label: String)]
+    {
+        let entry = point.offset ?? point.symbolOffset
+        let enter = (program: point.enter, offset: entry, uretprobe: false, isReturn: false, label: point.label)
+        guard let exit = point.exit else { return [enter] }
+        guard let returns = point.returnInstructions else {
+            return [enter, (exit, entry, true, true, point.label)]
         }
-        return results
+        return [enter] + returns.map { (exit, $0, false, true, point.label + " RET at 0x" + String($0, radix: 16)) }
     }
 
     /// Number of probes attached so far.
