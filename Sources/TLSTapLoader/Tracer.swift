@@ -292,16 +292,14 @@ private final class RecordCallbackBox {
 private func visitRecord(context: UnsafeMutableRawPointer?, sample: UnsafeRawPointer?, length: UInt32) {
     guard let context, let sample else { return }
     // As in deliverRecord: the tracer keeps the box alive while its ring is mapped.
-    Unmanaged<RecordCallbackBox>.fromOpaque(context)._withUnsafeGuaranteedRef {
-        $0.handler(UnsafeRawBufferPointer(start: sample, count: Int(length)))
-    }
+    Unmanaged<RecordCallbackBox>.fromOpaque(context).takeUnretainedValue()
+        .handler(UnsafeRawBufferPointer(start: sample, count: Int(length)))
 }
 
 private func deliverRecord(context: UnsafeMutableRawPointer?, data: UnsafeMutableRawPointer?, size: Int) -> Int32 {
     guard let context, let data else { return 0 }
-    // The tracer keeps the box alive while its ring buffer exists: no retain per record.
-    Unmanaged<RecordCallbackBox>.fromOpaque(context)._withUnsafeGuaranteedRef {
-        $0.handler(UnsafeRawBufferPointer(start: data, count: size))
-    }
+    // The tracer keeps the box alive while its ring buffer exists.
+    Unmanaged<RecordCallbackBox>.fromOpaque(context).takeUnretainedValue()
+        .handler(UnsafeRawBufferPointer(start: data, count: size))
     return 0
 }
