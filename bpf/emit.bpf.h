@@ -103,6 +103,25 @@ static __always_inline __u64 wakeup_flags(void)
 										  : BPF_RB_NO_WAKEUP;
 }
 
+/*
+ * Zeroes a socket or process record and fills the fields both begin with:
+ * its kind and event, the current task, when, and which fd. A macro: the
+ * two record types share these field names, not a type.
+ */
+#define fill_task_record(record, record_kind, record_event, record_fd)                 \
+	do {                                                                           \
+		__u64 task_ids = bpf_get_current_pid_tgid();                           \
+                                                                                       \
+		__builtin_memset((record), 0, sizeof(*(record)));                      \
+		(record)->kind = (record_kind);                                        \
+		(record)->event = (record_event);                                      \
+		(record)->pid = task_ids >> 32;                                        \
+		(record)->tid = (__u32)task_ids;                                       \
+		(record)->fd = (record_fd);                                            \
+		(record)->time_ns = bpf_ktime_get_ns();                                \
+		bpf_get_current_comm((record)->comm, sizeof((record)->comm));          \
+	} while (0)
+
 static __always_inline void count_lost(__u64 bytes)
 {
 	__u32 zero = 0;

@@ -126,21 +126,6 @@ static __always_inline bool address_wanted(struct tlstap_socket_record *record)
 	return true;
 }
 
-/* The fields every socket record has; addresses are left zero. */
-static __always_inline void fill_socket_record(struct tlstap_socket_record *record, __u8 event, int fd)
-{
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-
-	__builtin_memset(record, 0, sizeof(*record));
-	record->kind = TLSTAP_RECORD_SOCKET;
-	record->event = event;
-	record->pid = pid_tgid >> 32;
-	record->tid = (__u32)pid_tgid;
-	record->fd = fd;
-	record->time_ns = bpf_ktime_get_ns();
-	bpf_get_current_comm(record->comm, sizeof(record->comm));
-}
-
 /*
  * Starts tracking `fd` of the current process and tells user space.
  * Returns the new state, or NULL if the fd is not an IPv4/IPv6 TCP socket.
@@ -166,7 +151,7 @@ static __always_inline struct socket_state *track_socket(int fd, __u8 event, __u
 		count_lost(0);
 		return NULL;
 	}
-	fill_socket_record(record, event, fd);
+	fill_task_record(record, TLSTAP_RECORD_SOCKET, event, fd);
 	record->family = family;
 	record->role = role;
 	/* Explicit sizes: the destinations are byte arrays, the sources are not. */
@@ -227,7 +212,7 @@ static __always_inline void send_socket_end(__u8 event, int fd)
 		count_lost(0);
 		return;
 	}
-	fill_socket_record(record, event, fd);
+	fill_task_record(record, TLSTAP_RECORD_SOCKET, event, fd);
 	bpf_ringbuf_submit(record, wakeup_flags());
 }
 

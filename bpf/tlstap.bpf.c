@@ -518,20 +518,12 @@ static __always_inline bool first_sight(struct file *file)
 static __always_inline struct tlstap_process_record *reserve_process_record(__u8 event, int fd)
 {
 	struct tlstap_process_record *record = bpf_ringbuf_reserve(&events, sizeof(*record), 0);
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
 	if (!record) {
 		count_lost(0);
 		return NULL;
 	}
-	__builtin_memset(record, 0, sizeof(*record));
-	record->kind = TLSTAP_RECORD_PROCESS;
-	record->event = event;
-	record->pid = pid_tgid >> 32;
-	record->tid = (__u32)pid_tgid;
-	record->fd = fd;
-	record->time_ns = bpf_ktime_get_ns();
-	bpf_get_current_comm(record->comm, sizeof(record->comm));
+	fill_task_record(record, TLSTAP_RECORD_PROCESS, event, fd);
 	return record;
 }
 
