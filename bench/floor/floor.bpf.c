@@ -4,6 +4,10 @@
  * Two empty programs, attached by floor.c on entry and return of exactly the
  * functions tlstap probes (SSL_write, SSL_read, SSL_write_ex, SSL_read_ex).
  * All the cost measured with them is the trap into the kernel and back.
+ *
+ * And the floor of what every process on the host pays per syscall while
+ * tlstap runs: empty programs on the two syscall hooks tlstap uses
+ * (bpf/syscalls.bpf.h), attached by `floor -s`.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -19,6 +23,18 @@ int floor_enter(struct pt_regs *ctx)
 
 SEC("uretprobe")
 int floor_exit(struct pt_regs *ctx)
+{
+	return 0;
+}
+
+SEC("raw_tracepoint/sys_enter")
+int floor_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(floor_sys_exit, struct pt_regs *regs, long ret)
 {
 	return 0;
 }

@@ -6,6 +6,9 @@
  * OpenSSL's API pays.
  * floor -p PID -P PLAN: the same empty programs at the places tlstap probes,
  * read from PLAN (`tlstap check -p PID --attach-plan`).
+ * floor -s: empty programs on tlstap's two syscall hooks (the raw tracepoint
+ * sys_enter and the BTF tracepoint sys_exit), host-wide: what every process
+ * pays per syscall for the hooks alone, before any work in them.
  * Prints "floor: attached N probes" on stderr and waits for SIGINT or SIGTERM.
  */
 #include <errno.h>
@@ -43,12 +46,15 @@ int main(int argc, char **argv)
 	void *links[MAX_LINKS] = {};
 	const char *library = NULL, *plan_path = NULL;
 	struct floor_bpf *skel;
-	int attached = 0, status = 1;
+	int attached = 0, status = 1, syscall_hooks = 0;
 	pid_t pid = -1;
 	int option;
 
-	while ((option = getopt(argc, argv, "p:l:P:")) != -1) {
+	while ((option = getopt(argc, argv, "p:l:P:s")) != -1) {
 		switch (option) {
+		case 's':
+			syscall_hooks = 1;
+			break;
 		case 'p':
 			pid = atoi(optarg);
 			break;
@@ -62,7 +68,7 @@ int main(int argc, char **argv)
 			goto usage;
 		}
 	}
-	if (pid <= 0 || !library == !plan_path)
+	if (syscall_hooks ? pid > 0 || library || plan_path : pid <= 0 || !library == !plan_path)
 		goto usage;
 
 	skel = floor_bpf__open_and_load();
@@ -73,6 +79,20 @@ int main(int argc, char **argv)
 	if (plan_path && attach_plan("floor", plan_path, pid, empty_program, skel, attach_perf_uprobe, links, &attached,
 				      MAX_LINKS))
 		goto out;
+	if (syscall_hooks) {
+		struct bpf_program *hooks[] = { skel->progs.floor_sys_enter, skel->progs.floor_sys_exit };
+
+		for (size_t i = 0; i < 2; i++) {
+			struct bpf_link *link = bpf_program__attach(hooks[i]);
+
+			if (!link) {
+				fprintf(stderr, "floor: cannot attach %s: %s\n", bpf_program__name(hooks[i]),
+					strerror(errno));
+				goto out;
+			}
+			links[attached++] = link;
+		}
+	}
 	for (size_t i = 0; library && i < sizeof(functions) / sizeof(functions[0]); i++) {
 		for (int ret = 0; ret <= 1; ret++) {
 			LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret, .func_name = functions[i]);
@@ -100,6 +120,6 @@ out:
 	return status;
 
 usage:
-	fprintf(stderr, "usage: floor -p PID (-l /path/to/libssl.so | -P ATTACH_PLAN)\n");
+	fprintf(stderr, "usage: floor -p PID (-l /path/to/libssl.so | -P ATTACH_PLAN) | floor -s\n");
 	return 2;
 }

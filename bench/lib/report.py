@@ -639,8 +639,9 @@ def overhead_section(results, lines):
     syscalls = [r for r in cells if r["kind"] == "syscall"]
     if syscalls:
         lines += ["`dd if=/dev/zero of=/dev/null bs=1 count=1000000` (2,000,000 syscalls), a process tlstap does "
-                  "not trace, with no tracer and while tlstap traces an idle process in the given scope "
-                  "(alternating, medians of 3):", "",
+                  "not trace, with no tracer and while tlstap traces an idle process in the given scope, or "
+                  "while only empty programs sit on tlstap's two syscall hooks (`floor -s`: the raw tracepoint "
+                  "sys_enter and the BTF tracepoint sys_exit, no tlstap) (alternating, medians of 3):", "",
                   "| scope | dd seconds | no tracer | cost per syscall |", "|---|---|---|---|"]
         base = median([r["seconds"] for r in syscalls if r["scope"] == "none"])
         costs = {}
@@ -648,10 +649,27 @@ def overhead_section(results, lines):
             traced = median([r["seconds"] for r in syscalls if r["scope"] == scope])
             cost = (traced - base) / 2_000_000 * 1e9
             costs[scope] = cost
-            lines.append(f"| `tlstap {scope}` | {traced:.2f} | {base:.2f} | {cost:.0f} ns |")
+            lines.append(f"| {scope_label(scope)} | {traced:.2f} | {base:.2f} | {cost:.0f} ns |")
         found["syscall"] = costs
         lines.append("")
+    neighbour = [r for r in cells if r["kind"] == "neighbour" and r.get("rate")]
+    if neighbour:
+        base = median([r["rate"] for r in neighbour if r["scope"] == "none"])
+        lines += ["An untraced neighbour: a plaintext `redis-server` on 127.0.0.1 under "
+                  "`redis-benchmark -t get -c 20 -n 200000`, with no tracer, while tlstap traces nginx's (idle) "
+                  "worker, and with only the empty syscall hooks (alternating, medians of 3):", "",
+                  "| tracer | GET/s | × no tracer |", "|---|---:|---:|"]
+        for scope in dict.fromkeys(r["scope"] for r in neighbour):
+            rate = median([r["rate"] for r in neighbour if r["scope"] == scope])
+            lines.append(f"| {'no tracer' if scope == 'none' else scope_label(scope)} | {rate:,.0f} | "
+                         f"{rate / base:.2f}× |")
+        lines.append("")
     return found
+
+
+def scope_label(scope):
+    """How a scope of the overhead cells reads in a table."""
+    return "empty programs on the two syscall hooks (`floor -s`)" if scope == "hooks" else f"`tlstap {scope}`"
 
 
 def write_report(args):
