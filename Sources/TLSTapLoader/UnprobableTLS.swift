@@ -1,4 +1,3 @@
-import Foundation
 import Glibc
 import Synchronization
 
@@ -52,31 +51,33 @@ public enum UnprobableTLS {
             return nil
         }
         if let known = cache.withLock({ $0[identity] }) { return known }
-        var found: String?
-        if let bytes = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped),
-            contains(bytes, "BoringSSL")
-        {
-            found = "BoringSSL built into \(fileName) without symbols"
-        }
+        let found = fileContains(path, "BoringSSL") ? "BoringSSL built into \(fileName) without symbols" : nil
         cache.withLock { $0[identity] = found }
         return found
     }
 
-    /// Whether `text` occurs in `bytes`: memchr finds each candidate first
-    /// byte, memcmp checks the rest (a 17 MB library in milliseconds).
-    private static func contains(_ bytes: Data, _ text: String) -> Bool {
+    /// Whether `text` occurs in the file at `path`, mapped for the search:
+    /// memchr finds each candidate first byte, memcmp checks the rest (a
+    /// 17 MB library in milliseconds).
+    private static func fileContains(_ path: String, _ text: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var status = stat()
         let needle = Array(text.utf8)
-        return bytes.withUnsafeBytes { haystack in
-            guard let base = haystack.baseAddress, haystack.count >= needle.count else { return false }
-            var offset = 0
-            let last = haystack.count - needle.count
-            while offset <= last {
-                guard let found = memchr(base + offset, Int32(needle[0]), last - offset + 1) else { return false }
-                offset = base.distance(to: UnsafeRawPointer(found))
-                if memcmp(base + offset, needle, needle.count) == 0 { return true }
-                offset += 1
-            }
-            return false
+        guard fstat(fd, &status) == 0, status.st_size >= needle.count else { return false }
+        let size = Int(status.st_size)
+        guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapped != MAP_FAILED else { return false }
+        defer { munmap(mapped, size) }
+        let base = UnsafeRawPointer(mapped)
+        var offset = 0
+        let last = size - needle.count
+        while offset <= last {
+            guard let found = memchr(base + offset, Int32(needle[0]), last - offset + 1) else { return false }
+            offset = base.distance(to: UnsafeRawPointer(found))
+            if memcmp(base + offset, needle, needle.count) == 0 { return true }
+            offset += 1
         }
+        return false
     }
 }
