@@ -146,6 +146,18 @@ static __always_inline void chunk_lost(struct emit_state *state, __u32 len)
 	count_lost(len);
 }
 
+/* `chunks` chunks of `bytes` bytes in all, not sent: the call was cut before them. */
+static __always_inline void chunks_cut(__u64 chunks, __u64 bytes)
+{
+	__u32 zero = 0;
+	struct tlstap_lost_counts *lost = bpf_map_lookup_elem(&lost_counts, &zero);
+
+	if (!lost)
+		return;
+	lost->records += chunks;
+	lost->bytes += bytes;
+}
+
 /*
  * Linux 6.16 added this kfunc: it copies user memory straight into a
  * dynptr, so a chunk is copied once, into its ring buffer slot of exactly
@@ -155,8 +167,8 @@ static __always_inline void chunk_lost(struct emit_state *state, __u32 len)
 extern int bpf_probe_read_user_dynptr(struct bpf_dynptr *dst, __u32 offset, __u32 size,
 				      const void *unsafe_ptr__ign) __weak __ksym;
 
-/* Sends one chunk with a single copy, through a dynptr into the ring buffer. */
-static __always_inline void emit_chunk_in_place(struct emit_state *state, __u64 offset, __u32 len)
+/* Sends one chunk with a single copy, through a dynptr into the ring buffer; false if it was lost. */
+static __always_inline bool emit_chunk_in_place(struct emit_state *state, __u64 offset, __u32 len)
 {
 	struct tlstap_chunk_header header = state->header;
 	struct bpf_dynptr slot;
@@ -165,27 +177,46 @@ static __always_inline void emit_chunk_in_place(struct emit_state *state, __u64 
 	header.chunk_offset = state->segment_offset + offset;
 	if (bpf_ringbuf_reserve_dynptr(&events, sizeof(header) + len, 0, &slot)) {
 		bpf_ringbuf_discard_dynptr(&slot, 0); /* the verifier wants even a failed slot released */
-		chunk_lost(state, len);
-		return;
+		return false;
 	}
 	if (bpf_dynptr_write(&slot, 0, &header, sizeof(header), 0) ||
 	    bpf_probe_read_user_dynptr(&slot, sizeof(header), len, (void *)(state->buffer + offset))) {
 		bpf_ringbuf_discard_dynptr(&slot, 0);
-		chunk_lost(state, len);
-		return;
+		return false;
 	}
 	bpf_ringbuf_submit_dynptr(&slot, wakeup_flags());
-	chunk_delivered(state);
+	return true;
 }
 
-/* bpf_loop callback: sends chunk `index`; returns 1 to stop the loop. */
+/* Sends one chunk through the per-CPU scratch record (two copies); false if it was lost. */
+static __always_inline bool emit_chunk_copied(struct emit_state *state, __u64 offset, __u32 len)
+{
+	struct chunk_record *record;
+	__u32 zero = 0;
+
+	record = bpf_map_lookup_elem(&chunk_scratch, &zero);
+	if (!record)
+		return false;
+	record->header = state->header;
+	record->header.chunk_len = len;
+	record->header.chunk_offset = state->segment_offset + offset;
+	return !bpf_probe_read_user(record->payload, len, (void *)(state->buffer + offset)) &&
+	       !bpf_ringbuf_output(&events, record, sizeof(record->header) + len, wakeup_flags());
+}
+
+/*
+ * bpf_loop callback: sends chunk `index`, or counts it lost and stops the
+ * loop (returns 1). It reads nothing the loop's earlier calls wrote: kernels
+ * before 6.7 verified a callback once, from the state before the loop, and
+ * removed as dead the branches that state ruled out (a check of `cut` was,
+ * so a cut call went on sending on Debian 12's 6.1).
+ */
 static long emit_chunk(__u32 index, void *data)
 {
 	struct emit_state *state = data;
 	__u64 offset = (__u64)index * TLSTAP_CHUNK_MAX;
-	struct chunk_record *record;
-	__u32 zero = 0;
 	__u32 len;
+	bool sent;
 
 	if (offset >= state->segment_len)
 		return 1;
@@ -193,35 +224,36 @@ static long emit_chunk(__u32 index, void *data)
 							      : state->segment_len - offset;
 	if (len > TLSTAP_CHUNK_MAX) /* tells the verifier the bound */
 		return 1;
-	if (state->cut) {
-		count_lost(len);
-		return 0;
-	}
-	if (bpf_probe_read_user_dynptr) {
-		emit_chunk_in_place(state, offset, len);
-		return 0;
-	}
-
-	record = bpf_map_lookup_elem(&chunk_scratch, &zero);
-	if (!record)
-		return 1;
-	record->header = state->header;
-	record->header.chunk_len = len;
-	record->header.chunk_offset = state->segment_offset + offset;
-	if (bpf_probe_read_user(record->payload, len, (void *)(state->buffer + offset)) ||
-	    bpf_ringbuf_output(&events, record, sizeof(record->header) + len, wakeup_flags()))
+	sent = bpf_probe_read_user_dynptr ? emit_chunk_in_place(state, offset, len)
+					  : emit_chunk_copied(state, offset, len);
+	if (!sent) {
 		chunk_lost(state, len);
-	else
-		chunk_delivered(state);
+		return 1;
+	}
+	chunk_delivered(state);
 	return 0;
 }
 
-/* Sends the segment's bytes, chunk by chunk. */
+/*
+ * Sends the segment's bytes, chunk by chunk, up to the first that is lost;
+ * those after it are counted lost. A segment after a cut one (the next
+ * iovec) is counted lost whole.
+ */
 static __always_inline void emit_segment(struct emit_state *state)
 {
 	__u64 chunks = (state->segment_len + TLSTAP_CHUNK_MAX - 1) / TLSTAP_CHUNK_MAX;
+	long done;
 
-	bpf_loop(chunks, emit_chunk, state, 0);
+	if (state->cut) {
+		chunks_cut(chunks, state->segment_len);
+		return;
+	}
+	done = bpf_loop(chunks, emit_chunk, state, 0);
+	/* Stopped early: the chunk `done - 1` was lost (and counted), the rest were not tried. */
+	if (done > 0 && done < chunks) {
+		state->cut = 1;
+		chunks_cut(chunks - done, state->segment_len - done * TLSTAP_CHUNK_MAX);
+	}
 }
 
 /* Sends a whole call's `total_len` bytes at user address `buffer`. */
