@@ -19,8 +19,25 @@ public struct HostCheck: Sendable {
 
     /// Whether everything tlstap needs to trace OpenSSL is there.
     public var canTrace: Bool {
-        let needed: Set = ["BTF", "ring buffer", "uprobe", "uretprobe", "raw tracepoint", "bpf_loop"]
+        let needed = Set(["BTF", "ring buffer", "uprobe", "uretprobe", "raw tracepoint"] + Self.helpers.map(\.name))
         return features.allSatisfy { !needed.contains($0.name) || $0.available }
+    }
+
+    /// The BPF helpers tlstap's programs call that not every kernel with
+    /// BTF has, and the Linux version that added each.
+    static let helpers: [(id: bpf_func_id, name: String, since: String)] = [
+        (BPF_FUNC_loop, "bpf_loop", "5.17"),
+        (BPF_FUNC_get_attach_cookie, "attach cookies", "5.15"),
+        (BPF_FUNC_task_pt_regs, "task_pt_regs", "5.15"),
+        (BPF_FUNC_get_current_task_btf, "current_task_btf", "5.11"),
+    ]
+
+    /// The helpers of `helpers` this kernel does not know, as
+    /// "bpf_loop (Linux 5.17+)"; empty when all are there or could not be
+    /// probed (the load then says what is wrong).
+    public static func missingHelpers() -> [String] {
+        helpers.filter { libbpf_probe_bpf_helper(BPF_PROG_TYPE_KPROBE, $0.id, nil) == 0 }
+            .map { "\($0.name) (Linux \($0.since)+)" }
     }
 
     /// Probes the host. Loads (and unloads) tiny test programs, so it needs
@@ -34,7 +51,7 @@ public struct HostCheck: Sendable {
                 detail: "/sys/kernel/btf/vmlinux"
                     + (btf ? "" : " is missing: the kernel was built without CONFIG_DEBUG_INFO_BTF")))
         features.append(mapType(BPF_MAP_TYPE_RINGBUF, name: "ring buffer"))
-        features.append(helper(BPF_FUNC_loop, name: "bpf_loop"))
+        features += helpers.map { helper($0.id, name: $0.name, since: $0.since) }
         features.append(pmu("uprobe", name: "uprobe"))
         features.append(pmuFormat("uprobe", field: "retprobe", name: "uretprobe"))
         features.append(pmu("kprobe", name: "kprobe"))
@@ -59,9 +76,9 @@ public struct HostCheck: Sendable {
         return Feature(name: name, available: result == 1, detail: describe(result, "program type"))
     }
 
-    private static func helper(_ helper: bpf_func_id, name: String) -> Feature {
+    private static func helper(_ helper: bpf_func_id, name: String, since: String) -> Feature {
         let result = libbpf_probe_bpf_helper(BPF_PROG_TYPE_KPROBE, helper, nil)
-        return Feature(name: name, available: result == 1, detail: describe(result, "helper (kernel 5.17+)"))
+        return Feature(name: name, available: result == 1, detail: describe(result, "helper (Linux \(since)+)"))
     }
 
     private static func describe(_ result: Int32, _ what: String) -> String {

@@ -47,6 +47,13 @@ public final class Tracer {
                     + "built with CONFIG_DEBUG_INFO_BTF")
         }
 
+        let missing = HostCheck.missingHelpers()
+        guard missing.isEmpty else {
+            throw LoaderError(
+                "this kernel lacks what tlstap's BPF programs call: \(missing.joined(separator: ", ")); "
+                    + "`tlstap check` lists what it has")
+        }
+
         guard let skeleton = CTLSTapBPF_open() else { throw .system("cannot open the BPF object", errno: errno) }
         self.skeleton = skeleton
 
@@ -61,8 +68,9 @@ public final class Tracer {
 
         let loaded = CTLSTapBPF_load(skeleton)
         guard loaded == 0 else {
+            let why = LibbpfLog.takeRejection().map { " (\($0))" } ?? ""
             throw .system(
-                "the kernel refused tlstap's BPF programs (run with --verbose for the verifier log)",
+                "the kernel refused tlstap's BPF programs\(why); run with --verbose for the whole verifier log",
                 errno: -loaded)
         }
         try fillFilterMaps(filters)

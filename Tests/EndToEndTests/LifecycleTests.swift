@@ -143,7 +143,10 @@ extension EndToEnd {
             let run = try Harness.run(["check"])
             let text = String(decoding: run.output, as: UTF8.self)
             #expect(run.status == 0, "\(text)\(run.standardError)")
-            for feature in ["BTF", "ring buffer", "bpf_loop", "uprobe", "uretprobe", "raw tracepoint"] {
+            for feature in [
+                "BTF", "ring buffer", "bpf_loop", "attach cookies", "task_pt_regs", "current_task_btf", "uprobe",
+                "uretprobe", "raw tracepoint",
+            ] {
                 #expect(text.contains("  yes  \(feature.padding(toLength: 16, withPad: " ", startingAt: 0)) "))
             }
             for feature in ["kprobe", "fentry"] {
