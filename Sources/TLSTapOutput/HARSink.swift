@@ -60,7 +60,7 @@ public final class HARSink: EventSink {
             request.postData = HAREntry.PostData(
                 mimeType: exchange.requestHeaders.first("content-type") ?? "",
                 text: exchange.requestBody.map {
-                    String(validating: $0, as: UTF8.self) ?? Data($0).base64EncodedString()
+                    String(validating: $0, as: UTF8.self) ?? PayloadBase64.string($0)
                 })
         }
         var content = HAREntry.Content(
@@ -70,7 +70,7 @@ public final class HARSink: EventSink {
             if let text = String(validating: body, as: UTF8.self) {
                 content.text = text
             } else {
-                content.text = Data(body).base64EncodedString()
+                content.text = PayloadBase64.string(body)
                 content.encoding = "base64"
             }
         }

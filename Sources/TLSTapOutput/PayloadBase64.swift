@@ -25,4 +25,13 @@ enum PayloadBase64 {
             _ = Base64.encode(bytes: UnsafeBufferPointer(rebasing: input[vectorised...]).span, into: &rest)
         }
     }
+
+    /// The base64 of `bytes` as a string (HAR's bodies).
+    static func string(_ bytes: [UInt8]) -> String {
+        String(unsafeUninitializedCapacity: encodedLength(bytes.count)) { output in
+            guard let start = output.baseAddress else { return 0 }
+            encode(bytes, into: start)
+            return encodedLength(bytes.count)
+        }
+    }
 }

@@ -33,6 +33,14 @@ import Testing
                 == String(decoding: Base64.encodeToBytes(bytes: alphabet.span), as: UTF8.self))
     }
 
+    /// HAR's binary bodies go through the same encoder, as a String.
+    @Test func theStringFormIsTheSameText() {
+        for count in [0, 1, 2, 3, 47, 48, 49, 1_000] {
+            let input = Self.bytes(count, seed: UInt64(count) + 100)
+            #expect(Array(PayloadBase64.string(input).utf8) == Base64.encodeToBytes(bytes: input.span), "\(count)")
+        }
+    }
+
     @Test func theVectorKernelRunsWhereTheCPUHasAVX2() throws {
         let input = Self.bytes(1_000, seed: 9)
         var output = [UInt8](repeating: 0, count: 1_400)
