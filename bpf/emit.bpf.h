@@ -122,15 +122,21 @@ static __always_inline __u64 wakeup_flags(void)
 		bpf_get_current_comm((record)->comm, sizeof((record)->comm));          \
 	} while (0)
 
-static __always_inline void count_lost(__u64 bytes)
+/* `records` records of `bytes` bytes in all did not fit in the ring buffer. */
+static __always_inline void count_lost_records(__u64 records, __u64 bytes)
 {
 	__u32 zero = 0;
 	struct tlstap_lost_counts *lost = bpf_map_lookup_elem(&lost_counts, &zero);
 
 	if (!lost)
 		return;
-	lost->records += 1;
+	lost->records += records;
 	lost->bytes += bytes;
+}
+
+static __always_inline void count_lost(__u64 bytes)
+{
+	count_lost_records(1, bytes);
 }
 
 /*
@@ -144,18 +150,6 @@ static __always_inline void chunk_lost(struct emit_state *state, __u32 len)
 {
 	state->cut = 1;
 	count_lost(len);
-}
-
-/* `chunks` chunks of `bytes` bytes in all, not sent: the call was cut before them. */
-static __always_inline void chunks_cut(__u64 chunks, __u64 bytes)
-{
-	__u32 zero = 0;
-	struct tlstap_lost_counts *lost = bpf_map_lookup_elem(&lost_counts, &zero);
-
-	if (!lost)
-		return;
-	lost->records += chunks;
-	lost->bytes += bytes;
 }
 
 /*
@@ -245,14 +239,14 @@ static __always_inline void emit_segment(struct emit_state *state)
 	long done;
 
 	if (state->cut) {
-		chunks_cut(chunks, state->segment_len);
+		count_lost_records(chunks, state->segment_len);
 		return;
 	}
 	done = bpf_loop(chunks, emit_chunk, state, 0);
 	/* Stopped early: the chunk `done - 1` was lost (and counted), the rest were not tried. */
 	if (done > 0 && done < chunks) {
 		state->cut = 1;
-		chunks_cut(chunks - done, state->segment_len - done * TLSTAP_CHUNK_MAX);
+		count_lost_records(chunks - done, state->segment_len - done * TLSTAP_CHUNK_MAX);
 	}
 }
 
