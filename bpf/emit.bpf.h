@@ -199,6 +199,46 @@ static __always_inline bool emit_chunk_copied(struct emit_state *state, __u64 of
 }
 
 /*
+ * How a call's chunks are walked. bpf_loop (Linux 5.17+) takes any number.
+ * Older kernels have only loops the verifier walks to their end, so there a
+ * call's first TLSTAP_BOUNDED_CHUNKS chunks (4 MiB) are sent and the rest
+ * is counted as lost, like chunks a full ring buffer refused. Every program
+ * that sends payloads comes twice, the second named `..._bounded`; user
+ * space loads the pair member this kernel takes (tlstap_bpf.c).
+ */
+enum chunk_loop {
+	CHUNKS_IN_BPF_LOOP,
+	CHUNKS_IN_BOUNDED_LOOP,
+};
+
+#define TLSTAP_BOUNDED_CHUNKS 256
+
+/*
+ * Sends chunk `index` of the segment; false if there is none or it was
+ * lost (and counted), which ends the call's chunks.
+ */
+static __always_inline bool emit_chunk_at(struct emit_state *state, __u32 index, bool in_place)
+{
+	__u64 offset = (__u64)index * TLSTAP_CHUNK_MAX;
+	__u32 len;
+	bool sent;
+
+	if (offset >= state->segment_len)
+		return false;
+	len = state->segment_len - offset > TLSTAP_CHUNK_MAX ? TLSTAP_CHUNK_MAX
+							      : state->segment_len - offset;
+	if (len > TLSTAP_CHUNK_MAX) /* tells the verifier the bound */
+		return false;
+	sent = in_place ? emit_chunk_in_place(state, offset, len) : emit_chunk_copied(state, offset, len);
+	if (!sent) {
+		chunk_lost(state, len);
+		return false;
+	}
+	chunk_delivered(state);
+	return true;
+}
+
+/*
  * bpf_loop callback: sends chunk `index`, or counts it lost and stops the
  * loop (returns 1). It reads nothing the loop's earlier calls wrote: kernels
  * before 6.7 verified a callback once, from the state before the loop, and
@@ -207,33 +247,61 @@ static __always_inline bool emit_chunk_copied(struct emit_state *state, __u64 of
  */
 static long emit_chunk(__u32 index, void *data)
 {
-	struct emit_state *state = data;
-	__u64 offset = (__u64)index * TLSTAP_CHUNK_MAX;
-	__u32 len;
-	bool sent;
+	return emit_chunk_at(data, index, bpf_probe_read_user_dynptr) ? 0 : 1;
+}
 
-	if (offset >= state->segment_len)
-		return 1;
-	len = state->segment_len - offset > TLSTAP_CHUNK_MAX ? TLSTAP_CHUNK_MAX
-							      : state->segment_len - offset;
-	if (len > TLSTAP_CHUNK_MAX) /* tells the verifier the bound */
-		return 1;
-	sent = bpf_probe_read_user_dynptr ? emit_chunk_in_place(state, offset, len)
-					  : emit_chunk_copied(state, offset, len);
-	if (!sent) {
-		chunk_lost(state, len);
-		return 1;
-	}
-	chunk_delivered(state);
-	return 0;
+/* Kernels without bpf_loop: the segment being sent, for emit_chunks_bounded. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct emit_state);
+} bounded_segment SEC(".maps");
+
+/*
+ * The bounded loop over the segment in bounded_segment, counting as
+ * bpf_loop does: the chunks tried, the lost one included. Only on kernels
+ * before 5.17, which lack the dynptr kfunc too. A global function, which
+ * the verifier checks once, on its own: inlined or static, it was walked
+ * again at every call, and --plaintext's loop over iovecs went past the
+ * verifier's million instructions. Linux 5.10's global functions take only
+ * numbers, so the state goes through a per-CPU slot.
+ */
+__noinline int emit_chunks_bounded(__u64 chunks)
+{
+	__u32 zero = 0;
+	struct emit_state *state = bpf_map_lookup_elem(&bounded_segment, &zero);
+	__u32 i;
+
+	if (!state)
+		return 0;
+	for (i = 0; i < TLSTAP_BOUNDED_CHUNKS && i < chunks; i++)
+		if (!emit_chunk_at(state, i, false))
+			return i + 1;
+	return i;
+}
+
+/* emit_chunks_bounded on `state`: the chunks tried, or 0 if none could be. */
+static __always_inline long emit_segment_bounded(struct emit_state *state, __u64 chunks)
+{
+	__u32 zero = 0;
+	struct emit_state *slot = bpf_map_lookup_elem(&bounded_segment, &zero);
+	long done;
+
+	if (!slot)
+		return 0;
+	*slot = *state;
+	done = emit_chunks_bounded(chunks);
+	*state = *slot; /* what the chunks changed: delivered, cut, lost_before */
+	return done;
 }
 
 /*
- * Sends the segment's bytes, chunk by chunk, up to the first that is lost;
- * those after it are counted lost. A segment after a cut one (the next
- * iovec) is counted lost whole.
+ * Sends the segment's bytes, chunk by chunk, up to the first that is lost
+ * or the bounded loop's end; those after it are counted lost. A segment
+ * after a cut one (the next iovec) is counted lost whole.
  */
-static __always_inline void emit_segment(struct emit_state *state)
+static __always_inline void emit_segment(struct emit_state *state, enum chunk_loop loop)
 {
 	__u64 chunks = (state->segment_len + TLSTAP_CHUNK_MAX - 1) / TLSTAP_CHUNK_MAX;
 	long done;
@@ -242,20 +310,22 @@ static __always_inline void emit_segment(struct emit_state *state)
 		count_lost_records(chunks, state->segment_len);
 		return;
 	}
-	done = bpf_loop(chunks, emit_chunk, state, 0);
-	/* Stopped early: the chunk `done - 1` was lost (and counted), the rest were not tried. */
-	if (done > 0 && done < chunks) {
+	done = loop == CHUNKS_IN_BPF_LOOP ? bpf_loop(chunks, emit_chunk, state, 0) : emit_segment_bounded(state, chunks);
+	if (done < 0)
+		done = 0; /* bpf_loop refused to start */
+	/* Stopped early: the chunk `done - 1` was lost (and counted) or the last sent, the rest were not tried. */
+	if (done < chunks) {
 		state->cut = 1;
 		count_lost_records(chunks - done, state->segment_len - done * TLSTAP_CHUNK_MAX);
 	}
 }
 
 /* Sends a whole call's `total_len` bytes at user address `buffer`. */
-static __always_inline void emit_payload(struct emit_state *state)
+static __always_inline void emit_payload(struct emit_state *state, enum chunk_loop loop)
 {
 	state->segment_offset = 0;
 	state->segment_len = state->header.total_len;
-	emit_segment(state);
+	emit_segment(state, loop);
 }
 
 #endif /* TLSTAP_EMIT_BPF_H */

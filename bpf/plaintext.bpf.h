@@ -58,7 +58,7 @@ static __always_inline void remember_plain_msg(int fd, __u64 message, __u8 funct
 	remember_plain_call(fd, (__u64)header.msg_iov, header.msg_iovlen, function, direction);
 }
 
-static __always_inline void finish_plain_call(long ret)
+static __always_inline void finish_plain_call(long ret, enum chunk_loop loop)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
 	struct plain_call *pending = bpf_map_lookup_elem(&plain_calls, &thread);
@@ -97,7 +97,7 @@ static __always_inline void finish_plain_call(long ret)
 	begin_loss_mark(&state, socket_lost(socket, call.direction));
 	if (!call.iov_count) {
 		state.buffer = call.buffer;
-		emit_payload(&state);
+		emit_payload(&state, loop);
 		done = ret;
 	}
 	for (int i = 0; i < TLSTAP_MAX_IOVECS && i < call.iov_count && done < (__u64)ret; i++) {
@@ -106,7 +106,7 @@ static __always_inline void finish_plain_call(long ret)
 		state.buffer = (__u64)iov.iov_base;
 		state.segment_offset = done;
 		state.segment_len = iov.iov_len < (__u64)ret - done ? iov.iov_len : (__u64)ret - done;
-		emit_segment(&state);
+		emit_segment(&state, loop);
 		done += state.segment_len;
 	}
 	end_loss_mark(&state, socket_lost(socket, call.direction));

@@ -85,9 +85,10 @@ static __always_inline struct call_socket call_socket(struct tls_call *call, __u
 /*
  * Sends the plaintext of a finished call: `call` names the library, function,
  * TLS object and buffer; `moved` is the byte count the call returned, and
- * `through` the socket it went through.
+ * `through` the socket it went through; `loop` how its chunks are walked.
  */
-static __always_inline void send_call(struct tls_call *call, __u8 direction, __u64 moved, struct call_socket through)
+static __always_inline void send_call(struct tls_call *call, __u8 direction, __u64 moved, struct call_socket through,
+				      enum chunk_loop loop)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
 	struct emit_state state = {};
@@ -118,7 +119,7 @@ static __always_inline void send_call(struct tls_call *call, __u8 direction, __u
 	state.buffer = call->buffer;
 	bpf_get_current_comm(state.header.comm, sizeof(state.header.comm));
 	begin_loss_mark(&state, socket_lost(socket, direction));
-	emit_payload(&state);
+	emit_payload(&state, loop);
 	end_loss_mark(&state, socket_lost(socket, direction));
 }
 
@@ -139,7 +140,7 @@ static __always_inline struct iovec msg_first_iovec(__u64 msg)
 	return first_iovec((__u64)header.msg_iov);
 }
 
-static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
+static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction, enum chunk_loop loop)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
 	struct tls_call *pending = call_in_flight(thread);
@@ -164,7 +165,7 @@ static __always_inline void finish_call(struct pt_regs *ctx, __u8 direction)
 	}
 	through = call_socket(&call, thread >> 32);
 	end_call(pending);
-	send_call(&call, direction, moved, through);
+	send_call(&call, direction, moved, through, loop);
 }
 
 
@@ -185,46 +186,62 @@ int BPF_KPROBE(probe_object_free_enter, void *object)
 #include "stacks/gnutls.bpf.h"
 #include "stacks/nss.bpf.h"
 
-/* One return probe per direction: the entry already named library and function. */
+/*
+ * One return probe per direction: the entry already named library and
+ * function. Each comes twice, for kernels with and without bpf_loop.
+ */
 SEC("uretprobe")
 int probe_ssl_write_exit(struct pt_regs *ctx)
 {
-	finish_call(ctx, TLSTAP_DIR_OUT);
+	finish_call(ctx, TLSTAP_DIR_OUT, CHUNKS_IN_BPF_LOOP);
+	return 0;
+}
+
+SEC("uretprobe")
+int probe_ssl_write_exit_bounded(struct pt_regs *ctx)
+{
+	finish_call(ctx, TLSTAP_DIR_OUT, CHUNKS_IN_BOUNDED_LOOP);
 	return 0;
 }
 
 SEC("uretprobe")
 int probe_ssl_read_exit(struct pt_regs *ctx)
 {
-	finish_call(ctx, TLSTAP_DIR_IN);
+	finish_call(ctx, TLSTAP_DIR_IN, CHUNKS_IN_BPF_LOOP);
+	return 0;
+}
+
+SEC("uretprobe")
+int probe_ssl_read_exit_bounded(struct pt_regs *ctx)
+{
+	finish_call(ctx, TLSTAP_DIR_IN, CHUNKS_IN_BOUNDED_LOOP);
 	return 0;
 }
 
 #include "stacks/go.bpf.h"
 
 /*
- * Socket syscalls made inside a TLS call name the call's fd, whether the
- * application used SSL_set_fd or a socket BIO.
- */
-/*
  * The Go call of the goroutine making this syscall, if Go programs have
  * probes: a goroutine that parked inside (*Conn).Read or Write may make its
  * socket syscall on another thread, so it is found by the goroutine in R14
- * of the user registers the syscall was entered with.
+ * of the user registers the syscall was entered with (`user_regs`, which
+ * sys_enter is given: no helper needed, so Linux 5.10 has it too).
  */
-static __always_inline struct go_call *syscall_go_call(void)
+static __always_inline struct go_call *syscall_go_call(struct pt_regs *user_regs)
 {
 	struct go_call_key key = { .tgid = bpf_get_current_pid_tgid() >> 32 };
-	struct pt_regs *regs;
 
 	if (!go_probes_attached)
 		return NULL;
-	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	key.goroutine = BPF_CORE_READ(regs, r14);
+	key.goroutine = BPF_CORE_READ(user_regs, r14);
 	return bpf_map_lookup_elem(&go_calls, &key);
 }
 
-static __always_inline void note_call_fd(int fd)
+/*
+ * Socket syscalls made inside a TLS call name the call's fd, whether the
+ * application used SSL_set_fd or a socket BIO.
+ */
+static __always_inline void note_call_fd(struct pt_regs *user_regs, int fd)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
 	struct tls_call *call = call_in_flight(thread);
@@ -238,7 +255,7 @@ static __always_inline void note_call_fd(int fd)
 		call->fd = fd;
 	if (call)
 		return;
-	go = syscall_go_call();
+	go = syscall_go_call(user_regs);
 	if (go && go->call.fd < 0 && tcp_sock_of_fd(fd))
 		go->call.fd = fd;
 }
@@ -253,11 +270,11 @@ static __always_inline void note_call_fd(int fd)
  */
 #define TLSTAP_UNPROBED_WRITES 3
 
-static __always_inline void note_unprobed_tls(int fd, __u64 buffer)
+static __always_inline void note_unprobed_tls(struct pt_regs *user_regs, int fd, __u64 buffer)
 {
 	struct socket_state *socket;
 
-	if (tls_record_type(buffer) != 23 || syscall_go_call())
+	if (tls_record_type(buffer) != 23 || syscall_go_call(user_regs))
 		return;
 	socket = socket_in_use(fd);
 	if (!socket || !socket->wanted || socket->probed || socket->unprobed_writes >= TLSTAP_UNPROBED_WRITES)
@@ -270,12 +287,12 @@ static __always_inline void note_unprobed_tls(int fd, __u64 buffer)
  * A send of a traced process outside TLS calls: ciphertext an unbound
  * object produced (bindings.bpf.h), or TLS from code no probe covers.
  */
-static __always_inline void match_write(int fd, __u64 buffer, __u64 length)
+static __always_inline void match_write(struct pt_regs *user_regs, int fd, __u64 buffer, __u64 length)
 {
 	if (call_in_flight(bpf_get_current_pid_tgid()))
 		return;
 	if (!match_fingerprint(fd, buffer, length))
-		note_unprobed_tls(fd, buffer);
+		note_unprobed_tls(user_regs, fd, buffer);
 }
 
 /*
@@ -286,9 +303,9 @@ static __always_inline void match_write(int fd, __u64 buffer, __u64 length)
  * is still inside (*Conn).Write). The RET then only cleans up. The payload
  * is the whole of b, which Write writes or fails on.
  */
-static __always_inline void go_write_goes_out(int fd, __u64 record)
+static __always_inline void go_write_goes_out(struct pt_regs *user_regs, int fd, __u64 record, enum chunk_loop loop)
 {
-	struct go_call *go = syscall_go_call();
+	struct go_call *go = syscall_go_call(user_regs);
 	struct tls_call call;
 
 	if (!go || go->call.function != TLSTAP_FUNC_GO_WRITE || go->sent)
@@ -299,7 +316,7 @@ static __always_inline void go_write_goes_out(int fd, __u64 record)
 	go->sent = 1;
 	call = go->call;
 	call.fd = fd;
-	send_call(&call, TLSTAP_DIR_OUT, go->length, call_socket(&call, bpf_get_current_pid_tgid() >> 32));
+	send_call(&call, TLSTAP_DIR_OUT, go->length, call_socket(&call, bpf_get_current_pid_tgid() >> 32), loop);
 }
 
 /*
@@ -308,7 +325,8 @@ static __always_inline void go_write_goes_out(int fd, __u64 record)
  * process's syscall costs nothing more.
  */
 /* read, write, sendto, recvfrom (fd, buffer, length, ...): one buffer. */
-static __always_inline int buffer_call_entered(struct bpf_raw_tracepoint_args *ctx, __u8 function, __u8 direction)
+static __always_inline int buffer_call_entered(struct bpf_raw_tracepoint_args *ctx, __u8 function, __u8 direction,
+					       enum chunk_loop loop)
 {
 	__u64 buffer;
 	int fd;
@@ -317,11 +335,11 @@ static __always_inline int buffer_call_entered(struct bpf_raw_tracepoint_args *c
 		return 0;
 	fd = SYSCALL_ARG1(ctx);
 	buffer = SYSCALL_ARG2(ctx);
-	note_call_fd(fd);
+	note_call_fd(syscall_regs(ctx), fd);
 	if (direction == TLSTAP_DIR_OUT) {
-		match_write(fd, buffer, SYSCALL_ARG3(ctx));
+		match_write(syscall_regs(ctx), fd, buffer, SYSCALL_ARG3(ctx));
 		if (function == TLSTAP_FUNC_SYS_WRITE)
-			go_write_goes_out(fd, buffer); /* Go writes with write(2) */
+			go_write_goes_out(syscall_regs(ctx), fd, buffer, loop); /* Go writes with write(2) */
 	}
 	remember_plain_call(fd, buffer, 0, function, direction);
 	return 0;
@@ -337,11 +355,11 @@ static __always_inline int iovec_call_entered(struct bpf_raw_tracepoint_args *ct
 		return 0;
 	fd = SYSCALL_ARG1(ctx);
 	iov = SYSCALL_ARG2(ctx);
-	note_call_fd(fd);
+	note_call_fd(syscall_regs(ctx), fd);
 	if (direction == TLSTAP_DIR_OUT) {
 		struct iovec first = first_iovec(iov);
 
-		match_write(fd, (__u64)first.iov_base, first.iov_len);
+		match_write(syscall_regs(ctx), fd, (__u64)first.iov_base, first.iov_len);
 	}
 	remember_plain_call(fd, iov, SYSCALL_ARG3(ctx), function, direction);
 	return 0;
@@ -350,25 +368,32 @@ static __always_inline int iovec_call_entered(struct bpf_raw_tracepoint_args *ct
 SEC("raw_tracepoint/sys_enter")
 int probe_read_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	return buffer_call_entered(ctx, TLSTAP_FUNC_SYS_READ, TLSTAP_DIR_IN);
+	return buffer_call_entered(ctx, TLSTAP_FUNC_SYS_READ, TLSTAP_DIR_IN, CHUNKS_IN_BPF_LOOP);
 }
 
+/* write(2) may send a Go Write's payload: twice, for kernels with and without bpf_loop. */
 SEC("raw_tracepoint/sys_enter")
 int probe_write_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	return buffer_call_entered(ctx, TLSTAP_FUNC_SYS_WRITE, TLSTAP_DIR_OUT);
+	return buffer_call_entered(ctx, TLSTAP_FUNC_SYS_WRITE, TLSTAP_DIR_OUT, CHUNKS_IN_BPF_LOOP);
+}
+
+SEC("raw_tracepoint/sys_enter")
+int probe_write_enter_bounded(struct bpf_raw_tracepoint_args *ctx)
+{
+	return buffer_call_entered(ctx, TLSTAP_FUNC_SYS_WRITE, TLSTAP_DIR_OUT, CHUNKS_IN_BOUNDED_LOOP);
 }
 
 SEC("raw_tracepoint/sys_enter")
 int probe_sendto_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	return buffer_call_entered(ctx, TLSTAP_FUNC_SYS_SENDTO, TLSTAP_DIR_OUT);
+	return buffer_call_entered(ctx, TLSTAP_FUNC_SYS_SENDTO, TLSTAP_DIR_OUT, CHUNKS_IN_BPF_LOOP);
 }
 
 SEC("raw_tracepoint/sys_enter")
 int probe_recvfrom_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	return buffer_call_entered(ctx, TLSTAP_FUNC_SYS_RECVFROM, TLSTAP_DIR_IN);
+	return buffer_call_entered(ctx, TLSTAP_FUNC_SYS_RECVFROM, TLSTAP_DIR_IN, CHUNKS_IN_BPF_LOOP);
 }
 
 SEC("raw_tracepoint/sys_enter")
@@ -393,11 +418,11 @@ int probe_sendmsg_enter(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	fd = SYSCALL_ARG1(ctx);
 	message = SYSCALL_ARG2(ctx);
-	note_call_fd(fd);
+	note_call_fd(syscall_regs(ctx), fd);
 	{
 		struct iovec first = msg_first_iovec(message);
 
-		match_write(fd, (__u64)first.iov_base, first.iov_len);
+		match_write(syscall_regs(ctx), fd, (__u64)first.iov_base, first.iov_len);
 	}
 	remember_plain_msg(fd, message, TLSTAP_FUNC_SYS_SENDMSG, TLSTAP_DIR_OUT);
 	return 0;
@@ -411,7 +436,7 @@ int probe_recvmsg_enter(struct bpf_raw_tracepoint_args *ctx)
 	if (!tracing_this_process())
 		return 0;
 	fd = SYSCALL_ARG1(ctx);
-	note_call_fd(fd);
+	note_call_fd(syscall_regs(ctx), fd);
 	remember_plain_msg(fd, SYSCALL_ARG2(ctx), TLSTAP_FUNC_SYS_RECVMSG, TLSTAP_DIR_IN);
 	return 0;
 }
@@ -450,8 +475,7 @@ static __always_inline void connect_returned(long ret)
  * accept4's, which return the new socket's fd, and with --plaintext those
  * of the calls whose entry kept a plaintext buffer.
  */
-SEC("tp_btf/sys_exit")
-int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
+static __always_inline void syscall_returned(struct pt_regs *regs, long ret, enum chunk_loop loop)
 {
 	__u32 number = regs->orig_ax;
 
@@ -460,7 +484,21 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	else if ((number == syscall_accept || number == syscall_accept4) && ret >= 0 && tracing_this_process())
 		track_socket(ret, TLSTAP_SOCKET_ACCEPT, TLSTAP_ROLE_SERVER);
 	else if (capture_plaintext)
-		finish_plain_call(ret);
+		finish_plain_call(ret, loop);
+}
+
+/* Twice, for kernels with and without bpf_loop. */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
+{
+	syscall_returned(regs, ret, CHUNKS_IN_BPF_LOOP);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(on_sys_exit_bounded, struct pt_regs *regs, long ret)
+{
+	syscall_returned(regs, ret, CHUNKS_IN_BOUNDED_LOOP);
 	return 0;
 }
 

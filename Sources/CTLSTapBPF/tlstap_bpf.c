@@ -102,8 +102,55 @@ struct tlstap_bpf *CTLSTapBPF_open(void)
 	return tlstap_bpf__open();
 }
 
+/* A program that sends payloads has a twin for kernels without bpf_loop (emit.bpf.h): this suffix. */
+static const char bounded_suffix[] = "_bounded";
+
+static bool is_bounded_twin(const char *name)
+{
+	size_t length = strlen(name), suffix = sizeof(bounded_suffix) - 1;
+
+	return length > suffix && strcmp(name + length - suffix, bounded_suffix) == 0;
+}
+
+/*
+ * `program`, or its bounded twin where that is the one loaded. NULL stays
+ * NULL (libbpf 1.1 dereferences a NULL program).
+ */
+static struct bpf_program *loaded_member(struct tlstap_bpf *skel, struct bpf_program *program)
+{
+	char twin[128];
+
+	if (!program || bpf_program__autoload(program))
+		return program;
+	snprintf(twin, sizeof(twin), "%s%s", bpf_program__name(program), bounded_suffix);
+	return bpf_object__find_program_by_name(skel->obj, twin);
+}
+
+/*
+ * Loads one member of each program pair, and none of the programs that
+ * call what the kernel lacks: those are the only ones the verifier would
+ * refuse.
+ */
+static void choose_programs(struct tlstap_bpf *skel, const struct CTLSTapBPF_KernelFeatures *features)
+{
+	struct bpf_program *program;
+
+	bpf_object__for_each_program(program, skel->obj) {
+		const char *name = bpf_program__name(program);
+		char twin[128];
+
+		if (!is_bounded_twin(name))
+			continue;
+		bpf_program__set_autoload(program, !features->bpf_loop);
+		snprintf(twin, sizeof(twin), "%.*s", (int)(strlen(name) - strlen(bounded_suffix)), name);
+		bpf_program__set_autoload(bpf_object__find_program_by_name(skel->obj, twin), features->bpf_loop);
+	}
+	bpf_program__set_autoload(skel->progs.probe_ssl_write_inner_enter, features->attach_cookies);
+	bpf_program__set_autoload(skel->progs.probe_ssl_read_inner_enter, features->attach_cookies);
+}
+
 int CTLSTapBPF_configure(struct tlstap_bpf *skel, const struct CTLSTapBPF_Filters *filters,
-			 uint32_t ring_buffer_bytes)
+			 const struct CTLSTapBPF_KernelFeatures *features, uint32_t ring_buffer_bytes)
 {
 	skel->rodata->own_pid = filters->own_pid;
 	skel->rodata->filter_pids = filters->filter_pids;
@@ -118,6 +165,7 @@ int CTLSTapBPF_configure(struct tlstap_bpf *skel, const struct CTLSTapBPF_Filter
 	skel->rodata->syscall_accept = SYS_accept;
 	skel->rodata->syscall_accept4 = SYS_accept4;
 	choose_uprobe_links(skel);
+	choose_programs(skel, features);
 	skel->rodata->target_cgroup_id = filters->target_cgroup_id;
 	skel->rodata->wakeup_threshold = ring_buffer_bytes / 8 < (1u << 20) ? ring_buffer_bytes / 8 : (1u << 20);
 	return bpf_map__set_max_entries(skel->maps.events, ring_buffer_bytes);
@@ -129,13 +177,13 @@ struct syscall_handler {
 	struct bpf_program *program;
 };
 
-static int fill_syscall_table(struct bpf_map *table, const struct syscall_handler *handlers, size_t count)
+static int fill_syscall_table(struct tlstap_bpf *skel, const struct syscall_handler *handlers, size_t count)
 {
 	for (size_t i = 0; i < count; i++) {
 		__u32 slot = (__u32)handlers[i].number;
-		int program = bpf_program__fd(handlers[i].program);
+		int program = bpf_program__fd(loaded_member(skel, handlers[i].program));
 
-		if (program < 0 || bpf_map__update_elem(table, &slot, sizeof(slot), &program, sizeof(program), BPF_ANY))
+		if (program < 0 || bpf_map__update_elem(skel->maps.syscall_enters, &slot, sizeof(slot), &program, sizeof(program), BPF_ANY))
 			return -errno;
 	}
 	return 0;
@@ -154,7 +202,7 @@ int CTLSTapBPF_load(struct tlstap_bpf *skel)
 	int err = tlstap_bpf__load(skel);
 
 	if (!err)
-		err = fill_syscall_table(skel->maps.syscall_enters, enters, sizeof(enters) / sizeof(enters[0]));
+		err = fill_syscall_table(skel, enters, sizeof(enters) / sizeof(enters[0]));
 	return err;
 }
 
@@ -267,6 +315,11 @@ static const char *const program_names[] = {
 	[CTLSTapBPF_SSL_READ_INNER_ENTER] = "probe_ssl_read_inner_enter",
 	[CTLSTapBPF_BIO_WRITE_ENTER] = "probe_bio_write_enter",
 	[CTLSTapBPF_OBJECT_FREE_ENTER] = "probe_object_free_enter",
+	[CTLSTapBPF_BORINGSSL_WRITE_ENTER] = "probe_boringssl_write_enter",
+	[CTLSTapBPF_BORINGSSL_READ_ENTER] = "probe_boringssl_read_enter",
+	[CTLSTapBPF_BORINGSSL_WRITE_EX_ENTER] = "probe_boringssl_write_ex_enter",
+	[CTLSTapBPF_BORINGSSL_READ_EX_ENTER] = "probe_boringssl_read_ex_enter",
+	[CTLSTapBPF_BORINGSSL_HANDSHAKE_ENTER] = "probe_boringssl_handshake_enter",
 };
 
 const char *CTLSTapBPF_program_name(enum CTLSTapBPF_Program program)
@@ -278,7 +331,7 @@ struct bpf_program *CTLSTapBPF_program(struct tlstap_bpf *skel, enum CTLSTapBPF_
 {
 	const char *name = CTLSTapBPF_program_name(program);
 
-	return name ? bpf_object__find_program_by_name(skel->obj, name) : NULL;
+	return name ? loaded_member(skel, bpf_object__find_program_by_name(skel->obj, name)) : NULL;
 }
 
 int CTLSTapBPF_map_fd(struct tlstap_bpf *skel, enum CTLSTapBPF_Map map)
@@ -361,6 +414,8 @@ struct probe_slot {
 static int attach_all(struct probe_slot *probes, size_t count, const char **failed)
 {
 	for (size_t i = 0; i < count; i++) {
+		if (!bpf_program__autoload(probes[i].program))
+			continue; /* the other member of its pair is loaded */
 		*probes[i].link = bpf_program__attach(probes[i].program);
 		if (!*probes[i].link) {
 			int err = -errno;
@@ -381,6 +436,7 @@ int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, const char **failed
 	struct probe_slot always[] = {
 		SLOT(on_sys_enter),
 		SLOT(on_sys_exit),
+		SLOT(on_sys_exit_bounded),
 		SLOT(probe_process_exit),
 		SLOT(probe_process_exec),
 	};

@@ -19,26 +19,19 @@ public struct HostCheck: Sendable {
 
     /// Whether everything tlstap needs to trace OpenSSL is there.
     public var canTrace: Bool {
-        let needed = Set(["BTF", "ring buffer", "uprobe", "uretprobe", "raw tracepoint"] + Self.helpers.map(\.name))
+        let needed: Set = ["BTF", "ring buffer", "uprobe", "uretprobe", "raw tracepoint"]
         return features.allSatisfy { !needed.contains($0.name) || $0.available }
     }
 
-    /// The BPF helpers tlstap's programs call that not every kernel with
-    /// BTF has, and the Linux version that added each.
-    static let helpers: [(id: bpf_func_id, name: String, since: String)] = [
-        (BPF_FUNC_loop, "bpf_loop", "5.17"),
-        (BPF_FUNC_get_attach_cookie, "attach cookies", "5.15"),
-        (BPF_FUNC_task_pt_regs, "task_pt_regs", "5.15"),
-        (BPF_FUNC_get_current_task_btf, "current_task_btf", "5.11"),
+    /// The BPF helpers tlstap uses where the kernel has them
+    /// (`KernelFeatures`), and the Linux version that added each.
+    static let optionalHelpers: [(id: bpf_func_id, name: String, since: String, hiddenAs: String)] = [
+        (BPF_FUNC_loop, "bpf_loop", "5.17", "bpf_loop"),
+        (BPF_FUNC_get_attach_cookie, "attach cookies", "5.15", "attach_cookies"),
     ]
 
-    /// The helpers of `helpers` this kernel does not know, as
-    /// "bpf_loop (Linux 5.17+)"; empty when all are there or could not be
-    /// probed (the load then says what is wrong).
-    public static func missingHelpers() -> [String] {
-        helpers.filter { libbpf_probe_bpf_helper(BPF_PROG_TYPE_KPROBE, $0.id, nil) == 0 }
-            .map { "\($0.name) (Linux \($0.since)+)" }
-    }
+    /// Whether the kernel has BPF ring buffers (Linux 5.8+), which tlstap cannot do without.
+    public static var hasRingBuffer: Bool { libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nil) == 1 }
 
     /// Probes the host. Loads (and unloads) tiny test programs, so it needs
     /// the same privileges as tracing for the BPF answers to be meaningful.
@@ -51,7 +44,11 @@ public struct HostCheck: Sendable {
                 detail: "/sys/kernel/btf/vmlinux"
                     + (btf ? "" : " is missing: the kernel was built without CONFIG_DEBUG_INFO_BTF")))
         features.append(mapType(BPF_MAP_TYPE_RINGBUF, name: "ring buffer"))
-        features += helpers.map { helper($0.id, name: $0.name, since: $0.since) }
+        features += optionalHelpers.map { helper in
+            KernelFeatures.hidden.contains(helper.hiddenAs)
+                ? Feature(name: helper.name, available: false, detail: "hidden by \(KernelFeatures.hidingVariable)")
+                : self.helper(helper.id, name: helper.name, since: helper.since)
+        }
         features.append(pmu("uprobe", name: "uprobe"))
         features.append(pmuFormat("uprobe", field: "retprobe", name: "uretprobe"))
         features.append(pmu("kprobe", name: "kprobe"))

@@ -27,15 +27,18 @@ public enum ProbeLayout {
         /// nil: `exit` is a uretprobe; else it is an uprobe at each of
         /// these file offsets, the function's RET instructions (Go).
         var returnInstructions: [UInt64]? = nil
-        /// Read by the OpenSSL-API programs (TLSTAP_COOKIE_* in tlstap_abi.h).
-        var cookie: UInt64
+        /// Read by the programs in the function SSL_write and SSL_write_ex
+        /// both call (TLSTAP_COOKIE_* in tlstap_abi.h); 0 for the others,
+        /// whose programs know their library.
+        var cookie: UInt64 = 0
         var optional: Bool
     }
 
     /// Where the probes for the library in `target` go: each function of
     /// its stack's `probes` at its symbol, except OpenSSL's write and read pairs,
-    /// which go into the function both call where `ProbePlacement` finds one.
-    static func attachPoints(for target: LibraryTarget) -> [AttachPoint] {
+    /// which go into the function both call where `ProbePlacement` finds one
+    /// and the kernel has attach cookies.
+    static func attachPoints(for target: LibraryTarget, features: KernelFeatures = .current) -> [AttachPoint] {
         let library = UInt64(target.library.rawValue)
         let specs = TLSStack.of(target.library).probes
         if let go = target.goFunctions { return goPoints(specs, go) }
@@ -54,7 +57,7 @@ public enum ProbeLayout {
             {
                 return AttachPoint(
                     symbol: callee, label: "\(symbol) and \(callee), in the latter", offset: calleeEntry,
-                    enter: probe.enter, exit: probe.exit, cookie: library, optional: probe.optional)
+                    enter: probe.enter, exit: probe.exit, optional: probe.optional)
             }
             // Past leading instructions that only set flags (endbr64) when that spares the single step;
             // else at the symbol, found by libbpf.
@@ -62,12 +65,13 @@ public enum ProbeLayout {
             let skip: UInt64? = if let entry, entry != start { entry } else { nil }
             return AttachPoint(
                 symbol: symbol, label: symbol, offset: skip, symbolOffset: start, enter: probe.enter, exit: probe.exit,
-                cookie: library, optional: probe.optional)
+                optional: probe.optional)
         }
         guard target.library == .openssl || target.library == .boringssl else { return points }
-        if let bioWrite = bioWritePoint(for: target, functions: functions, library: library) {
+        if let bioWrite = bioWritePoint(for: target, functions: functions) {
             points.append(bioWrite)
         }
+        guard features.attachCookies else { return points }
         let pairs = [
             ("SSL_write", CTLSTapBPF_SSL_WRITE_INNER_ENTER, CTLSTapBPF_SSL_WRITE_EXIT),
             ("SSL_read", CTLSTapBPF_SSL_READ_INNER_ENTER, CTLSTapBPF_SSL_READ_EXIT),
@@ -96,7 +100,7 @@ public enum ProbeLayout {
             guard let function = [go.write, go.read].first(where: { $0.name == probe.symbol }) else { return nil }
             return AttachPoint(
                 symbol: function.name, label: function.name, offset: function.entry, enter: probe.enter,
-                exit: probe.exit, returnInstructions: function.returns, cookie: 0, optional: probe.optional)
+                exit: probe.exit, returnInstructions: function.returns, optional: probe.optional)
         }
     }
 
@@ -104,7 +108,7 @@ public enum ProbeLayout {
     /// BoringSSL linked in), else in the libcrypto beside libssl; nil if
     /// neither does.
     private static func bioWritePoint(
-        for target: LibraryTarget, functions: [String: ELFSymbols.Function], library: UInt64
+        for target: LibraryTarget, functions: [String: ELFSymbols.Function]
     ) -> AttachPoint? {
         let symbol = target.symbolPrefix + TLSStack.bioWriteProbe.symbol
         let found: (path: String, function: ELFSymbols.Function)? =
@@ -128,8 +132,7 @@ public enum ProbeLayout {
         if let entry = cheapEntry(start) {
             return AttachPoint(
                 symbol: symbol, label: symbol, path: file, offset: entry, symbolOffset: start,
-                enter: TLSStack.bioWriteProbe.enter,
-                exit: nil, cookie: library, optional: false)
+                enter: TLSStack.bioWriteProbe.enter, exit: nil, optional: false)
         }
         // OpenSSL 3's BIO_write begins with `sub rsp`, which the kernel would single-step on every record
         // (about 14 µs): the function it passes (bio, data, length) on to (bio_write_intern) is probed instead.
@@ -138,12 +141,11 @@ public enum ProbeLayout {
         {
             return AttachPoint(
                 symbol: nil, label: "\(symbol), in the function it calls", path: file, offset: entry,
-                enter: TLSStack.bioWriteProbe.enter, exit: nil, cookie: library, optional: false)
+                enter: TLSStack.bioWriteProbe.enter, exit: nil, optional: false)
         }
         return AttachPoint(
             symbol: symbol, label: symbol, path: file, offset: start, symbolOffset: start,
-            enter: TLSStack.bioWriteProbe.enter,
-            exit: nil, cookie: library, optional: false)
+            enter: TLSStack.bioWriteProbe.enter, exit: nil, optional: false)
     }
 
     /// The inner function to probe for the pair `plain` and `ex`, if `plain`
@@ -174,8 +176,8 @@ public enum ProbeLayout {
 
     /// Where the probes for `target` go, as `tlstap check` lists them:
     /// `symbol @ 0xFILEOFFSET (entry|return)`.
-    public static func probePoints(for target: LibraryTarget) -> [String] {
-        attachPoints(for: target).flatMap { point in
+    public static func probePoints(for target: LibraryTarget, features: KernelFeatures = .current) -> [String] {
+        attachPoints(for: target, features: features).flatMap { point in
             guard let offset = point.offset ?? point.symbolOffset else { return ["\(point.label): not in this file"] }
             if let returns = point.returnInstructions {
                 return ["\(point.label) @ 0x\(String(offset, radix: 16)) (entry)"]
@@ -203,8 +205,8 @@ public enum ProbeLayout {
     /// can attach from (bench/'s floor and bare consumer):
     /// `FILE OFFSET COOKIE ENTRY-PROGRAM RETURN-PROGRAM`, offsets and cookies
     /// in hex. Functions probed at their RET instructions (Go) are not listed.
-    public static func attachPlanLines(for target: LibraryTarget) -> [String] {
-        attachPoints(for: target).compactMap { point in
+    public static func attachPlanLines(for target: LibraryTarget, features: KernelFeatures = .current) -> [String] {
+        attachPoints(for: target, features: features).compactMap { point in
             guard let offset = point.offset ?? point.symbolOffset, let exitProgram = point.exit,
                 point.returnInstructions == nil,
                 let enter = CTLSTapBPF_program_name(point.enter), let exit = CTLSTapBPF_program_name(exitProgram)

@@ -44,29 +44,36 @@ struct TLSStack: Sendable {
 
     static let openSSL = TLSStack(
         library: .openssl, fileNamePrefix: "libssl.so",
-        probes: [
-            ProbeSpec(
-                symbol: "SSL_write", enter: CTLSTapBPF_SSL_WRITE_ENTER, exit: CTLSTapBPF_SSL_WRITE_EXIT,
-                optional: false),
-            ProbeSpec(
-                symbol: "SSL_read", enter: CTLSTapBPF_SSL_READ_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT, optional: false),
-            ProbeSpec(
-                symbol: "SSL_write_ex", enter: CTLSTapBPF_SSL_WRITE_EX_ENTER, exit: CTLSTapBPF_SSL_WRITE_EXIT,
-                optional: true),
-            ProbeSpec(
-                symbol: "SSL_read_ex", enter: CTLSTapBPF_SSL_READ_EX_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT,
-                optional: true),
+        probes: openSSLAPI(
+            write: CTLSTapBPF_SSL_WRITE_ENTER, read: CTLSTapBPF_SSL_READ_ENTER, writeEx: CTLSTapBPF_SSL_WRITE_EX_ENTER,
+            readEx: CTLSTapBPF_SSL_READ_EX_ENTER, handshake: CTLSTapBPF_SSL_HANDSHAKE_ENTER))
+
+    /// BoringSSL: OpenSSL's API, with entry programs of its own that report
+    /// it, found linked into programs, often with a symbol prefix.
+    static let boringSSL = TLSStack(
+        library: .boringssl, fileNamePrefix: nil,
+        probes: openSSLAPI(
+            write: CTLSTapBPF_BORINGSSL_WRITE_ENTER, read: CTLSTapBPF_BORINGSSL_READ_ENTER,
+            writeEx: CTLSTapBPF_BORINGSSL_WRITE_EX_ENTER, readEx: CTLSTapBPF_BORINGSSL_READ_EX_ENTER,
+            handshake: CTLSTapBPF_BORINGSSL_HANDSHAKE_ENTER))
+
+    /// The OpenSSL API's probes, with one flavour's entry programs.
+    private static func openSSLAPI(
+        write: CTLSTapBPF_Program, read: CTLSTapBPF_Program, writeEx: CTLSTapBPF_Program,
+        readEx: CTLSTapBPF_Program, handshake: CTLSTapBPF_Program
+    ) -> [ProbeSpec] {
+        [
+            ProbeSpec(symbol: "SSL_write", enter: write, exit: CTLSTapBPF_SSL_WRITE_EXIT, optional: false),
+            ProbeSpec(symbol: "SSL_read", enter: read, exit: CTLSTapBPF_SSL_READ_EXIT, optional: false),
+            ProbeSpec(symbol: "SSL_write_ex", enter: writeEx, exit: CTLSTapBPF_SSL_WRITE_EXIT, optional: true),
+            ProbeSpec(symbol: "SSL_read_ex", enter: readEx, exit: CTLSTapBPF_SSL_READ_EXIT, optional: true),
             // Sends no data: names the connection of programs that use memory BIOs (node) before their first write.
             ProbeSpec(
-                symbol: "SSL_do_handshake", enter: CTLSTapBPF_SSL_HANDSHAKE_ENTER,
-                exit: CTLSTapBPF_SSL_HANDSHAKE_EXIT, optional: true),
+                symbol: "SSL_do_handshake", enter: handshake, exit: CTLSTapBPF_SSL_HANDSHAKE_EXIT, optional: true),
             // A freed object's socket is forgotten before its address is reused.
             ProbeSpec(symbol: "SSL_free", enter: CTLSTapBPF_OBJECT_FREE_ENTER, exit: nil, optional: true),
-        ])
-
-    /// BoringSSL: OpenSSL's API and programs (the attach cookie names it),
-    /// found linked into programs, often with a symbol prefix.
-    static let boringSSL = TLSStack(library: .boringssl, fileNamePrefix: nil, probes: openSSL.probes)
+        ]
+    }
 
     static let gnuTLS = TLSStack(
         library: .gnutls, fileNamePrefix: "libgnutls.so",

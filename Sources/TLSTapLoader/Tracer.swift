@@ -47,12 +47,11 @@ public final class Tracer {
                     + "built with CONFIG_DEBUG_INFO_BTF")
         }
 
-        let missing = HostCheck.missingHelpers()
-        guard missing.isEmpty else {
-            throw LoaderError(
-                "this kernel lacks what tlstap's BPF programs call: \(missing.joined(separator: ", ")); "
-                    + "`tlstap check` lists what it has")
+        guard HostCheck.hasRingBuffer else {
+            throw LoaderError("this kernel has no BPF ring buffer (Linux 5.8+); `tlstap check` lists what it has")
         }
+        let features = KernelFeatures.current
+        for cost in features.costs { logger.notice("this kernel has \(cost)") }
 
         guard let skeleton = CTLSTapBPF_open() else { throw .system("cannot open the BPF object", errno: errno) }
         self.skeleton = skeleton
@@ -63,7 +62,8 @@ public final class Tracer {
             filter_hosts: !filters.hosts.isEmpty, capture_plaintext: filters.plaintext,
             follow_children: filters.followChildren, stop_for_attach: filters.followsExecs,
             target_cgroup_id: filters.cgroupID ?? 0)
-        let configured = CTLSTapBPF_configure(skeleton, &settings, ringBufferBytes)
+        var loaderFeatures = features.forLoader
+        let configured = CTLSTapBPF_configure(skeleton, &settings, &loaderFeatures, ringBufferBytes)
         guard configured == 0 else { throw .system("cannot size the ring buffer", errno: -configured) }
 
         let loaded = CTLSTapBPF_load(skeleton)

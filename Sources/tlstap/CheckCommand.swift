@@ -36,6 +36,11 @@ struct CheckCommand: ParsableCommand {
             let name = feature.name.padding(toLength: 16)
             report += "  \(feature.available ? "yes" : "no ")  \(name) \(feature.detail)\n"
         }
+        let costs = KernelFeatures.current.costs
+        if !costs.isEmpty {
+            report += "What this kernel's missing features cost:\n"
+            for cost in costs { report += "  \(cost)\n" }
+        }
         report += "TLS libraries for host-wide tracing:\n"
         if check.libraries.isEmpty { report += "  none found in the dynamic loader's cache\n" }
         for library in check.libraries { report += "  \(library.library.name)  \(library.path)  (\(library.reason))\n" }

@@ -91,6 +91,36 @@ extension EndToEnd {
             #expect(run.standardError.contains(" 0 records lost (0 bytes)"))
         }
 
+        /// Without bpf_loop (Linux 5.10 to 5.16; hidden here as the kernel
+        /// matrix's 5.10 guest lacks it), a call's chunks go in a bounded
+        /// loop: its first 4 MiB arrive, and the rest is counted as lost to
+        /// the record and the byte, never cut silently.
+        @Test(arguments: [4 << 20, (16 << 20) + 5])
+        func withoutBPFLoopACallArrivesUpToFourMiBAndTheRestIsCountedLost(size: Int) throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let (server, port) = try Harness.startPythonServer(in: workspace)
+            let client = Harness.pythonClientScript(port: port, workspace: workspace, size: size, seed: 41)
+            var environment = ProcessInfo.processInfo.environment
+            environment["TLSTAP_KERNEL_WITHOUT"] = "bpf_loop"
+            let run = try LaunchedProgram(
+                [Harness.tlstap, "--format", "json", "--", "/bin/sh", "-c", client], environment: environment
+            ).waitForBytes()
+            _ = server.wait()
+            #expect(run.status == 0, "\(run.standardError)")
+            let bound = 4 << 20  // as README and `tlstap check` say
+            let chunk = 16 << 10
+            let lostBytes = max(size - bound, 0)
+            let lostRecords = (size + chunk - 1) / chunk - min(size, bound) / chunk
+            let events = try Harness.dataEvents(run.output)
+            let body = try #require(events.first { $0.direction == "out" && $0.length == size })
+            let sent = Array(try Data(contentsOf: workspace.appendingPathComponent("body.bin")))
+            #expect(body.payload.count == min(size, bound))
+            #expect(body.payload == Array(sent.prefix(bound)))
+            #expect(
+                run.standardError.contains(" \(lostRecords) records lost (\(lostBytes) bytes)"), "\(run.standardError)")
+        }
+
         /// `-- COMMAND` traces processes the command forks, and exits with its status.
         @Test func commandModeFollowsForkedChildrenAndKeepsTheExitStatus() throws {
             let workspace = try Harness.makeWorkspace()

@@ -124,6 +124,24 @@ extension EndToEnd {
             }
         }
 
+        /// Without attach cookies (before Linux 5.15), OpenSSL's probes stay
+        /// on its API, which `openssl s_server` passes by with an SSL BIO:
+        /// curl's end is captured, and the server's is named as TLS tlstap
+        /// cannot probe, as README says, never silently missing.
+        @Test func withoutAttachCookiesTheDemoServersSSLBIOIsNamedNotCaptured() throws {
+            var environment = ProcessInfo.processInfo.environment
+            environment["TLSTAP_KERNEL_WITHOUT"] = "attach_cookies"
+            let run = try LaunchedProgram(
+                [Harness.tlstap, "demo", "--format", "json", "--events", "http"], environment: environment
+            ).waitForBytes()
+            #expect(run.status == 0, "\(run.standardError)")
+            let exchanges = try Harness.records(run.output)
+            #expect(exchanges.compactMap { $0["comm"] as? String } == ["curl"])
+            #expect(exchanges.first?["status"] as? Int == 200)
+            #expect(run.standardError.contains(" from code tlstap cannot probe: not captured\n"))
+            #expect(run.standardError.contains("not captured: TLS from code tlstap cannot probe in openssl["))
+        }
+
         /// `tlstap … | head -c 100`: the closed pipe ends tlstap quietly.
         @Test func aClosedOutputPipeEndsTheRunCleanly() throws {
             let workspace = try Harness.makeWorkspace()
@@ -144,8 +162,7 @@ extension EndToEnd {
             let text = String(decoding: run.output, as: UTF8.self)
             #expect(run.status == 0, "\(text)\(run.standardError)")
             for feature in [
-                "BTF", "ring buffer", "bpf_loop", "attach cookies", "task_pt_regs", "current_task_btf", "uprobe",
-                "uretprobe", "raw tracepoint",
+                "BTF", "ring buffer", "bpf_loop", "attach cookies", "uprobe", "uretprobe", "raw tracepoint",
             ] {
                 #expect(text.contains("  yes  \(feature.padding(toLength: 16, withPad: " ", startingAt: 0)) "))
             }
@@ -161,6 +178,19 @@ extension EndToEnd {
                     "  gnutls  /lib/x86_64-linux-gnu/libgnutls.so.30  (the dynamic loader's cache names it for libgnutls.so.30)"
                 ))
             #expect(text.hasSuffix("tlstap can trace TLS on this host.\n"))
+            #expect(!text.contains("missing features cost"))
+
+            // On a kernel without bpf_loop and attach cookies (5.10), it says what their absence costs.
+            var environment = ProcessInfo.processInfo.environment
+            environment["TLSTAP_KERNEL_WITHOUT"] = "bpf_loop,attach_cookies"
+            let old = try LaunchedProgram([Harness.tlstap, "check"], environment: environment).waitForBytes()
+            let oldText = String(decoding: old.output, as: UTF8.self)
+            #expect(old.status == 0)
+            #expect(oldText.contains("  no   bpf_loop         hidden by TLSTAP_KERNEL_WITHOUT\n"))
+            #expect(
+                oldText.contains(
+                    "What this kernel's missing features cost:\n  no bpf_loop (Linux 5.17+): the bytes of one call "
+                        + "past the first 4 MiB are not captured and are counted as lost\n  no attach cookies "))
         }
 
         /// `-c NAME` traces a process by its command name. The client runs

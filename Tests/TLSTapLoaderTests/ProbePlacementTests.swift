@@ -131,6 +131,27 @@ import Testing
             #expect(!points.contains { $0.symbol == name || $0.symbol == name + "_ex" })
         }
     }
+
+    /// Without attach cookies (kernels before 5.15) nothing goes into the
+    /// inner function, whose programs read them: SSL_write, SSL_read and
+    /// their _ex forms are probed themselves, and no point carries a cookie,
+    /// which libbpf refuses to attach there.
+    @Test func withoutAttachCookiesTheSystemLibsslIsProbedAtItsAPI() throws {
+        guard let libssl = LibraryDiscovery.systemLibraries().first(where: { $0.library == .openssl }) else {
+            Issue.record("no libssl in the dynamic loader's cache: bootstrap installs it")
+            return
+        }
+        let points = ProbeLayout.attachPoints(
+            for: libssl, features: KernelFeatures(bpfLoop: false, attachCookies: false))
+        #expect(
+            points.map(\.label).dropLast() == [
+                "SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex", "SSL_do_handshake", "SSL_free",
+            ])
+        // BIO_write's program reads no cookie: it goes where it would with them.
+        #expect(points.last == ProbeLayout.attachPoints(for: libssl).first { $0.label.hasPrefix("BIO_write") })
+        #expect(points.allSatisfy { $0.cookie == 0 })
+        #expect(points.first { $0.label == "SSL_write" }?.enter == CTLSTapBPF_SSL_WRITE_ENTER)
+    }
 }
 
 extension ProbePlacementTests {

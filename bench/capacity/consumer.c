@@ -112,7 +112,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	const struct CTLSTapBPF_Filters filters = { .own_pid = getpid(), .filter_pids = true };
-	if (CTLSTapBPF_configure(skel, &filters, ring_mib << 20) || CTLSTapBPF_load(skel)) {
+	const struct CTLSTapBPF_KernelFeatures features = { .bpf_loop = true, .attach_cookies = true };
+	if (CTLSTapBPF_configure(skel, &filters, &features, ring_mib << 20) || CTLSTapBPF_load(skel)) {
 		fprintf(stderr, "consumer: cannot load tlstap's BPF programs: %s\n", strerror(errno));
 		goto out;
 	}

@@ -61,7 +61,7 @@ static __always_inline void go_remember(struct pt_regs *ctx, __u8 function)
 	start_call(thread, &pending.call);
 }
 
-static __always_inline void go_finish(struct pt_regs *ctx, __u8 direction)
+static __always_inline void go_finish(struct pt_regs *ctx, __u8 direction, enum chunk_loop loop)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
 	struct go_call_key key = { .tgid = thread >> 32, .goroutine = ctx->r14 };
@@ -89,7 +89,7 @@ static __always_inline void go_finish(struct pt_regs *ctx, __u8 direction)
 			call.fd = started_on->fd;
 		end_call(started_on);
 	}
-	send_call(&call, direction, n > 0 ? n : 0, call_socket(&call, thread >> 32));
+	send_call(&call, direction, n > 0 ? n : 0, call_socket(&call, thread >> 32), loop);
 }
 
 /* crypto/tls.(*Conn).Write(b []byte) (int, error): entry. */
@@ -108,11 +108,18 @@ int probe_go_read_enter(struct pt_regs *ctx)
 	return 0;
 }
 
-/* Each RET of (*Conn).Write. */
+/* Each RET of (*Conn).Write; twice, for kernels with and without bpf_loop. */
 SEC("uprobe")
 int probe_go_write_return(struct pt_regs *ctx)
 {
-	go_finish(ctx, TLSTAP_DIR_OUT);
+	go_finish(ctx, TLSTAP_DIR_OUT, CHUNKS_IN_BPF_LOOP);
+	return 0;
+}
+
+SEC("uprobe")
+int probe_go_write_return_bounded(struct pt_regs *ctx)
+{
+	go_finish(ctx, TLSTAP_DIR_OUT, CHUNKS_IN_BOUNDED_LOOP);
 	return 0;
 }
 
@@ -120,7 +127,14 @@ int probe_go_write_return(struct pt_regs *ctx)
 SEC("uprobe")
 int probe_go_read_return(struct pt_regs *ctx)
 {
-	go_finish(ctx, TLSTAP_DIR_IN);
+	go_finish(ctx, TLSTAP_DIR_IN, CHUNKS_IN_BPF_LOOP);
+	return 0;
+}
+
+SEC("uprobe")
+int probe_go_read_return_bounded(struct pt_regs *ctx)
+{
+	go_finish(ctx, TLSTAP_DIR_IN, CHUNKS_IN_BOUNDED_LOOP);
 	return 0;
 }
 

@@ -4,58 +4,43 @@
 #define TLSTAP_STACK_OPENSSL_BPF_H
 
 /*
- * The OpenSSL-API entry probes serve OpenSSL and BoringSSL alike; the attach
- * cookie names which one this file is (0 when unset: OpenSSL).
+ * The OpenSSL API's entry probes, once per flavour: OpenSSL's programs
+ * (probe_ssl_*) and BoringSSL's (probe_boringssl_*) differ only in the
+ * library they report, which each program knows itself, so kernels without
+ * attach cookies (before 5.15) tell the two apart too.
+ *   SSL_write(ssl, buf, num), SSL_read(ssl, buf, num): the write's buffer is
+ *     plaintext on entry, the read's once it returns;
+ *   SSL_write_ex and SSL_read_ex(ssl, buf, num, size_t *count);
+ *   SSL_do_handshake(ssl): its syscalls (or, with memory BIOs, the next
+ *     socket write) name the fd before any application data moves.
  */
-static __always_inline __u8 openssl_flavour(struct pt_regs *ctx)
-{
-	__u8 library = (__u8)bpf_get_attach_cookie(ctx);
+#define OPENSSL_API_ENTRY(program, library, function, count_out)                        \
+	SEC("uprobe")                                                                    \
+	int program(struct pt_regs *ctx)                                                 \
+	{                                                                                \
+		if (tracing_this_process())                                              \
+			remember_call(ctx, library, function, count_out);                \
+		return 0;                                                                \
+	}
 
-	return library ? library : TLSTAP_LIB_OPENSSL;
-}
+#define OPENSSL_API_ENTRIES(flavour, library)                                                                  \
+	OPENSSL_API_ENTRY(probe_##flavour##_write_enter, library, TLSTAP_FUNC_SSL_WRITE, 0)                    \
+	OPENSSL_API_ENTRY(probe_##flavour##_read_enter, library, TLSTAP_FUNC_SSL_READ, 0)                      \
+	OPENSSL_API_ENTRY(probe_##flavour##_write_ex_enter, library, TLSTAP_FUNC_SSL_WRITE_EX, PT_REGS_PARM4(ctx)) \
+	OPENSSL_API_ENTRY(probe_##flavour##_read_ex_enter, library, TLSTAP_FUNC_SSL_READ_EX, PT_REGS_PARM4(ctx))   \
+	OPENSSL_API_ENTRY(probe_##flavour##_handshake_enter, library, TLSTAP_FUNC_SSL_HANDSHAKE, 0)
 
-/* SSL_write(ssl, buf, num): the buffer is still plaintext on entry. */
-SEC("uprobe")
-int probe_ssl_write_enter(struct pt_regs *ctx)
-{
-	if (tracing_this_process())
-		remember_call(ctx, openssl_flavour(ctx), TLSTAP_FUNC_SSL_WRITE, 0);
-	return 0;
-}
-
-/* SSL_read(ssl, buf, num): the buffer holds plaintext once it returns. */
-SEC("uprobe")
-int probe_ssl_read_enter(struct pt_regs *ctx)
-{
-	if (tracing_this_process())
-		remember_call(ctx, openssl_flavour(ctx), TLSTAP_FUNC_SSL_READ, 0);
-	return 0;
-}
-
-/* SSL_write_ex(ssl, buf, num, size_t *written) */
-SEC("uprobe")
-int probe_ssl_write_ex_enter(struct pt_regs *ctx)
-{
-	if (tracing_this_process())
-		remember_call(ctx, openssl_flavour(ctx), TLSTAP_FUNC_SSL_WRITE_EX, PT_REGS_PARM4(ctx));
-	return 0;
-}
-
-/* SSL_read_ex(ssl, buf, num, size_t *readbytes) */
-SEC("uprobe")
-int probe_ssl_read_ex_enter(struct pt_regs *ctx)
-{
-	if (tracing_this_process())
-		remember_call(ctx, openssl_flavour(ctx), TLSTAP_FUNC_SSL_READ_EX, PT_REGS_PARM4(ctx));
-	return 0;
-}
+OPENSSL_API_ENTRIES(ssl, TLSTAP_LIB_OPENSSL)
+OPENSSL_API_ENTRIES(boringssl, TLSTAP_LIB_BORINGSSL)
 
 /*
  * The inner function of SSL_write and SSL_write_ex (OpenSSL's
  * ssl_write_internal(ssl, buf, num, [flags,] size_t *count), likewise for
  * reads), probed instead of both when their first instruction would make
  * every probe hit single-step (ProbePlacement.swift). The return address
- * tells which of the two called it; the cookie says where the count goes.
+ * tells which of the two called it; the attach cookie says where the count
+ * goes and which library this is. Kernels without cookies (before 5.15)
+ * have their probes on SSL_write and SSL_write_ex themselves instead.
  */
 static __always_inline void remember_inner_call(struct pt_regs *ctx, __u8 plain, __u8 ex)
 {
@@ -74,7 +59,7 @@ static __always_inline void remember_inner_call(struct pt_regs *ctx, __u8 plain,
 		if ((return_address & 0xfff) == ((cookie >> TLSTAP_COOKIE_PLAIN_SITE_SHIFT) & 0xfff))
 			function = plain;
 	}
-	remember_call(ctx, openssl_flavour(ctx), function, count_arg == 5 ? fifth : fourth);
+	remember_call(ctx, cookie & TLSTAP_COOKIE_LIBRARY_MASK, function, count_arg == 5 ? fifth : fourth);
 }
 
 SEC("uprobe")
@@ -90,16 +75,6 @@ int probe_ssl_read_inner_enter(struct pt_regs *ctx)
 {
 	if (tracing_this_process())
 		remember_inner_call(ctx, TLSTAP_FUNC_SSL_READ, TLSTAP_FUNC_SSL_READ_EX);
-	return 0;
-}
-
-/* SSL_do_handshake(ssl): its syscalls (or, with memory BIOs, the next
- * socket write) name the fd before any application data moves. */
-SEC("uprobe")
-int probe_ssl_handshake_enter(struct pt_regs *ctx)
-{
-	if (tracing_this_process())
-		remember_call(ctx, openssl_flavour(ctx), TLSTAP_FUNC_SSL_HANDSHAKE, 0);
 	return 0;
 }
 

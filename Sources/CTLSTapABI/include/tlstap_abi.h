@@ -52,15 +52,16 @@ enum tlstap_library {
 };
 
 /*
- * The attach cookie of the OpenSSL-API probes. Bits 0-7: the library
- * (enum tlstap_library; 0 means OpenSSL). The probes that go into the inner
- * function SSL_write and SSL_write_ex (or SSL_read and SSL_read_ex) both
- * call (ProbePlacement.swift) add: bits 8-15, which argument of the inner
+ * The attach cookie of the probes that go into the inner function
+ * SSL_write and SSL_write_ex (or SSL_read and SSL_read_ex) both call
+ * (ProbePlacement.swift), on kernels with cookies (5.15+): bits 0-7, the
+ * library (enum tlstap_library); bits 8-15, which argument of the inner
  * function is its size_t *count (4, or 5 where a flags argument comes
  * first); bit 16, set when bits 20-31 hold the page offset (address & 0xfff)
  * of the instruction after SSL_write's (SSL_read's) call of it, which tells
  * its calls from the _ex form's.
  */
+#define TLSTAP_COOKIE_LIBRARY_MASK 0xffULL
 #define TLSTAP_COOKIE_COUNT_ARG_SHIFT 8
 #define TLSTAP_COOKIE_PLAIN_SITE_KNOWN (1ULL << 16)
 #define TLSTAP_COOKIE_PLAIN_SITE_SHIFT 20

@@ -30,6 +30,15 @@ struct CTLSTapBPF_Filters {
 	uint64_t target_cgroup_id;
 };
 
+/*
+ * What the kernel's BPF offers that tlstap's programs use where it is there
+ * (HostCheck decides; TLSTAP_KERNEL_WITHOUT can hide features for tests).
+ */
+struct CTLSTapBPF_KernelFeatures {
+	bool bpf_loop;	     /* 5.17+: else a call's chunks go in a bounded loop (emit.bpf.h) */
+	bool attach_cookies; /* 5.15+: else no probes in the inner function of SSL_write/SSL_read */
+};
+
 /* The programs of tlstap.bpf.c, by role. */
 enum CTLSTapBPF_Program {
 	CTLSTapBPF_SSL_WRITE_ENTER,
@@ -54,6 +63,11 @@ enum CTLSTapBPF_Program {
 	CTLSTapBPF_SSL_READ_INNER_ENTER,
 	CTLSTapBPF_BIO_WRITE_ENTER,    /* records handed to a write BIO: memory BIOs' sockets */
 	CTLSTapBPF_OBJECT_FREE_ENTER,  /* SSL_free, gnutls_deinit */
+	CTLSTapBPF_BORINGSSL_WRITE_ENTER, /* BoringSSL's twins of the OpenSSL API's entry programs */
+	CTLSTapBPF_BORINGSSL_READ_ENTER,
+	CTLSTapBPF_BORINGSSL_WRITE_EX_ENTER,
+	CTLSTapBPF_BORINGSSL_READ_EX_ENTER,
+	CTLSTapBPF_BORINGSSL_HANDSHAKE_ENTER,
 };
 
 /* The maps user space reads or fills. */
@@ -115,9 +129,12 @@ void CTLSTapBPF_ring_dump_release(struct CTLSTapBPF_RingDump *dump, uint64_t pos
 /* Opens the embedded object. NULL with errno set on failure. */
 struct tlstap_bpf *CTLSTapBPF_open(void);
 
-/* Sets the filters and the ring buffer's size; between open and load. */
+/*
+ * Sets the filters and the ring buffer's size, and picks the programs the
+ * kernel's features allow; between open and load.
+ */
 int CTLSTapBPF_configure(struct tlstap_bpf *skel, const struct CTLSTapBPF_Filters *filters,
-			 uint32_t ring_buffer_bytes);
+			 const struct CTLSTapBPF_KernelFeatures *features, uint32_t ring_buffer_bytes);
 
 /* Verifies and loads the programs and creates the maps. 0 or -errno. */
 int CTLSTapBPF_load(struct tlstap_bpf *skel);
