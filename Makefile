@@ -18,7 +18,7 @@ test:
 	$(SWIFT) build --build-tests
 	$(SWIFT) build -c release --product tlstap  # the throughput test runs what users run
 	SWIFT=$(SWIFT) scripts/run-tests
-	KERNEL_JOBS=2 scripts/kernel-matrix 6.1 6.12  # Debian 12's kernel and its backports', under qemu
+	KERNEL_JOBS=3 scripts/kernel-matrix 6.1 6.12 5.10  # Debian 12's kernel, its backports' and Debian 11's, under qemu
 
 # A longer fuzzing run: make fuzz SECONDS=600
 fuzz:
