@@ -95,6 +95,57 @@ extension EndToEnd {
             #expect(Self.summary(replay.standardError) == recorded + ", 2 HTTP exchanges")
         }
 
+        /// Every output file on a tmpfs (which refuses O_DIRECT before Linux
+        /// 6.6, and the overlayfs of containers over it): the recording
+        /// replays into the live run's JSON byte for byte, and the pcapng
+        /// and HAR are whole.
+        @Test func outputFilesOnATmpfsAreWhole() throws {
+            let workspace = try Harness.makeWorkspace()
+            let nginx = try Nginx(workspace: workspace)
+            try "hello\n".write(
+                to: workspace.appendingPathComponent("www/hello.txt"), atomically: true, encoding: .utf8)
+            let tmpfs = workspace.appendingPathComponent("tmpfs")
+            try FileManager.default.createDirectory(at: tmpfs, withIntermediateDirectories: true)
+            #expect(try runProgram(["/bin/mount", "-t", "tmpfs", "tmpfs", tmpfs.path]).status == 0)
+            defer {
+                _ = try? runProgram(["/bin/umount", tmpfs.path])
+                nginx.stop()
+                try? FileManager.default.removeItem(at: workspace)
+            }
+            let file = { (name: String) in tmpfs.appendingPathComponent(name).path }
+            let cert = workspace.appendingPathComponent("cert.pem").path
+            let script =
+                "curl -sS --http1.1 --cacert '\(cert)' 'https://localhost:\(nginx.port)/hello.txt?v=1' -o /dev/null && "
+                + "curl -sS --http2 --cacert '\(cert)' 'https://localhost:\(nginx.port)/hello.txt?v=2' -o /dev/null"
+            let live = try Harness.run([
+                "--format", "json", "--write", file("live.jsonl"), "--pcapng", file("live.pcapng"), "--har",
+                file("live.har"), "--save-raw", file("live.tlstapraw"), "--", "/bin/sh", "-c", script,
+            ])
+            #expect(live.status == 0, "\(live.standardError)")
+            // With --har, as live: its bodies are kept in the JSON's http records too.
+            let replay = try Harness.run([
+                "replay", file("live.tlstapraw"), "--format", "json", "--har", file("replay.har"),
+            ])
+            #expect(replay.status == 0, "\(replay.standardError)")
+            let jsonl = try Data(contentsOf: URL(fileURLWithPath: file("live.jsonl")))
+            #expect(Data(replay.output) == jsonl)
+            let exchanges = try Harness.records(Array(jsonl)).filter { $0["event"] as? String == "http" }
+            #expect(exchanges.map { $0["path"] as? String } == ["/hello.txt?v=1", "/hello.txt?v=2"])
+            let pcapng = Array(try Data(contentsOf: URL(fileURLWithPath: file("live.pcapng"))))
+            #expect(pcapng.prefix(4) == [0x0a, 0x0d, 0x0d, 0x0a], "a section header block first")
+            let har = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file("live.har"))))
+            let entries = ((har as? [String: Any])?["log"] as? [String: Any])?["entries"] as? [Any]
+            #expect(entries?.count == 2)
+
+            let record = try Harness.run(["record", "-o", file("saved.tlstap"), "--", "/bin/sh", "-c", script])
+            #expect(record.status == 0, "\(record.standardError)")
+            let replayed = try Harness.run(["replay", file("saved.tlstap"), "--format", "json"])
+            #expect(replayed.status == 0, "\(replayed.standardError)")
+            let again = try Harness.records(replayed.output).filter { $0["event"] as? String == "http" }
+            #expect(again.map { $0["path"] as? String } == ["/hello.txt?v=1", "/hello.txt?v=2"])
+            #expect(again.map { $0["status"] as? Int } == [200, 200])
+        }
+
         /// A missing file, a file that is not a capture, and a capture cut
         /// short: one line each and exit status 2; a cut capture's records
         /// before the cut are still rendered.
