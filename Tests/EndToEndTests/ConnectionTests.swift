@@ -12,13 +12,21 @@ extension EndToEnd {
             let workspace = try Harness.makeWorkspace()
             defer { try? FileManager.default.removeItem(at: workspace) }
             let urlHost = host.contains(":") ? "[\(host)]" : host
+            // The server answers once ss has seen curl's connection (or tried for long enough), so the
+            // connection is open when ss looks, however slowly the machine runs.
             let script = """
                 cd "$1"
-                (sleep 2; printf 'HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\nConnection: close\\r\\n\\r\\nok\\n') \
+                (sleep 2; until [ -e ss.done ]; do sleep 0.05; done
+                 printf 'HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\nConnection: close\\r\\n\\r\\nok\\n') \
                   | openssl s_server -naccept 1 -accept '\(urlHost):0' -cert cert.pem -key key.pem >server.out 2>&1 &
                 until grep -q ACCEPT server.out; do sleep 0.05; done
                 port=$(sed -n 's/^ACCEPT .*:\\([0-9]*\\)$/\\1/p' server.out)
-                (sleep 1; ss -tnpH state established "( dport = :$port )" >ss.out) &
+                (for i in $(seq 400); do
+                   ss -tnpH state established "( dport = :$port )" >ss.out
+                   grep -q '"curl"' ss.out && break
+                   sleep 0.05
+                 done
+                 touch ss.done) &
                 curl -sS --cacert cert.pem "https://\(urlHost):$port/named" -o body.out
                 wait
                 """

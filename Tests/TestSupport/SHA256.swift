@@ -29,6 +29,14 @@ public func runProgram(_ arguments: [String], environment: [String: String]? = n
     return process.wait()
 }
 
+/// How much longer than on this machine the tests may wait for a program:
+/// `TLSTAP_TEST_TIME_SCALE` (scripts/kernel-matrix sets it in its guests,
+/// where software emulation runs everything about ten times slower), else 1.
+public enum TestTiming {
+    public static let scale: Double =
+        ProcessInfo.processInfo.environment["TLSTAP_TEST_TIME_SCALE"].flatMap(Double.init).map { max($0, 1) } ?? 1
+}
+
 /// A program started in the background, its output going to temporary files.
 public final class LaunchedProgram: @unchecked Sendable {
     public let process = Process()
@@ -54,9 +62,10 @@ public final class LaunchedProgram: @unchecked Sendable {
     public var standardOutputBytes: [UInt8] { Array((try? Data(contentsOf: outputFile)) ?? Data()) }
     public var standardError: String { String(decoding: (try? Data(contentsOf: errorFile)) ?? Data(), as: UTF8.self) }
 
-    /// Waits until stderr contains `marker`, or `seconds` pass.
+    /// Waits until stderr contains `marker`, or `seconds` (times
+    /// `TestTiming.scale`) pass.
     public func waitForStandardError(containing marker: String, seconds: Double = 30) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
+        let deadline = Date().addingTimeInterval(seconds * TestTiming.scale)
         while Date() < deadline {
             if standardError.contains(marker) { return true }
             if !process.isRunning { return standardError.contains(marker) }

@@ -31,6 +31,13 @@ def body(size, seed):
 
 class Server(http.server.HTTPServer):
     request_queue_size = 128
+    # No client within this many seconds (tlstap failed to start, so the
+    # test's client never ran): the server ends, and the test with it,
+    # instead of holding the suite.
+    timeout = 600
+
+    def handle_timeout(self):
+        sys.exit("tls_peer.py: no client came within %d s" % self.timeout)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
