@@ -264,7 +264,7 @@ static void detach_at_once(struct detach_job *jobs, size_t count)
 	free(threads);
 }
 
-void CTLSTapBPF_destroy(struct tlstap_bpf *skel, struct CTLSTapBPF_Probe *const *probes, size_t probe_count)
+void CTLSTapBPF_detach(struct tlstap_bpf *skel, struct CTLSTapBPF_Probe *const *probes, size_t probe_count)
 {
 	struct bpf_object_skeleton *s = skel ? skel->skeleton : NULL;
 	size_t capacity = probe_count + (s ? s->prog_cnt : 0), count = 0;
@@ -289,6 +289,11 @@ void CTLSTapBPF_destroy(struct tlstap_bpf *skel, struct CTLSTapBPF_Probe *const 
 	if (jobs)
 		detach_at_once(jobs, count);
 	free(jobs);
+}
+
+void CTLSTapBPF_destroy(struct tlstap_bpf *skel, struct CTLSTapBPF_Probe *const *probes, size_t probe_count)
+{
+	CTLSTapBPF_detach(skel, probes, probe_count);
 	tlstap_bpf__destroy(skel);
 }
 

@@ -20,6 +20,8 @@ public struct AttachResult: Sendable {
 public final class Tracer {
     private var skeleton: OpaquePointer?
     private var links: [OpaquePointer] = []
+    /// Set by `detach`: probes attached after it would outlive nothing's need.
+    private var detached = false
     private var ringBuffer: OpaquePointer?
     private let ringBufferBytes: UInt32
     /// Set once the ring is read in place.
@@ -99,7 +101,7 @@ public final class Tracer {
     ///   - pid: only this process, or -1 for every process that maps the file.
     /// - Returns: one result per probe tried.
     public func attach(_ target: LibraryTarget, pid: Int32 = -1) -> [AttachResult] {
-        guard let skeleton else { return [] }
+        guard let skeleton, !detached else { return [] }
         // The syscall programs look for Go's sockets only once Go is probed somewhere.
         if target.library == .go { CTLSTapBPF_set_go_probes_attached(skeleton) }
         var results: [AttachResult] = []
@@ -231,6 +233,19 @@ public final class Tracer {
     }
 
     /// Detaches every probe and unloads the programs. Safe to call twice.
+    /// Detaches every probe and tracepoint; the ring buffer and the maps
+    /// stay, so what the programs sent can still be read (`drain`). When it
+    /// returns no program runs any more, so none stops another process for
+    /// its probes: a drain after it continues every process stopped so far.
+    /// Nothing is attached afterwards.
+    public func detach() {
+        guard let skeleton, !detached else { return }
+        detached = true
+        let probes: [OpaquePointer?] = links
+        CTLSTapBPF_detach(skeleton, probes, probes.count)
+        links.removeAll()
+    }
+
     public func close() {
         if let ringBuffer { ring_buffer__free(ringBuffer) }
         ringBuffer = nil

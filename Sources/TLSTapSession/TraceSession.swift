@@ -356,6 +356,9 @@ public final class TraceSession {
     public func finish() throws {
         if !finished {
             finished = true
+            // Detached first: a process BPF stopped for its probes after the last read would stay stopped
+            // for good. Its record is in the ring once detach returns, and the drain continues it.
+            tracer?.detach()
             if recording == nil { try tracer?.drain() } else { _ = writeRing(waitingMilliseconds: 0) }
             pipeline.stop(at: stoppedAtNanoseconds ?? WallClock.nowNanoseconds())
             reportLoss()

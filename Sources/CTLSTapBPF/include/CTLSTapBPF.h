@@ -143,9 +143,12 @@ int CTLSTapBPF_load(struct tlstap_bpf *skel);
 struct CTLSTapBPF_Probe;
 
 /*
- * Detaches `probes` and every link the skeleton owns, all at once, then
- * unloads everything and frees the probes. NULL skel is fine.
+ * Detaches `probes` (and frees them) and every link the skeleton owns, all
+ * at once; the maps and the ring buffer stay. NULL skel is fine.
  */
+void CTLSTapBPF_detach(struct tlstap_bpf *skel, struct CTLSTapBPF_Probe *const *probes, size_t probe_count);
+
+/* CTLSTapBPF_detach, then unloads everything. NULL skel is fine. */
 void CTLSTapBPF_destroy(struct tlstap_bpf *skel, struct CTLSTapBPF_Probe *const *probes, size_t probe_count);
 
 /* The program's name in tlstap.bpf.c, for tools that attach from `tlstap check --attach-plan`. */
