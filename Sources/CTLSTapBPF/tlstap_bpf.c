@@ -102,14 +102,17 @@ struct tlstap_bpf *CTLSTapBPF_open(void)
 	return tlstap_bpf__open();
 }
 
-/* A program that sends payloads has a twin for kernels without bpf_loop (emit.bpf.h): this suffix. */
-static const char bounded_suffix[] = "_bounded";
-
-static bool is_bounded_twin(const char *name)
+/*
+ * The twin of a program that sends payloads, for kernels without bpf_loop
+ * (emit.bpf.h): the program of the same name with `_bounded` after it, or
+ * NULL if it has none.
+ */
+static struct bpf_program *bounded_twin(struct tlstap_bpf *skel, struct bpf_program *program)
 {
-	size_t length = strlen(name), suffix = sizeof(bounded_suffix) - 1;
+	char twin[128];
 
-	return length > suffix && strcmp(name + length - suffix, bounded_suffix) == 0;
+	snprintf(twin, sizeof(twin), "%s_bounded", bpf_program__name(program));
+	return bpf_object__find_program_by_name(skel->obj, twin);
 }
 
 /*
@@ -118,12 +121,7 @@ static bool is_bounded_twin(const char *name)
  */
 static struct bpf_program *loaded_member(struct tlstap_bpf *skel, struct bpf_program *program)
 {
-	char twin[128];
-
-	if (!program || bpf_program__autoload(program))
-		return program;
-	snprintf(twin, sizeof(twin), "%s%s", bpf_program__name(program), bounded_suffix);
-	return bpf_object__find_program_by_name(skel->obj, twin);
+	return !program || bpf_program__autoload(program) ? program : bounded_twin(skel, program);
 }
 
 /*
@@ -133,17 +131,14 @@ static struct bpf_program *loaded_member(struct tlstap_bpf *skel, struct bpf_pro
  */
 static void choose_programs(struct tlstap_bpf *skel, const struct CTLSTapBPF_KernelFeatures *features)
 {
-	struct bpf_program *program;
+	struct bpf_program *program, *twin;
 
 	bpf_object__for_each_program(program, skel->obj) {
-		const char *name = bpf_program__name(program);
-		char twin[128];
-
-		if (!is_bounded_twin(name))
+		twin = bounded_twin(skel, program);
+		if (!twin)
 			continue;
-		bpf_program__set_autoload(program, !features->bpf_loop);
-		snprintf(twin, sizeof(twin), "%.*s", (int)(strlen(name) - strlen(bounded_suffix)), name);
-		bpf_program__set_autoload(bpf_object__find_program_by_name(skel->obj, twin), features->bpf_loop);
+		bpf_program__set_autoload(program, features->bpf_loop);
+		bpf_program__set_autoload(twin, !features->bpf_loop);
 	}
 	bpf_program__set_autoload(skel->progs.probe_ssl_write_inner_enter, features->attach_cookies);
 	bpf_program__set_autoload(skel->progs.probe_ssl_read_inner_enter, features->attach_cookies);
