@@ -123,7 +123,7 @@ static __always_inline void object_freed(__u64 ssl)
 	record->tid = (__u32)thread;
 	record->ssl = ssl;
 	record->time_ns = bpf_ktime_get_ns();
-	bpf_ringbuf_submit(record, wakeup_flags());
+	bpf_ringbuf_submit(record, wakeup_flags(sizeof(*record)));
 }
 
 /* Where a fingerprint starts: past the 5-byte record header. */

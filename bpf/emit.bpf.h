@@ -91,16 +91,29 @@ static __always_inline void chunk_delivered(struct emit_state *state)
  * Waking the reader for every record costs more than the copy (measured in
  * BENCHMARKS.md: most of the return probe's time). Records go in without a
  * wakeup; user space polls every few milliseconds, and BPF wakes it at once
- * only when this many bytes are waiting. User space sets it from the ring
- * buffer's size (an eighth, at most 1 MiB), so that a small ring buffer is
- * drained as it fills, not only at the next poll.
+ * when the bytes waiting reach this many, and again at each further
+ * multiple: once per threshold's worth of records, not at every record
+ * while a reader that is busy writing (`tlstap record`, whose bytes stay
+ * in the ring until they are on the disk) leaves more than that waiting.
+ * User space sets it from the ring buffer's size (an eighth, at most 1
+ * MiB), so that a small ring buffer is drained as it fills, not only at
+ * the next poll. A wakeup two CPUs both miss at once is made up at the
+ * next multiple, or by the poll.
  */
 const volatile __u64 wakeup_threshold = 1 << 20;
 
-static __always_inline __u64 wakeup_flags(void)
+/* The flags for a record of `bytes` bytes, with which `waiting` bytes are in the ring. */
+static __always_inline __u64 wakeup_flags_with(__u64 waiting, __u64 bytes)
 {
-	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_threshold ? BPF_RB_FORCE_WAKEUP
-										  : BPF_RB_NO_WAKEUP;
+	__u64 before = waiting > bytes ? waiting - bytes : 0;
+
+	return waiting / wakeup_threshold > before / wakeup_threshold ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
+/* The flags to submit a reserved record of `bytes` bytes with (the ring counts it already). */
+static __always_inline __u64 wakeup_flags(__u64 bytes)
+{
+	return wakeup_flags_with(bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA), bytes);
 }
 
 /*
@@ -178,7 +191,7 @@ static __always_inline bool emit_chunk_in_place(struct emit_state *state, __u64 
 		bpf_ringbuf_discard_dynptr(&slot, 0);
 		return false;
 	}
-	bpf_ringbuf_submit_dynptr(&slot, wakeup_flags());
+	bpf_ringbuf_submit_dynptr(&slot, wakeup_flags(sizeof(header) + len));
 	return true;
 }
 
@@ -187,6 +200,7 @@ static __always_inline bool emit_chunk_copied(struct emit_state *state, __u64 of
 {
 	struct chunk_record *record;
 	__u32 zero = 0;
+	__u64 size;
 
 	record = bpf_map_lookup_elem(&chunk_scratch, &zero);
 	if (!record)
@@ -194,8 +208,11 @@ static __always_inline bool emit_chunk_copied(struct emit_state *state, __u64 of
 	record->header = state->header;
 	record->header.chunk_len = len;
 	record->header.chunk_offset = state->segment_offset + offset;
+	/* bpf_ringbuf_output reserves the room itself: the ring does not count the record yet. */
+	size = sizeof(record->header) + len;
 	return !bpf_probe_read_user(record->payload, len, (void *)(state->buffer + offset)) &&
-	       !bpf_ringbuf_output(&events, record, sizeof(record->header) + len, wakeup_flags());
+	       !bpf_ringbuf_output(&events, record, size,
+				   wakeup_flags_with(bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size, size));
 }
 
 /*

@@ -166,7 +166,7 @@ static __always_inline struct socket_state *track_socket(int fd, __u8 event, __u
 	record->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	state.file = (__u64)file;
 	state.wanted = address_wanted(record);
-	bpf_ringbuf_submit(record, wakeup_flags());
+	bpf_ringbuf_submit(record, wakeup_flags(sizeof(*record)));
 
 	bpf_map_update_elem(&sockets, &key, &state, BPF_ANY);
 	return bpf_map_lookup_elem(&sockets, &key);
@@ -213,7 +213,7 @@ static __always_inline void send_socket_end(__u8 event, int fd)
 		return;
 	}
 	fill_task_record(record, TLSTAP_RECORD_SOCKET, event, fd);
-	bpf_ringbuf_submit(record, wakeup_flags());
+	bpf_ringbuf_submit(record, wakeup_flags(sizeof(*record)));
 }
 
 #endif /* TLSTAP_SOCKETS_BPF_H */

@@ -646,7 +646,7 @@ int probe_process_exit(struct bpf_raw_tracepoint_args *ctx)
 		struct tlstap_process_record *record = reserve_process_record(TLSTAP_PROCESS_EXIT, -1);
 
 		if (record)
-			bpf_ringbuf_submit(record, wakeup_flags());
+			bpf_ringbuf_submit(record, wakeup_flags(sizeof(*record)));
 		forget_traced_pid(thread >> 32);
 	}
 	return 0;
