@@ -107,6 +107,47 @@ def parse_status(path):
     return out
 
 
+def process_ticks(stat_line):
+    """utime + stime of a /proc/PID/stat line, in clock ticks (fields after the command's closing bracket)."""
+    fields = stat_line[stat_line.rfind(")") + 2:].split()
+    return int(fields[11]) + int(fields[12]) if len(fields) > 12 else None
+
+
+def parse_cpu_samples(folder):
+    """Where the machine's CPU went while the load ran, from bench/run's samples around it.
+
+    Seconds of CPU of nginx's worker (its BPF programs run in its context, so
+    they count there), of the load tool (/usr/bin/time), of the tracer, and
+    of the whole machine (busy, idle, softirq and the hypervisor's steal, from
+    /proc/stat's first line).
+    """
+    samples = []
+    for name in ("cpu-start.txt", "cpu-end.txt"):
+        sample = {}
+        for line in read(os.path.join(folder, name)).splitlines():
+            kind, _, rest = line.partition(" ")
+            if kind == "cpu":
+                # user nice system idle iowait irq softirq steal
+                user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in rest.split()[:8])
+                sample.update(busy=user + nice + system + irq + softirq, idle=idle + iowait, softirq=softirq,
+                              steal=steal)
+            elif kind in ("nginx", "tracer") and rest:
+                sample[kind] = process_ticks(rest)
+        samples.append(sample)
+    start, end = samples
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for key in ("busy", "idle", "softirq", "steal", "nginx", "tracer"):
+        if start.get(key) is not None and end.get(key) is not None:
+            out[f"load_cpu_{key}_s"] = (end[key] - start[key]) / tick
+    numbers = read(os.path.join(folder, "load-time.txt")).split()
+    try:
+        out["load_cpu_tool_s"] = float(numbers[-2]) + float(numbers[-1])
+    except (IndexError, ValueError):
+        pass
+    return out
+
+
 SUMMARY = re.compile(r"tlstap: (\d+) events, (\d+) bytes captured, (\d+) records lost \((\d+) bytes\)")
 CONSUMER = re.compile(r"consumer: records=(\d+) calls=(\d+) bytes=(\d+) lost_records=(\d+) lost_bytes=(\d+)")
 DATA_FIELD = b',"data":"'
@@ -231,6 +272,7 @@ def main():
         record["tracer_stop_ms"] = int(stop_ms)
     record.update(parse_tracer_output(tracer_err + read(os.path.join(folder, "tracer.out"))))
     if kind == "server":
+        record.update(parse_cpu_samples(folder))
         if record.get("tool") == "h2load":
             record.update(parse_h2load(load, os.path.join(folder, "h2load.log")))
         else:

@@ -122,6 +122,82 @@ def machine(tlstap):
     ]
 
 
+def counted_rounds(main, workload):
+    """A workload's rounds (number: cells), those the medians use, and the undisturbed ones."""
+    rounds = {}
+    for r in main:
+        if r["workload"] == workload:
+            rounds.setdefault(r["round"], []).append(r)
+    clean_rounds = {n: cells for n, cells in rounds.items() if not any(disturbed(r) for r in cells)}
+    return rounds, clean_rounds or rounds, clean_rounds
+
+
+def cpu_section(results, lines):
+    """Where the machine's CPU went while the load ran, per request, for each mode."""
+    main = [r for r in results if r.get("phase") == "main" and "load_cpu_busy_s" in r]
+    workloads = [w for w in WORKLOAD_NAMES if any(r["workload"] == w for r in main)]
+    if not workloads:
+        return
+    lines += [
+        "### Where the machine's CPU goes",
+        "",
+        "CPU time while the load ran (read from /proc before and after it; medians over the same rounds as "
+        "above), per request. *nginx* is its worker, with the BPF programs that run in its context (uprobes "
+        "and syscall tracepoints); *load* is wrk or h2load; *tracer* is the tracer's process (tlstap's "
+        "threads, the floor's or the consumer's); *rest* is what else the machine was busy with (softirqs "
+        "not charged to a process, other processes); *steal* is time the hypervisor took from the VM's two "
+        "cores (its disk and network work for the VM among it). The worker is one thread: at 100% of a core it is "
+        "the bottleneck, and then req/s is 1/(its µs per request); below that, it waits for the others.",
+        "",
+        "| workload | tracer | req/s | nginx, % of a core | nginx µs/req | load µs/req | tracer µs/req "
+        "| rest µs/req | machine idle % | steal % |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    cores = os.cpu_count() or 1
+    limits = []
+    for workload in workloads:
+        _, used, _ = counted_rounds(main, workload)
+        nginx_cost = {}
+        for mode in MODES:
+            rows = [r for n in used for r in used[n] if r["mode"] == mode and r.get("requests")]
+            if not rows:
+                continue
+
+            def per_request(key):
+                return median([r[key] / r["requests"] * 1e6 for r in rows if r.get(key) is not None])
+
+            def wall(r):
+                return (r["load_cpu_busy_s"] + r["load_cpu_idle_s"] + r.get("load_cpu_steal_s", 0)) / cores
+
+            rest = median([(r["load_cpu_busy_s"] - r.get("load_cpu_nginx_s", 0) - r.get("load_cpu_tool_s", 0)
+                            - r.get("load_cpu_tracer_s", 0)) / r["requests"] * 1e6 for r in rows])
+            nginx_share = median([r["load_cpu_nginx_s"] / wall(r) * 100 for r in rows
+                                  if r.get("load_cpu_nginx_s") is not None and wall(r)])
+            nginx_cost[mode] = per_request("load_cpu_nginx_s")
+            idle = median([r["load_cpu_idle_s"] / (wall(r) * cores) * 100 for r in rows if wall(r)])
+            steal = median([r.get("load_cpu_steal_s", 0) / (wall(r) * cores) * 100 for r in rows if wall(r)])
+            lines.append(
+                f"| {workload} | {mode} | {fmt(median([r.get('rps') for r in rows]))} | {fmt(nginx_share)} "
+                f"| {fmt(per_request('load_cpu_nginx_s'), 1)} | {fmt(per_request('load_cpu_tool_s'), 1)} "
+                f"| {'–' if mode == 'none' else fmt(per_request('load_cpu_tracer_s'), 1)} | {fmt(rest, 1)} "
+                f"| {fmt(idle)} | {fmt(steal, 1)} |")
+        floor, alone = nginx_cost.get("floor-tlstap"), nginx_cost.get("consumer")
+        if floor and alone:
+            short = {"consumer": "BPF side alone", "tlstap": "tlstap (JSON)", "tlstap-record": "tlstap record",
+                     "tlstap-full": "tlstap with HTTP parsing and pcapng"}
+            added = ", ".join(f"{name} {nginx_cost[mode] - floor:+.1f}" for mode, name in short.items()
+                              if nginx_cost.get(mode))
+            limits.append(
+                f"- {workload}: with empty probes at tlstap's points nginx's worker spends {floor:.1f} µs per "
+                f"request; 0.90× of that rate leaves {floor / 0.9 - floor:.1f} µs per request for everything "
+                f"tlstap adds to the worker, and 0.95× {floor / 0.95 - floor:.1f} µs. Added now (µs per request): "
+                f"{added}.")
+    lines.append("")
+    if limits:
+        lines += ["What the worker's CPU per request says about the ratios to the floor at tlstap's points:", ""]
+        lines += limits + [""]
+
+
 def server_section(results, lines):
     main = [r for r in results if r.get("phase") == "main"]
     workloads = [w for w in WORKLOAD_NAMES if any(r["workload"] == w for r in main)]
@@ -140,12 +216,7 @@ def server_section(results, lines):
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for workload in workloads:
-        rounds = {}
-        for r in main:
-            if r["workload"] == workload:
-                rounds.setdefault(r["round"], []).append(r)
-        clean_rounds = {n: cells for n, cells in rounds.items() if not any(disturbed(r) for r in cells)}
-        used = clean_rounds or rounds
+        rounds, used, clean_rounds = counted_rounds(main, workload)
         cells = {mode: [r for n in used for r in used[n] if r["mode"] == mode] for mode in MODES}
         by_round = {n: {r["mode"]: r.get("rps") for r in cells_of_round} for n, cells_of_round in used.items()}
         summary[workload] = {"rounds": len(used), "rounds_run": len(rounds)}
@@ -693,6 +764,7 @@ def write_report(args):
     lines.append("")
     body = []
     summary = server_section(results, body)
+    cpu_section(results, body)
     verdict = correctness_section(results, body)
     capacity = capacity_section(results, body)
     soak = soak_section(results, args.cells, body)
