@@ -146,7 +146,9 @@ def cpu_section(results, lines):
         "and syscall tracepoints); *load* is wrk or h2load; *tracer* is the tracer's process (tlstap's "
         "threads, the floor's or the consumer's); *rest* is what else the machine was busy with (softirqs "
         "not charged to a process, other processes); *steal* is time the hypervisor took from the VM's two "
-        "cores (its disk and network work for the VM among it). The worker is one thread: at 100% of a core it is "
+        "cores (its disk and network work for the VM among it). Its share of a core is its CPU time over the load's "
+        "wall time as the machine's tick counts give it (busy, idle and steal over the two cores); the two clocks "
+        "differ by a few percent, so a full core shows as 94–107%. The worker is one thread: at a full core it is "
         "the bottleneck, and then req/s is 1/(its µs per request); below that, it waits for the others.",
         "",
         "| workload | tracer | req/s | nginx, % of a core | nginx µs/req | load µs/req | tracer µs/req "
