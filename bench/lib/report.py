@@ -132,10 +132,14 @@ def counted_rounds(main, workload):
     return rounds, clean_rounds or rounds, clean_rounds
 
 
+# A worker at this share of a core or more is taken as using a full one (see cpu_section's caption).
+FULL_CORE_PERCENT = 90
+
+
 def cpu_section(results, lines):
     """Where the machine's CPU went while the load ran, per request, for each mode."""
-    main = [r for r in results if r.get("phase") == "main" and "load_cpu_busy_s" in r]
-    workloads = [w for w in WORKLOAD_NAMES if any(r["workload"] == w for r in main)]
+    main = [r for r in results if r.get("phase") == "main"]
+    workloads = [w for w in WORKLOAD_NAMES if any(r["workload"] == w and "load_cpu_busy_s" in r for r in main)]
     if not workloads:
         return
     lines += [
@@ -144,11 +148,12 @@ def cpu_section(results, lines):
         "CPU time while the load ran (read from /proc before and after it; medians over the same rounds as "
         "above), per request. *nginx* is its worker, with the BPF programs that run in its context (uprobes "
         "and syscall tracepoints); *load* is wrk or h2load; *tracer* is the tracer's process (tlstap's "
-        "threads, the floor's or the consumer's); *rest* is what else the machine was busy with (softirqs "
-        "not charged to a process, other processes); *steal* is time the hypervisor took from the VM's two "
+        "threads, the floor's or the consumer's); *rest* is the machine's busy time less those three (softirqs "
+        "not charged to a process, other processes), and comes out negative by a few µs where the processes' "
+        "exact times exceed the machine's tick counts; *steal* is time the hypervisor took from the VM's two "
         "cores (its disk and network work for the VM among it). Its share of a core is its CPU time over the load's "
         "wall time as the machine's tick counts give it (busy, idle and steal over the two cores); the two clocks "
-        "differ by a few percent, so a full core shows as 94–107%. The worker is one thread: at a full core it is "
+        "differ by a few percent, so a full core shows as anything from about 90 to 107%. The worker is one thread: at a full core it is "
         "the bottleneck, and then req/s is 1/(its µs per request); below that, it waits for the others.",
         "",
         "| workload | tracer | req/s | nginx, % of a core | nginx µs/req | load µs/req | tracer µs/req "
@@ -159,9 +164,10 @@ def cpu_section(results, lines):
     limits = []
     for workload in workloads:
         _, used, _ = counted_rounds(main, workload)
-        nginx_cost = {}
+        nginx_cost, nginx_shares = {}, {}
         for mode in MODES:
-            rows = [r for n in used for r in used[n] if r["mode"] == mode and r.get("requests")]
+            rows = [r for n in used for r in used[n]
+                    if r["mode"] == mode and r.get("requests") and "load_cpu_busy_s" in r]
             if not rows:
                 continue
 
@@ -176,6 +182,7 @@ def cpu_section(results, lines):
             nginx_share = median([r["load_cpu_nginx_s"] / wall(r) * 100 for r in rows
                                   if r.get("load_cpu_nginx_s") is not None and wall(r)])
             nginx_cost[mode] = per_request("load_cpu_nginx_s")
+            nginx_shares[mode] = nginx_share
             idle = median([r["load_cpu_idle_s"] / (wall(r) * cores) * 100 for r in rows if wall(r)])
             steal = median([r.get("load_cpu_steal_s", 0) / (wall(r) * cores) * 100 for r in rows if wall(r)])
             lines.append(
@@ -183,12 +190,15 @@ def cpu_section(results, lines):
                 f"| {fmt(per_request('load_cpu_nginx_s'), 1)} | {fmt(per_request('load_cpu_tool_s'), 1)} "
                 f"| {'–' if mode == 'none' else fmt(per_request('load_cpu_tracer_s'), 1)} | {fmt(rest, 1)} "
                 f"| {fmt(idle)} | {fmt(steal, 1)} |")
+        # Only where the worker is the bottleneck at the floor (a full core, within the clocks' few percent).
         floor, alone = nginx_cost.get("floor-tlstap"), nginx_cost.get("consumer")
-        if floor and alone:
+        if floor and alone and (nginx_shares.get("floor-tlstap") or 0) >= FULL_CORE_PERCENT:
             short = {"consumer": "BPF side alone", "tlstap": "tlstap (JSON)", "tlstap-record": "tlstap record",
                      "tlstap-full": "tlstap with HTTP parsing and pcapng"}
-            added = ", ".join(f"{name} {nginx_cost[mode] - floor:+.1f}" for mode, name in short.items()
-                              if nginx_cost.get(mode))
+            added = ", ".join(
+                f"{name} {nginx_cost[mode] - floor:+.1f}"
+                + ("" if (nginx_shares.get(mode) or 0) >= FULL_CORE_PERCENT else " (the worker below a full core)")
+                for mode, name in short.items() if nginx_cost.get(mode))
             limits.append(
                 f"- {workload}: with empty probes at tlstap's points nginx's worker spends {floor:.1f} µs per "
                 f"request; 0.90× of that rate leaves {floor / 0.9 - floor:.1f} µs per request for everything "
@@ -196,7 +206,8 @@ def cpu_section(results, lines):
                 f"{added}.")
     lines.append("")
     if limits:
-        lines += ["What the worker's CPU per request says about the ratios to the floor at tlstap's points:", ""]
+        lines += ["What the worker's CPU per request says about the ratios to the floor at tlstap's points, where "
+                  "the worker is at a full core at that floor:", ""]
         lines += limits + [""]
 
 
