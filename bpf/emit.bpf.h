@@ -96,16 +96,25 @@ static __always_inline void chunk_delivered(struct emit_state *state)
  * while a reader that is busy writing (`tlstap record`, whose bytes stay
  * in the ring until they are on the disk) leaves more than that waiting.
  * User space sets it from the ring buffer's size (an eighth, at most 1
- * MiB), so that a small ring buffer is drained as it fills, not only at
- * the next poll. A wakeup two CPUs both miss at once is made up at the
- * next multiple, or by the poll.
+ * MiB; never 0, which would mean never), so that a small ring buffer is
+ * drained as it fills, not only at the next poll. A crossing can go
+ * unsignalled (two CPUs submitting at once, the reader moving between a
+ * record's reservation and the check, discarded records); the next
+ * multiple, or the reader's poll, makes up for it.
  */
 const volatile __u64 wakeup_threshold = 1 << 20;
+
+/* The room a record of `bytes` bytes takes in the ring: its 8-byte header, and padding to 8. */
+static __always_inline __u64 ring_room(__u64 bytes)
+{
+	return (bytes + BPF_RINGBUF_HDR_SZ + 7) & ~7ULL;
+}
 
 /* The flags for a record of `bytes` bytes, with which `waiting` bytes are in the ring. */
 static __always_inline __u64 wakeup_flags_with(__u64 waiting, __u64 bytes)
 {
-	__u64 before = waiting > bytes ? waiting - bytes : 0;
+	__u64 room = ring_room(bytes);
+	__u64 before = waiting > room ? waiting - room : 0;
 
 	return waiting / wakeup_threshold > before / wakeup_threshold ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
@@ -212,7 +221,7 @@ static __always_inline bool emit_chunk_copied(struct emit_state *state, __u64 of
 	size = sizeof(record->header) + len;
 	return !bpf_probe_read_user(record->payload, len, (void *)(state->buffer + offset)) &&
 	       !bpf_ringbuf_output(&events, record, size,
-				   wakeup_flags_with(bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size, size));
+				   wakeup_flags_with(bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + ring_room(size), size));
 }
 
 /*

@@ -187,7 +187,8 @@ public final class Tracer {
     }
 
     /// Waits up to `timeoutMilliseconds` for BPF to wake the reader (it does
-    /// when an eighth of the ring is waiting), consuming nothing.
+    /// when the bytes waiting cross a multiple of an eighth of the ring, at
+    /// most 1 MiB), consuming nothing.
     public func waitForRecords(timeoutMilliseconds: Int32) {
         guard let ringDump else { return }
         CTLSTapBPF_ring_dump_wait(ringDump, timeoutMilliseconds)
