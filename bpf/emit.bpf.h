@@ -125,6 +125,12 @@ static __always_inline __u64 wakeup_flags(__u64 bytes)
 	return wakeup_flags_with(bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA), bytes);
 }
 
+/* The same for bpf_ringbuf_output, which reserves the room itself: the ring does not count the record yet. */
+static __always_inline __u64 wakeup_flags_for_output(__u64 bytes)
+{
+	return wakeup_flags_with(bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + ring_room(bytes), bytes);
+}
+
 /*
  * Zeroes a socket or process record and fills the fields both begin with:
  * its kind and event, the current task, when, and which fd. A macro: the
@@ -209,7 +215,6 @@ static __always_inline bool emit_chunk_copied(struct emit_state *state, __u64 of
 {
 	struct chunk_record *record;
 	__u32 zero = 0;
-	__u64 size;
 
 	record = bpf_map_lookup_elem(&chunk_scratch, &zero);
 	if (!record)
@@ -217,11 +222,9 @@ static __always_inline bool emit_chunk_copied(struct emit_state *state, __u64 of
 	record->header = state->header;
 	record->header.chunk_len = len;
 	record->header.chunk_offset = state->segment_offset + offset;
-	/* bpf_ringbuf_output reserves the room itself: the ring does not count the record yet. */
-	size = sizeof(record->header) + len;
 	return !bpf_probe_read_user(record->payload, len, (void *)(state->buffer + offset)) &&
-	       !bpf_ringbuf_output(&events, record, size,
-				   wakeup_flags_with(bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + ring_room(size), size));
+	       !bpf_ringbuf_output(&events, record, sizeof(record->header) + len,
+				   wakeup_flags_for_output(sizeof(record->header) + len));
 }
 
 /*

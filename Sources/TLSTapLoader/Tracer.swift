@@ -20,7 +20,7 @@ public struct AttachResult: Sendable {
 public final class Tracer {
     private var skeleton: OpaquePointer?
     private var links: [OpaquePointer] = []
-    /// Set by `detach`: probes attached after it would outlive nothing's need.
+    /// Set by `detach`: from then on `attach` attaches nothing, so the last drain sees every stop.
     private var detached = false
     private var ringBuffer: OpaquePointer?
     private let ringBufferBytes: UInt32
@@ -233,7 +233,6 @@ public final class Tracer {
         CTLSTapBPF_forget_process(skeleton, pid, fds, fds.count, tlsObjects, tlsObjects.count)
     }
 
-    /// Detaches every probe and unloads the programs. Safe to call twice.
     /// Detaches every probe and tracepoint; the ring buffer and the maps
     /// stay, so what the programs sent can still be read (`drain`). When it
     /// returns no program runs any more, so none stops another process for
@@ -247,6 +246,7 @@ public final class Tracer {
         links.removeAll()
     }
 
+    /// Detaches every probe and unloads the programs. Safe to call twice.
     public func close() {
         if let ringBuffer { ring_buffer__free(ringBuffer) }
         ringBuffer = nil
