@@ -69,8 +69,10 @@ extension EndToEnd {
         /// started untraced, then traced with `-p`. Each curl makes 2 requests on
         /// one keep-alive connection, with paths of its own
         /// (/r{round}/c{client}/{n}), and reports its local port. Every
-        /// `http` record must sit on the connection whose remote port is
-        /// that of the curl whose paths it carries; every request must
+        /// `http` record must sit on the connection of the curl whose paths
+        /// it carries (its remote port is that curl's; a later round may get
+        /// the same port, so the k-th connection from a port is the k-th
+        /// curl that used it); every request must
         /// appear exactly once, with its path; every data event must name
         /// its connection. A tracer that pairs TLS objects with sockets by
         /// guessing from the order of the loop's socket writes put a sixth
@@ -97,7 +99,7 @@ extension EndToEnd {
             ])
             #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
 
-            var clientByPort: [Int: String] = [:]  // curl's local port → "r1/c5"
+            var clientsByPort: [Int: [String]] = [:]  // curl's local port → its curls in order, "r0/c2", "r2/c5"
             var requested = Set<String>()
             for round in 0..<3 {
                 let clients = try (0..<8).map { client in
@@ -120,14 +122,18 @@ extension EndToEnd {
                         "curl \(name): \(result.standardOutput)")
                     let ports = Set(lines.compactMap { $0.first.flatMap { Int($0) } })
                     #expect(ports.count == 1, "curl \(name) made both requests on one connection: \(ports)")
-                    for clientPort in ports { clientByPort[clientPort] = name }
+                    for clientPort in ports { clientsByPort[clientPort, default: []].append(name) }
                 }
             }
             let run = Harness.stop(tracer)
             #expect(run.status == 0, "\(run.standardError)")
+            // Kept with `swift test --attachments-path DIR` (the kernel matrix keeps them).
+            Attachment.record(run.output, named: "tlstap-\(kind.rawValue).jsonl")
+            Attachment.record(run.standardError, named: "tlstap-\(kind.rawValue).stderr")
 
             let records = try Harness.records(run.output)
             let connections = Self.connections(in: records)
+            let clientOfConnection = Self.clients(of: connections, byPort: clientsByPort)
             let data = records.filter { $0["event"] as? String == "data" }
             #expect(!data.isEmpty)
             let unnamed = data.filter { $0["conn"] as? Int == nil }
@@ -147,8 +153,7 @@ extension EndToEnd {
                 let path = exchange["path"] as? String ?? ""
                 let connection = exchange["conn"] as? Int
                 let remote = connection.flatMap { connections[$0]?.remote }
-                let owner = remote.flatMap { $0.split(separator: ":").last }.flatMap { Int($0) }
-                    .flatMap { clientByPort[$0] }
+                let owner = connection.flatMap { clientOfConnection[$0] }
                 let client = path.split(separator: "/").prefix(2).joined(separator: "/")
                 if owner != client {
                     misplaced.append(
@@ -165,7 +170,8 @@ extension EndToEnd {
             #expect(paths.count == requested.count, "each request once")
             let perConnection = Dictionary(grouping: exchanges) { $0["conn"] as? Int ?? -1 }.mapValues(\.count)
             #expect(
-                perConnection.count == clientByPort.count && perConnection.values.allSatisfy { $0 == 2 },
+                perConnection.count == clientsByPort.values.map(\.count).reduce(0, +)
+                    && perConnection.values.allSatisfy { $0 == 2 },
                 "one connection per curl, its two requests on it: \(perConnection)")
         }
 
@@ -266,6 +272,20 @@ extension EndToEnd.AttributionTests {
             found[id] = connection
         }
         return found
+    }
+
+    /// The curl behind each connection (by id): the k-th connection, in
+    /// tlstap's order, whose remote port a curl used is the k-th curl that
+    /// used that port (`clientsByPort`, in the order they ran).
+    static func clients(of connections: [Int: Connection], byPort clientsByPort: [Int: [String]]) -> [Int: String] {
+        let byPort = Dictionary(grouping: connections.keys) { id in
+            connections[id]?.remote.flatMap { $0.split(separator: ":").last }.flatMap { Int($0) } ?? -1
+        }
+        var owners: [Int: String] = [:]
+        for (port, ids) in byPort {
+            for (id, client) in zip(ids.sorted(), clientsByPort[port] ?? []) { owners[id] = client }
+        }
+        return owners
     }
 
     /// A data event in a few words, for failure messages.
