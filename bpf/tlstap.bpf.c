@@ -239,7 +239,10 @@ static __always_inline struct go_call *syscall_go_call(struct pt_regs *user_regs
 
 /*
  * Socket syscalls made inside a TLS call name the call's fd, whether the
- * application used SSL_set_fd or a socket BIO.
+ * application used SSL_set_fd or a socket BIO. A Go call is found by its
+ * goroutine, never by the thread: the goroutine may have parked (on a
+ * mutex, say) before its own syscall, and another goroutine's syscall on
+ * that thread names another socket.
  */
 static __always_inline void note_call_fd(struct pt_regs *user_regs, int fd)
 {
@@ -247,14 +250,15 @@ static __always_inline void note_call_fd(struct pt_regs *user_regs, int fd)
 	struct tls_call *call = call_in_flight(thread);
 	struct go_call *go;
 
-	/*
-	 * Only a TCP socket: a TLS library may also read a file (its configuration,
-	 * say) inside a call. The fd its TLS object used before was checked then.
-	 */
-	if (call && call->fd < 0 && (fd == call->known_fd || tcp_sock_of_fd(fd)))
-		call->fd = fd;
-	if (call)
+	if (call && call->library != TLSTAP_LIB_GO) {
+		/*
+		 * Only a TCP socket: a TLS library may also read a file (its configuration,
+		 * say) inside a call. The fd its TLS object used before was checked then.
+		 */
+		if (call->fd < 0 && (fd == call->known_fd || tcp_sock_of_fd(fd)))
+			call->fd = fd;
 		return;
+	}
 	go = syscall_go_call(user_regs);
 	if (go && go->call.fd < 0 && tcp_sock_of_fd(fd))
 		go->call.fd = fd;

@@ -175,6 +175,56 @@ extension EndToEnd {
                 "one connection per curl, its two requests on it: \(perConnection)")
         }
 
+        /// Go multiplexes goroutines onto threads, so the thread a Go TLS call
+        /// started on runs other goroutines while it waits. Here, on each of
+        /// 12 connections, two goroutines Read at once: the second parks on
+        /// the connection's lock before any syscall, while a third goroutine
+        /// on the same thread (GOMAXPROCS 1) writes to a plain TCP socket.
+        /// A tracer that names a Go call's socket by the thread's syscalls put
+        /// some Reads on that plain socket (2 of 16 seen). Every Read must
+        /// be on its own TLS connection, once, byte-exact.
+        @Test func goReadsThatParkBeforeTheirSyscallKeepTheirConnection() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let count = 12
+            let goPeer = try Harness.buildGoPeer(in: workspace)
+            let portFile = workspace.appendingPathComponent("port").path
+            let (server, port) = try Self.startServer(
+                [
+                    goPeer, "parkedreads", workspace.appendingPathComponent("cert.pem").path,
+                    workspace.appendingPathComponent("key.pem").path, portFile, String(count),
+                ], portFile: portFile)
+            defer {
+                server.signal(SIGKILL)
+                _ = server.wait()
+            }
+            let tracer = try LaunchedProgram([
+                Harness.tlstap, "--format", "json", "-p", String(server.process.processIdentifier),
+            ])
+            #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
+            let client = try LaunchedProgram([goPeer, "parkedclient", String(port), String(count)]).wait()
+            #expect(client.status == 0, "\(client.standardError)")
+            let run = Harness.stop(tracer)
+            #expect(run.status == 0, "\(run.standardError)")
+            Attachment.record(run.output, named: "tlstap-parkedreads.jsonl")
+
+            let reads = try Harness.dataEvents(run.output)
+            let sent = (0..<count).flatMap { ["c\($0)-one", "c\($0)-two"] }
+            #expect(reads.map { String(decoding: $0.payload, as: UTF8.self) }.sorted() == sent.sorted())
+            let elsewhere = reads.filter { $0.local != "127.0.0.1:\(port)" }.map {
+                "\(String(decoding: $0.payload, as: UTF8.self)) on \($0.local ?? "none")"
+            }
+            #expect(
+                elsewhere.isEmpty, "\(elsewhere.count) of \(reads.count) Reads not on the TLS connection: \(elsewhere)")
+            // Both Reads of a connection on one connection, each connection's own.
+            let byConnection = Dictionary(grouping: reads) { $0.connection ?? -1 }
+            #expect(byConnection.count == count && !byConnection.keys.contains(-1))
+            for (connection, its) in byConnection {
+                let clients = Set(its.map { $0.payload.prefix { $0 != UInt8(ascii: "-") } })
+                #expect(its.count == 2 && clients.count == 1, "conn \(connection): \(its.map(\.payload))")
+            }
+        }
+
         /// One node process that is an HTTPS server and its keep-alive
         /// client, then an HTTP/2 server and its client session (6 requests
         /// each, all on node's one thread), traced with `-- COMMAND`. Both

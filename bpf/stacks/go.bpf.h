@@ -57,7 +57,7 @@ static __always_inline void go_remember(struct pt_regs *ctx, __u8 function)
 		return;
 	recall_binding(&pending.call, key.tgid);
 	bpf_map_update_elem(&go_calls, &key, &pending, BPF_ANY);
-	/* Also by thread, so a socket syscall the goroutine makes here names the fd. */
+	/* Also by thread: its syscalls here are inside a TLS call (not plaintext, nor records to match). */
 	start_call(thread, &pending.call);
 }
 
@@ -79,16 +79,14 @@ static __always_inline void go_finish(struct pt_regs *ctx, __u8 direction, enum 
 		n = 0;
 	bpf_map_delete_elem(&go_calls, &key);
 	/*
-	 * The goroutine may have parked (say, a read that got EAGAIN) and resumed
-	 * on another thread: the fd was noted on the thread where the call began.
+	 * The goroutine may have parked and resumed on another thread: its entry
+	 * there ends, unless another call has replaced it. Its fd is never taken
+	 * from there (note_call_fd names Go calls by goroutine).
 	 */
 	started_on = call_in_flight(first_thread);
 	if (started_on && started_on->ssl == call.ssl && started_on->library == TLSTAP_LIB_GO &&
-	    started_on->function == call.function) {
-		if (call.fd < 0)
-			call.fd = started_on->fd;
+	    started_on->function == call.function)
 		end_call(started_on);
-	}
 	send_call(&call, direction, n > 0 ? n : 0, call_socket(&call, thread >> 32), loop);
 }
 

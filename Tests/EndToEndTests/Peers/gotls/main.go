@@ -5,6 +5,11 @@
 //	gotls h2server CERT KEY PORTFILE  net/http over TLS as deployed (HTTP/2 on), until killed:
 //	                                  answers every request with "path=<path>\n"
 //	gotls h2client URL CAFILE N        GETs URL/0 .. URL/N-1 over one HTTP/2 connection, one after another
+//	gotls parkedreads CERT KEY PORTFILE N
+//	                                  on each of N connections, two goroutines Read at once (the second
+//	                                  parks on the connection's lock before any syscall) while a third
+//	                                  writes to a plain TCP socket on the same thread (GOMAXPROCS 1)
+//	gotls parkedclient PORT N          N connections to it, each sending "cI-one", then "cI-two"
 package main
 
 import (
@@ -16,7 +21,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
+	"sync"
+	"time"
 )
 
 func main() {
@@ -29,6 +37,10 @@ func main() {
 		serveH2(os.Args[2], os.Args[3], os.Args[4])
 	case "h2client":
 		getH2(os.Args[2], os.Args[3], os.Args[4])
+	case "parkedreads":
+		serveParkedReads(os.Args[2], os.Args[3], os.Args[4], atoi(os.Args[5]))
+	case "parkedclient":
+		sendToParkedReads(os.Args[2], atoi(os.Args[3]))
 	default:
 		os.Exit(2)
 	}
@@ -81,7 +93,7 @@ func get(url, caFile, body string) {
 	check(err)
 	answer, err := io.ReadAll(response.Body)
 	check(err)
-	fmt.Fprint(os.Stderr, string(answer))  // stdout belongs to the tracer in the tests
+	fmt.Fprint(os.Stderr, string(answer)) // stdout belongs to the tracer in the tests
 }
 
 func getH2(url, caFile, count string) {
@@ -100,6 +112,74 @@ func getH2(url, caFile, count string) {
 			os.Exit(1)
 		}
 	}
+}
+
+// Two Reads at once on each connection: the first waits in the kernel for
+// the client's first record, holding the connection's input lock; the
+// second parks on that lock without a syscall; then this goroutine, on the
+// same thread (GOMAXPROCS 1), writes to a plain TCP socket. Whatever names
+// the Reads' socket must not take that write's.
+func serveParkedReads(cert, key, portFile string, count int) {
+	runtime.GOMAXPROCS(1)
+	sink, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	go func() {
+		for {
+			conn, err := sink.Accept()
+			check(err)
+			go io.Copy(io.Discard, conn)
+		}
+	}()
+	plain, err := net.Dial("tcp", sink.Addr().String())
+	check(err)
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	check(err)
+	listener, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}})
+	check(err)
+	check(os.WriteFile(portFile+".tmp", []byte(fmt.Sprint(listener.Addr().(*net.TCPAddr).Port)), 0o600))
+	check(os.Rename(portFile+".tmp", portFile))
+	for i := 0; i < count; i++ {
+		conn, err := listener.Accept()
+		check(err)
+		check(conn.(*tls.Conn).Handshake())
+		var reads sync.WaitGroup
+		for k := 0; k < 2; k++ {
+			reads.Add(1)
+			go func() {
+				defer reads.Done()
+				buffer := make([]byte, 64)
+				_, err := conn.Read(buffer)
+				check(err)
+			}()
+			time.Sleep(100 * time.Millisecond)
+		}
+		_, err = plain.Write([]byte("not TLS"))
+		check(err)
+		reads.Wait()
+		conn.Close()
+	}
+}
+
+func sendToParkedReads(port string, count int) {
+	for i := 0; i < count; i++ {
+		conn, err := tls.Dial("tcp", "127.0.0.1:"+port, &tls.Config{InsecureSkipVerify: true})
+		check(err)
+		time.Sleep(400 * time.Millisecond) // both Reads are waiting
+		_, err = fmt.Fprintf(conn, "c%d-one", i)
+		check(err)
+		time.Sleep(100 * time.Millisecond) // one record each
+		_, err = fmt.Fprintf(conn, "c%d-two", i)
+		check(err)
+		io.Copy(io.Discard, conn) // until the server closes
+		conn.Close()
+	}
+}
+
+func atoi(text string) int {
+	var n int
+	_, err := fmt.Sscan(text, &n)
+	check(err)
+	return n
 }
 
 func check(err error) {
