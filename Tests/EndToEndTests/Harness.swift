@@ -11,8 +11,14 @@ struct EndToEnd {}
 /// only processes it starts itself: through `tlstap -- COMMAND` (a cgroup of
 /// their own) or `-p` with the PID of a peer it launched.
 enum Harness {
-    /// The tlstap executable built next to this test bundle.
+    /// The tlstap executable under test: `TLSTAP_TEST_TLSTAP` if set (the
+    /// kernel matrix's guests run the release build, as users do, and
+    /// faster than the debug one under emulation), else the one built next
+    /// to this test bundle.
     static let tlstap: String = {
+        if let chosen = ProcessInfo.processInfo.environment["TLSTAP_TEST_TLSTAP"], !chosen.isEmpty {
+            return chosen
+        }
         let beside = Bundle.main.executableURL?.deletingLastPathComponent().appendingPathComponent("tlstap").path
         if let beside, FileManager.default.isExecutableFile(atPath: beside) { return beside }
         return packageRoot.appendingPathComponent(".build/debug/tlstap").path
