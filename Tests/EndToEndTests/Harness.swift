@@ -19,10 +19,15 @@ enum Harness {
         if let chosen = ProcessInfo.processInfo.environment["TLSTAP_TEST_TLSTAP"], !chosen.isEmpty {
             return chosen
         }
-        let beside = Bundle.main.executableURL?.deletingLastPathComponent().appendingPathComponent("tlstap").path
-        if let beside, FileManager.default.isExecutableFile(atPath: beside) { return beside }
-        return packageRoot.appendingPathComponent(".build/debug/tlstap").path
+        return builtBeside("tlstap")
     }()
+
+    /// An executable of this package, from the build that made this test bundle.
+    static func builtBeside(_ name: String) -> String {
+        let beside = Bundle.main.executableURL?.deletingLastPathComponent().appendingPathComponent(name).path
+        if let beside, FileManager.default.isExecutableFile(atPath: beside) { return beside }
+        return packageRoot.appendingPathComponent(".build/debug/\(name)").path
+    }
 
     /// The release build (`make test` builds it), for tests of throughput, or nil.
     static let releaseTlstap: String? = {

@@ -7,8 +7,7 @@ extension EndToEnd {
     /// built with the package, traces curl against nginx.
     @Suite struct LibraryTests {
         @Test func theReadmesExampleProgramCapturesAnExchange() throws {
-            let example = URL(fileURLWithPath: Harness.tlstap).deletingLastPathComponent()
-                .appendingPathComponent("tlstap-example").path
+            let example = Harness.builtBeside("tlstap-example")
             try #require(FileManager.default.isExecutableFile(atPath: example), "swift build makes \(example)")
             let workspace = try Harness.makeWorkspace()
             defer { try? FileManager.default.removeItem(at: workspace) }

@@ -46,13 +46,23 @@ func main() {
 	}
 }
 
-func serve(cert, key, portFile string) {
+// A TLS listener on loopback whose port is written to portFile (atomically: the tests poll it).
+func listenTLS(cert, key, portFile string) net.Listener {
 	pair, err := tls.LoadX509KeyPair(cert, key)
 	check(err)
 	listener, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}})
 	check(err)
+	announce(listener, portFile)
+	return listener
+}
+
+func announce(listener net.Listener, portFile string) {
 	check(os.WriteFile(portFile+".tmp", []byte(fmt.Sprint(listener.Addr().(*net.TCPAddr).Port)), 0o600))
 	check(os.Rename(portFile+".tmp", portFile))
+}
+
+func serve(cert, key, portFile string) {
+	listener := listenTLS(cert, key, portFile)
 	done := make(chan struct{})
 	server := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -69,8 +79,7 @@ func serve(cert, key, portFile string) {
 func serveH2(cert, key, portFile string) {
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	check(err)
-	check(os.WriteFile(portFile+".tmp", []byte(fmt.Sprint(listener.Addr().(*net.TCPAddr).Port)), 0o600))
-	check(os.Rename(portFile+".tmp", portFile))
+	announce(listener, portFile)
 	server := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		fmt.Fprintf(w, "path=%s\n", r.URL.Path)
@@ -132,12 +141,7 @@ func serveParkedReads(cert, key, portFile string, count int) {
 	}()
 	plain, err := net.Dial("tcp", sink.Addr().String())
 	check(err)
-	pair, err := tls.LoadX509KeyPair(cert, key)
-	check(err)
-	listener, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}})
-	check(err)
-	check(os.WriteFile(portFile+".tmp", []byte(fmt.Sprint(listener.Addr().(*net.TCPAddr).Port)), 0o600))
-	check(os.Rename(portFile+".tmp", portFile))
+	listener := listenTLS(cert, key, portFile)
 	for i := 0; i < count; i++ {
 		conn, err := listener.Accept()
 		check(err)
