@@ -10,6 +10,9 @@
 
 const volatile bool capture_plaintext = false;
 
+/* Whether a syscall is made inside a TLS call (tlstap.bpf.c, which knows the TLS stacks). */
+static __always_inline bool inside_tls_call(struct pt_regs *user_regs);
+
 /* A socket syscall in flight whose bytes may be plaintext. */
 struct plain_call {
 	__u64 buffer;	   /* the buffer, or the iovec array */
@@ -27,8 +30,8 @@ struct {
 	__type(value, struct plain_call);
 } plain_calls SEC(".maps");
 
-static __always_inline void remember_plain_call(int fd, __u64 buffer, __u64 iov_count, __u8 function,
-						__u8 direction)
+static __always_inline void remember_plain_call(struct pt_regs *user_regs, int fd, __u64 buffer, __u64 iov_count,
+						__u8 function, __u8 direction)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
 	struct socket_state *socket;
@@ -40,7 +43,7 @@ static __always_inline void remember_plain_call(int fd, __u64 buffer, __u64 iov_
 		.direction = direction,
 	};
 
-	if (!capture_plaintext || call_in_flight(thread) || !tracing_this_process())
+	if (!capture_plaintext || inside_tls_call(user_regs) || !tracing_this_process())
 		return;
 	socket = socket_in_use(fd);
 	if (!socket || socket->is_tls || !socket->wanted)
@@ -49,13 +52,14 @@ static __always_inline void remember_plain_call(int fd, __u64 buffer, __u64 iov_
 }
 
 /* sendmsg/recvmsg(fd, struct user_msghdr *msg, flags): the iovecs are in msg. */
-static __always_inline void remember_plain_msg(int fd, __u64 message, __u8 function, __u8 direction)
+static __always_inline void remember_plain_msg(struct pt_regs *user_regs, int fd, __u64 message, __u8 function,
+					       __u8 direction)
 {
 	struct user_msghdr header = {};
 
 	if (!capture_plaintext || bpf_probe_read_user(&header, sizeof(header), (void *)message))
 		return;
-	remember_plain_call(fd, (__u64)header.msg_iov, header.msg_iovlen, function, direction);
+	remember_plain_call(user_regs, fd, (__u64)header.msg_iov, header.msg_iovlen, function, direction);
 }
 
 static __always_inline void finish_plain_call(long ret, enum chunk_loop loop)

@@ -237,6 +237,12 @@ static __always_inline struct go_call *syscall_go_call(struct pt_regs *user_regs
 	return bpf_map_lookup_elem(&go_calls, &key);
 }
 
+/* Whether this syscall is made inside a TLS call: the thread's, or its goroutine's. */
+static __always_inline bool inside_tls_call(struct pt_regs *user_regs)
+{
+	return call_in_flight(bpf_get_current_pid_tgid()) || syscall_go_call(user_regs);
+}
+
 /*
  * Socket syscalls made inside a TLS call name the call's fd, whether the
  * application used SSL_set_fd or a socket BIO. A Go call is found by its
@@ -250,15 +256,14 @@ static __always_inline void note_call_fd(struct pt_regs *user_regs, int fd)
 	struct tls_call *call = call_in_flight(thread);
 	struct go_call *go;
 
-	if (call && call->library != TLSTAP_LIB_GO) {
-		/*
-		 * Only a TCP socket: a TLS library may also read a file (its configuration,
-		 * say) inside a call. The fd its TLS object used before was checked then.
-		 */
-		if (call->fd < 0 && (fd == call->known_fd || tcp_sock_of_fd(fd)))
-			call->fd = fd;
+	/*
+	 * Only a TCP socket: a TLS library may also read a file (its configuration,
+	 * say) inside a call. The fd its TLS object used before was checked then.
+	 */
+	if (call && call->fd < 0 && (fd == call->known_fd || tcp_sock_of_fd(fd)))
+		call->fd = fd;
+	if (call)
 		return;
-	}
 	go = syscall_go_call(user_regs);
 	if (go && go->call.fd < 0 && tcp_sock_of_fd(fd))
 		go->call.fd = fd;
@@ -293,7 +298,7 @@ static __always_inline void note_unprobed_tls(struct pt_regs *user_regs, int fd,
  */
 static __always_inline void match_write(struct pt_regs *user_regs, int fd, __u64 buffer, __u64 length)
 {
-	if (call_in_flight(bpf_get_current_pid_tgid()))
+	if (inside_tls_call(user_regs))
 		return;
 	if (!match_fingerprint(fd, buffer, length))
 		note_unprobed_tls(user_regs, fd, buffer);
@@ -345,7 +350,7 @@ static __always_inline int buffer_call_entered(struct bpf_raw_tracepoint_args *c
 		if (function == TLSTAP_FUNC_SYS_WRITE)
 			go_write_goes_out(syscall_regs(ctx), fd, buffer, loop); /* Go writes with write(2) */
 	}
-	remember_plain_call(fd, buffer, 0, function, direction);
+	remember_plain_call(syscall_regs(ctx), fd, buffer, 0, function, direction);
 	return 0;
 }
 
@@ -365,7 +370,7 @@ static __always_inline int iovec_call_entered(struct bpf_raw_tracepoint_args *ct
 
 		match_write(syscall_regs(ctx), fd, (__u64)first.iov_base, first.iov_len);
 	}
-	remember_plain_call(fd, iov, SYSCALL_ARG3(ctx), function, direction);
+	remember_plain_call(syscall_regs(ctx), fd, iov, SYSCALL_ARG3(ctx), function, direction);
 	return 0;
 }
 
@@ -428,7 +433,7 @@ int probe_sendmsg_enter(struct bpf_raw_tracepoint_args *ctx)
 
 		match_write(syscall_regs(ctx), fd, (__u64)first.iov_base, first.iov_len);
 	}
-	remember_plain_msg(fd, message, TLSTAP_FUNC_SYS_SENDMSG, TLSTAP_DIR_OUT);
+	remember_plain_msg(syscall_regs(ctx), fd, message, TLSTAP_FUNC_SYS_SENDMSG, TLSTAP_DIR_OUT);
 	return 0;
 }
 
@@ -441,7 +446,7 @@ int probe_recvmsg_enter(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	fd = SYSCALL_ARG1(ctx);
 	note_call_fd(syscall_regs(ctx), fd);
-	remember_plain_msg(fd, SYSCALL_ARG2(ctx), TLSTAP_FUNC_SYS_RECVMSG, TLSTAP_DIR_IN);
+	remember_plain_msg(syscall_regs(ctx), fd, SYSCALL_ARG2(ctx), TLSTAP_FUNC_SYS_RECVMSG, TLSTAP_DIR_IN);
 	return 0;
 }
 

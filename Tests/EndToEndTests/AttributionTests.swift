@@ -182,7 +182,9 @@ extension EndToEnd {
         /// on the same thread (GOMAXPROCS 1) writes to a plain TCP socket.
         /// A tracer that names a Go call's socket by the thread's syscalls put
         /// some Reads on that plain socket (2 of 16 seen). Every Read must
-        /// be on its own TLS connection, once, byte-exact.
+        /// be on its own TLS connection, once, byte-exact. With --plaintext,
+        /// the plain write is not inside any TLS call, whatever waits on its
+        /// thread: each must be shown, on the plain connection.
         @Test func goReadsThatParkBeforeTheirSyscallKeepTheirConnection() throws {
             let workspace = try Harness.makeWorkspace()
             defer { try? FileManager.default.removeItem(at: workspace) }
@@ -199,7 +201,7 @@ extension EndToEnd {
                 _ = server.wait()
             }
             let tracer = try LaunchedProgram([
-                Harness.tlstap, "--format", "json", "-p", String(server.process.processIdentifier),
+                Harness.tlstap, "--format", "json", "--plaintext", "-p", String(server.process.processIdentifier),
             ])
             #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
             let client = try LaunchedProgram([goPeer, "parkedclient", String(port), String(count)]).wait()
@@ -208,7 +210,13 @@ extension EndToEnd {
             #expect(run.status == 0, "\(run.standardError)")
             Attachment.record(run.output, named: "tlstap-parkedreads.jsonl")
 
-            let reads = try Harness.dataEvents(run.output)
+            let events = try Harness.dataEvents(run.output)
+            let reads = events.filter { $0.lib == "go" }
+            let plain = events.filter { $0.lib == "socket" && $0.direction == "out" }
+            #expect(
+                plain.map { String(decoding: $0.payload, as: UTF8.self) } == Array(repeating: "not TLS", count: count)
+                    && Set(plain.map(\.connection)).count == 1 && plain.allSatisfy { $0.remote != nil },
+                "\(plain.map { "\($0.payload) on \($0.remote ?? "none")" })")
             let sent = (0..<count).flatMap { ["c\($0)-one", "c\($0)-two"] }
             #expect(reads.map { String(decoding: $0.payload, as: UTF8.self) }.sorted() == sent.sorted())
             let elsewhere = reads.filter { $0.local != "127.0.0.1:\(port)" }.map {

@@ -21,10 +21,12 @@ struct go_call_key {
 	__u64 goroutine;
 };
 
-/* A Go call in flight, and the thread it started on. */
+/*
+ * A Go call in flight. It is never kept by thread, as other libraries' calls
+ * are: its thread runs other goroutines while it waits.
+ */
 struct go_call {
 	struct tls_call call;
-	__u64 thread;
 	__u64 length; /* len(b) */
 	__u8 sent;    /* a Write already sent when its first record went out */
 	__u8 pad[7];
@@ -49,7 +51,6 @@ static __always_inline void go_remember(struct pt_regs *ctx, __u8 function)
 			.library = TLSTAP_LIB_GO,
 			.fd = -1,
 		},
-		.thread = thread,
 		.length = ctx->cx,
 	};
 
@@ -57,8 +58,6 @@ static __always_inline void go_remember(struct pt_regs *ctx, __u8 function)
 		return;
 	recall_binding(&pending.call, key.tgid);
 	bpf_map_update_elem(&go_calls, &key, &pending, BPF_ANY);
-	/* Also by thread: its syscalls here are inside a TLS call (not plaintext, nor records to match). */
-	start_call(thread, &pending.call);
 }
 
 static __always_inline void go_finish(struct pt_regs *ctx, __u8 direction, enum chunk_loop loop)
@@ -66,27 +65,15 @@ static __always_inline void go_finish(struct pt_regs *ctx, __u8 direction, enum 
 	__u64 thread = bpf_get_current_pid_tgid();
 	struct go_call_key key = { .tgid = thread >> 32, .goroutine = ctx->r14 };
 	struct go_call *pending = bpf_map_lookup_elem(&go_calls, &key);
-	struct tls_call *started_on;
 	long n = ctx->ax;
 	struct tls_call call;
-	__u64 first_thread;
 
 	if (!pending)
 		return;
-	call = pending->call; /* its fd, if a syscall on another thread named it */
-	first_thread = pending->thread;
+	call = pending->call; /* its fd, if its goroutine's syscall named it, on whatever thread */
 	if (pending->sent) /* by go_write_goes_out */
 		n = 0;
 	bpf_map_delete_elem(&go_calls, &key);
-	/*
-	 * The goroutine may have parked and resumed on another thread: its entry
-	 * there ends, unless another call has replaced it. Its fd is never taken
-	 * from there (note_call_fd names Go calls by goroutine).
-	 */
-	started_on = call_in_flight(first_thread);
-	if (started_on && started_on->ssl == call.ssl && started_on->library == TLSTAP_LIB_GO &&
-	    started_on->function == call.function)
-		end_call(started_on);
 	send_call(&call, direction, n > 0 ? n : 0, call_socket(&call, thread >> 32), loop);
 }
 
