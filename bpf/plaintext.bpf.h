@@ -10,9 +10,6 @@
 
 const volatile bool capture_plaintext = false;
 
-/* Whether a syscall is made inside a TLS call (tlstap.bpf.c, which knows the TLS stacks). */
-static __always_inline bool inside_tls_call(struct pt_regs *user_regs);
-
 /* A socket syscall in flight whose bytes may be plaintext. */
 struct plain_call {
 	__u64 buffer;	   /* the buffer, or the iovec array */
@@ -30,7 +27,8 @@ struct {
 	__type(value, struct plain_call);
 } plain_calls SEC(".maps");
 
-static __always_inline void remember_plain_call(struct pt_regs *user_regs, int fd, __u64 buffer, __u64 iov_count,
+/* `in_tls_call`: the syscall is made inside a TLS call, so its bytes are ciphertext. */
+static __always_inline void remember_plain_call(bool in_tls_call, int fd, __u64 buffer, __u64 iov_count,
 						__u8 function, __u8 direction)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
@@ -43,7 +41,7 @@ static __always_inline void remember_plain_call(struct pt_regs *user_regs, int f
 		.direction = direction,
 	};
 
-	if (!capture_plaintext || inside_tls_call(user_regs) || !tracing_this_process())
+	if (!capture_plaintext || in_tls_call || !tracing_this_process())
 		return;
 	socket = socket_in_use(fd);
 	if (!socket || socket->is_tls || !socket->wanted)
@@ -52,14 +50,14 @@ static __always_inline void remember_plain_call(struct pt_regs *user_regs, int f
 }
 
 /* sendmsg/recvmsg(fd, struct user_msghdr *msg, flags): the iovecs are in msg. */
-static __always_inline void remember_plain_msg(struct pt_regs *user_regs, int fd, __u64 message, __u8 function,
+static __always_inline void remember_plain_msg(bool in_tls_call, int fd, __u64 message, __u8 function,
 					       __u8 direction)
 {
 	struct user_msghdr header = {};
 
 	if (!capture_plaintext || bpf_probe_read_user(&header, sizeof(header), (void *)message))
 		return;
-	remember_plain_call(user_regs, fd, (__u64)header.msg_iov, header.msg_iovlen, function, direction);
+	remember_plain_call(in_tls_call, fd, (__u64)header.msg_iov, header.msg_iovlen, function, direction);
 }
 
 static __always_inline void finish_plain_call(long ret, enum chunk_loop loop)

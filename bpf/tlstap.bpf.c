@@ -237,10 +237,27 @@ static __always_inline struct go_call *syscall_go_call(struct pt_regs *user_regs
 	return bpf_map_lookup_elem(&go_calls, &key);
 }
 
-/* Whether this syscall is made inside a TLS call: the thread's, or its goroutine's. */
-static __always_inline bool inside_tls_call(struct pt_regs *user_regs)
+/*
+ * The TLS call a syscall is made inside, found once per syscall: the
+ * thread's (OpenSSL, GnuTLS, NSS), else its goroutine's, else none.
+ */
+struct enclosing_call {
+	struct tls_call *call;
+	struct go_call *go;
+};
+
+static __always_inline struct enclosing_call enclosing_call(struct pt_regs *user_regs)
 {
-	return call_in_flight(bpf_get_current_pid_tgid()) || syscall_go_call(user_regs);
+	struct enclosing_call found = { .call = call_in_flight(bpf_get_current_pid_tgid()) };
+
+	if (!found.call)
+		found.go = syscall_go_call(user_regs);
+	return found;
+}
+
+static __always_inline bool inside_tls_call(struct enclosing_call enclosing)
+{
+	return enclosing.call || enclosing.go;
 }
 
 /*
@@ -250,11 +267,10 @@ static __always_inline bool inside_tls_call(struct pt_regs *user_regs)
  * mutex, say) before its own syscall, and another goroutine's syscall on
  * that thread names another socket.
  */
-static __always_inline void note_call_fd(struct pt_regs *user_regs, int fd)
+static __always_inline void note_call_fd(struct enclosing_call enclosing, int fd)
 {
-	__u64 thread = bpf_get_current_pid_tgid();
-	struct tls_call *call = call_in_flight(thread);
-	struct go_call *go;
+	struct tls_call *call = enclosing.call;
+	struct go_call *go = enclosing.go;
 
 	/*
 	 * Only a TCP socket: a TLS library may also read a file (its configuration,
@@ -262,9 +278,6 @@ static __always_inline void note_call_fd(struct pt_regs *user_regs, int fd)
 	 */
 	if (call && call->fd < 0 && (fd == call->known_fd || tcp_sock_of_fd(fd)))
 		call->fd = fd;
-	if (call)
-		return;
-	go = syscall_go_call(user_regs);
 	if (go && go->call.fd < 0 && tcp_sock_of_fd(fd))
 		go->call.fd = fd;
 }
@@ -279,11 +292,11 @@ static __always_inline void note_call_fd(struct pt_regs *user_regs, int fd)
  */
 #define TLSTAP_UNPROBED_WRITES 3
 
-static __always_inline void note_unprobed_tls(struct pt_regs *user_regs, int fd, __u64 buffer)
+static __always_inline void note_unprobed_tls(int fd, __u64 buffer)
 {
 	struct socket_state *socket;
 
-	if (tls_record_type(buffer) != 23 || syscall_go_call(user_regs))
+	if (tls_record_type(buffer) != 23)
 		return;
 	socket = socket_in_use(fd);
 	if (!socket || !socket->wanted || socket->probed || socket->unprobed_writes >= TLSTAP_UNPROBED_WRITES)
@@ -296,12 +309,12 @@ static __always_inline void note_unprobed_tls(struct pt_regs *user_regs, int fd,
  * A send of a traced process outside TLS calls: ciphertext an unbound
  * object produced (bindings.bpf.h), or TLS from code no probe covers.
  */
-static __always_inline void match_write(struct pt_regs *user_regs, int fd, __u64 buffer, __u64 length)
+static __always_inline void match_write(struct enclosing_call enclosing, int fd, __u64 buffer, __u64 length)
 {
-	if (inside_tls_call(user_regs))
+	if (inside_tls_call(enclosing))
 		return;
 	if (!match_fingerprint(fd, buffer, length))
-		note_unprobed_tls(user_regs, fd, buffer);
+		note_unprobed_tls(fd, buffer);
 }
 
 /*
@@ -312,9 +325,8 @@ static __always_inline void match_write(struct pt_regs *user_regs, int fd, __u64
  * is still inside (*Conn).Write). The RET then only cleans up. The payload
  * is the whole of b, which Write writes or fails on.
  */
-static __always_inline void go_write_goes_out(struct pt_regs *user_regs, int fd, __u64 record, enum chunk_loop loop)
+static __always_inline void go_write_goes_out(struct go_call *go, int fd, __u64 record, enum chunk_loop loop)
 {
-	struct go_call *go = syscall_go_call(user_regs);
 	struct tls_call call;
 
 	if (!go || go->call.function != TLSTAP_FUNC_GO_WRITE || go->sent)
@@ -337,6 +349,7 @@ static __always_inline void go_write_goes_out(struct pt_regs *user_regs, int fd,
 static __always_inline int buffer_call_entered(struct bpf_raw_tracepoint_args *ctx, __u8 function, __u8 direction,
 					       enum chunk_loop loop)
 {
+	struct enclosing_call enclosing;
 	__u64 buffer;
 	int fd;
 
@@ -344,19 +357,21 @@ static __always_inline int buffer_call_entered(struct bpf_raw_tracepoint_args *c
 		return 0;
 	fd = SYSCALL_ARG1(ctx);
 	buffer = SYSCALL_ARG2(ctx);
-	note_call_fd(syscall_regs(ctx), fd);
+	enclosing = enclosing_call(syscall_regs(ctx));
+	note_call_fd(enclosing, fd);
 	if (direction == TLSTAP_DIR_OUT) {
-		match_write(syscall_regs(ctx), fd, buffer, SYSCALL_ARG3(ctx));
+		match_write(enclosing, fd, buffer, SYSCALL_ARG3(ctx));
 		if (function == TLSTAP_FUNC_SYS_WRITE)
-			go_write_goes_out(syscall_regs(ctx), fd, buffer, loop); /* Go writes with write(2) */
+			go_write_goes_out(enclosing.go, fd, buffer, loop); /* Go writes with write(2) */
 	}
-	remember_plain_call(syscall_regs(ctx), fd, buffer, 0, function, direction);
+	remember_plain_call(inside_tls_call(enclosing), fd, buffer, 0, function, direction);
 	return 0;
 }
 
 /* readv, writev (fd, iov, iovcnt). */
 static __always_inline int iovec_call_entered(struct bpf_raw_tracepoint_args *ctx, __u8 function, __u8 direction)
 {
+	struct enclosing_call enclosing;
 	__u64 iov;
 	int fd;
 
@@ -364,13 +379,14 @@ static __always_inline int iovec_call_entered(struct bpf_raw_tracepoint_args *ct
 		return 0;
 	fd = SYSCALL_ARG1(ctx);
 	iov = SYSCALL_ARG2(ctx);
-	note_call_fd(syscall_regs(ctx), fd);
+	enclosing = enclosing_call(syscall_regs(ctx));
+	note_call_fd(enclosing, fd);
 	if (direction == TLSTAP_DIR_OUT) {
 		struct iovec first = first_iovec(iov);
 
-		match_write(syscall_regs(ctx), fd, (__u64)first.iov_base, first.iov_len);
+		match_write(enclosing, fd, (__u64)first.iov_base, first.iov_len);
 	}
-	remember_plain_call(syscall_regs(ctx), fd, iov, SYSCALL_ARG3(ctx), function, direction);
+	remember_plain_call(inside_tls_call(enclosing), fd, iov, SYSCALL_ARG3(ctx), function, direction);
 	return 0;
 }
 
@@ -420,6 +436,7 @@ int probe_writev_enter(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tracepoint/sys_enter")
 int probe_sendmsg_enter(struct bpf_raw_tracepoint_args *ctx)
 {
+	struct enclosing_call enclosing;
 	__u64 message;
 	int fd;
 
@@ -427,26 +444,29 @@ int probe_sendmsg_enter(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	fd = SYSCALL_ARG1(ctx);
 	message = SYSCALL_ARG2(ctx);
-	note_call_fd(syscall_regs(ctx), fd);
+	enclosing = enclosing_call(syscall_regs(ctx));
+	note_call_fd(enclosing, fd);
 	{
 		struct iovec first = msg_first_iovec(message);
 
-		match_write(syscall_regs(ctx), fd, (__u64)first.iov_base, first.iov_len);
+		match_write(enclosing, fd, (__u64)first.iov_base, first.iov_len);
 	}
-	remember_plain_msg(syscall_regs(ctx), fd, message, TLSTAP_FUNC_SYS_SENDMSG, TLSTAP_DIR_OUT);
+	remember_plain_msg(inside_tls_call(enclosing), fd, message, TLSTAP_FUNC_SYS_SENDMSG, TLSTAP_DIR_OUT);
 	return 0;
 }
 
 SEC("raw_tracepoint/sys_enter")
 int probe_recvmsg_enter(struct bpf_raw_tracepoint_args *ctx)
 {
+	struct enclosing_call enclosing;
 	int fd;
 
 	if (!tracing_this_process())
 		return 0;
 	fd = SYSCALL_ARG1(ctx);
-	note_call_fd(syscall_regs(ctx), fd);
-	remember_plain_msg(syscall_regs(ctx), fd, SYSCALL_ARG2(ctx), TLSTAP_FUNC_SYS_RECVMSG, TLSTAP_DIR_IN);
+	enclosing = enclosing_call(syscall_regs(ctx));
+	note_call_fd(enclosing, fd);
+	remember_plain_msg(inside_tls_call(enclosing), fd, SYSCALL_ARG2(ctx), TLSTAP_FUNC_SYS_RECVMSG, TLSTAP_DIR_IN);
 	return 0;
 }
 
