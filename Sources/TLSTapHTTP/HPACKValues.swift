@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHPACK
+import Synchronization
 
 /// Where the literal values of an HPACK header block lie (RFC 7541
 /// section 6), read from its structure without decoding a string: what
@@ -106,6 +107,10 @@ extension HPACKDecoder {
     /// The name given to a table entry tlstap never saw.
     static let unknownName = "?"
 
+    /// The largest table filled with stand-ins: the 64 KiB that browsers
+    /// allow in their SETTINGS, 16 times the default.
+    static let standInTableSize = 65_536
+
     /// A decoder whose dynamic table is full of entries named `unknownName`:
     /// one for a stream tlstap may not have read from its start (joined
     /// midway, or after lost bytes). The entries the encoder adds from here
@@ -115,17 +120,47 @@ extension HPACKDecoder {
     /// instead of failing the whole block, and every other field decodes
     /// right. A real entry takes at least 33 bytes (a name of one byte, at
     /// least), so `size / 33` stand-ins cover every entry the encoder's
-    /// table can hold. On a stream read from its start, none is ever referred to.
+    /// table can hold, up to a table of `standInTableSize`. On a stream
+    /// read from its start, none is ever referred to.
+    ///
+    /// A larger table gets only that many stand-ins: a field that refers to
+    /// an unknown entry past them fails its block ("headers incomplete"),
+    /// never decodes wrong. So a peer that raises the table to 1 MiB and
+    /// then loses bytes over and over costs 2,000 entries per reset, not 30,000.
     /// - Parameter maxDynamicTableSize: the table size the encoder may use.
     static func forStreamJoinedMidway(maxDynamicTableSize: Int = HPACKDecoder.maxDynamicTableSize) -> HPACKDecoder {
+        StandInTables.decoder(maxDynamicTableSize: maxDynamicTableSize)
+    }
+
+    /// Builds what `forStreamJoinedMidway` returns: decodes a block of stand-ins.
+    fileprivate static func buildingStandIns(maxDynamicTableSize: Int) -> HPACKDecoder {
         var decoder = HPACKDecoder(allocator: ByteBufferAllocator(), maxDynamicTableSize: maxDynamicTableSize)
         let listLimit = decoder.maxHeaderListSize
         decoder.maxHeaderListSize = .max
         // "Literal with incremental indexing, new name": 0x40, a one-byte name, an empty value.
         let entry: [UInt8] = [0x40, 1, UInt8(ascii: "?"), 0]
-        var block = ByteBuffer(bytes: Array([[UInt8]](repeating: entry, count: maxDynamicTableSize / 33).joined()))
+        let count = min(maxDynamicTableSize, standInTableSize) / 33
+        var block = ByteBuffer(bytes: Array([[UInt8]](repeating: entry, count: count).joined()))
         _ = try? decoder.decodeHeaders(from: &block)
         decoder.maxHeaderListSize = listLimit
+        return decoder
+    }
+}
+
+/// Stand-in decoders (`HPACKDecoder.forStreamJoinedMidway`), built once per
+/// table size and copied after. A side's table is reset after every loss
+/// and every undecodable block, and building one decodes an entry per 33
+/// bytes of table; a copy shares the built table until its encoder adds an
+/// entry (copy on write).
+private enum StandInTables {
+    /// Table sizes kept: SETTINGS may name any, but peers use two or three.
+    static let sizesKept = 8
+    static let built = Mutex<[Int: HPACKDecoder]>([:])
+
+    static func decoder(maxDynamicTableSize size: Int) -> HPACKDecoder {
+        if let decoder = built.withLock({ $0[size] }) { return decoder }
+        let decoder = HPACKDecoder.buildingStandIns(maxDynamicTableSize: size)
+        built.withLock { if $0.count < sizesKept { $0[size] = decoder } }
         return decoder
     }
 }

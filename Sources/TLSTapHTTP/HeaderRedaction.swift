@@ -312,7 +312,7 @@ struct HPACKValueRedactor {
     /// The table size followed: at least what any encoder is allowed
     /// (SETTINGS_HEADER_TABLE_SIZE is 4,096 unless raised). A larger table
     /// than the encoder's holds the same entries at the same indices.
-    private static let tableSize = 65_536
+    private static let tableSize = HPACKDecoder.standInTableSize
 
     private let names: Set<String>
     private var decoder = HPACKDecoder.forStreamJoinedMidway(maxDynamicTableSize: tableSize)
