@@ -113,18 +113,44 @@ enum Harness {
 
     /// Builds the Go HTTPS peer (Peers/gotls, crypto/tls compiled in) with
     /// Debian's Go into the workspace as `gotls`; returns its path.
+    ///
+    /// A build is kept in `.build/tlstap-test-peers`, named by a hash of the
+    /// source, the flags and the Go toolchain (its path and date), and
+    /// copied from there when it is: later tests skip the compile, and so
+    /// do the kernel matrix's guests, which see the host's `.build` (their
+    /// writes end with them) and would compile ten times slower.
     /// - Parameter stripped: without symbol table and DWARF (`-ldflags=-s -w`).
     static func buildGoPeer(in workspace: URL, stripped: Bool = false) throws -> String {
         let binary = workspace.appendingPathComponent("gotls").path
         let source = packageRoot.appendingPathComponent("Tests/EndToEndTests/Peers/gotls/main.go").path
+        let go = URL(fileURLWithPath: "/usr/bin/go").resolvingSymlinksInPath().path
+        let goDate = (try? FileManager.default.attributesOfItem(atPath: go))?[.modificationDate] as? Date
+        let flags = stripped ? ["-ldflags=-s -w"] : []
+        let inputs = flags + [go, "\(goDate?.timeIntervalSince1970 ?? 0)"]
+        let key = try fnv1a(
+            Array(Data(contentsOf: URL(fileURLWithPath: source))) + Array(inputs.joined(separator: "\0").utf8))
+        let kept = packageRoot.appendingPathComponent(".build/tlstap-test-peers/gotls-\(String(key, radix: 16))").path
+        if (try? FileManager.default.copyItem(atPath: kept, toPath: binary)) != nil { return binary }
+
         var environment = ProcessInfo.processInfo.environment
         environment["GO111MODULE"] = "off"
         environment["GOCACHE"] = FileManager.default.temporaryDirectory.appendingPathComponent("tlstap-go-cache").path
         let built = try runProgram(
-            ["/usr/bin/go", "build"] + (stripped ? ["-ldflags=-s -w"] : []) + ["-o", binary, source],
-            environment: environment)
+            ["/usr/bin/go", "build"] + flags + ["-o", binary, source], environment: environment)
         try #require(built.status == 0, "go build: \(built.standardError)")
+        // Kept whole or not at all: copied beside, then renamed. Where .build is read-only, nothing is.
+        let partial = kept + ".\(getpid())"
+        try? FileManager.default.createDirectory(
+            atPath: (kept as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        if (try? FileManager.default.copyItem(atPath: binary, toPath: partial)) != nil, rename(partial, kept) != 0 {
+            unlink(partial)
+        }
         return binary
+    }
+
+    /// FNV-1a, 64 bits: a stable name for a build's inputs (Swift's `Hasher` is seeded per process).
+    static func fnv1a(_ bytes: [UInt8]) -> UInt64 {
+        bytes.reduce(0xcbf2_9ce4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
     }
 
     /// Stops a running tlstap with `signal` once the traced programs' last
