@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * Tying TLS calls to TCP sockets. Sockets of traced processes are tracked
- * from connect/accept to close, keyed by (tgid, fd); their addresses are read
- * from the kernel's struct sock with CO-RE at that moment, so a connection
- * that closes before user space looks is still named. A socket first seen in
- * use (opened before tlstap, or inherited) is read the same way then.
+ * from their first use to close, keyed by (tgid, fd); their addresses are
+ * read from the kernel's struct sock with CO-RE at that moment, so a
+ * connection that closes before user space looks is still named. Whether it
+ * was connected, accepted, or opened before tlstap looked (MID: or
+ * inherited) comes from TCP's state changes (socket_origins).
  */
 #ifndef TLSTAP_SOCKETS_BPF_H
 #define TLSTAP_SOCKETS_BPF_H
@@ -19,7 +20,6 @@
 #define TLSTAP_IPPROTO_TCP 6
 #define TLSTAP_S_IFMT 00170000
 #define TLSTAP_S_IFSOCK 0140000
-#define TLSTAP_EINPROGRESS 115
 
 /* Kernel-side connection filters (--port, --host). */
 const volatile bool filter_ports = false;
@@ -67,13 +67,21 @@ struct {
 	__type(value, struct socket_state);
 } sockets SEC(".maps");
 
-/* fd of a connect() in flight, per thread. */
+/*
+ * How a socket opened (TLSTAP_SOCKET_CONNECT or _ACCEPT), by its struct
+ * sock, until a traced process first uses it (track_socket). Filled from
+ * TCP's state changes (on_tcp_state), not from connect() and accept()
+ * returning: hooking the return of every syscall made every process on the
+ * host pay for it. Passive opens complete in softirq, for any listener on
+ * the host: the LRU keeps the map bounded, and a socket it dropped is named
+ * as MID, never with a wrong origin.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, TLSTAP_MAX_THREADS);
+	__uint(max_entries, TLSTAP_MAX_SOCKETS);
 	__type(key, __u64);
-	__type(value, __s32);
-} pending_connects SEC(".maps");
+	__type(value, __u8);
+} socket_origins SEC(".maps");
 
 
 /* The open file behind the current task's fd, or NULL. */
@@ -127,10 +135,12 @@ static __always_inline bool address_wanted(struct tlstap_socket_record *record)
 }
 
 /*
- * Starts tracking `fd` of the current process and tells user space.
- * Returns the new state, or NULL if the fd is not an IPv4/IPv6 TCP socket.
+ * Starts tracking `fd` of the current process, at its first use, and tells
+ * user space how it opened: connected or accepted since tlstap started
+ * (socket_origins), else MID. Returns the new state, or NULL if the fd is
+ * not an IPv4/IPv6 TCP socket.
  */
-static __always_inline struct socket_state *track_socket(int fd, __u8 event, __u8 role)
+static __always_inline struct socket_state *track_socket(int fd)
 {
 	struct file *file = file_of_fd(fd);
 	struct sock *sk = tcp_sock_of_file(file);
@@ -138,6 +148,8 @@ static __always_inline struct socket_state *track_socket(int fd, __u8 event, __u
 	struct socket_state state = {};
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 key = tlstap_socket_key(pid_tgid >> 32, fd);
+	__u64 sk_key = (__u64)sk;
+	__u8 *origin, event = TLSTAP_SOCKET_MID, role = TLSTAP_ROLE_UNKNOWN;
 	__u16 family;
 
 	if (!sk)
@@ -145,6 +157,12 @@ static __always_inline struct socket_state *track_socket(int fd, __u8 event, __u
 	family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family != TLSTAP_AF_INET && family != TLSTAP_AF_INET6)
 		return NULL;
+	origin = bpf_map_lookup_elem(&socket_origins, &sk_key);
+	if (origin) {
+		event = *origin;
+		role = event == TLSTAP_SOCKET_CONNECT ? TLSTAP_ROLE_CLIENT : TLSTAP_ROLE_SERVER;
+		bpf_map_delete_elem(&socket_origins, &sk_key);
+	}
 
 	record = bpf_ringbuf_reserve(&events, sizeof(*record), 0);
 	if (!record) {
@@ -172,7 +190,7 @@ static __always_inline struct socket_state *track_socket(int fd, __u8 event, __u
 	return bpf_map_lookup_elem(&sockets, &key);
 }
 
-/* The state of `fd`, whose open file is `file`, tracking it now (as MID) if it is new or was reused. */
+/* The state of `fd`, whose open file is `file`, tracking it now if it is new or was reused. */
 static __always_inline struct socket_state *socket_of_file(int fd, struct file *file)
 {
 	__u64 key = tlstap_socket_key(bpf_get_current_pid_tgid() >> 32, fd);
@@ -181,10 +199,10 @@ static __always_inline struct socket_state *socket_of_file(int fd, struct file *
 	/* The same open file: five reads, against eleven to check the socket again. */
 	if (state && state->file == (__u64)file)
 		return state;
-	return track_socket(fd, TLSTAP_SOCKET_MID, TLSTAP_ROLE_UNKNOWN);
+	return track_socket(fd);
 }
 
-/* The state of `fd`, tracking it now (as MID) if it is new or was reused. */
+/* The state of `fd`, tracking it now if it is new or was reused. */
 static __always_inline struct socket_state *socket_in_use(int fd)
 {
 	return socket_of_file(fd, file_of_fd(fd));

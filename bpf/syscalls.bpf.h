@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The syscalls tlstap hooks, through two raw tracepoints (sys_enter and
- * sys_exit) for all of them. sys_enter passes the syscalls tlstap has a
- * handler for to it by a tail call, indexed by syscall number (user space
- * fills the table after load), and ends at once for the others: a process
- * tlstap does not trace pays for a missed tail call on most syscalls, and
- * for the scope check that each handler makes first on the rest. sys_exit
- * is a BTF tracepoint, which reads the syscall's number from the registers
- * without a helper call, and picks the few returns that matter itself.
+ * The syscalls tlstap hooks, through one raw tracepoint (sys_enter) for
+ * all of them, and with --plaintext a second (sys_exit). sys_enter passes
+ * the syscalls tlstap has a handler for to it by a tail call, indexed by
+ * syscall number (user space fills the table after load), and ends at once
+ * for the others: a process tlstap does not trace pays for a missed tail
+ * call on most syscalls, and for the scope check that each handler makes
+ * first on the rest. sys_exit is a BTF tracepoint, which reads the
+ * syscall's return without a helper call. How sockets opened comes from
+ * TCP's state changes instead of connect() and accept() returning (see
+ * socket_origins): the return of every syscall of every process cost
+ * about as much again as its entry.
  *
  * A tracepoint per syscall (syscalls/sys_enter_write, ...) cost every
  * process on the host about 250 ns per syscall, since the kernel builds a
@@ -34,11 +37,6 @@ struct syscall_handlers {
 };
 
 struct syscall_handlers syscall_enters SEC(".maps");
-
-/* This architecture's numbers of the syscalls whose returns matter, set by user space before load. */
-const volatile __u32 syscall_connect = ~0u;
-const volatile __u32 syscall_accept = ~0u;
-const volatile __u32 syscall_accept4 = ~0u;
 
 static __always_inline struct pt_regs *syscall_regs(struct bpf_raw_tracepoint_args *ctx)
 {

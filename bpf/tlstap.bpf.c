@@ -341,7 +341,7 @@ static __always_inline void go_write_goes_out(struct go_call *go, int fd, __u64 
 }
 
 /*
- * The syscall handlers, tail-called by on_sys_enter and on_sys_exit
+ * The syscall handlers, tail-called by on_sys_enter
  * (syscalls.bpf.h). Each checks the scope first: the rest of an untraced
  * process's syscall costs nothing more.
  */
@@ -470,49 +470,41 @@ int probe_recvmsg_enter(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* connect(fd, addr, len): the addresses are read from the socket on return. */
-SEC("raw_tracepoint/sys_enter")
-int probe_connect_enter(struct bpf_raw_tracepoint_args *ctx)
+/*
+ * TCP's state changes: how each socket opened, kept until a traced process
+ * first uses it (socket_origins, track_socket). A connect() sends the SYN
+ * in its caller's context; a passive open completes in softirq. This runs a
+ * few times per connection of the host, not on every syscall.
+ */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_tcp_state, const struct sock *sk, const int oldstate, const int newstate)
 {
-	__u64 thread = bpf_get_current_pid_tgid();
-	__s32 fd;
+	__u64 key = (__u64)sk;
+	__u8 origin;
 
-	if (!tracing_this_process())
+	if (sk->sk_protocol != TLSTAP_IPPROTO_TCP) /* a BTF tracepoint's pointer: read directly */
 		return 0;
-	fd = SYSCALL_ARG1(ctx);
-	bpf_map_update_elem(&pending_connects, &thread, &fd, BPF_ANY);
+	if (newstate == TCP_SYN_SENT && tracing_this_process()) {
+		origin = TLSTAP_SOCKET_CONNECT;
+	} else if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED) {
+		origin = TLSTAP_SOCKET_ACCEPT;
+	} else {
+		if (newstate == TCP_CLOSE)
+			bpf_map_delete_elem(&socket_origins, &key);
+		return 0;
+	}
+	bpf_map_update_elem(&socket_origins, &key, &origin, BPF_ANY);
 	return 0;
 }
 
-/* connect's return: the socket has its local port (a non-blocking one once it returns EINPROGRESS). */
-static __always_inline void connect_returned(long ret)
-{
-	__u64 thread = bpf_get_current_pid_tgid();
-	__s32 *fd = bpf_map_lookup_elem(&pending_connects, &thread);
-	__s32 connected;
-
-	if (!fd)
-		return;
-	connected = *fd;
-	bpf_map_delete_elem(&pending_connects, &thread);
-	if (ret == 0 || ret == -TLSTAP_EINPROGRESS)
-		track_socket(connected, TLSTAP_SOCKET_CONNECT, TLSTAP_ROLE_CLIENT);
-}
-
 /*
- * Every syscall's return (syscalls.bpf.h): connect's, accept's and
- * accept4's, which return the new socket's fd, and with --plaintext those
- * of the calls whose entry kept a plaintext buffer.
+ * With --plaintext only, every syscall's return (syscalls.bpf.h): those of
+ * the calls whose entry kept a plaintext buffer. Without it, nothing hooks
+ * syscall returns.
  */
-static __always_inline void syscall_returned(struct pt_regs *regs, long ret, enum chunk_loop loop)
+static __always_inline void syscall_returned(long ret, enum chunk_loop loop)
 {
-	__u32 number = regs->orig_ax;
-
-	if (number == syscall_connect)
-		connect_returned(ret);
-	else if ((number == syscall_accept || number == syscall_accept4) && ret >= 0 && tracing_this_process())
-		track_socket(ret, TLSTAP_SOCKET_ACCEPT, TLSTAP_ROLE_SERVER);
-	else if (capture_plaintext)
+	if (capture_plaintext)
 		finish_plain_call(ret, loop);
 }
 
@@ -520,14 +512,14 @@ static __always_inline void syscall_returned(struct pt_regs *regs, long ret, enu
 SEC("tp_btf/sys_exit")
 int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 {
-	syscall_returned(regs, ret, CHUNKS_IN_BPF_LOOP);
+	syscall_returned(ret, CHUNKS_IN_BPF_LOOP);
 	return 0;
 }
 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(on_sys_exit_bounded, struct pt_regs *regs, long ret)
 {
-	syscall_returned(regs, ret, CHUNKS_IN_BOUNDED_LOOP);
+	syscall_returned(ret, CHUNKS_IN_BOUNDED_LOOP);
 	return 0;
 }
 

@@ -142,6 +142,10 @@ static void choose_programs(struct tlstap_bpf *skel, const struct CTLSTapBPF_Ker
 	}
 	bpf_program__set_autoload(skel->progs.probe_ssl_write_inner_enter, features->attach_cookies);
 	bpf_program__set_autoload(skel->progs.probe_ssl_read_inner_enter, features->attach_cookies);
+	if (!skel->rodata->capture_plaintext) { /* only --plaintext needs syscall returns */
+		bpf_program__set_autoload(skel->progs.on_sys_exit, false);
+		bpf_program__set_autoload(skel->progs.on_sys_exit_bounded, false);
+	}
 }
 
 int CTLSTapBPF_configure(struct tlstap_bpf *skel, const struct CTLSTapBPF_Filters *filters,
@@ -156,9 +160,6 @@ int CTLSTapBPF_configure(struct tlstap_bpf *skel, const struct CTLSTapBPF_Filter
 	skel->rodata->capture_plaintext = filters->capture_plaintext;
 	skel->rodata->follow_children = filters->follow_children;
 	skel->rodata->stop_for_attach = filters->stop_for_attach;
-	skel->rodata->syscall_connect = SYS_connect;
-	skel->rodata->syscall_accept = SYS_accept;
-	skel->rodata->syscall_accept4 = SYS_accept4;
 	choose_uprobe_links(skel);
 	choose_programs(skel, features);
 	skel->rodata->target_cgroup_id = filters->target_cgroup_id;
@@ -191,8 +192,7 @@ int CTLSTapBPF_load(struct tlstap_bpf *skel)
 		{ SYS_readv, skel->progs.probe_readv_enter },	  { SYS_writev, skel->progs.probe_writev_enter },
 		{ SYS_sendto, skel->progs.probe_sendto_enter },	  { SYS_recvfrom, skel->progs.probe_recvfrom_enter },
 		{ SYS_sendmsg, skel->progs.probe_sendmsg_enter }, { SYS_recvmsg, skel->progs.probe_recvmsg_enter },
-		{ SYS_connect, skel->progs.probe_connect_enter }, { SYS_close, skel->progs.probe_close_enter },
-		{ SYS_mmap, skel->progs.probe_mmap_enter },
+		{ SYS_close, skel->progs.probe_close_enter },	  { SYS_mmap, skel->progs.probe_mmap_enter },
 	};
 	int err = tlstap_bpf__load(skel);
 
@@ -432,11 +432,12 @@ static int attach_all(struct probe_slot *probes, size_t count, const char **fail
 
 int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, const char **failed)
 {
-	/* The syscall handlers are not attached: these two tail-call them. */
+	/* The syscall handlers are not attached: on_sys_enter tail-calls them. Without --plaintext, no exits load. */
 	struct probe_slot always[] = {
 		SLOT(on_sys_enter),
 		SLOT(on_sys_exit),
 		SLOT(on_sys_exit_bounded),
+		SLOT(on_tcp_state),
 		SLOT(probe_process_exit),
 		SLOT(probe_process_exec),
 	};

@@ -314,7 +314,7 @@ extension EndToEnd.FaultTests {
             stormed.links == warm.links && stormed.footprint.fds == warm.footprint.fds,
             "links \(warm.links) → \(stormed.links), fds \(warm.footprint.fds) → \(stormed.footprint.fds)")
         // State of processes that are gone: none left (a shell or two may be mid-call).
-        for name in ["sockets", "ssl_fds", "tls_calls", "go_calls", "pending_connect", "plain_calls"] {
+        for name in ["sockets", "ssl_fds", "tls_calls", "go_calls", "socket_origins", "plain_calls"] {
             #expect(
                 (stormed.maps[name] ?? -1) >= 0 && (stormed.maps[name] ?? 0) <= 4,
                 "\(name): \(warm.maps[name] ?? -1) entries after 1,000, \(stormed.maps[name] ?? -1) after 10,000")

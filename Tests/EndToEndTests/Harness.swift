@@ -186,6 +186,15 @@ enum Harness {
         Set(fdinfoValues("prog_id", heldBy: pid))
     }
 
+    /// Names of the BPF programs a process holds (the kernel keeps 15 characters of each).
+    static func programNames(heldBy pid: Int32) throws -> Set<String> {
+        let held = programIDs(heldBy: pid)
+        let result = try runProgram(["/usr/sbin/bpftool", "-j", "prog", "show"])
+        let programs = try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [[String: Any]]
+        return Set(
+            (programs ?? []).filter { held.contains($0["id"] as? Int ?? -1) }.compactMap { $0["name"] as? String })
+    }
+
     /// The values of one field (`prog_id`, `map_id`, `link_id`) in the
     /// fdinfo of every fd process `pid` holds, one per fd that has it.
     static func fdinfoValues(_ field: String, heldBy pid: Int32) -> [Int] {

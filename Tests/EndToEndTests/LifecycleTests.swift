@@ -46,6 +46,26 @@ extension EndToEnd {
             #expect(try Harness.programsLeft(of: ourPrograms).isEmpty)
         }
 
+        /// Only --plaintext hooks the return of every syscall (sys_exit):
+        /// without it, a process tlstap does not trace pays for the entry
+        /// hook alone, and how sockets opened comes from TCP's state changes.
+        @Test(arguments: [false, true])
+        func onlyPlaintextHooksTheReturnOfEverySyscall(plaintext: Bool) throws {
+            let sleeper = try LaunchedProgram(["/bin/sleep", "60"])
+            defer {
+                sleeper.signal(SIGKILL)
+                _ = sleeper.wait()
+            }
+            let tracer = try LaunchedProgram(
+                [Harness.tlstap, "-p", String(sleeper.process.processIdentifier)] + (plaintext ? ["--plaintext"] : []))
+            #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
+            let names = try Harness.programNames(heldBy: tracer.process.processIdentifier)
+            let run = Harness.stop(tracer)
+            #expect(run.status == 0, "\(run.standardError)")
+            #expect(names.isSuperset(of: ["on_sys_enter", "on_tcp_state", "probe_read_enter"]), "\(names.sorted())")
+            #expect(names.contains { $0.hasPrefix("on_sys_exit") } == plaintext, "\(names.sorted())")
+        }
+
         @Test(arguments: [
             (["-p", "999999"], "tlstap: no process with PID 999999 exists\n"),
             (["-p", "0"], "tlstap: '0' is not a valid PID\n"),

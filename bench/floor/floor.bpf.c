@@ -6,8 +6,9 @@
  * All the cost measured with them is the trap into the kernel and back.
  *
  * And the floor of what every process on the host pays per syscall while
- * tlstap runs: empty programs on the two syscall hooks tlstap uses
- * (bpf/syscalls.bpf.h), attached by `floor -s`.
+ * tlstap runs: an empty program on the syscall hook tlstap uses without
+ * --plaintext (the raw tracepoint sys_enter, bpf/syscalls.bpf.h), attached
+ * by `floor -s`.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -29,12 +30,6 @@ int floor_exit(struct pt_regs *ctx)
 
 SEC("raw_tracepoint/sys_enter")
 int floor_sys_enter(struct bpf_raw_tracepoint_args *ctx)
-{
-	return 0;
-}
-
-SEC("tp_btf/sys_exit")
-int BPF_PROG(floor_sys_exit, struct pt_regs *regs, long ret)
 {
 	return 0;
 }

@@ -6,9 +6,9 @@
  * OpenSSL's API pays.
  * floor -p PID -P PLAN: the same empty programs at the places tlstap probes,
  * read from PLAN (`tlstap check -p PID --attach-plan`).
- * floor -s: empty programs on tlstap's two syscall hooks (the raw tracepoint
- * sys_enter and the BTF tracepoint sys_exit), host-wide: what every process
- * pays per syscall for the hooks alone, before any work in them.
+ * floor -s: an empty program on tlstap's syscall hook (the raw tracepoint
+ * sys_enter), host-wide: what every process pays per syscall for the hook
+ * alone, before any work in it.
  * Prints "floor: attached N probes" on stderr and waits for SIGINT or SIGTERM.
  */
 #include <errno.h>
@@ -80,18 +80,13 @@ int main(int argc, char **argv)
 				      MAX_LINKS))
 		goto out;
 	if (syscall_hooks) {
-		struct bpf_program *hooks[] = { skel->progs.floor_sys_enter, skel->progs.floor_sys_exit };
+		struct bpf_link *link = bpf_program__attach(skel->progs.floor_sys_enter);
 
-		for (size_t i = 0; i < 2; i++) {
-			struct bpf_link *link = bpf_program__attach(hooks[i]);
-
-			if (!link) {
-				fprintf(stderr, "floor: cannot attach %s: %s\n", bpf_program__name(hooks[i]),
-					strerror(errno));
-				goto out;
-			}
-			links[attached++] = link;
+		if (!link) {
+			fprintf(stderr, "floor: cannot attach floor_sys_enter: %s\n", strerror(errno));
+			goto out;
 		}
+		links[attached++] = link;
 	}
 	for (size_t i = 0; library && i < sizeof(functions) / sizeof(functions[0]); i++) {
 		for (int ret = 0; ret <= 1; ret++) {

@@ -724,8 +724,8 @@ def overhead_section(results, lines):
     if syscalls:
         lines += ["`dd if=/dev/zero of=/dev/null bs=1 count=1000000` (2,000,000 syscalls), a process tlstap does "
                   "not trace, with no tracer and while tlstap traces an idle process in the given scope, or "
-                  "while only empty programs sit on tlstap's two syscall hooks (`floor -s`: the raw tracepoint "
-                  "sys_enter and the BTF tracepoint sys_exit, no tlstap) (alternating, medians of 3):", "",
+                  "while only an empty program sits on tlstap's syscall hook (`floor -s`: the raw tracepoint "
+                  "sys_enter, no tlstap; tlstap hooks sys_exit too with --plaintext only) (alternating, medians of 3):", "",
                   "| scope | dd seconds | no tracer | cost per syscall |", "|---|---|---|---|"]
         base = median([r["seconds"] for r in syscalls if r["scope"] == "none"])
         costs = {}
@@ -741,7 +741,7 @@ def overhead_section(results, lines):
         base = median([r["rate"] for r in neighbour if r["scope"] == "none"])
         lines += ["An untraced neighbour: a plaintext `redis-server` on 127.0.0.1 under "
                   "`redis-benchmark -t get -c 20 -n 200000`, with no tracer, while tlstap traces nginx's (idle) "
-                  "worker, and with only the empty syscall hooks (alternating, medians of 3):", "",
+                  "worker, and with only the empty syscall hook (alternating, medians of 3):", "",
                   "| tracer | GET/s | × no tracer |", "|---|---:|---:|"]
         for scope in dict.fromkeys(r["scope"] for r in neighbour):
             rate = median([r["rate"] for r in neighbour if r["scope"] == scope])
@@ -753,7 +753,7 @@ def overhead_section(results, lines):
 
 def scope_label(scope):
     """How a scope of the overhead cells reads in a table."""
-    return "empty programs on the two syscall hooks (`floor -s`)" if scope == "hooks" else f"`tlstap {scope}`"
+    return "an empty program on the syscall hook (`floor -s`)" if scope == "hooks" else f"`tlstap {scope}`"
 
 
 def write_report(args):
