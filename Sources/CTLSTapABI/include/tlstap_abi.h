@@ -96,8 +96,8 @@ enum tlstap_function {
 
 /* What happened to a socket. */
 enum tlstap_socket_event {
-	TLSTAP_SOCKET_CONNECT = 1, /* connect() returned 0 or EINPROGRESS */
-	TLSTAP_SOCKET_ACCEPT = 2,  /* accept()/accept4() returned this fd */
+	TLSTAP_SOCKET_CONNECT = 1, /* first use of a socket whose connect() tlstap saw send the SYN */
+	TLSTAP_SOCKET_ACCEPT = 2,  /* first use of a socket whose passive open tlstap saw complete */
 	TLSTAP_SOCKET_MID = 3,	   /* first seen in use: opened before tlstap, or inherited */
 	TLSTAP_SOCKET_CLOSE = 4,   /* close() of a tracked fd */
 	/*
