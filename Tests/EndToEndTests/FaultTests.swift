@@ -281,8 +281,9 @@ extension EndToEnd.FaultTests {
             Harness.tlstap, "--format", "json", "--", "/bin/sh", "-c", script, "sh",
             workspace.path, String(port),
         ])
+        // Ten minutes per phase (a phase takes about two here), stretched under emulation.
         func waitFor(_ marker: String) -> Bool {
-            for _ in 0..<6000 {
+            for _ in 0..<Int(6000 * TestTiming.scale) {
                 if FileManager.default.fileExists(atPath: workspace.appendingPathComponent(marker).path) { return true }
                 usleep(100_000)
             }
