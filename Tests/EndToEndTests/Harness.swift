@@ -114,7 +114,7 @@ enum Harness {
     /// Builds the Go HTTPS peer (Peers/gotls, crypto/tls compiled in) with
     /// Debian's Go into the workspace as `gotls`; returns its path.
     ///
-    /// A build is kept in `.build/tlstap-test-peers`, named by a hash of the
+    /// A build is kept in `.build/tlstap-test-peers`, named by a SHA-256 of the
     /// source, the flags and the Go toolchain (its path and date), and
     /// copied from there when it is: later tests skip the compile, and so
     /// do the kernel matrix's guests, which see the host's `.build` (their
@@ -127,9 +127,9 @@ enum Harness {
         let goDate = (try? FileManager.default.attributesOfItem(atPath: go))?[.modificationDate] as? Date
         let flags = stripped ? ["-ldflags=-s -w"] : []
         let inputs = flags + [go, "\(goDate?.timeIntervalSince1970 ?? 0)"]
-        let key = try fnv1a(
+        let key = try sha256Hex(
             Array(Data(contentsOf: URL(fileURLWithPath: source))) + Array(inputs.joined(separator: "\0").utf8))
-        let kept = packageRoot.appendingPathComponent(".build/tlstap-test-peers/gotls-\(String(key, radix: 16))").path
+        let kept = packageRoot.appendingPathComponent(".build/tlstap-test-peers/gotls-\(key.prefix(16))").path
         if (try? FileManager.default.copyItem(atPath: kept, toPath: binary)) != nil { return binary }
 
         var environment = ProcessInfo.processInfo.environment
@@ -146,11 +146,6 @@ enum Harness {
             unlink(partial)
         }
         return binary
-    }
-
-    /// FNV-1a, 64 bits: a stable name for a build's inputs (Swift's `Hasher` is seeded per process).
-    static func fnv1a(_ bytes: [UInt8]) -> UInt64 {
-        bytes.reduce(0xcbf2_9ce4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
     }
 
     /// Stops a running tlstap with `signal` once the traced programs' last
@@ -189,10 +184,8 @@ enum Harness {
     /// Names of the BPF programs a process holds (the kernel keeps 15 characters of each).
     static func programNames(heldBy pid: Int32) throws -> Set<String> {
         let held = programIDs(heldBy: pid)
-        let result = try runProgram(["/usr/sbin/bpftool", "-j", "prog", "show"])
-        let programs = try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [[String: Any]]
         return Set(
-            (programs ?? []).filter { held.contains($0["id"] as? Int ?? -1) }.compactMap { $0["name"] as? String })
+            try shownPrograms().filter { held.contains($0["id"] as? Int ?? -1) }.compactMap { $0["name"] as? String })
     }
 
     /// The values of one field (`prog_id`, `map_id`, `link_id`) in the
@@ -249,9 +242,13 @@ enum Harness {
 
     /// IDs of every BPF program loaded in the kernel.
     static func loadedPrograms() throws -> Set<Int> {
+        Set(try shownPrograms().compactMap { $0["id"] as? Int })
+    }
+
+    /// Every BPF program loaded in the kernel, as `bpftool -j prog show` describes it.
+    static func shownPrograms() throws -> [[String: Any]] {
         let result = try runProgram(["/usr/sbin/bpftool", "-j", "prog", "show"])
-        let programs = try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [[String: Any]]
-        return Set((programs ?? []).compactMap { $0["id"] as? Int })
+        return try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [[String: Any]] ?? []
     }
 
     /// Which of `programs` the kernel still holds after waiting up to 5 s:
