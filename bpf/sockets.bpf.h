@@ -20,6 +20,7 @@
 #define TLSTAP_IPPROTO_TCP 6
 #define TLSTAP_S_IFMT 00170000
 #define TLSTAP_S_IFSOCK 0140000
+#define TLSTAP_S_IFREG 0100000
 
 /* Kernel-side connection filters (--port, --host). */
 const volatile bool filter_ports = false;
@@ -43,6 +44,7 @@ struct {
 /* What BPF keeps about a tracked socket. */
 struct socket_state {
 	__u64 file;   /* the open file behind the fd, to notice the fd reused for another socket */
+	__u64 sock;   /* its struct sock, to know its close (socket_closing) */
 	__u8 wanted;  /* passes --port/--host */
 	__u8 is_tls;  /* carries TLS records: its syscalls are never plaintext */
 	__u8 probed;  /* a probed TLS call used it */
@@ -183,6 +185,7 @@ static __always_inline struct socket_state *track_socket(int fd)
 	record->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
 	record->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	state.file = (__u64)file;
+	state.sock = sk_key;
 	state.wanted = address_wanted(record);
 	bpf_ringbuf_submit(record, wakeup_flags(sizeof(*record)));
 

@@ -341,132 +341,185 @@ static __always_inline void go_write_goes_out(struct go_call *go, int fd, __u64 
 }
 
 /*
- * The syscall handlers, tail-called by on_sys_enter
- * (syscalls.bpf.h). Each checks the scope first: the rest of an untraced
- * process's syscall costs nothing more.
+ * The syscall handlers: tail-called by on_sys_enter (syscalls.bpf.h), or
+ * called from the socket tracepoints below, with the user registers the
+ * syscall was entered with. Their callers check the scope first: the rest
+ * of an untraced process's syscall costs nothing more.
  */
 /* read, write, sendto, recvfrom (fd, buffer, length, ...): one buffer. */
-static __always_inline int buffer_call_entered(struct bpf_raw_tracepoint_args *ctx, __u8 function, __u8 direction,
-					       enum chunk_loop loop)
+static __always_inline void buffer_call(struct pt_regs *regs, __u8 function, __u8 direction, enum chunk_loop loop)
 {
-	struct enclosing_call enclosing;
-	__u64 buffer;
-	int fd;
+	int fd = SYSCALL_ARG1(regs);
+	__u64 buffer = SYSCALL_ARG2(regs);
+	struct enclosing_call enclosing = enclosing_call(regs);
 
-	if (!tracing_this_process())
-		return 0;
-	fd = SYSCALL_ARG1(ctx);
-	buffer = SYSCALL_ARG2(ctx);
-	enclosing = enclosing_call(syscall_regs(ctx));
 	note_call_fd(enclosing, fd);
 	if (direction == TLSTAP_DIR_OUT) {
-		match_write(enclosing, fd, buffer, SYSCALL_ARG3(ctx));
+		match_write(enclosing, fd, buffer, SYSCALL_ARG3(regs));
 		if (function == TLSTAP_FUNC_SYS_WRITE)
 			go_write_goes_out(enclosing.go, fd, buffer, loop); /* Go writes with write(2) */
 	}
 	remember_plain_call(inside_tls_call(enclosing), fd, buffer, 0, function, direction);
-	return 0;
 }
 
 /* readv, writev (fd, iov, iovcnt). */
-static __always_inline int iovec_call_entered(struct bpf_raw_tracepoint_args *ctx, __u8 function, __u8 direction)
+static __always_inline void iovec_call(struct pt_regs *regs, __u8 function, __u8 direction)
 {
-	struct enclosing_call enclosing;
-	__u64 iov;
-	int fd;
+	int fd = SYSCALL_ARG1(regs);
+	__u64 iov = SYSCALL_ARG2(regs);
+	struct enclosing_call enclosing = enclosing_call(regs);
 
-	if (!tracing_this_process())
-		return 0;
-	fd = SYSCALL_ARG1(ctx);
-	iov = SYSCALL_ARG2(ctx);
-	enclosing = enclosing_call(syscall_regs(ctx));
 	note_call_fd(enclosing, fd);
 	if (direction == TLSTAP_DIR_OUT) {
 		struct iovec first = first_iovec(iov);
 
 		match_write(enclosing, fd, (__u64)first.iov_base, first.iov_len);
 	}
-	remember_plain_call(inside_tls_call(enclosing), fd, iov, SYSCALL_ARG3(ctx), function, direction);
-	return 0;
+	remember_plain_call(inside_tls_call(enclosing), fd, iov, SYSCALL_ARG3(regs), function, direction);
+}
+
+/* sendmsg, recvmsg (fd, message, flags). */
+static __always_inline void message_call(struct pt_regs *regs, __u8 function, __u8 direction)
+{
+	int fd = SYSCALL_ARG1(regs);
+	__u64 message = SYSCALL_ARG2(regs);
+	struct enclosing_call enclosing = enclosing_call(regs);
+
+	note_call_fd(enclosing, fd);
+	if (direction == TLSTAP_DIR_OUT) {
+		struct iovec first = msg_first_iovec(message);
+
+		match_write(enclosing, fd, (__u64)first.iov_base, first.iov_len);
+	}
+	remember_plain_msg(inside_tls_call(enclosing), fd, message, function, direction);
 }
 
 SEC("raw_tracepoint/sys_enter")
 int probe_read_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	return buffer_call_entered(ctx, TLSTAP_FUNC_SYS_READ, TLSTAP_DIR_IN, CHUNKS_IN_BPF_LOOP);
+	if (tracing_this_process())
+		buffer_call(syscall_regs(ctx), TLSTAP_FUNC_SYS_READ, TLSTAP_DIR_IN, CHUNKS_IN_BPF_LOOP);
+	return 0;
 }
 
 /* write(2) may send a Go Write's payload: twice, for kernels with and without bpf_loop. */
 SEC("raw_tracepoint/sys_enter")
 int probe_write_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	return buffer_call_entered(ctx, TLSTAP_FUNC_SYS_WRITE, TLSTAP_DIR_OUT, CHUNKS_IN_BPF_LOOP);
+	if (tracing_this_process())
+		buffer_call(syscall_regs(ctx), TLSTAP_FUNC_SYS_WRITE, TLSTAP_DIR_OUT, CHUNKS_IN_BPF_LOOP);
+	return 0;
 }
 
 SEC("raw_tracepoint/sys_enter")
 int probe_write_enter_bounded(struct bpf_raw_tracepoint_args *ctx)
 {
-	return buffer_call_entered(ctx, TLSTAP_FUNC_SYS_WRITE, TLSTAP_DIR_OUT, CHUNKS_IN_BOUNDED_LOOP);
+	if (tracing_this_process())
+		buffer_call(syscall_regs(ctx), TLSTAP_FUNC_SYS_WRITE, TLSTAP_DIR_OUT, CHUNKS_IN_BOUNDED_LOOP);
+	return 0;
 }
 
 SEC("raw_tracepoint/sys_enter")
 int probe_sendto_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	return buffer_call_entered(ctx, TLSTAP_FUNC_SYS_SENDTO, TLSTAP_DIR_OUT, CHUNKS_IN_BPF_LOOP);
+	if (tracing_this_process())
+		buffer_call(syscall_regs(ctx), TLSTAP_FUNC_SYS_SENDTO, TLSTAP_DIR_OUT, CHUNKS_IN_BPF_LOOP);
+	return 0;
 }
 
 SEC("raw_tracepoint/sys_enter")
 int probe_recvfrom_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	return buffer_call_entered(ctx, TLSTAP_FUNC_SYS_RECVFROM, TLSTAP_DIR_IN, CHUNKS_IN_BPF_LOOP);
+	if (tracing_this_process())
+		buffer_call(syscall_regs(ctx), TLSTAP_FUNC_SYS_RECVFROM, TLSTAP_DIR_IN, CHUNKS_IN_BPF_LOOP);
+	return 0;
 }
 
 SEC("raw_tracepoint/sys_enter")
 int probe_readv_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	return iovec_call_entered(ctx, TLSTAP_FUNC_SYS_READV, TLSTAP_DIR_IN);
+	if (tracing_this_process())
+		iovec_call(syscall_regs(ctx), TLSTAP_FUNC_SYS_READV, TLSTAP_DIR_IN);
+	return 0;
 }
 
 SEC("raw_tracepoint/sys_enter")
 int probe_writev_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	return iovec_call_entered(ctx, TLSTAP_FUNC_SYS_WRITEV, TLSTAP_DIR_OUT);
+	if (tracing_this_process())
+		iovec_call(syscall_regs(ctx), TLSTAP_FUNC_SYS_WRITEV, TLSTAP_DIR_OUT);
+	return 0;
 }
 
 SEC("raw_tracepoint/sys_enter")
 int probe_sendmsg_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct enclosing_call enclosing;
-	__u64 message;
-	int fd;
-
-	if (!tracing_this_process())
-		return 0;
-	fd = SYSCALL_ARG1(ctx);
-	message = SYSCALL_ARG2(ctx);
-	enclosing = enclosing_call(syscall_regs(ctx));
-	note_call_fd(enclosing, fd);
-	{
-		struct iovec first = msg_first_iovec(message);
-
-		match_write(enclosing, fd, (__u64)first.iov_base, first.iov_len);
-	}
-	remember_plain_msg(inside_tls_call(enclosing), fd, message, TLSTAP_FUNC_SYS_SENDMSG, TLSTAP_DIR_OUT);
+	if (tracing_this_process())
+		message_call(syscall_regs(ctx), TLSTAP_FUNC_SYS_SENDMSG, TLSTAP_DIR_OUT);
 	return 0;
 }
 
 SEC("raw_tracepoint/sys_enter")
 int probe_recvmsg_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct enclosing_call enclosing;
-	int fd;
+	if (tracing_this_process())
+		message_call(syscall_regs(ctx), TLSTAP_FUNC_SYS_RECVMSG, TLSTAP_DIR_IN);
+	return 0;
+}
+
+/*
+ * Linux 6.3+ without --plaintext: a socket send or receive of a traced
+ * process, once it is done, handled as the syscall it was made in
+ * (syscalls.bpf.h). Others (sendfile, io_uring, sendmmsg) were never
+ * hooked. Loaded only where bpf_loop is, so no bounded twins.
+ */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(on_socket_send, struct sock *sk, int ret, int flags)
+{
+	struct pt_regs *regs;
 
 	if (!tracing_this_process())
 		return 0;
-	fd = SYSCALL_ARG1(ctx);
-	enclosing = enclosing_call(syscall_regs(ctx));
-	note_call_fd(enclosing, fd);
-	remember_plain_msg(inside_tls_call(enclosing), fd, SYSCALL_ARG2(ctx), TLSTAP_FUNC_SYS_RECVMSG, TLSTAP_DIR_IN);
+	regs = current_syscall_regs();
+	switch (syscall_number(regs)) {
+	case TLSTAP_NR_WRITE:
+		buffer_call(regs, TLSTAP_FUNC_SYS_WRITE, TLSTAP_DIR_OUT, CHUNKS_IN_BPF_LOOP);
+		break;
+	case TLSTAP_NR_SENDTO:
+		buffer_call(regs, TLSTAP_FUNC_SYS_SENDTO, TLSTAP_DIR_OUT, CHUNKS_IN_BPF_LOOP);
+		break;
+	case TLSTAP_NR_WRITEV:
+		iovec_call(regs, TLSTAP_FUNC_SYS_WRITEV, TLSTAP_DIR_OUT);
+		break;
+	case TLSTAP_NR_SENDMSG:
+		message_call(regs, TLSTAP_FUNC_SYS_SENDMSG, TLSTAP_DIR_OUT);
+		break;
+	}
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(on_socket_receive, struct sock *sk, int ret, int flags)
+{
+	struct pt_regs *regs;
+
+	if (!tracing_this_process())
+		return 0;
+	regs = current_syscall_regs();
+	switch (syscall_number(regs)) {
+	case TLSTAP_NR_READ:
+		buffer_call(regs, TLSTAP_FUNC_SYS_READ, TLSTAP_DIR_IN, CHUNKS_IN_BPF_LOOP);
+		break;
+	case TLSTAP_NR_RECVFROM:
+		buffer_call(regs, TLSTAP_FUNC_SYS_RECVFROM, TLSTAP_DIR_IN, CHUNKS_IN_BPF_LOOP);
+		break;
+	case TLSTAP_NR_READV:
+		iovec_call(regs, TLSTAP_FUNC_SYS_READV, TLSTAP_DIR_IN);
+		break;
+	case TLSTAP_NR_RECVMSG:
+		message_call(regs, TLSTAP_FUNC_SYS_RECVMSG, TLSTAP_DIR_IN);
+		break;
+	}
 	return 0;
 }
 
@@ -523,6 +576,13 @@ int BPF_PROG(on_sys_exit_bounded, struct pt_regs *regs, long ret)
 	return 0;
 }
 
+/* The tracked socket on `fd` (key `key`) is closed: user space hears it once. */
+static __always_inline void socket_closed(__u64 key, int fd)
+{
+	if (bpf_map_delete_elem(&sockets, &key) == 0)
+		send_socket_end(TLSTAP_SOCKET_CLOSE, fd);
+}
+
 /*
  * Not scoped: a process can leave the scope (a new command name, another
  * cgroup) with sockets tracked. Most closes are of files and untracked fds:
@@ -531,11 +591,51 @@ int BPF_PROG(on_sys_exit_bounded, struct pt_regs *regs, long ret)
 SEC("raw_tracepoint/sys_enter")
 int probe_close_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	int fd = SYSCALL_ARG1(ctx);
+	int fd = SYSCALL_ARG1(syscall_regs(ctx));
 	__u64 key = tlstap_socket_key(bpf_get_current_pid_tgid() >> 32, fd);
 
-	if (bpf_map_lookup_elem(&sockets, &key) && bpf_map_delete_elem(&sockets, &key) == 0)
-		send_socket_end(TLSTAP_SOCKET_CLOSE, fd);
+	if (bpf_map_lookup_elem(&sockets, &key))
+		socket_closed(key, fd);
+	return 0;
+}
+
+/*
+ * Where the socket tracepoints replace sys_enter, nothing hooks close(2).
+ * The last close of a TCP socket changes its state (to FIN_WAIT1, LAST_ACK
+ * or CLOSE) or, if a reset closed it already, destroys it, inside the
+ * close() of its fd: `sk` is matched with the socket tracked on that fd, so
+ * that a softirq's change to another socket, in whatever task it
+ * interrupted, is not taken for it. A close that is not the socket's last
+ * (of a dup, or of a copy a child inherited) changes nothing: the fd's
+ * entry is replaced when the fd is used again, or goes with its process.
+ */
+static __always_inline void socket_closing(const struct sock *sk)
+{
+	struct pt_regs *regs = current_syscall_regs();
+	struct socket_state *state;
+	__u64 key;
+	int fd;
+
+	if (syscall_number(regs) != TLSTAP_NR_CLOSE)
+		return;
+	fd = SYSCALL_ARG1(regs);
+	key = tlstap_socket_key(bpf_get_current_pid_tgid() >> 32, fd);
+	state = bpf_map_lookup_elem(&sockets, &key);
+	if (state && state->sock == (__u64)sk)
+		socket_closed(key, fd);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_tcp_state_in_close, const struct sock *sk, const int oldstate, const int newstate)
+{
+	socket_closing(sk);
+	return 0;
+}
+
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(on_tcp_destroy_in_close, const struct sock *sk)
+{
+	socket_closing(sk);
 	return 0;
 }
 
@@ -628,28 +728,54 @@ int probe_process_fork(struct bpf_raw_tracepoint_args *ctx)
 }
 
 #define TLSTAP_PROT_EXEC 4
+#define TLSTAP_MAP_ANONYMOUS 0x20
 
 /*
- * mmap(addr, len, prot, flags, fd, off) of code from a file: the dynamic
- * loader mapping a shared object, or dlopen. The first time any traced
- * process maps a file as code, user space looks at the process's mappings
- * for a TLS library without probes (a libssl in another directory, one
- * replaced on disk, one loaded later).
+ * A traced process maps the file open on the fd of mmap `regs`: the first
+ * time any traced process maps a file, user space looks at it for a TLS library without
+ * probes (a libssl in another directory, one replaced on disk, one loaded
+ * later, with dlopen).
  */
+static __always_inline void file_mapped(struct pt_regs *regs)
+{
+	int fd = SYSCALL_ARG5(regs);
+	struct file *file;
+
+	if (fd < 0 || (SYSCALL_ARG4(regs) & TLSTAP_MAP_ANONYMOUS)) /* which ignores the fd */
+		return;
+	file = file_of_fd(fd);
+	if (file && (BPF_CORE_READ(file, f_inode, i_mode) & TLSTAP_S_IFMT) == TLSTAP_S_IFREG && first_sight(file))
+		send_new_code(TLSTAP_PROCESS_MAP, fd);
+}
+
+/* mmap(addr, len, prot, flags, fd, off) of code from a file: the dynamic loader mapping a shared object. */
 SEC("raw_tracepoint/sys_enter")
 int probe_mmap_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct file *file;
-	int fd;
+	struct pt_regs *regs = syscall_regs(ctx);
 
-	if (!tracing_this_process() || !(SYSCALL_ARG3(ctx) & TLSTAP_PROT_EXEC))
+	if (tracing_this_process() && (SYSCALL_ARG3(regs) & TLSTAP_PROT_EXEC))
+		file_mapped(regs);
+	return 0;
+}
+
+/*
+ * Where the socket tracepoints replace sys_enter: an mmap() that lets the
+ * kernel choose the address. The dynamic loader maps a shared object so
+ * first, whole and readable only, before it maps its code over that
+ * address (MAP_FIXED, which does not come here): so any file, not only
+ * code, is looked at, once.
+ */
+SEC("tp_btf/vm_unmapped_area")
+int BPF_PROG(on_map_area, unsigned long address, struct vm_unmapped_area_info *info)
+{
+	struct pt_regs *regs;
+
+	if (!tracing_this_process())
 		return 0;
-	fd = SYSCALL_ARG5(ctx);
-	if (fd < 0)
-		return 0;
-	file = file_of_fd(fd);
-	if (file && first_sight(file))
-		send_new_code(TLSTAP_PROCESS_MAP, fd);
+	regs = current_syscall_regs();
+	if (syscall_number(regs) == TLSTAP_NR_MMAP)
+		file_mapped(regs);
 	return 0;
 }
 

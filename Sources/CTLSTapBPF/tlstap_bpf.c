@@ -46,6 +46,19 @@ struct uprobe_multi_attr {
 	__u32 pad;
 };
 
+/* Whether the kernel's BTF has a type of this name and kind. */
+static bool kernel_btf_has(const char *name, int kind)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	bool found;
+
+	if (!vmlinux)
+		return false;
+	found = btf__find_by_name_kind(vmlinux, name, kind) >= 0;
+	btf__free(vmlinux);
+	return found;
+}
+
 /*
  * Whether the kernel has uprobe_multi links (Linux 6.6+). Detaching a
  * perf-event uprobe waits for an RCU grace period under a global mutex, one
@@ -55,14 +68,36 @@ struct uprobe_multi_attr {
  */
 static bool kernel_has_uprobe_multi(void)
 {
-	struct btf *vmlinux = btf__load_vmlinux_btf();
-	bool found;
+	return kernel_btf_has("bpf_uprobe_multi_link", BTF_KIND_STRUCT);
+}
 
-	if (!vmlinux)
-		return false;
-	found = btf__find_by_name_kind(vmlinux, "bpf_uprobe_multi_link", BTF_KIND_STRUCT) >= 0;
-	btf__free(vmlinux);
-	return found;
+bool CTLSTapBPF_kernel_has_tracepoint(const char *name)
+{
+	char type[128];
+
+	snprintf(type, sizeof(type), "btf_trace_%s", name);
+	return kernel_btf_has(type, BTF_KIND_TYPEDEF);
+}
+
+/* The BTF tracepoints that replace sys_enter (socket_tracepoints; syscalls.bpf.h). */
+static const char *const socket_tracepoints[] = {
+	"sock_send_length",
+	"sock_recv_length",
+	"vm_unmapped_area",
+	"tcp_destroy_sock",
+};
+
+const char *CTLSTapBPF_socket_tracepoint(size_t index)
+{
+	return index < sizeof(socket_tracepoints) / sizeof(socket_tracepoints[0]) ? socket_tracepoints[index] : NULL;
+}
+
+bool CTLSTapBPF_kernel_has_socket_tracepoints(void)
+{
+	for (size_t i = 0; i < sizeof(socket_tracepoints) / sizeof(socket_tracepoints[0]); i++)
+		if (!CTLSTapBPF_kernel_has_tracepoint(socket_tracepoints[i]))
+			return false;
+	return true;
 }
 
 /* Loads every uprobe program for uprobe_multi links if the kernel has them. */
@@ -125,6 +160,28 @@ static struct bpf_program *loaded_member(struct tlstap_bpf *skel, struct bpf_pro
 }
 
 /*
+ * Either sys_enter and its handlers, or the socket tracepoints and the two
+ * that replace its close and mmap handlers (syscalls.bpf.h).
+ */
+static void choose_syscall_hooks(struct tlstap_bpf *skel, bool from_sockets)
+{
+	struct bpf_program *replacing[] = {
+		skel->progs.on_socket_send,	    skel->progs.on_socket_receive,
+		skel->progs.on_tcp_state_in_close, skel->progs.on_tcp_destroy_in_close,
+		skel->progs.on_map_area,
+	};
+	struct bpf_program *program;
+
+	for (size_t i = 0; i < sizeof(replacing) / sizeof(replacing[0]); i++)
+		bpf_program__set_autoload(replacing[i], from_sockets);
+	if (!from_sockets)
+		return;
+	bpf_object__for_each_program(program, skel->obj)
+		if (strcmp(bpf_program__section_name(program), "raw_tracepoint/sys_enter") == 0)
+			bpf_program__set_autoload(program, false);
+}
+
+/*
  * Loads one member of each program pair, and none of the programs that
  * call what the kernel lacks: those are the only ones the verifier would
  * refuse.
@@ -146,6 +203,7 @@ static void choose_programs(struct tlstap_bpf *skel, const struct CTLSTapBPF_Ker
 		bpf_program__set_autoload(skel->progs.on_sys_exit, false);
 		bpf_program__set_autoload(skel->progs.on_sys_exit_bounded, false);
 	}
+	choose_syscall_hooks(skel, features->socket_tracepoints && !skel->rodata->capture_plaintext);
 }
 
 int CTLSTapBPF_configure(struct tlstap_bpf *skel, const struct CTLSTapBPF_Filters *filters,
@@ -196,7 +254,7 @@ int CTLSTapBPF_load(struct tlstap_bpf *skel)
 	};
 	int err = tlstap_bpf__load(skel);
 
-	if (!err)
+	if (!err && bpf_program__autoload(skel->progs.on_sys_enter))
 		err = fill_syscall_table(skel, enters, sizeof(enters) / sizeof(enters[0]));
 	return err;
 }
@@ -432,12 +490,20 @@ static int attach_all(struct probe_slot *probes, size_t count, const char **fail
 
 int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, const char **failed)
 {
-	/* The syscall handlers are not attached: on_sys_enter tail-calls them. Without --plaintext, no exits load. */
+	/*
+	 * The syscall handlers are not attached: on_sys_enter tail-calls them. Without --plaintext, no exits
+	 * load; with the socket tracepoints, no sys_enter (attach_all skips what did not load).
+	 */
 	struct probe_slot always[] = {
 		SLOT(on_sys_enter),
 		SLOT(on_sys_exit),
 		SLOT(on_sys_exit_bounded),
 		SLOT(on_tcp_state),
+		SLOT(on_socket_send),
+		SLOT(on_socket_receive),
+		SLOT(on_tcp_state_in_close),
+		SLOT(on_tcp_destroy_in_close),
+		SLOT(on_map_area),
 		SLOT(probe_process_exit),
 		SLOT(probe_process_exec),
 	};

@@ -49,6 +49,7 @@ public struct HostCheck: Sendable {
                 ? Feature(name: helper.name, available: false, detail: "hidden by \(KernelFeatures.hidingVariable)")
                 : self.helper(helper.id, name: helper.name, since: helper.since)
         }
+        features.append(socketTracepoints())
         features.append(pmu("uprobe", name: "uprobe"))
         features.append(pmuFormat("uprobe", field: "retprobe", name: "uretprobe"))
         features.append(pmu("kprobe", name: "kprobe"))
@@ -61,6 +62,27 @@ public struct HostCheck: Sendable {
                     ? "a test program attached to do_nanosleep loaded"
                     : "the kernel refused a test program: \(String(cString: strerror(-fentry)))"))
         return HostCheck(features: features, libraries: LibraryDiscovery.distinct(LibraryDiscovery.systemLibraries()))
+    }
+
+    /// The tracepoints that let tlstap hook socket calls instead of every syscall (`KernelFeatures`).
+    private static func socketTracepoints() -> Feature {
+        let name = "sock tracepoints"
+        if KernelFeatures.hidden.contains("socket_tracepoints") {
+            return Feature(name: name, available: false, detail: "hidden by \(KernelFeatures.hidingVariable)")
+        }
+        let missing = KernelFeatures.socketTracepointNames.filter { !KernelFeatures.hasTracepoints([$0]) }
+        if !missing.isEmpty {
+            return Feature(
+                name: name, available: false,
+                detail: "the kernel's BTF has no \(missing.joined(separator: ", ")) (Linux 6.3+)")
+        }
+        if !KernelFeatures.current.bpfLoop {
+            return Feature(
+                name: name, available: false, detail: "in the kernel's BTF, but tlstap uses them with bpf_loop only")
+        }
+        return Feature(
+            name: name, available: true,
+            detail: KernelFeatures.socketTracepointNames.joined(separator: ", ") + " are in the kernel's BTF")
     }
 
     private static func mapType(_ type: bpf_map_type, name: String) -> Feature {

@@ -114,6 +114,55 @@ extension EndToEnd {
             #expect(captured == sent)
         }
 
+        /// A connection's close is told when its process closes it, however
+        /// the connection ended: after the server reset it, after a
+        /// shutdown(SHUT_WR), while still open; and at exit for the last.
+        /// Each close event comes within 0.2 s of the time the client
+        /// printed right before its close(), not later (at the next use of
+        /// the fd number, 0.6 s on).
+        @Test func eachCloseIsToldWhenItHappens() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let (server, port) = try Harness.startPythonServer(in: workspace, requests: 4)
+            let output = workspace.appendingPathComponent("closes.out").path
+            let client =
+                [
+                    Harness.python, Harness.peer, "closes", "https://localhost:\(port)/",
+                    workspace.appendingPathComponent("cert.pem").path,
+                ]
+                .map { "'\($0)'" }.joined(separator: " ") + " >'\(output)'"
+            let run = try Harness.run(["--format", "json", "--", "/bin/sh", "-c", client])
+            _ = server.wait()
+            #expect(run.status == 0, "\(run.standardError)")
+            let printed = try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n")
+            #expect(printed.filter { $0.hasPrefix("got ") }.count == 4, "\(printed)")
+            let closedAt = Dictionary(
+                printed.compactMap { line -> (String, Int)? in
+                    let fields = line.split(separator: " ")
+                    guard fields.count == 3, fields[0] == "closed", let time = Int(fields[2]) else { return nil }
+                    return (String(fields[1]), time)
+                }, uniquingKeysWith: { first, _ in first })
+            #expect(closedAt.keys.sorted() == ["/close", "/reset", "/shutdown"])
+
+            let requests = try Harness.dataEvents(run.output).filter { $0.direction == "out" }
+            let pathOf = Dictionary(
+                requests.compactMap { event -> (Int, String)? in
+                    let words = String(decoding: event.payload, as: UTF8.self).split(separator: " ")
+                    guard let connection = event.connection, words.first == "GET", words.count > 1 else { return nil }
+                    return (connection, String(words[1]))
+                }, uniquingKeysWith: { first, _ in first })
+            #expect(Set(pathOf.values) == ["/reset", "/shutdown", "/close", "/exit"], "\(pathOf)")
+            let records = try Harness.records(run.output)
+            for (connection, path) in pathOf {
+                let close = records.first { $0["event"] as? String == "close" && $0["conn"] as? Int == connection }
+                let told = close?["time_ns"] as? Int
+                #expect(told != nil, "\(path): no close event")
+                if let told, let closed = closedAt[path] {
+                    #expect(abs(told - closed) < 200_000_000, "\(path): closed at \(closed), told at \(told)")
+                }
+            }
+        }
+
         /// A connection opened before tlstap started is named when first used.
         @Test func aConnectionOpenedBeforeTlstapIsNamedMidStream() throws {
             let workspace = try Harness.makeWorkspace()

@@ -46,23 +46,47 @@ extension EndToEnd {
             #expect(try Harness.programsLeft(of: ourPrograms).isEmpty)
         }
 
-        /// Only --plaintext hooks the return of every syscall (sys_exit):
-        /// without it, a process tlstap does not trace pays for the entry
-        /// hook alone, and how sockets opened comes from TCP's state changes.
-        @Test(arguments: [false, true])
-        func onlyPlaintextHooksTheReturnOfEverySyscall(plaintext: Bool) throws {
+        /// Which syscalls tlstap hooks. Where the kernel has the socket
+        /// tracepoints (6.3+), none: socket calls, the closes of tracked
+        /// sockets and mmaps come from the socket layer, TCP and the memory
+        /// map, so a process tlstap does not trace pays nothing on a
+        /// syscall that is not a socket call. Without them (or hidden, as
+        /// on 6.1), sys_enter for all. Only --plaintext hooks the return of
+        /// every syscall (sys_exit), and it takes sys_enter everywhere.
+        @Test(arguments: [(false, false), (true, false), (false, true)])
+        func syscallsAreHookedOnlyWhereTheKernelOffersNothingNarrower(plaintext: Bool, hideSocketTracepoints: Bool)
+            throws
+        {
             let sleeper = try LaunchedProgram(["/bin/sleep", "60"])
             defer {
                 sleeper.signal(SIGKILL)
                 _ = sleeper.wait()
             }
+            var environment = ProcessInfo.processInfo.environment
+            if hideSocketTracepoints { environment["TLSTAP_KERNEL_WITHOUT"] = "socket_tracepoints" }
+            let check = String(decoding: try Harness.run(["check"]).output, as: UTF8.self)
             let tracer = try LaunchedProgram(
-                [Harness.tlstap, "-p", String(sleeper.process.processIdentifier)] + (plaintext ? ["--plaintext"] : []))
+                [Harness.tlstap, "-p", String(sleeper.process.processIdentifier)] + (plaintext ? ["--plaintext"] : []),
+                environment: environment)
             #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
             let names = try Harness.programNames(heldBy: tracer.process.processIdentifier)
             let run = Harness.stop(tracer)
             #expect(run.status == 0, "\(run.standardError)")
-            #expect(names.isSuperset(of: ["on_sys_enter", "on_tcp_state", "probe_read_enter"]), "\(names.sorted())")
+            let socketHooks = [
+                "on_socket_send", "on_socket_receive", "on_tcp_state_in_close", "on_tcp_destroy_in_close",
+                "on_map_area",
+            ]
+            let fromSockets = check.contains("  yes  sock tracepoints ") && !plaintext && !hideSocketTracepoints
+            #expect(names.contains("on_tcp_state"), "\(names.sorted())")
+            if fromSockets {
+                #expect(names.isSuperset(of: socketHooks), "\(names.sorted())")
+                #expect(!names.contains { $0.hasPrefix("on_sys_") || $0 == "probe_read_enter" }, "\(names.sorted())")
+            } else {
+                #expect(
+                    names.isSuperset(of: ["on_sys_enter", "probe_read_enter", "probe_close_enter"]), "\(names.sorted())"
+                )
+                #expect(names.isDisjoint(with: socketHooks), "\(names.sorted())")
+            }
             #expect(names.contains { $0.hasPrefix("on_sys_exit") } == plaintext, "\(names.sorted())")
         }
 
@@ -198,7 +222,10 @@ extension EndToEnd {
                     "  gnutls  /lib/x86_64-linux-gnu/libgnutls.so.30  (the dynamic loader's cache names it for libgnutls.so.30)"
                 ))
             #expect(text.hasSuffix("tlstap can trace TLS on this host.\n"))
-            #expect(!text.contains("missing features cost"))
+            // The socket tracepoints came in Linux 6.3: only their absence may cost something here.
+            let socketHooks = text.contains("  yes  sock tracepoints ")
+            #expect(socketHooks || text.contains("  no   sock tracepoints  "), "\(text)")
+            #expect(text.contains("missing features cost") == !socketHooks, "\(text)")
 
             // On a kernel without bpf_loop and attach cookies (5.10), it says what their absence costs.
             var environment = ProcessInfo.processInfo.environment

@@ -31,13 +31,30 @@ import Testing
 
     /// What `tlstap check` says each missing feature costs.
     @Test func eachMissingFeatureSaysWhatItCosts() {
-        #expect(KernelFeatures(bpfLoop: true, attachCookies: true).costs.isEmpty)
-        let old = KernelFeatures(bpfLoop: false, attachCookies: false).costs
-        #expect(old.count == 2)
+        #expect(KernelFeatures(bpfLoop: true, attachCookies: true, socketTracepoints: true).costs.isEmpty)
+        let old = KernelFeatures(bpfLoop: false, attachCookies: false, socketTracepoints: false).costs
+        #expect(old.count == 3)
         #expect(
             old.first
                 == "no bpf_loop (Linux 5.17+): the bytes of one call past the first 4 MiB are not captured and are "
                 + "counted as lost")
-        #expect(old.last?.hasPrefix("no attach cookies (Linux 5.15+): ") == true)
+        #expect(old.dropFirst().first?.hasPrefix("no attach cookies (Linux 5.15+): ") == true)
+        #expect(
+            old.last
+                == "no socket tracepoints (Linux 6.3+): every syscall of every process on the host, traced or not, "
+                + "passes through tlstap's syscall hook (about 100-250 ns each)")
+    }
+
+    /// Tracepoints are looked up in the kernel's BTF: TCP's state change
+    /// (Linux 4.16+) is there on every kernel tlstap runs on, a made-up one
+    /// is not, and one missing name is enough to say no.
+    @Test func tracepointsAreFoundInTheKernelsBTF() {
+        #expect(KernelFeatures.hasTracepoints(["inet_sock_set_state", "sched_process_exec"]))
+        #expect(!KernelFeatures.hasTracepoints(["tlstap_no_such_tracepoint"]))
+        #expect(!KernelFeatures.hasTracepoints(["inet_sock_set_state", "tlstap_no_such_tracepoint"]))
+        #expect(
+            KernelFeatures.socketTracepointNames == [
+                "sock_send_length", "sock_recv_length", "vm_unmapped_area", "tcp_destroy_sock",
+            ])
     }
 }

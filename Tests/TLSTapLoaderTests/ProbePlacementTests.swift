@@ -142,7 +142,7 @@ import Testing
             return
         }
         let points = ProbeLayout.attachPoints(
-            for: libssl, features: KernelFeatures(bpfLoop: false, attachCookies: false))
+            for: libssl, features: KernelFeatures(bpfLoop: false, attachCookies: false, socketTracepoints: false))
         #expect(
             points.map(\.label).dropLast() == [
                 "SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex", "SSL_do_handshake", "SSL_free",

@@ -112,7 +112,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	const struct CTLSTapBPF_Filters filters = { .own_pid = getpid(), .filter_pids = true };
-	const struct CTLSTapBPF_KernelFeatures features = { .bpf_loop = true, .attach_cookies = true };
+	/* As tlstap takes them on the bench's kernel (6.6+; KernelFeatures). */
+	const struct CTLSTapBPF_KernelFeatures features = {
+		.bpf_loop = true,
+		.attach_cookies = true,
+		.socket_tracepoints = CTLSTapBPF_kernel_has_socket_tracepoints(),
+	};
 	if (CTLSTapBPF_configure(skel, &filters, &features, ring_mib << 20) || CTLSTapBPF_load(skel)) {
 		fprintf(stderr, "consumer: cannot load tlstap's BPF programs: %s\n", strerror(errno));
 		goto out;

@@ -37,7 +37,18 @@ struct CTLSTapBPF_Filters {
 struct CTLSTapBPF_KernelFeatures {
 	bool bpf_loop;	     /* 5.17+: else a call's chunks go in a bounded loop (emit.bpf.h) */
 	bool attach_cookies; /* 5.15+: else no probes in the inner function of SSL_write/SSL_read */
+	/* 6.3+: socket tracepoints hook socket calls, not every syscall (syscalls.bpf.h); needs bpf_loop */
+	bool socket_tracepoints;
 };
+
+/* Whether the kernel's BTF has the BTF tracepoint `name` (btf_trace_NAME). */
+bool CTLSTapBPF_kernel_has_tracepoint(const char *name);
+
+/* The tracepoints socket_tracepoints needs, by index from 0; NULL past the last. */
+const char *CTLSTapBPF_socket_tracepoint(size_t index);
+
+/* Whether the kernel has every one of them (socket_tracepoints also needs bpf_loop). */
+bool CTLSTapBPF_kernel_has_socket_tracepoints(void);
 
 /* The programs of tlstap.bpf.c, by role. */
 enum CTLSTapBPF_Program {

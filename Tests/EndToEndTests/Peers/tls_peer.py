@@ -16,6 +16,12 @@
   tls_peer.py late URL CAFILE GOFILE
       Connects (TLS handshake done), prints "connected", waits until GOFILE
       exists, then sends a GET and prints the response body.
+  tls_peer.py closes URL CAFILE
+      Four GETs in turn, each on a connection of its own, closed in a
+      different way, and waits 0.6 s after each close: one the
+      server reset after answering (/reset), one shut down for writing
+      first, one closed while open, and one left for the exit to close.
+      Prints "closed PATH TIME_NS" (wall clock) right before each close().
 """
 import hashlib
 import http.server
@@ -57,6 +63,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(reply)))
         self.end_headers()
         self.wfile.write(reply)
+        if self.path == "/reset":  # close with a reset once the client has read the answer (a reset drops it)
+            import socket
+            import struct
+            import time
+
+            time.sleep(0.1)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
 
     def log_message(self, *args):
         pass
@@ -130,6 +145,29 @@ def late(url, cafile, go_file):
     sys.stdout.write(connection.getresponse().read().decode())
 
 
+def closes(url, cafile, pause=0.6):
+    import http.client
+    import socket
+    import time
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    context = ssl.create_default_context(cafile=cafile)
+    for path in ["/reset", "/shutdown", "/close", "/exit"]:
+        connection = http.client.HTTPSConnection(parts.hostname, parts.port, context=context)
+        connection.request("GET", path)
+        sys.stdout.write(connection.getresponse().read().decode())
+        if path == "/exit":
+            break
+        time.sleep(0.3)  # the reset arrives
+        if path == "/shutdown":
+            connection.sock.shutdown(socket.SHUT_WR)
+        print("closed", path, time.time_ns(), flush=True)
+        connection.sock.close()
+        time.sleep(pause)
+    time.sleep(pause)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "server":
         count = int(sys.argv[6]) if len(sys.argv) > 6 and sys.argv[5] == "--count" else 1
@@ -140,5 +178,7 @@ if __name__ == "__main__":
         threads(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     elif sys.argv[1] == "late":
         late(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif sys.argv[1] == "closes":
+        closes(sys.argv[2], sys.argv[3])
     else:
         sys.exit("usage: see the docstring")
