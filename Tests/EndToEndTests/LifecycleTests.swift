@@ -224,7 +224,7 @@ extension EndToEnd {
             #expect(text.hasSuffix("tlstap can trace TLS on this host.\n"))
             // The socket tracepoints came in Linux 6.3: only their absence may cost something here.
             let socketHooks = text.contains("  yes  sock tracepoints ")
-            #expect(socketHooks || text.contains("  no   sock tracepoints  "), "\(text)")
+            #expect(socketHooks || text.contains("  no   sock tracepoints "), "\(text)")
             #expect(text.contains("missing features cost") == !socketHooks, "\(text)")
 
             // On a kernel without bpf_loop and attach cookies (5.10), it says what their absence costs.
