@@ -473,53 +473,51 @@ int probe_recvmsg_enter(struct bpf_raw_tracepoint_args *ctx)
  * (syscalls.bpf.h). Others (sendfile, io_uring, sendmmsg) were never
  * hooked. Loaded only where bpf_loop is, so no bounded twins.
  */
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(on_socket_send, struct sock *sk, int ret, int flags)
+static __always_inline void socket_call_done(void)
 {
-	struct pt_regs *regs;
+	struct pt_regs *regs = current_syscall_regs();
 
-	if (!tracing_this_process())
-		return 0;
-	regs = current_syscall_regs();
 	switch (syscall_number(regs)) {
+	case TLSTAP_NR_READ:
+		buffer_call(regs, TLSTAP_FUNC_SYS_READ, TLSTAP_DIR_IN, CHUNKS_IN_BPF_LOOP);
+		break;
 	case TLSTAP_NR_WRITE:
 		buffer_call(regs, TLSTAP_FUNC_SYS_WRITE, TLSTAP_DIR_OUT, CHUNKS_IN_BPF_LOOP);
+		break;
+	case TLSTAP_NR_RECVFROM:
+		buffer_call(regs, TLSTAP_FUNC_SYS_RECVFROM, TLSTAP_DIR_IN, CHUNKS_IN_BPF_LOOP);
 		break;
 	case TLSTAP_NR_SENDTO:
 		buffer_call(regs, TLSTAP_FUNC_SYS_SENDTO, TLSTAP_DIR_OUT, CHUNKS_IN_BPF_LOOP);
 		break;
+	case TLSTAP_NR_READV:
+		iovec_call(regs, TLSTAP_FUNC_SYS_READV, TLSTAP_DIR_IN);
+		break;
 	case TLSTAP_NR_WRITEV:
 		iovec_call(regs, TLSTAP_FUNC_SYS_WRITEV, TLSTAP_DIR_OUT);
+		break;
+	case TLSTAP_NR_RECVMSG:
+		message_call(regs, TLSTAP_FUNC_SYS_RECVMSG, TLSTAP_DIR_IN);
 		break;
 	case TLSTAP_NR_SENDMSG:
 		message_call(regs, TLSTAP_FUNC_SYS_SENDMSG, TLSTAP_DIR_OUT);
 		break;
 	}
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(on_socket_send, struct sock *sk, int ret, int flags)
+{
+	if (tracing_this_process())
+		socket_call_done();
 	return 0;
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(on_socket_receive, struct sock *sk, int ret, int flags)
 {
-	struct pt_regs *regs;
-
-	if (!tracing_this_process())
-		return 0;
-	regs = current_syscall_regs();
-	switch (syscall_number(regs)) {
-	case TLSTAP_NR_READ:
-		buffer_call(regs, TLSTAP_FUNC_SYS_READ, TLSTAP_DIR_IN, CHUNKS_IN_BPF_LOOP);
-		break;
-	case TLSTAP_NR_RECVFROM:
-		buffer_call(regs, TLSTAP_FUNC_SYS_RECVFROM, TLSTAP_DIR_IN, CHUNKS_IN_BPF_LOOP);
-		break;
-	case TLSTAP_NR_READV:
-		iovec_call(regs, TLSTAP_FUNC_SYS_READV, TLSTAP_DIR_IN);
-		break;
-	case TLSTAP_NR_RECVMSG:
-		message_call(regs, TLSTAP_FUNC_SYS_RECVMSG, TLSTAP_DIR_IN);
-		break;
-	}
+	if (tracing_this_process())
+		socket_call_done();
 	return 0;
 }
 
