@@ -723,7 +723,7 @@ def overhead_section(results, lines):
     syscalls = [r for r in cells if r["kind"] == "syscall"]
     if syscalls:
         lines += ["`dd if=/dev/zero of=/dev/null bs=1 count=1000000` (2,000,000 syscalls), a process tlstap does "
-                  "not trace (but host-wide), with no tracer and while tlstap traces an idle process in the given "
+                  "not trace, with no tracer and while tlstap traces an idle process in the given "
                   "scope; *as on 6.1* is tlstap with `TLSTAP_KERNEL_WITHOUT=socket_tracepoints`, hooking the raw "
                   "tracepoint sys_enter as on kernels before 6.3 (and with --plaintext); the last row is only an "
                   "empty program on sys_enter (`floor -s`, no tlstap) (alternating, medians of 3):", "",
@@ -761,8 +761,6 @@ def scope_label(scope):
     """How a scope of the overhead cells reads in a table."""
     if scope == "hooks":
         return "an empty program on sys_enter (`floor -s`)"
-    if scope == "host-wide":
-        return "`tlstap` (host-wide)"
     if scope.startswith("sys_enter "):
         return f"`tlstap {scope.removeprefix('sys_enter ')}` as on 6.1"
     return f"`tlstap {scope}`"
