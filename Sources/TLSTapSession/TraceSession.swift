@@ -71,8 +71,8 @@ public final class TraceSession {
     /// Where the ring buffer's bytes go as they lie (`tlstap record`):
     /// data records are then only counted, never decoded.
     private let recording: RingCaptureFile?
-    /// The stream position up to which the ring's bytes are in `recording`.
-    private var recorded: UInt64 = 0
+    /// What moves the ring's bytes to `recording`.
+    private var recorder: RingRecorder?
     /// When a replayed capture stopped, from its note.
     private var stoppedAtNanoseconds: UInt64?
     private var finished = false
@@ -80,8 +80,9 @@ public final class TraceSession {
     /// the ring. Set and cleared on the rendering thread, around the
     /// draining thread's life.
     private var spool: RecordSpool?
-    /// How much the draining thread may hold while rendering is behind:
-    /// eight times the ring buffer, so `--ring-buffer-mib` sizes both.
+    /// How much the draining thread may hold while rendering is behind, or
+    /// `recorder` while the disk is: eight times the ring buffer, so
+    /// `--ring-buffer-mib` sizes both.
     private var spoolLimitBytes = 256 << 20
     /// Tells the draining thread to end.
     private let drainingStops = Atomic<Bool>(false)
@@ -164,7 +165,11 @@ public final class TraceSession {
             ? { [unowned(unsafe) self] record in received(record) }
             : { [unowned(unsafe) self] record in count(record) }
         tracer = try Tracer(filters: filters, ringBufferBytes: ringBufferBytes, logger: logger, onRecord: handle)
-        if recording != nil { try tracer?.startRingDump() }
+        if let recording, let tracer {
+            try tracer.startRingDump()
+            recorder = RingRecorder(
+                ring: tracer, file: recording, ringBytes: Int(ringBufferBytes), copyLimitBytes: spoolLimitBytes)
+        }
     }
 
     /// Renders a saved capture (`RawRecordLog` format, as `tlstap record`
@@ -264,6 +269,9 @@ public final class TraceSession {
     public func run(until shouldStop: () -> Bool) throws {
         guard let tracer else { return }
         let draining = recording == nil ? startDraining() : nil
+        if let recorder, !recorder.startWriting() {
+            logger.warning("cannot start the writing thread: the ring's bytes are written as they are read")
+        }
         var unflushed = false
         var lastFlush: UInt64 = 0
         var batch: [UInt8] = []
@@ -421,47 +429,35 @@ public final class TraceSession {
             "\(process) speaks TLS to \(connection.remote) from code tlstap cannot probe\(stack): not captured")
     }
 
-    /// Writes the ring's committed bytes to `recording` in whole blocks,
-    /// after handing their records to `count`, and gives them back to the
-    /// programs; the last partial block waits for more, or for the end.
+    /// Hands the ring's committed bytes to `recorder` in whole blocks,
+    /// after handing their records to `count`; the last partial block
+    /// waits for more, or for the end.
     /// - Parameter waitingMilliseconds: how long to wait for BPF's wakeup first.
-    /// - Returns: the bytes written.
+    /// - Returns: the bytes handed over.
     private func writeRing(waitingMilliseconds: Int32) -> Int {
-        guard let tracer, recording != nil, pipeline.outputError == nil else { return 0 }
+        guard let tracer, let recorder, pipeline.outputError == nil else { return 0 }
         tracer.waitForRecords(timeoutMilliseconds: waitingMilliseconds)
         let block = UInt64(RingCaptureFile.block)
-        return record(through: tracer.scanRing() / block * block)
+        let handed = recorder.take(through: tracer.scanRing() / block * block)
+        if let failure = recorder.writeFailure { pipeline.fail(failure) }
+        return handed
     }
 
     /// Writes the ring's last committed bytes and the capture's trailer.
     private func finishRecording() {
-        guard let tracer, recording != nil else { return }
+        guard let tracer, let recorder else { return }
         let now = WallClock.nowNanoseconds()
         let trailer: [RawRecordLog.Note] = [.lost(summary.lost, timeNanoseconds: now), .stop(timeNanoseconds: now)]
-        _ = record(through: tracer.scanRing(), trailer: trailer)
-    }
-
-    /// Writes the ring's bytes from `recorded` to `end` (whole blocks, or
-    /// the rest and then `trailer`) and gives them back to the programs.
-    /// - Returns: the bytes written.
-    private func record(through end: UInt64, trailer: [RawRecordLog.Note]? = nil) -> Int {
-        guard let tracer, let recording, end > recorded || trailer != nil,
-            let start = tracer.ringBytes(at: recorded)
-        else { return 0 }
-        let bytes = UnsafeRawBufferPointer(start: start, count: Int(end - recorded))
-        do {
-            if let trailer {
-                try recording.finish(tail: bytes, at: recorded, notes: trailer)
-            } else {
-                try recording.write(ring: bytes, at: recorded)
-            }
-        } catch {
-            pipeline.fail(error)
-            return 0
+        recorder.finish(through: tracer.scanRing(), trailer: trailer)
+        if let failure = recorder.writeFailure { pipeline.fail(failure) }
+        if recorder.copyOuts > 0, let name = recording?.name {
+            logger.info(
+                """
+                writes to \(name) fell behind the ring: \(recorder.copiedOutBytes) bytes waited in memory instead \
+                (copied out \(recorder.copyOuts) times)
+                """)
         }
-        tracer.releaseRing(through: end)
-        recorded = end
-        return bytes.count
+        self.recorder = nil
     }
 
     /// A record of a saved capture: a kernel record, or one of tlstap's notes.
