@@ -9,6 +9,9 @@
  * floor -s: an empty program on tlstap's syscall hook (the raw tracepoint
  * sys_enter), host-wide: what every process pays per syscall for the hook
  * alone, before any work in it.
+ * floor -k: empty programs on the socket tracepoints tlstap hooks on Linux
+ * 6.3 and later (sock_send_length, sock_recv_length), host-wide: what every
+ * socket call pays for them.
  * Prints "floor: attached N probes" on stderr and waits for SIGINT or SIGTERM.
  */
 #include <errno.h>
@@ -46,14 +49,17 @@ int main(int argc, char **argv)
 	void *links[MAX_LINKS] = {};
 	const char *library = NULL, *plan_path = NULL;
 	struct floor_bpf *skel;
-	int attached = 0, status = 1, syscall_hooks = 0;
+	int attached = 0, status = 1, syscall_hooks = 0, socket_hooks = 0;
 	pid_t pid = -1;
 	int option;
 
-	while ((option = getopt(argc, argv, "p:l:P:s")) != -1) {
+	while ((option = getopt(argc, argv, "p:l:P:sk")) != -1) {
 		switch (option) {
 		case 's':
 			syscall_hooks = 1;
+			break;
+		case 'k':
+			socket_hooks = 1;
 			break;
 		case 'p':
 			pid = atoi(optarg);
@@ -68,12 +74,22 @@ int main(int argc, char **argv)
 			goto usage;
 		}
 	}
-	if (syscall_hooks ? pid > 0 || library || plan_path : pid <= 0 || !library == !plan_path)
+	if (syscall_hooks || socket_hooks ? pid > 0 || library || plan_path || syscall_hooks == socket_hooks
+					  : pid <= 0 || !library == !plan_path)
 		goto usage;
 
-	skel = floor_bpf__open_and_load();
+	skel = floor_bpf__open();
 	if (!skel) {
+		fprintf(stderr, "floor: cannot open the BPF programs: %s\n", strerror(errno));
+		return 1;
+	}
+	/* Only what is attached is loaded: a kernel before 6.3 has no socket tracepoints. */
+	bpf_program__set_autoload(skel->progs.floor_sys_enter, syscall_hooks);
+	bpf_program__set_autoload(skel->progs.floor_sock_send, socket_hooks);
+	bpf_program__set_autoload(skel->progs.floor_sock_receive, socket_hooks);
+	if (floor_bpf__load(skel)) {
 		fprintf(stderr, "floor: cannot load the BPF programs: %s\n", strerror(errno));
+		floor_bpf__destroy(skel);
 		return 1;
 	}
 	if (plan_path && attach_plan("floor", plan_path, pid, empty_program, skel, attach_perf_uprobe, links, &attached,
@@ -84,6 +100,16 @@ int main(int argc, char **argv)
 
 		if (!link) {
 			fprintf(stderr, "floor: cannot attach floor_sys_enter: %s\n", strerror(errno));
+			goto out;
+		}
+		links[attached++] = link;
+	}
+	for (int i = 0; socket_hooks && i < 2; i++) {
+		struct bpf_program *program = i ? skel->progs.floor_sock_receive : skel->progs.floor_sock_send;
+		struct bpf_link *link = bpf_program__attach(program);
+
+		if (!link) {
+			fprintf(stderr, "floor: cannot attach %s: %s\n", bpf_program__name(program), strerror(errno));
 			goto out;
 		}
 		links[attached++] = link;
@@ -115,6 +141,6 @@ out:
 	return status;
 
 usage:
-	fprintf(stderr, "usage: floor -p PID (-l /path/to/libssl.so | -P ATTACH_PLAN) | floor -s\n");
+	fprintf(stderr, "usage: floor -p PID (-l /path/to/libssl.so | -P ATTACH_PLAN) | floor -s | floor -k\n");
 	return 2;
 }
