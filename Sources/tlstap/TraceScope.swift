@@ -33,7 +33,7 @@ struct TraceScope: ParsableArguments {
 
     @Option(
         name: .customLong("ring-buffer-mib"), parsing: .unconditional,
-        help: "Ring buffer size in MiB, a power of two; tlstap holds up to 8 times that while rendering or the disk is behind.")
+        help: "Ring buffer size in MiB, a power of two; tlstap holds up to 8 times that while output is behind.")
     var ringBufferMiB: Int = 32
 
     @Argument(parsing: .postTerminator, help: "A command to run and trace, with every process it forks.")
