@@ -88,8 +88,7 @@ final class RingRecorder: @unchecked Sendable {
     }
 
     deinit {
-        stopWriting()
-        for piece in copies { free(piece.copy) }
+        stopWriting()  // the writer frees every copy before it ends
         pthread_cond_destroy(changed)
         pthread_mutex_destroy(mutex)
         changed.deallocate()

@@ -728,21 +728,20 @@ def overhead_section(results, lines):
                   "tracepoint sys_enter as on kernels before 6.3 (and with --plaintext); the last row is only an "
                   "empty program on sys_enter (`floor -s`, no tlstap) (alternating, medians of 3):", "",
                   "| scope | dd seconds | no tracer | cost per syscall |", "|---|---|---|---|"]
-        base = median([r["seconds"] for r in syscalls if r["scope"] == "none"])
+        untraced, traced = by_scope(syscalls, "seconds")
+        base = median(untraced)
         costs = {}
-        for scope in dict.fromkeys(r["scope"] for r in syscalls if r["scope"] != "none"):
-            traced = median([r["seconds"] for r in syscalls if r["scope"] == scope])
-            cost = (traced - base) / 2_000_000 * 1e9
-            costs[scope] = cost
-            lines.append(f"| {scope_label(scope)} | {traced:.2f} | {base:.2f} | {cost:.0f} ns |")
+        for scope, seconds in traced.items():
+            costs[scope] = (seconds - base) / 2_000_000 * 1e9
+            lines.append(f"| {scope_label(scope)} | {seconds:.2f} | {base:.2f} | {costs[scope]:.0f} ns |")
         found["syscall"] = costs
         # The spread of dd's own time with no tracer, per syscall: what "within noise" means here.
-        untraced = [r["seconds"] for r in syscalls if r["scope"] == "none"]
         found["noise"] = (max(untraced) - min(untraced)) / 2_000_000 * 1e9
         lines.append("")
     sockcalls = [r for r in cells if r["kind"] == "sockcall" and r.get("ns")]
     if sockcalls:
-        rounds = sum(1 for r in sockcalls if r["scope"] == sockcalls[-1]["scope"])
+        untraced, traced = by_scope(sockcalls, "ns")
+        rounds = sum(1 for r in sockcalls if r["scope"] == next(iter(traced)))
         lines += ["dd's syscalls reach no socket tracepoint. Socket calls: `bench/syscalls/sockpair` writes a byte "
                   "on one end of a Unix socket pair and reads it on the other, 300,000 times, and prints its time per "
                   "syscall; with no tracer and in each scope as above, the last two rows with only empty programs on "
@@ -750,14 +749,12 @@ def overhead_section(results, lines):
                   "(`tlstap -- sockpair`: what tracing host-wide costs every socket call of a process that speaks no "
                   f"TLS) (alternating, medians of {rounds}):", "",
                   "| scope | ns per socket call | no tracer | cost per socket call |", "|---|---:|---:|---:|"]
-        base = median([r["ns"] for r in sockcalls if r["scope"] == "none"])
+        base = median(untraced)
         costs = {}
-        for scope in dict.fromkeys(r["scope"] for r in sockcalls if r["scope"] != "none"):
-            traced = median([r["ns"] for r in sockcalls if r["scope"] == scope])
-            costs[scope] = traced - base
-            lines.append(f"| {scope_label(scope)} | {traced:.0f} | {base:.0f} | {traced - base:.0f} ns |")
+        for scope, ns in traced.items():
+            costs[scope] = ns - base
+            lines.append(f"| {scope_label(scope)} | {ns:.0f} | {base:.0f} | {costs[scope]:.0f} ns |")
         found["sockcall"] = costs
-        untraced = [r["ns"] for r in sockcalls if r["scope"] == "none"]
         found["socknoise"] = max(untraced) - min(untraced)
         lines += ["", f"sockpair's own spread with no tracer: {found['socknoise']:.0f} ns per socket call "
                   f"({len(untraced)} runs).", ""]
@@ -780,6 +777,13 @@ def overhead_section(results, lines):
                 found["neighbour"] = rate / base
         lines.append("")
     return found
+
+
+def by_scope(cells, field):
+    """The untraced runs' values of `field`, and each traced scope's median, in the order first run."""
+    untraced = [r[field] for r in cells if r["scope"] == "none"]
+    scopes = dict.fromkeys(r["scope"] for r in cells if r["scope"] != "none")
+    return untraced, {scope: median([r[field] for r in cells if r["scope"] == scope]) for scope in scopes}
 
 
 def scope_label(scope):
