@@ -318,12 +318,13 @@ static __always_inline void match_write(struct enclosing_call enclosing, int fd,
 }
 
 /*
- * A Go Write is sent when write(2) puts its first application-data record
- * on the socket, not at its RET: the goroutine can be descheduled after that
- * syscall and never reach the RET, because the program exits first (an HTTP
- * client's main returns with the response while the transport's writeLoop
- * is still inside (*Conn).Write). The RET then only cleans up. The payload
- * is the whole of b, which Write writes or fails on.
+ * A Go Write whose connection had no known socket when it started
+ * (go_write_starts) is sent when write(2) puts its first application-data
+ * record on the socket, not at its RET: the goroutine can be descheduled
+ * after that syscall and never reach the RET, because the program exits
+ * first (an HTTP client's main returns with the response while the
+ * transport's writeLoop is still inside (*Conn).Write). The RET then only
+ * cleans up. The payload is the whole of b, which Write writes or fails on.
  */
 static __always_inline void go_write_goes_out(struct go_call *go, int fd, __u64 record, enum chunk_loop loop)
 {

@@ -378,6 +378,8 @@ static const char *const program_names[] = {
 	[CTLSTapBPF_BORINGSSL_WRITE_EX_ENTER] = "probe_boringssl_write_ex_enter",
 	[CTLSTapBPF_BORINGSSL_READ_EX_ENTER] = "probe_boringssl_read_ex_enter",
 	[CTLSTapBPF_BORINGSSL_HANDSHAKE_ENTER] = "probe_boringssl_handshake_enter",
+	[CTLSTapBPF_GO_HANDSHAKE_ENTER] = "probe_go_handshake_enter",
+	[CTLSTapBPF_GO_HANDSHAKE_RETURN] = "probe_go_handshake_return",
 };
 
 const char *CTLSTapBPF_program_name(enum CTLSTapBPF_Program program)

@@ -3,8 +3,9 @@
 /// A TLS object is bound to its socket by evidence only (bpf/bindings.bpf.h):
 /// a syscall inside one of its calls, or its records followed to the socket
 /// that sends them. Until then its calls come with no fd: a Go server's first
-/// reads, served from the buffer its handshake filled, or the requests a
-/// memory-BIO server read before its first write since tlstap started. One
+/// reads, served from the buffer a handshake that ran before tlstap started
+/// filled, or the requests a memory-BIO server read before its first write
+/// since tlstap started. One
 /// object speaks through one socket for its whole life, so its held calls
 /// belong to the socket its first bound call names. They are released with
 /// that fd, before that call; or without one, as unknown, when that can no

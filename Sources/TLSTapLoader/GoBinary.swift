@@ -1,39 +1,58 @@
 import CCapstone
 import Glibc
 
-/// Where to probe Go's crypto/tls in an executable: the entry of
-/// `(*Conn).Write` and `(*Conn).Read`, and every RET instruction in them,
-/// as file offsets. Go needs RET-site probes instead of uretprobes, whose
-/// return trampolines break when the runtime moves a goroutine's stack;
-/// capstone finds the RETs.
+/// Where to probe Go's crypto/tls in an executable, as file offsets:
+/// `(*Conn).Write`, entered at `writeRecordLocked` (where its records start
+/// out, bpf/stacks/go.bpf.h); `(*Conn).Read`; the client and server
+/// handshakes where they are found; and every RET instruction of each. Go
+/// needs RET-site probes instead of uretprobes, whose return trampolines
+/// break when the runtime moves a goroutine's stack; capstone finds the RETs.
 public struct GoTLSFunctions: Equatable, Sendable {
     public struct Function: Equatable, Sendable {
         public var name: String
         /// File offset of the entry probe: the first instruction the kernel
-        /// emulates after the stack bound check (`ProbePlacement`), else the first.
+        /// emulates after the stack bound check (`ProbePlacement`), else the
+        /// first; in `enteredAt` when that is set.
         public var entry: UInt64
+        /// The function whose entry `entry` is, when it is not `name`.
+        public var enteredAt: String? = nil
         /// File offsets of its RET instructions.
         public var returns: [UInt64]
+
+        /// What the probes cover, for `tlstap check` and messages.
+        var label: String { enteredAt.map { "\(name), entered at \($0)" } ?? name }
     }
 
     public var write: Function
     public var read: Function
+    /// `clientHandshake` and `serverHandshake`, those the executable has.
+    public var handshakes: [Function]
 
     static let writeSymbol = "crypto/tls.(*Conn).Write"
+    static let writeRecordSymbol = "crypto/tls.(*Conn).writeRecordLocked"
     static let readSymbol = "crypto/tls.(*Conn).Read"
+    static let handshakeSymbols = ["crypto/tls.(*Conn).clientHandshake", "crypto/tls.(*Conn).serverHandshake"]
+
+    /// Every function probed.
+    var all: [Function] { [write, read] + handshakes }
 
     /// The functions in the Go executable at `path`, from its symbol table
     /// or, in a stripped executable, from Go's own function table; nil if
-    /// it has neither (not Go, or no crypto/tls).
+    /// it has neither (not Go, or no crypto/tls) or lacks one of Write,
+    /// writeRecordLocked (Go 1.17 to 1.24 all have it) and Read.
     public static func find(in path: String) -> GoTLSFunctions? {
-        let wanted: Set = [writeSymbol, readSymbol]
+        let required: Set = [writeSymbol, writeRecordSymbol, readSymbol]
+        let wanted = required.union(handshakeSymbols)
         guard var symbols = ELFSymbols.functions(path, named: wanted) else { return nil }
-        if symbols.count < wanted.count { symbols = ELFSymbols.goFunctions(path, named: wanted) ?? [:] }
-        guard let write = symbols[writeSymbol], let read = symbols[readSymbol],
-            let writeFunction = function(writeSymbol, write, path: path),
-            let readFunction = function(readSymbol, read, path: path)
+        if !required.isSubset(of: symbols.keys) { symbols = ELFSymbols.goFunctions(path, named: wanted) ?? [:] }
+        let found = { (name: String) in symbols[name].flatMap { function(name, $0, path: path) } }
+        guard let write = found(writeSymbol), let writeRecord = found(writeRecordSymbol), let read = found(readSymbol)
         else { return nil }
-        return GoTLSFunctions(write: writeFunction, read: readFunction)
+        let handshakes = handshakeSymbols.compactMap(found)
+        return GoTLSFunctions(
+            write: Function(
+                name: writeSymbol, entry: writeRecord.entry, enteredAt: writeRecordSymbol, returns: write.returns),
+            read: read, handshakes: handshakes)
     }
 
     private static func function(_ name: String, _ symbol: ELFSymbols.Function, path: String) -> Function? {

@@ -111,7 +111,7 @@ public enum LibraryDiscovery {
             var target = LibraryTarget(
                 path: path, identity: identity, library: .go,
                 reason: reason
-                    + " (Go crypto/tls, \(functions.write.returns.count + functions.read.returns.count) return sites)")
+                    + " (Go crypto/tls, \(functions.all.reduce(0) { $0 + $1.returns.count }) return sites)")
             target.goFunctions = functions
             return target
         }

@@ -97,9 +97,9 @@ public enum ProbeLayout {
     /// Go's functions, where `GoBinary` found their entry and RET instructions.
     private static func goPoints(_ specs: [TLSStack.ProbeSpec], _ go: GoTLSFunctions) -> [AttachPoint] {
         specs.compactMap { probe in
-            guard let function = [go.write, go.read].first(where: { $0.name == probe.symbol }) else { return nil }
+            guard let function = go.all.first(where: { $0.name == probe.symbol }) else { return nil }
             return AttachPoint(
-                symbol: function.name, label: function.name, offset: function.entry, enter: probe.enter,
+                symbol: function.name, label: function.label, offset: function.entry, enter: probe.enter,
                 exit: probe.exit, returnInstructions: function.returns, optional: probe.optional)
         }
     }

@@ -102,8 +102,9 @@ struct TLSStack: Sendable {
                 symbol: "PR_Recv", enter: CTLSTapBPF_PR_RECV_ENTER, exit: CTLSTapBPF_SSL_READ_EXIT, optional: false),
         ])
 
-    /// Go's crypto/tls: (*Conn).Write and Read, at their entry (past the
-    /// stack bound check) and each RET, which `GoBinary` finds.
+    /// Go's crypto/tls: (*Conn).Write (entered where its records start) and
+    /// Read, at their entry (past the stack bound check) and each RET, which
+    /// `GoBinary` finds; the handshakes name the connection's socket early.
     static let go = TLSStack(
         library: .go, fileNamePrefix: nil,
         probes: [
@@ -113,7 +114,12 @@ struct TLSStack: Sendable {
             ProbeSpec(
                 symbol: GoTLSFunctions.readSymbol, enter: CTLSTapBPF_GO_READ_ENTER, exit: CTLSTapBPF_GO_READ_RETURN,
                 exitAt: .atEachReturn),
-        ])
+        ]
+            + GoTLSFunctions.handshakeSymbols.map { symbol in
+                ProbeSpec(
+                    symbol: symbol, enter: CTLSTapBPF_GO_HANDSHAKE_ENTER, exit: CTLSTapBPF_GO_HANDSHAKE_RETURN,
+                    exitAt: .atEachReturn, optional: true)
+            })
 
     /// Plaintext TCP (`--plaintext`): syscalls, no library.
     static let socket = TLSStack(library: .socket, fileNamePrefix: nil, probes: [])

@@ -183,14 +183,65 @@ extension EndToEnd.StackTests {
                 "\r\n\r\ngo got POST /go-path 13\n"))
         #expect(clientEvents.allSatisfy { $0.remote == "127.0.0.1:\(port)" && $0.role == "client" })
         // A Go server's first Read can be served from bytes its handshake
-        // (outside the probed functions) already read, so no syscall names
-        // the fd for it; every server event that has one must be right.
-        let named = serverEvents.filter { $0.fd >= 0 }
-        #expect(named.contains { $0.function == "crypto/tls.(*Conn).Write" })
+        // already read, so no syscall of the Read names the fd: the
+        // handshake's own syscalls did.
+        #expect(serverEvents.contains { $0.function == "crypto/tls.(*Conn).Write" })
         #expect(
-            named.allSatisfy { $0.local == "127.0.0.1:\(port)" && $0.role == "server" },
+            serverEvents.allSatisfy { $0.fd >= 0 && $0.local == "127.0.0.1:\(port)" && $0.role == "server" },
             "\(serverEvents.map { "\($0.function) fd=\($0.fd) \($0.local ?? "-") \($0.role ?? "-")" })")
         #expect(Set((clientEvents + serverEvents).compactMap(\.connection)).count == 2)
+    }
+}
+
+extension EndToEnd.StackTests {
+    /// A Go Write is sent where its records start out, before any byte of
+    /// it reaches the socket: sent after its bytes went out, it could
+    /// follow the peer's answer, read meanwhile by another goroutine (an
+    /// HTTP/2 client's response before its request). Through a net.Conn
+    /// that waits a second before each socket write, every Write, the
+    /// first after the handshake too, is reported on its socket within half
+    /// a second of its start, not after the wait.
+    @Test func aGoWriteIsSentBeforeItsBytesReachTheSocket() throws {
+        let workspace = try Harness.makeWorkspace()
+        defer { try? FileManager.default.removeItem(at: workspace) }
+        let binary = try Harness.buildGoPeer(in: workspace)
+        let portFile = workspace.appendingPathComponent("port").path
+        let (server, port) = try EndToEnd.AttributionTests.startServer(
+            [
+                binary, "sink", workspace.appendingPathComponent("cert.pem").path,
+                workspace.appendingPathComponent("key.pem").path, portFile,
+            ], portFile: portFile)
+        defer {
+            server.signal(SIGKILL)
+            _ = server.wait()
+        }
+        let timesFile = workspace.appendingPathComponent("times").path
+        let count = 3
+        let delay: UInt64 = 1_000_000_000
+        let run = try Harness.run([
+            "--format", "json", "--", binary, "slowwriter", String(port), String(count), String(delay / 1_000_000),
+            timesFile,
+        ])
+        #expect(run.status == 0, "\(run.standardError)")
+        let times = try String(contentsOfFile: timesFile, encoding: .utf8).split(separator: "\n").map {
+            $0.split(separator: " ").compactMap { UInt64($0) }
+        }
+        try #require(times.count == count && times.allSatisfy { $0.count == 2 }, "\(times)")
+
+        let writes = try Harness.dataEvents(run.output).filter { $0.direction == "out" }
+        #expect(writes.map { String(decoding: $0.payload, as: UTF8.self) } == (0..<count).map { "slow-write-\($0)" })
+        #expect(
+            writes.allSatisfy {
+                $0.lib == "go" && $0.function == "crypto/tls.(*Conn).Write" && $0.remote == "127.0.0.1:\(port)"
+            }, "\(writes.map { "\($0.function) on \($0.remote ?? "no socket")" })")
+        for (write, span) in zip(writes, times) {
+            let (start, end) = (span[0], span[1])
+            #expect(end - start >= delay, "the connection waited before writing")
+            // 50 ms of slack for tlstap's mapping of boot time to wall time.
+            #expect(
+                write.timeNanoseconds + 50_000_000 >= start && write.timeNanoseconds < start + delay / 2,
+                "sent \(Int64(write.timeNanoseconds) - Int64(start)) ns after the Write started")
+        }
     }
 }
 

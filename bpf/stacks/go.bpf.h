@@ -5,8 +5,8 @@
 
 /*
  * Go's crypto/tls, compiled into the program. Go 1.17+ passes arguments in
- * registers (ABIInternal): the receiver in RAX, a slice's pointer and length
- * in RBX and RCX, results in RAX (n) and RBX/RCX (error). R14 holds the
+ * registers (ABIInternal), in RAX, RBX, RCX, RDI...: the receiver first, a
+ * slice as its pointer and length; results in RAX (n) and RBX/RCX (error). R14 holds the
  * running goroutine. A goroutine can move to another thread, and the runtime
  * moves its stack, so calls are keyed by goroutine and finished by probes on
  * the function's RET instructions: a uretprobe's return-address trampoline
@@ -28,7 +28,7 @@ struct go_call_key {
 struct go_call {
 	struct tls_call call;
 	__u64 length; /* len(b) */
-	__u8 sent;    /* a Write already sent when its first record went out */
+	__u8 sent;    /* a Write already sent: at its start, or when its first record went out */
 	__u8 pad[7];
 };
 
@@ -39,49 +39,109 @@ struct {
 	__type(value, struct go_call);
 } go_calls SEC(".maps");
 
-static __always_inline void go_remember(struct pt_regs *ctx, __u8 function)
+/* Go's record type of application data (crypto/tls recordTypeApplicationData). */
+#define TLSTAP_GO_APPLICATION_DATA 23
+
+/* A new call of the running goroutine: `buffer` and `length` are its slice. */
+static __always_inline struct go_call go_call_starting(struct pt_regs *ctx, __u8 function, __u64 buffer, __u64 length)
 {
-	__u64 thread = bpf_get_current_pid_tgid();
-	struct go_call_key key = { .tgid = thread >> 32, .goroutine = ctx->r14 };
 	struct go_call pending = {
 		.call = {
 			.ssl = ctx->ax,
-			.buffer = ctx->bx,
+			.buffer = buffer,
 			.function = function,
 			.library = TLSTAP_LIB_GO,
 			.fd = -1,
 		},
-		.length = ctx->cx,
+		.length = length,
 	};
+
+	recall_binding(&pending.call, bpf_get_current_pid_tgid() >> 32);
+	return pending;
+}
+
+static __always_inline struct go_call_key go_call_key(struct pt_regs *ctx)
+{
+	struct go_call_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .goroutine = ctx->r14 };
+
+	return key;
+}
+
+/*
+ * crypto/tls.(*Conn).Read(b []byte) (int, error) at its entry: the slice in
+ * RBX and RCX.
+ */
+static __always_inline void go_read_starts(struct pt_regs *ctx)
+{
+	struct go_call_key key = go_call_key(ctx);
+	struct go_call pending;
 
 	if (!tracing_this_process())
 		return;
-	recall_binding(&pending.call, key.tgid);
+	pending = go_call_starting(ctx, TLSTAP_FUNC_GO_READ, ctx->bx, ctx->cx);
+	bpf_map_update_elem(&go_calls, &key, &pending, BPF_ANY);
+}
+
+/*
+ * A Write's bytes are sent where they start on their way out, before any of
+ * them reaches the socket: at the entry of
+ * crypto/tls.(*Conn).writeRecordLocked(typ recordType, data []byte), which
+ * Write calls (typ in BL, data in RCX and RDI) once its handshake is done
+ * and it holds the connection's output lock, so in the order they go out.
+ * Sent later, at the write(2) (the socket tracepoints fire once it is done)
+ * or at Write's RET, they could follow the peer's answer to them, read by
+ * another goroutine: an HTTP/2 client's response read before its request.
+ * Handshakes and alerts (other types) pass. A connection whose socket is not
+ * known yet has its Write sent at its first record's write(2), which names
+ * it (go_write_goes_out). TLS 1.0's CBC split calls it twice: each part is
+ * sent by its own call.
+ */
+static __always_inline void go_write_starts(struct pt_regs *ctx, enum chunk_loop loop)
+{
+	struct go_call_key key = go_call_key(ctx);
+	struct call_socket through;
+	struct go_call pending;
+
+	if ((__u8)ctx->bx != TLSTAP_GO_APPLICATION_DATA || !tracing_this_process())
+		return;
+	pending = go_call_starting(ctx, TLSTAP_FUNC_GO_WRITE, ctx->cx, ctx->di);
+	through = call_socket(&pending.call, key.tgid);
+	if (through.fd >= 0) {
+		pending.sent = 1;
+		send_call(&pending.call, TLSTAP_DIR_OUT, pending.length, through, loop);
+	}
 	bpf_map_update_elem(&go_calls, &key, &pending, BPF_ANY);
 }
 
 static __always_inline void go_finish(struct pt_regs *ctx, __u8 direction, enum chunk_loop loop)
 {
 	__u64 thread = bpf_get_current_pid_tgid();
-	struct go_call_key key = { .tgid = thread >> 32, .goroutine = ctx->r14 };
+	struct go_call_key key = go_call_key(ctx);
 	struct go_call *pending = bpf_map_lookup_elem(&go_calls, &key);
 	long n = ctx->ax;
 	struct tls_call call;
 
-	if (!pending)
+	if (!pending || pending->call.function == TLSTAP_FUNC_SSL_HANDSHAKE)
 		return;
 	call = pending->call; /* its fd, if its goroutine's syscall named it, on whatever thread */
-	if (pending->sent) /* by go_write_goes_out */
+	if (pending->sent) /* by go_write_starts or go_write_goes_out */
 		n = 0;
 	bpf_map_delete_elem(&go_calls, &key);
 	send_call(&call, direction, n > 0 ? n : 0, call_socket(&call, thread >> 32), loop);
 }
 
-/* crypto/tls.(*Conn).Write(b []byte) (int, error): entry. */
+/* Entry of writeRecordLocked, Write's start; twice, for kernels with and without bpf_loop. */
 SEC("uprobe")
 int probe_go_write_enter(struct pt_regs *ctx)
 {
-	go_remember(ctx, TLSTAP_FUNC_GO_WRITE);
+	go_write_starts(ctx, CHUNKS_IN_BPF_LOOP);
+	return 0;
+}
+
+SEC("uprobe")
+int probe_go_write_enter_bounded(struct pt_regs *ctx)
+{
+	go_write_starts(ctx, CHUNKS_IN_BOUNDED_LOOP);
 	return 0;
 }
 
@@ -89,7 +149,42 @@ int probe_go_write_enter(struct pt_regs *ctx)
 SEC("uprobe")
 int probe_go_read_enter(struct pt_regs *ctx)
 {
-	go_remember(ctx, TLSTAP_FUNC_GO_READ);
+	go_read_starts(ctx);
+	return 0;
+}
+
+/*
+ * crypto/tls.(*Conn).clientHandshake and serverHandshake(ctx): entry and
+ * each RET. The handshake's own syscalls name the connection's socket, so a
+ * client's first Write is sent with it, before its first byte goes out
+ * (go_write_starts). A handshake run inside a Read already has its call,
+ * which the syscalls name: it is left as it is.
+ */
+SEC("uprobe")
+int probe_go_handshake_enter(struct pt_regs *ctx)
+{
+	struct go_call_key key = go_call_key(ctx);
+	struct go_call pending;
+
+	if (!tracing_this_process())
+		return 0;
+	pending = go_call_starting(ctx, TLSTAP_FUNC_SSL_HANDSHAKE, 0, 0);
+	bpf_map_update_elem(&go_calls, &key, &pending, BPF_NOEXIST);
+	return 0;
+}
+
+SEC("uprobe")
+int probe_go_handshake_return(struct pt_regs *ctx)
+{
+	struct go_call_key key = go_call_key(ctx);
+	struct go_call *pending = bpf_map_lookup_elem(&go_calls, &key);
+	struct tls_call call;
+
+	if (!pending || pending->call.function != TLSTAP_FUNC_SSL_HANDSHAKE)
+		return 0;
+	call = pending->call;
+	bpf_map_delete_elem(&go_calls, &key);
+	call_socket(&call, key.tgid); /* binds the connection to the socket its syscalls named */
 	return 0;
 }
 

@@ -76,7 +76,7 @@ enum tlstap_function {
 	TLSTAP_FUNC_GNUTLS_RECORD_RECV = 6,
 	TLSTAP_FUNC_GO_WRITE = 7, /* crypto/tls.(*Conn).Write */
 	TLSTAP_FUNC_GO_READ = 8,  /* crypto/tls.(*Conn).Read */
-	TLSTAP_FUNC_SSL_HANDSHAKE = 9, /* SSL_do_handshake: names the fd, sends no data */
+	TLSTAP_FUNC_SSL_HANDSHAKE = 9, /* SSL_do_handshake, Go's client/serverHandshake: names the fd, no data */
 	TLSTAP_FUNC_PR_WRITE = 20, /* NSPR */
 	TLSTAP_FUNC_PR_READ = 21,
 	TLSTAP_FUNC_PR_SEND = 22,

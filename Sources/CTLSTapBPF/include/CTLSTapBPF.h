@@ -60,7 +60,7 @@ enum CTLSTapBPF_Program {
 	CTLSTapBPF_SSL_READ_EXIT,
 	CTLSTapBPF_GNUTLS_SEND_ENTER,
 	CTLSTapBPF_GNUTLS_RECV_ENTER,
-	CTLSTapBPF_GO_WRITE_ENTER,
+	CTLSTapBPF_GO_WRITE_ENTER, /* at writeRecordLocked, where a Write's records start (bpf/stacks/go.bpf.h) */
 	CTLSTapBPF_GO_READ_ENTER,
 	CTLSTapBPF_GO_WRITE_RETURN,
 	CTLSTapBPF_GO_READ_RETURN,
@@ -79,6 +79,8 @@ enum CTLSTapBPF_Program {
 	CTLSTapBPF_BORINGSSL_WRITE_EX_ENTER,
 	CTLSTapBPF_BORINGSSL_READ_EX_ENTER,
 	CTLSTapBPF_BORINGSSL_HANDSHAKE_ENTER,
+	CTLSTapBPF_GO_HANDSHAKE_ENTER, /* Go's clientHandshake and serverHandshake */
+	CTLSTapBPF_GO_HANDSHAKE_RETURN,
 };
 
 /* The maps user space reads or fills. */

@@ -10,6 +10,11 @@
 //	                                  parks on the connection's lock before any syscall) while a third
 //	                                  writes to a plain TCP socket on the same thread (GOMAXPROCS 1)
 //	gotls parkedclient PORT N          N connections to it, each sending "cI-one", then "cI-two"
+//	gotls sink CERT KEY PORTFILE       reads one connection to its end, then exits
+//	gotls slowwriter PORT N DELAYMS TIMESFILE
+//	                                  after its handshake, N Writes of "slow-write-<i>" through a net.Conn
+//	                                  that waits DELAYMS before each socket write; writes each Write's
+//	                                  start and end (Unix ns) to TIMESFILE, one line per Write
 package main
 
 import (
@@ -41,6 +46,10 @@ func main() {
 		serveParkedReads(os.Args[2], os.Args[3], os.Args[4], atoi(os.Args[5]))
 	case "parkedclient":
 		sendToParkedReads(os.Args[2], atoi(os.Args[3]))
+	case "sink":
+		sink(os.Args[2], os.Args[3], os.Args[4])
+	case "slowwriter":
+		writeSlowly(os.Args[2], atoi(os.Args[3]), time.Duration(atoi(os.Args[4]))*time.Millisecond, os.Args[5])
 	default:
 		os.Exit(2)
 	}
@@ -177,6 +186,48 @@ func sendToParkedReads(port string, count int) {
 		io.Copy(io.Discard, conn) // until the server closes
 		conn.Close()
 	}
+}
+
+func sink(cert, key, portFile string) {
+	listener := listenTLS(cert, key, portFile)
+	conn, err := listener.Accept()
+	check(err)
+	_, err = io.Copy(io.Discard, conn)
+	check(err)
+	conn.Close()
+}
+
+// A connection that waits before each write, once armed: what a rate
+// limiter or a metering wrapper does between crypto/tls and the socket.
+type delayedConn struct {
+	net.Conn
+	delay time.Duration
+	armed bool
+}
+
+func (c *delayedConn) Write(b []byte) (int, error) {
+	if c.armed {
+		time.Sleep(c.delay)
+	}
+	return c.Conn.Write(b)
+}
+
+func writeSlowly(port string, count int, delay time.Duration, timesFile string) {
+	raw, err := net.Dial("tcp", "127.0.0.1:"+port)
+	check(err)
+	slow := &delayedConn{Conn: raw, delay: delay}
+	conn := tls.Client(slow, &tls.Config{InsecureSkipVerify: true})
+	check(conn.Handshake())
+	slow.armed = true
+	var times strings.Builder
+	for i := 0; i < count; i++ {
+		start := time.Now().UnixNano()
+		_, err := fmt.Fprintf(conn, "slow-write-%d", i)
+		check(err)
+		fmt.Fprintf(&times, "%d %d\n", start, time.Now().UnixNano())
+	}
+	check(conn.Close())
+	check(os.WriteFile(timesFile, []byte(times.String()), 0o600))
 }
 
 func atoi(text string) int {
