@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 
 #include <bpf/bpf.h>
@@ -222,7 +223,27 @@ int CTLSTapBPF_configure(struct tlstap_bpf *skel, const struct CTLSTapBPF_Filter
 	choose_programs(skel, features);
 	skel->rodata->target_cgroup_id = filters->target_cgroup_id;
 	skel->rodata->wakeup_threshold = ring_buffer_bytes / 8 < (1u << 20) ? ring_buffer_bytes / 8 : (1u << 20);
+	if (filters->filter_pids &&
+	    bpf_map__set_max_entries(skel->maps.traced_pids, TLSTAP_PID_LIMIT / TLSTAP_PIDS_PER_BLOCK))
+		return -errno;
 	return bpf_map__set_max_entries(skel->maps.events, ring_buffer_bytes);
+}
+
+int CTLSTapBPF_trace_pids(struct tlstap_bpf *skel, const int32_t *pids, size_t count)
+{
+	size_t size = (size_t)bpf_map__max_entries(skel->maps.traced_pids) * TLSTAP_PIDS_PER_BLOCK;
+	volatile uint8_t *traced;
+
+	for (size_t i = 0; i < count; i++)
+		if (pids[i] <= 0 || (size_t)pids[i] >= size)
+			return -ERANGE;
+	traced = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(skel->maps.traced_pids), 0);
+	if (traced == MAP_FAILED)
+		return -errno;
+	for (size_t i = 0; i < count; i++)
+		traced[pids[i]] = 1; /* a byte of its own: the kernel's stores to the others stay */
+	munmap((void *)traced, size);
+	return 0;
 }
 
 /* A syscall and the program its raw tracepoint tail-calls for it (syscalls.bpf.h). */
@@ -401,8 +422,6 @@ int CTLSTapBPF_map_fd(struct tlstap_bpf *skel, enum CTLSTapBPF_Map map)
 		return bpf_map__fd(skel->maps.events);
 	case CTLSTapBPF_MAP_LOST_COUNTS:
 		return bpf_map__fd(skel->maps.lost_counts);
-	case CTLSTapBPF_MAP_TRACED_PIDS:
-		return bpf_map__fd(skel->maps.traced_pids);
 	case CTLSTapBPF_MAP_TRACED_COMMS:
 		return bpf_map__fd(skel->maps.traced_comms);
 	case CTLSTapBPF_MAP_TRACED_PORTS:

@@ -263,14 +263,11 @@ public final class Tracer {
 
     /// Adds processes to the PID filter (-p).
     public func addTracedPIDs(_ pids: [Int32]) throws(LoaderError) {
-        guard let skeleton else { return }
-        var present: UInt8 = 1
-        let pidMap = CTLSTapBPF_map_fd(skeleton, CTLSTapBPF_MAP_TRACED_PIDS)
-        for pid in pids {
-            var key = UInt32(bitPattern: pid)
-            guard bpf_map_update_elem(pidMap, &key, &present, UInt64(BPF_ANY)) == 0 else {
-                throw .system("cannot add PID \(pid) to the filter", errno: errno)
-            }
+        guard let skeleton, !pids.isEmpty else { return }
+        let result = CTLSTapBPF_trace_pids(skeleton, pids, pids.count)
+        guard result == 0 else {
+            throw .system(
+                "cannot add PIDs \(pids.map(String.init).joined(separator: ", ")) to the filter", errno: -result)
         }
     }
 

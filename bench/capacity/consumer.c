@@ -122,10 +122,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "consumer: cannot load tlstap's BPF programs: %s\n", strerror(errno));
 		goto out;
 	}
-	__u32 key = pid;
-	__u8 present = 1;
-	if (bpf_map_update_elem(bpf_map__fd(skel->maps.traced_pids), &key, &present, BPF_ANY)) {
-		fprintf(stderr, "consumer: cannot add PID %d to the filter: %s\n", pid, strerror(errno));
+	const int32_t traced = pid;
+	int added = CTLSTapBPF_trace_pids(skel, &traced, 1);
+	if (added) {
+		fprintf(stderr, "consumer: cannot add PID %d to the filter: %s\n", pid, strerror(-added));
 		goto out;
 	}
 

@@ -27,6 +27,14 @@
 #define TLSTAP_MAX_THREADS 16384
 #define TLSTAP_MAX_FILTER_ENTRIES 1024
 
+/*
+ * -p's set of processes: a byte per PID, TLSTAP_PIDS_PER_BLOCK to an entry
+ * of an array map that user space maps into its memory (filter.bpf.h), for
+ * every PID Linux can give (PID_MAX_LIMIT on 64-bit).
+ */
+#define TLSTAP_PID_LIMIT (1u << 22)
+#define TLSTAP_PIDS_PER_BLOCK 64
+
 /* Sockets tracked per process, and SSL objects bound to their fds. */
 #define TLSTAP_MAX_SOCKETS 65536
 

@@ -87,7 +87,6 @@ enum CTLSTapBPF_Program {
 enum CTLSTapBPF_Map {
 	CTLSTapBPF_MAP_EVENTS,
 	CTLSTapBPF_MAP_LOST_COUNTS,
-	CTLSTapBPF_MAP_TRACED_PIDS,
 	CTLSTapBPF_MAP_TRACED_COMMS,
 	CTLSTapBPF_MAP_TRACED_PORTS,
 	CTLSTapBPF_MAP_TRACED_HOSTS,
@@ -189,6 +188,12 @@ struct CTLSTapBPF_Probe *CTLSTapBPF_attach_uprobe(struct bpf_program *program, b
  * 0 if it loads, else -errno.
  */
 int CTLSTapBPF_probe_fentry(void);
+
+/*
+ * Adds processes to -p's set (filters->filter_pids, after load): 0, or
+ * -ERANGE for a PID Linux cannot give, or -errno.
+ */
+int CTLSTapBPF_trace_pids(struct tlstap_bpf *skel, const int32_t *pids, size_t count);
 
 /*
  * Attaches the raw tracepoints (syscalls, exec, exit, and fork with -p) that
