@@ -18,9 +18,6 @@ public struct GoTLSFunctions: Equatable, Sendable {
         public var enteredAt: String? = nil
         /// File offsets of its RET instructions.
         public var returns: [UInt64]
-
-        /// What the probes cover, for `tlstap check` and messages.
-        var label: String { enteredAt.map { "\(name), entered at \($0)" } ?? name }
     }
 
     public var write: Function

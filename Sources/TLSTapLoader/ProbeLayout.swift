@@ -27,6 +27,8 @@ public enum ProbeLayout {
         /// nil: `exit` is a uretprobe; else it is an uprobe at each of
         /// these file offsets, the function's RET instructions (Go).
         var returnInstructions: [UInt64]? = nil
+        /// The function `offset` is in, when not `symbol` (Go's Write, entered in writeRecordLocked).
+        var enteredIn: String? = nil
         /// Read by the programs in the function SSL_write and SSL_write_ex
         /// both call (TLSTAP_COOKIE_* in tlstap_abi.h); 0 for the others,
         /// whose programs know their library.
@@ -99,8 +101,9 @@ public enum ProbeLayout {
         specs.compactMap { probe in
             guard let function = go.all.first(where: { $0.name == probe.symbol }) else { return nil }
             return AttachPoint(
-                symbol: function.name, label: function.label, offset: function.entry, enter: probe.enter,
-                exit: probe.exit, returnInstructions: function.returns, optional: probe.optional)
+                symbol: function.name, label: function.name, offset: function.entry, enter: probe.enter,
+                exit: probe.exit, returnInstructions: function.returns, enteredIn: function.enteredAt,
+                optional: probe.optional)
         }
     }
 
@@ -180,7 +183,8 @@ public enum ProbeLayout {
         attachPoints(for: target, features: features).flatMap { point in
             guard let offset = point.offset ?? point.symbolOffset else { return ["\(point.label): not in this file"] }
             if let returns = point.returnInstructions {
-                return ["\(point.label) @ 0x\(String(offset, radix: 16)) (entry)"]
+                let entry = point.enteredIn.map { "entry, in \($0)" } ?? "entry"
+                return ["\(point.label) @ 0x\(String(offset, radix: 16)) (\(entry))"]
                     + returns.map { "\(point.label) @ 0x\(String($0, radix: 16)) (RET)" }
             }
             let path = point.path ?? target.path
