@@ -126,6 +126,8 @@ static __always_inline void go_finish(struct pt_regs *ctx, __u8 direction, enum 
 	call = pending->call; /* its fd, if its goroutine's syscall named it, on whatever thread */
 	if (pending->sent) /* by go_write_starts or go_write_goes_out */
 		n = 0;
+	if (n > (long)pending->length) /* Write's count covers both parts of TLS 1.0's CBC split */
+		n = pending->length;
 	bpf_map_delete_elem(&go_calls, &key);
 	send_call(&call, direction, n > 0 ? n : 0, call_socket(&call, thread >> 32), loop);
 }
