@@ -12,10 +12,10 @@ public struct GoTLSFunctions: Equatable, Sendable {
         public var name: String
         /// File offset of the entry probe: the first instruction the kernel
         /// emulates after the stack bound check (`ProbePlacement`), else the
-        /// first; in `enteredAt` when that is set.
+        /// first; in `enteredIn` when that is set.
         public var entry: UInt64
         /// The function whose entry `entry` is, when it is not `name`.
-        public var enteredAt: String? = nil
+        public var enteredIn: String? = nil
         /// File offsets of its RET instructions.
         public var returns: [UInt64]
     }
@@ -48,7 +48,7 @@ public struct GoTLSFunctions: Equatable, Sendable {
         let handshakes = handshakeSymbols.compactMap(found)
         return GoTLSFunctions(
             write: Function(
-                name: writeSymbol, entry: writeRecord.entry, enteredAt: writeRecordSymbol, returns: write.returns),
+                name: writeSymbol, entry: writeRecord.entry, enteredIn: writeRecordSymbol, returns: write.returns),
             read: read, handshakes: handshakes)
     }
 

@@ -102,7 +102,7 @@ public enum ProbeLayout {
             guard let function = go.all.first(where: { $0.name == probe.symbol }) else { return nil }
             return AttachPoint(
                 symbol: function.name, label: function.name, offset: function.entry, enter: probe.enter,
-                exit: probe.exit, returnInstructions: function.returns, enteredIn: function.enteredAt,
+                exit: probe.exit, returnInstructions: function.returns, enteredIn: function.enteredIn,
                 optional: probe.optional)
         }
     }

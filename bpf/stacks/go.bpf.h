@@ -6,8 +6,8 @@
 /*
  * Go's crypto/tls, compiled into the program. Go 1.17+ passes arguments in
  * registers (ABIInternal), in RAX, RBX, RCX, RDI...: the receiver first, a
- * slice as its pointer and length; results in RAX (n) and RBX/RCX (error). R14 holds the
- * running goroutine. A goroutine can move to another thread, and the runtime
+ * slice as its pointer and length; results in RAX (n) and RBX/RCX (error).
+ * R14 holds the running goroutine. A goroutine can move to another thread, and the runtime
  * moves its stack, so calls are keyed by goroutine and finished by probes on
  * the function's RET instructions: a uretprobe's return-address trampoline
  * on a goroutine stack would crash the program.
@@ -42,8 +42,9 @@ struct {
 /* Go's record type of application data (crypto/tls recordTypeApplicationData). */
 #define TLSTAP_GO_APPLICATION_DATA 23
 
-/* A new call of the running goroutine: `buffer` and `length` are its slice. */
-static __always_inline struct go_call go_call_starting(struct pt_regs *ctx, __u8 function, __u64 buffer, __u64 length)
+/* A new call of the running goroutine of process `tgid`: `buffer` and `length` are its slice. */
+static __always_inline struct go_call go_call_starting(struct pt_regs *ctx, __u32 tgid, __u8 function, __u64 buffer,
+						       __u64 length)
 {
 	struct go_call pending = {
 		.call = {
@@ -56,7 +57,7 @@ static __always_inline struct go_call go_call_starting(struct pt_regs *ctx, __u8
 		.length = length,
 	};
 
-	recall_binding(&pending.call, bpf_get_current_pid_tgid() >> 32);
+	recall_binding(&pending.call, tgid);
 	return pending;
 }
 
@@ -78,7 +79,7 @@ static __always_inline void go_read_starts(struct pt_regs *ctx)
 
 	if (!tracing_this_process())
 		return;
-	pending = go_call_starting(ctx, TLSTAP_FUNC_GO_READ, ctx->bx, ctx->cx);
+	pending = go_call_starting(ctx, key.tgid, TLSTAP_FUNC_GO_READ, ctx->bx, ctx->cx);
 	bpf_map_update_elem(&go_calls, &key, &pending, BPF_ANY);
 }
 
@@ -104,7 +105,7 @@ static __always_inline void go_write_starts(struct pt_regs *ctx, enum chunk_loop
 
 	if ((__u8)ctx->bx != TLSTAP_GO_APPLICATION_DATA || !tracing_this_process())
 		return;
-	pending = go_call_starting(ctx, TLSTAP_FUNC_GO_WRITE, ctx->cx, ctx->di);
+	pending = go_call_starting(ctx, key.tgid, TLSTAP_FUNC_GO_WRITE, ctx->cx, ctx->di);
 	through = call_socket(&pending.call, key.tgid);
 	if (through.fd >= 0) {
 		pending.sent = 1;
@@ -115,7 +116,6 @@ static __always_inline void go_write_starts(struct pt_regs *ctx, enum chunk_loop
 
 static __always_inline void go_finish(struct pt_regs *ctx, __u8 direction, enum chunk_loop loop)
 {
-	__u64 thread = bpf_get_current_pid_tgid();
 	struct go_call_key key = go_call_key(ctx);
 	struct go_call *pending = bpf_map_lookup_elem(&go_calls, &key);
 	long n = ctx->ax;
@@ -129,7 +129,7 @@ static __always_inline void go_finish(struct pt_regs *ctx, __u8 direction, enum 
 	if (n > (long)pending->length) /* Write's count covers both parts of TLS 1.0's CBC split */
 		n = pending->length;
 	bpf_map_delete_elem(&go_calls, &key);
-	send_call(&call, direction, n > 0 ? n : 0, call_socket(&call, thread >> 32), loop);
+	send_call(&call, direction, n > 0 ? n : 0, call_socket(&call, key.tgid), loop);
 }
 
 /* Entry of writeRecordLocked, Write's start; twice, for kernels with and without bpf_loop. */
@@ -170,7 +170,7 @@ int probe_go_handshake_enter(struct pt_regs *ctx)
 
 	if (!tracing_this_process())
 		return 0;
-	pending = go_call_starting(ctx, TLSTAP_FUNC_SSL_HANDSHAKE, 0, 0);
+	pending = go_call_starting(ctx, key.tgid, TLSTAP_FUNC_SSL_HANDSHAKE, 0, 0);
 	bpf_map_update_elem(&go_calls, &key, &pending, BPF_NOEXIST);
 	return 0;
 }
