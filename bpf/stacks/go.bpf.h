@@ -28,6 +28,7 @@ struct go_call_key {
 struct go_call {
 	struct tls_call call;
 	__u64 length; /* len(b) */
+	__u64 caller; /* the return address it was entered with */
 	__u8 sent;    /* a Write already sent: at its start, or when its first record went out */
 	__u8 pad[7];
 };
@@ -101,11 +102,25 @@ static __always_inline void go_write_starts(struct pt_regs *ctx, enum chunk_loop
 {
 	struct go_call_key key = go_call_key(ctx);
 	struct call_socket through;
-	struct go_call pending;
+	struct go_call pending, *entered;
+	__u64 caller = 0;
 
 	if ((__u8)ctx->bx != TLSTAP_GO_APPLICATION_DATA || !tracing_this_process())
 		return;
+	/*
+	 * The probe is on the stack bound check's jump (ProbePlacement), which
+	 * runs again when the stack grows: the runtime copies the stack and
+	 * starts the function over. The same call, from the same return
+	 * address and with no syscall made yet, is not a new one (TLS 1.0's
+	 * split calls it from another; a Write whose RET went unseen made one).
+	 */
+	bpf_probe_read_user(&caller, sizeof(caller), (void *)ctx->sp);
+	entered = bpf_map_lookup_elem(&go_calls, &key);
+	if (entered && entered->call.function == TLSTAP_FUNC_GO_WRITE && entered->caller == caller &&
+	    entered->call.ssl == ctx->ax && entered->call.fd < 0)
+		return;
 	pending = go_call_starting(ctx, key.tgid, TLSTAP_FUNC_GO_WRITE, ctx->cx, ctx->di);
+	pending.caller = caller;
 	through = call_socket(&pending.call, key.tgid);
 	if (through.fd >= 0) {
 		pending.sent = 1;
