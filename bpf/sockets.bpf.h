@@ -164,6 +164,14 @@ static __always_inline struct socket_state *track_socket(int fd)
 		event = *origin;
 		role = event == TLSTAP_SOCKET_CONNECT ? TLSTAP_ROLE_CLIENT : TLSTAP_ROLE_SERVER;
 		bpf_map_delete_elem(&socket_origins, &sk_key);
+	} else if (BPF_CORE_READ(sk, sk_max_ack_backlog) > 0) {
+		/*
+		 * Opened before tlstap looked, but accepted: an accepted socket is
+		 * a copy of its listener (sk_clone_lock), listen()'s backlog
+		 * included, and a connected one never listened. A listener with
+		 * backlog 0 leaves this unknown, for user space to guess.
+		 */
+		role = TLSTAP_ROLE_SERVER;
 	}
 
 	record = bpf_ringbuf_reserve(&events, sizeof(*record), 0);

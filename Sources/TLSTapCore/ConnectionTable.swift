@@ -36,7 +36,8 @@ public struct ConnectionTable {
     /// - Parameters:
     ///   - clock: converts the kernel's monotonic times.
     ///   - roleOfMidConnection: decides the role of a connection first seen
-    ///     mid-stream, where no connect or accept told it.
+    ///     mid-stream, where no connect or accept told it and the kernel
+    ///     could not tell it either.
     public init(clock: WallClock, roleOfMidConnection: @escaping (SocketEvent) -> ConnectionRole = { _ in .unknown }) {
         self.clock = clock
         self.roleOfMidConnection = roleOfMidConnection
@@ -60,7 +61,7 @@ public struct ConnectionTable {
             let ended = entries.removeValue(forKey: key).map { [Self.ended($0, at: time)] } ?? []
             guard let local = socket.local, let remote = socket.remote else { return ended }
             let origin: ConnectionOrigin = socket.kind == .connect ? .connect : socket.kind == .accept ? .accept : .mid
-            let role = socket.kind == .mid ? roleOfMidConnection(socket) : socket.role
+            let role = socket.kind == .mid && socket.role == .unknown ? roleOfMidConnection(socket) : socket.role
             entries[key] = Entry(
                 connection: Connection(
                     id: nextID, pid: socket.pid, comm: socket.comm, fd: socket.fd, local: local, remote: remote,

@@ -1,8 +1,11 @@
 import TLSTapCore
 
-/// Tells the role of a connection tlstap joined mid-stream: if the process's
-/// network namespace has a TCP socket listening on the connection's local
-/// port, the process is most likely the server.
+/// Tells the role of a connection tlstap joined mid-stream that the kernel
+/// could not place. The kernel names every connection accepted from a
+/// listener with a backlog as the server's, so what is left is connected
+/// sockets and, rarely, those accepted from a listener of backlog 0: if the
+/// process's network namespace has a TCP socket listening on the
+/// connection's local port, the process is the server, else the client.
 public enum ListeningPorts {
     /// TCP state LISTEN in /proc/net/tcp (include/net/tcp_states.h).
     static let listenState = "0A"
@@ -10,9 +13,7 @@ public enum ListeningPorts {
     /// The role to report for a connection first seen in use.
     public static func role(_ socket: SocketEvent) -> ConnectionRole {
         guard let local = socket.local else { return .unknown }
-        let listening = ports(pid: socket.pid)
-        if listening.isEmpty { return .unknown }
-        return listening.contains(local.port) ? .server : .client
+        return ports(pid: socket.pid).contains(local.port) ? .server : .client
     }
 
     /// Local ports in LISTEN state in the process's network namespace, or in

@@ -163,7 +163,9 @@ extension EndToEnd {
             }
         }
 
-        /// A connection opened before tlstap started is named when first used.
+        /// A connection opened before tlstap started is named when first used,
+        /// each end with its role, though both ends are gone when tlstap
+        /// renders it (the server's listener with them).
         @Test func aConnectionOpenedBeforeTlstapIsNamedMidStream() throws {
             let workspace = try Harness.makeWorkspace()
             defer { try? FileManager.default.removeItem(at: workspace) }
@@ -178,7 +180,7 @@ extension EndToEnd {
             }
             let tracer = try LaunchedProgram([
                 Harness.tlstap, "--format", "json", "-p",
-                String(client.process.processIdentifier),
+                String(client.process.processIdentifier), String(server.process.processIdentifier),
             ])
             #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
             _ = FileManager.default.createFile(atPath: go, contents: nil)
@@ -188,14 +190,27 @@ extension EndToEnd {
             let run = Harness.stop(tracer)
             #expect(run.status == 0, "\(run.standardError)")
             let records = try Harness.records(run.output)
-            let open = try #require(records.first { $0["event"] as? String == "open" })
-            #expect(open["seen_from"] as? String == "mid")
-            #expect(open["role"] as? String == "client")
-            #expect(open["remote"] as? String == "127.0.0.1:\(port)")
+            let opens = records.filter { $0["event"] as? String == "open" }
+            let clientOpen = try #require(opens.first { $0["pid"] as? Int == Int(client.process.processIdentifier) })
+            let serverOpen = try #require(opens.first { $0["pid"] as? Int == Int(server.process.processIdentifier) })
+            #expect(opens.count == 2, "\(opens)")
+            #expect(clientOpen["seen_from"] as? String == "mid" && serverOpen["seen_from"] as? String == "mid")
+            #expect(clientOpen["role"] as? String == "client")
+            #expect(clientOpen["remote"] as? String == "127.0.0.1:\(port)")
+            #expect(serverOpen["role"] as? String == "server")
+            #expect(serverOpen["local"] as? String == "127.0.0.1:\(port)")
+            // The server's read of the request was under way when tlstap
+            // started, so only its answer can be seen; the client's whole call.
             let events = try Harness.dataEvents(run.output)
+            let clientEvents = events.filter { $0.connection == clientOpen["conn"] as? Int }
+            let serverEvents = events.filter { $0.connection == serverOpen["conn"] as? Int }
+            #expect(clientEvents.count + serverEvents.count == events.count)
             #expect(
-                String(decoding: events.joined(direction: "out"), as: UTF8.self).hasPrefix("GET /late HTTP/1.1\r\n"))
-            #expect(events.allSatisfy { $0.connection == open["conn"] as? Int })
+                String(decoding: clientEvents.joined(direction: "out"), as: UTF8.self).hasPrefix(
+                    "GET /late HTTP/1.1\r\n"))
+            let answer = serverEvents.joined(direction: "out")
+            #expect(String(decoding: answer, as: UTF8.self).hasPrefix("HTTP/1.1 200 OK\r\n"))
+            #expect(answer == clientEvents.joined(direction: "in"))
         }
 
         /// --port keeps only the connections with that port, decided in the kernel.

@@ -118,6 +118,17 @@ import Testing
         #expect(connection.origin == .mid && connection.role == .server)
     }
 
+    @Test func aMidConnectionTheKernelPlacedKeepsItsRole() {
+        var table = ConnectionTable(clock: clock) { _ in .client }
+        _ = table.handle(socket(.mid, local: server, remote: local, role: .server))
+        var event = data()
+        guard case .opened(let connection, _)? = table.attach(&event) else {
+            Issue.record("no open")
+            return
+        }
+        #expect(connection.origin == .mid && connection.role == .server)
+    }
+
     @Test func addressesReadAsUsersWriteThem() {
         #expect(SocketAddress(ip: [192, 168, 1, 20], port: 443).description == "192.168.1.20:443")
         #expect(SocketAddress(ip: Array(repeating: 0, count: 15) + [1], port: 8443).description == "[::1]:8443")
