@@ -44,13 +44,19 @@ struct {
 	__type(value, struct traced_pid_block);
 } traced_pids SEC(".maps");
 
+/* The byte of `id` in a map of traced_pid_block, or NULL if the map has none for it. */
+static __always_inline __u8 *pid_byte(void *blocks, __u32 id)
+{
+	__u32 block = id / TLSTAP_PIDS_PER_BLOCK;
+	struct traced_pid_block *found = bpf_map_lookup_elem(blocks, &block);
+
+	return found ? &found->traced[id & (TLSTAP_PIDS_PER_BLOCK - 1)] : NULL;
+}
+
 /* The byte of `pid` in the traced set, or NULL if the set has none for it. */
 static __always_inline __u8 *traced_pid(__u32 pid)
 {
-	__u32 block = pid / TLSTAP_PIDS_PER_BLOCK;
-	struct traced_pid_block *found = bpf_map_lookup_elem(&traced_pids, &block);
-
-	return found ? &found->traced[pid & (TLSTAP_PIDS_PER_BLOCK - 1)] : NULL;
+	return pid_byte(&traced_pids, pid);
 }
 
 /* Command names given with -c, zero-padded to TLSTAP_COMM_LEN. */
@@ -61,9 +67,69 @@ struct {
 	__type(value, __u8);
 } traced_comms SEC(".maps");
 
+/*
+ * -c's verdict on each thread's name, by thread id, as for traced_pids: a
+ * name is matched once, at the thread's first call that asks, not at every
+ * socket call on the host (reading it and a hash lookup cost ~110 ns here,
+ * a byte 1 ns). A name changes only through __set_task_comm (exec,
+ * PR_SET_NAME, a write to /proc/TID/comm), whose tracepoint gives the new
+ * name's verdict; a new thread's is asked afresh.
+ */
+#define TLSTAP_COMM_UNASKED 0
+#define TLSTAP_COMM_TRACED 1
+#define TLSTAP_COMM_UNTRACED 2
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct traced_pid_block);
+} comm_verdicts SEC(".maps");
+
+/* Whether the current thread's name is one of -c's, asked of the names. */
+static __always_inline bool comm_matches(void)
+{
+	struct tlstap_comm_key key = {};
+
+	bpf_get_current_comm(key.comm, sizeof(key.comm));
+	return bpf_map_lookup_elem(&traced_comms, &key) != NULL;
+}
+
+/* Whether the current thread's name is one of -c's. */
+static __always_inline bool comm_traced(__u32 tid)
+{
+	__u32 block = tid / TLSTAP_PIDS_PER_BLOCK;
+	struct traced_pid_block *verdicts = bpf_map_lookup_elem(&comm_verdicts, &block);
+	__u8 *verdict;
+	bool traced;
+
+	if (!verdicts) /* checked apart: the verifier refuses arithmetic on a pointer that may be NULL */
+		return comm_matches();
+	verdict = &verdicts->traced[tid & (TLSTAP_PIDS_PER_BLOCK - 1)];
+	if (*verdict != TLSTAP_COMM_UNASKED)
+		return *verdict == TLSTAP_COMM_TRACED;
+	traced = comm_matches();
+	*verdict = traced ? TLSTAP_COMM_TRACED : TLSTAP_COMM_UNTRACED;
+	return traced;
+}
+
+/*
+ * A new thread or process: it inherits its name, but not the verdict a
+ * thread that had its id before was given (ids are reused; an exec from a
+ * thread other than the leader gives the leader's id away without an exit).
+ */
+static __always_inline void forget_comm_verdict(__u32 tid)
+{
+	__u8 *verdict = filter_comms ? pid_byte(&comm_verdicts, tid) : NULL;
+
+	if (verdict)
+		*verdict = TLSTAP_COMM_UNASKED;
+}
+
 static __always_inline bool tracing_this_process(void)
 {
-	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 pid = pid_tgid >> 32;
 
 	if (pid == own_pid)
 		return false;
@@ -75,13 +141,8 @@ static __always_inline bool tracing_this_process(void)
 		if (!traced || !*traced)
 			return false;
 	}
-	if (filter_comms) {
-		struct tlstap_comm_key key = {};
-
-		bpf_get_current_comm(key.comm, sizeof(key.comm));
-		if (!bpf_map_lookup_elem(&traced_comms, &key))
-			return false;
-	}
+	if (filter_comms && !comm_traced((__u32)pid_tgid))
+		return false;
 	return true;
 }
 
@@ -89,12 +150,14 @@ static __always_inline bool tracing_this_process(void)
  * A traced process forked a child (with -p): the child is traced from its
  * first instruction, before it can make a TLS call (a PostgreSQL backend, an
  * nginx worker). Threads share their process's tgid and need nothing.
+ * With -c, any new thread's name is matched afresh.
  */
 static __always_inline void follow_fork(struct task_struct *parent, struct task_struct *child)
 {
 	__u32 child_pid = BPF_CORE_READ(child, pid);
 	__u8 *parent_traced, *child_traced;
 
+	forget_comm_verdict(child_pid);
 	if (!filter_pids || !follow_children || BPF_CORE_READ(child, tgid) != child_pid)
 		return;
 	parent_traced = traced_pid(BPF_CORE_READ(parent, tgid));

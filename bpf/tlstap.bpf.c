@@ -718,11 +718,31 @@ int probe_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* A traced process forked (-p follows its children). */
+/* A process forked or made a thread (-p follows children, -c forgets the id's verdict). */
 SEC("raw_tracepoint/sched_process_fork")
 int probe_process_fork(struct bpf_raw_tracepoint_args *ctx)
 {
 	follow_fork((struct task_struct *)ctx->args[0], (struct task_struct *)ctx->args[1]);
+	return 0;
+}
+
+/*
+ * A thread's name is about to change (args: the task, the new name): with
+ * -c, its verdict is the new name's from now on.
+ */
+SEC("raw_tracepoint/task_rename")
+int probe_task_rename(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u8 *verdict;
+	struct tlstap_comm_key key = {};
+
+	if (!filter_comms)
+		return 0;
+	verdict = pid_byte(&comm_verdicts, BPF_CORE_READ((struct task_struct *)ctx->args[0], pid));
+	if (!verdict)
+		return 0;
+	bpf_probe_read_kernel_str(key.comm, sizeof(key.comm), (const char *)ctx->args[1]);
+	*verdict = bpf_map_lookup_elem(&traced_comms, &key) ? TLSTAP_COMM_TRACED : TLSTAP_COMM_UNTRACED;
 	return 0;
 }
 

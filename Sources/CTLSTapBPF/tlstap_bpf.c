@@ -226,6 +226,10 @@ int CTLSTapBPF_configure(struct tlstap_bpf *skel, const struct CTLSTapBPF_Filter
 	if (filters->filter_pids &&
 	    bpf_map__set_max_entries(skel->maps.traced_pids, TLSTAP_PID_LIMIT / TLSTAP_PIDS_PER_BLOCK))
 		return -errno;
+	if (filters->filter_comms &&
+	    bpf_map__set_max_entries(skel->maps.comm_verdicts, TLSTAP_PID_LIMIT / TLSTAP_PIDS_PER_BLOCK))
+		return -errno;
+	bpf_program__set_autoload(skel->progs.probe_task_rename, filters->filter_comms);
 	return bpf_map__set_max_entries(skel->maps.events, ring_buffer_bytes);
 }
 
@@ -527,14 +531,18 @@ int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, const char **failed
 		SLOT(on_map_area),
 		SLOT(probe_process_exit),
 		SLOT(probe_process_exec),
+		SLOT(probe_task_rename), /* loaded with -c only */
 	};
-	/* Forks matter only to -p's filter: no cost on every fork of the host otherwise. */
+	/*
+	 * Forks matter only to -p's filter and -c's: no cost on every fork of the host otherwise. First:
+	 * before any other program asks -c's verdict on a thread.
+	 */
 	struct probe_slot children[] = { SLOT(probe_process_fork) };
-	int err = attach_all(always, sizeof(always) / sizeof(always[0]), failed);
+	int err = 0;
 
-	if (!err && skel->rodata->filter_pids && skel->rodata->follow_children)
+	if ((skel->rodata->filter_pids && skel->rodata->follow_children) || skel->rodata->filter_comms)
 		err = attach_all(children, 1, failed);
-	return err;
+	return err ? err : attach_all(always, sizeof(always) / sizeof(always[0]), failed);
 }
 
 void CTLSTapBPF_set_go_probes_attached(struct tlstap_bpf *skel)

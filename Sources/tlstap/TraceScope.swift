@@ -19,7 +19,9 @@ struct TraceScope: ParsableArguments {
     @Flag(name: .customLong("no-children"), help: "With -p: only the given processes, not their children.")
     var noChildren = false
 
-    @Option(name: [.short, .customLong("comm")], help: "Trace processes with this command name (repeatable).")
+    @Option(
+        name: [.short, .customLong("comm")],
+        help: "Trace threads with this command name, as they are named now (repeatable).")
     var comms: [String] = []
 
     @Option(name: .customLong("port"), help: "Only connections with this local or remote TCP port (repeatable).")

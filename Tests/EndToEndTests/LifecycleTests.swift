@@ -262,6 +262,38 @@ extension EndToEnd {
             #expect(String(decoding: events.joined(direction: "in"), as: UTF8.self).hasSuffix("got \(sentDigest)\n"))
         }
 
+        /// `-c NAME` follows a thread's name as it changes: through
+        /// PR_SET_NAME and /proc/self/comm, into the name and out of it,
+        /// and into a new thread, which inherits it. Only the GETs made
+        /// under the name are captured, each whole.
+        @Test func commFilterFollowsRenames() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let (server, port) = try Harness.startPythonServer(in: workspace, requests: 5)
+            let tracer = try LaunchedProgram([Harness.tlstap, "--format", "json", "-c", "tlstaprenamed"])
+            #expect(tracer.waitForStandardError(containing: "press Ctrl-C"), "\(tracer.standardError)")
+            let client = try runProgram([
+                Harness.python, Harness.peer, "renames", "https://localhost:\(port)/",
+                workspace.appendingPathComponent("cert.pem").path,
+            ])
+            #expect(client.status == 0, "\(client.standardError)")
+            _ = server.wait()
+            let run = Harness.stop(tracer)
+            #expect(run.status == 0, "\(run.standardError)")
+            let events = try Harness.dataEvents(run.output)
+            #expect(events.allSatisfy { $0.comm == "tlstaprenamed" }, "\(events.map(\.comm))")
+            let answer = "got \(sha256Hex([]))\n"
+            let connections = Dictionary(grouping: events) { $0.connection ?? -1 }
+            let paths = connections.values.map { own in
+                String(decoding: own.joined(direction: "out"), as: UTF8.self).split(separator: " ").dropFirst().first
+                    .map(String.init) ?? ""
+            }
+            #expect(paths.sorted() == ["/in-a-thread", "/renamed", "/written"], "\(events.map(\.text))")
+            for own in connections.values {
+                #expect(String(decoding: own.joined(direction: "in"), as: UTF8.self).hasSuffix(answer))
+            }
+        }
+
         /// The traced command starts as it would from a shell: no signal
         /// blocked or ignored by tlstap leaks into it (SIGPIPE ends `yes`).
         @Test func theTracedCommandSeesDefaultSignals() throws {

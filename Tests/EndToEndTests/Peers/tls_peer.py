@@ -22,6 +22,13 @@
       server reset after answering (/reset), one shut down for writing
       first, one closed while open, and one left for the exit to close.
       Prints "closed PATH TIME_NS" (wall clock) right before each close().
+  tls_peer.py renames URL CAFILE
+      Five GETs in turn, each on a connection of its own, under the thread
+      names tlstap's -c sees: as started (/as-started), renamed with
+      PR_SET_NAME to tlstaprenamed (/renamed), then to tlstapaway
+      (/renamed-away), back to tlstaprenamed by writing /proc/self/comm
+      (/written), and from a new thread, which inherits the name
+      (/in-a-thread). Prints each response body.
 """
 import hashlib
 import http.server
@@ -168,6 +175,37 @@ def closes(url, cafile, pause=0.6):
     time.sleep(pause)
 
 
+def renames(url, cafile):
+    import ctypes
+    import threading
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    context = ssl.create_default_context(cafile=cafile)
+    pr_set_name = 15
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def get(path):
+        import http.client
+
+        connection = http.client.HTTPSConnection(parts.hostname, parts.port, context=context)
+        connection.request("GET", path)
+        sys.stdout.write(connection.getresponse().read().decode())
+        connection.close()
+
+    get("/as-started")
+    libc.prctl(pr_set_name, b"tlstaprenamed", 0, 0, 0)
+    get("/renamed")
+    libc.prctl(pr_set_name, b"tlstapaway", 0, 0, 0)
+    get("/renamed-away")
+    with open("/proc/self/comm", "w") as comm:
+        comm.write("tlstaprenamed")
+    get("/written")
+    worker = threading.Thread(target=get, args=("/in-a-thread",))
+    worker.start()
+    worker.join()
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "server":
         count = int(sys.argv[6]) if len(sys.argv) > 6 and sys.argv[5] == "--count" else 1
@@ -180,5 +218,7 @@ if __name__ == "__main__":
         late(sys.argv[2], sys.argv[3], sys.argv[4])
     elif sys.argv[1] == "closes":
         closes(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "renames":
+        renames(sys.argv[2], sys.argv[3])
     else:
         sys.exit("usage: see the docstring")
