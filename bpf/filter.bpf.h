@@ -68,23 +68,27 @@ struct {
 } traced_comms SEC(".maps");
 
 /*
- * -c's verdict on each thread's name, by thread id, as for traced_pids: a
- * name is matched once, at the thread's first call that asks, not at every
- * socket call on the host (reading it and a hash lookup cost ~110 ns here,
- * a byte 1 ns). A name changes only through __set_task_comm (exec,
- * PR_SET_NAME, a write to /proc/TID/comm), whose tracepoint gives the new
- * name's verdict; a new thread's is asked afresh.
+ * The verdicts of the scope that has to be asked (-c, or `--`'s cgroup; the
+ * two cannot be combined), kept as for traced_pids so that the question
+ * is asked once, not at every socket call on the host: a thread's name (by
+ * thread id) read and looked up costs ~110 ns here, a process's cgroup (by
+ * PID) ~40, a byte 1. A verdict is asked at the first call that needs it
+ * and kept until what it depends on changes: a name only through
+ * __set_task_comm (exec, PR_SET_NAME, a write to /proc/TID/comm), whose
+ * tracepoint gives the new name's verdict; a process's cgroup only by a
+ * migration, whose tracepoint forgets it; a new thread or process asks
+ * afresh.
  */
-#define TLSTAP_COMM_UNASKED 0
-#define TLSTAP_COMM_TRACED 1
-#define TLSTAP_COMM_UNTRACED 2
+#define TLSTAP_VERDICT_UNASKED 0
+#define TLSTAP_VERDICT_TRACED 1
+#define TLSTAP_VERDICT_UNTRACED 2
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct traced_pid_block);
-} comm_verdicts SEC(".maps");
+} verdicts SEC(".maps");
 
 /* Whether the current thread's name is one of -c's, asked of the names. */
 static __always_inline bool comm_matches(void)
@@ -95,35 +99,37 @@ static __always_inline bool comm_matches(void)
 	return bpf_map_lookup_elem(&traced_comms, &key) != NULL;
 }
 
-/* Whether the current thread's name is one of -c's. */
-static __always_inline bool comm_traced(__u32 tid)
+/* Whether the current thread passes -c or `--`, whichever is on, asked once and kept. */
+static __always_inline bool verdict_traced(__u64 pid_tgid)
 {
-	__u32 block = tid / TLSTAP_PIDS_PER_BLOCK;
-	struct traced_pid_block *verdicts = bpf_map_lookup_elem(&comm_verdicts, &block);
-	__u8 *verdict;
+	__u32 id = filter_comms ? (__u32)pid_tgid : pid_tgid >> 32;
+	__u32 block = id / TLSTAP_PIDS_PER_BLOCK;
+	struct traced_pid_block *kept = bpf_map_lookup_elem(&verdicts, &block);
+	__u8 *verdict = NULL;
 	bool traced;
 
-	if (!verdicts) /* checked apart: the verifier refuses arithmetic on a pointer that may be NULL */
-		return comm_matches();
-	verdict = &verdicts->traced[tid & (TLSTAP_PIDS_PER_BLOCK - 1)];
-	if (*verdict != TLSTAP_COMM_UNASKED)
-		return *verdict == TLSTAP_COMM_TRACED;
-	traced = comm_matches();
-	*verdict = traced ? TLSTAP_COMM_TRACED : TLSTAP_COMM_UNTRACED;
+	if (kept) { /* checked apart: the verifier refuses arithmetic on a pointer that may be NULL */
+		verdict = &kept->traced[id & (TLSTAP_PIDS_PER_BLOCK - 1)];
+		if (*verdict != TLSTAP_VERDICT_UNASKED)
+			return *verdict == TLSTAP_VERDICT_TRACED;
+	}
+	traced = filter_comms ? comm_matches() : bpf_get_current_cgroup_id() == target_cgroup_id;
+	if (kept)
+		*verdict = traced ? TLSTAP_VERDICT_TRACED : TLSTAP_VERDICT_UNTRACED;
 	return traced;
 }
 
 /*
- * A new thread or process: it inherits its name, but not the verdict a
- * thread that had its id before was given (ids are reused; an exec from a
- * thread other than the leader gives the leader's id away without an exit).
+ * Thread or process `id` is new, or moved to another cgroup: its verdict is
+ * asked again (ids are reused; an exec from a thread other than the leader
+ * gives the leader's id away without an exit).
  */
-static __always_inline void forget_comm_verdict(__u32 tid)
+static __always_inline void forget_verdict(__u32 id)
 {
-	__u8 *verdict = filter_comms ? pid_byte(&comm_verdicts, tid) : NULL;
+	__u8 *verdict = filter_comms || filter_cgroup ? pid_byte(&verdicts, id) : NULL;
 
 	if (verdict)
-		*verdict = TLSTAP_COMM_UNASKED;
+		*verdict = TLSTAP_VERDICT_UNASKED;
 }
 
 static __always_inline bool tracing_this_process(void)
@@ -133,15 +139,13 @@ static __always_inline bool tracing_this_process(void)
 
 	if (pid == own_pid)
 		return false;
-	if (filter_cgroup && bpf_get_current_cgroup_id() != target_cgroup_id)
-		return false;
 	if (filter_pids) {
 		__u8 *traced = traced_pid(pid);
 
 		if (!traced || !*traced)
 			return false;
 	}
-	if (filter_comms && !comm_traced((__u32)pid_tgid))
+	if ((filter_comms || filter_cgroup) && !verdict_traced(pid_tgid))
 		return false;
 	return true;
 }
@@ -150,14 +154,14 @@ static __always_inline bool tracing_this_process(void)
  * A traced process forked a child (with -p): the child is traced from its
  * first instruction, before it can make a TLS call (a PostgreSQL backend, an
  * nginx worker). Threads share their process's tgid and need nothing.
- * With -c, any new thread's name is matched afresh.
+ * With -c or `--`, a new thread or process has its verdict asked afresh.
  */
 static __always_inline void follow_fork(struct task_struct *parent, struct task_struct *child)
 {
 	__u32 child_pid = BPF_CORE_READ(child, pid);
 	__u8 *parent_traced, *child_traced;
 
-	forget_comm_verdict(child_pid);
+	forget_verdict(child_pid);
 	if (!filter_pids || !follow_children || BPF_CORE_READ(child, tgid) != child_pid)
 		return;
 	parent_traced = traced_pid(BPF_CORE_READ(parent, tgid));

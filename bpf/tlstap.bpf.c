@@ -718,7 +718,7 @@ int probe_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* A process forked or made a thread (-p follows children, -c forgets the id's verdict). */
+/* A process forked or made a thread (-p follows children; -c and `--` ask its verdict afresh). */
 SEC("raw_tracepoint/sched_process_fork")
 int probe_process_fork(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -738,11 +738,24 @@ int probe_task_rename(struct bpf_raw_tracepoint_args *ctx)
 
 	if (!filter_comms)
 		return 0;
-	verdict = pid_byte(&comm_verdicts, BPF_CORE_READ((struct task_struct *)ctx->args[0], pid));
+	verdict = pid_byte(&verdicts, BPF_CORE_READ((struct task_struct *)ctx->args[0], pid));
 	if (!verdict)
 		return 0;
 	bpf_probe_read_kernel_str(key.comm, sizeof(key.comm), (const char *)ctx->args[1]);
-	*verdict = bpf_map_lookup_elem(&traced_comms, &key) ? TLSTAP_COMM_TRACED : TLSTAP_COMM_UNTRACED;
+	*verdict = bpf_map_lookup_elem(&traced_comms, &key) ? TLSTAP_VERDICT_TRACED : TLSTAP_VERDICT_UNTRACED;
+	return 0;
+}
+
+/*
+ * A process (or, in a threaded cgroup, a thread) moved to another cgroup
+ * (args: the cgroup, its path, the task, whether its whole thread group
+ * moved): with `--`, its verdict is asked again, in its new cgroup.
+ */
+SEC("raw_tracepoint/cgroup_attach_task")
+int probe_cgroup_attach(struct bpf_raw_tracepoint_args *ctx)
+{
+	if (filter_cgroup)
+		forget_verdict(BPF_CORE_READ((struct task_struct *)ctx->args[2], tgid));
 	return 0;
 }
 

@@ -226,10 +226,11 @@ int CTLSTapBPF_configure(struct tlstap_bpf *skel, const struct CTLSTapBPF_Filter
 	if (filters->filter_pids &&
 	    bpf_map__set_max_entries(skel->maps.traced_pids, TLSTAP_PID_LIMIT / TLSTAP_PIDS_PER_BLOCK))
 		return -errno;
-	if (filters->filter_comms &&
-	    bpf_map__set_max_entries(skel->maps.comm_verdicts, TLSTAP_PID_LIMIT / TLSTAP_PIDS_PER_BLOCK))
+	if ((filters->filter_comms || filters->filter_cgroup) &&
+	    bpf_map__set_max_entries(skel->maps.verdicts, TLSTAP_PID_LIMIT / TLSTAP_PIDS_PER_BLOCK))
 		return -errno;
 	bpf_program__set_autoload(skel->progs.probe_task_rename, filters->filter_comms);
+	bpf_program__set_autoload(skel->progs.probe_cgroup_attach, filters->filter_cgroup);
 	return bpf_map__set_max_entries(skel->maps.events, ring_buffer_bytes);
 }
 
@@ -532,15 +533,17 @@ int CTLSTapBPF_attach_socket_probes(struct tlstap_bpf *skel, const char **failed
 		SLOT(probe_process_exit),
 		SLOT(probe_process_exec),
 		SLOT(probe_task_rename), /* loaded with -c only */
+		SLOT(probe_cgroup_attach), /* with `--` only */
 	};
 	/*
-	 * Forks matter only to -p's filter and -c's: no cost on every fork of the host otherwise. First:
-	 * before any other program asks -c's verdict on a thread.
+	 * Forks matter only to -p's filter, -c's and `--`'s: no cost on every fork of the host otherwise.
+	 * First: before any other program asks for a verdict (filter.bpf.h).
 	 */
 	struct probe_slot children[] = { SLOT(probe_process_fork) };
 	int err = 0;
 
-	if ((skel->rodata->filter_pids && skel->rodata->follow_children) || skel->rodata->filter_comms)
+	if ((skel->rodata->filter_pids && skel->rodata->follow_children) || skel->rodata->filter_comms ||
+	    skel->rodata->filter_cgroup)
 		err = attach_all(children, 1, failed);
 	return err ? err : attach_all(always, sizeof(always) / sizeof(always[0]), failed);
 }

@@ -294,6 +294,27 @@ extension EndToEnd {
             }
         }
 
+        /// `tlstap -- COMMAND` traces what is in the command's cgroup: a
+        /// process that moves out of it, once it has been traced, is not
+        /// traced any more.
+        @Test func commandScopeLetsGoOfAProcessThatLeavesItsCgroup() throws {
+            let workspace = try Harness.makeWorkspace()
+            defer { try? FileManager.default.removeItem(at: workspace) }
+            let (server, port) = try Harness.startPythonServer(in: workspace, requests: 2)
+            let client = [
+                Harness.python, Harness.peer, "moves", "https://localhost:\(port)/",
+                workspace.appendingPathComponent("cert.pem").path,
+            ].map { "'\($0)'" }.joined(separator: " ")
+            let run = try Harness.run(["--format", "json", "--", "/bin/sh", "-c", "exec \(client) >/dev/null"])
+            _ = server.wait()
+            #expect(run.status == 0, "\(run.standardError)")
+            let events = try Harness.dataEvents(run.output)
+            let sent = String(decoding: events.joined(direction: "out"), as: UTF8.self)
+            #expect(sent.hasPrefix("GET /before-the-move HTTP/1.1\r\n"), "\(sent)")
+            #expect(!sent.contains("after-the-move"), "\(sent)")
+            #expect(String(decoding: events.joined(direction: "in"), as: UTF8.self).hasSuffix("got \(sha256Hex([]))\n"))
+        }
+
         /// The traced command starts as it would from a shell: no signal
         /// blocked or ignored by tlstap leaks into it (SIGPIPE ends `yes`).
         @Test func theTracedCommandSeesDefaultSignals() throws {

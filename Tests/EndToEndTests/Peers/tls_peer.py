@@ -29,6 +29,10 @@
       (/renamed-away), back to tlstaprenamed by writing /proc/self/comm
       (/written), and from a new thread, which inherits the name
       (/in-a-thread). Prints each response body.
+  tls_peer.py moves URL CAFILE
+      A GET (/before-the-move), then moves itself into its parent's cgroup
+      v2 (tlstap's, when tlstap -- started it), and a second GET
+      (/after-the-move).
 """
 import hashlib
 import http.server
@@ -175,33 +179,55 @@ def closes(url, cafile, pause=0.6):
     time.sleep(pause)
 
 
-def renames(url, cafile):
-    import ctypes
-    import threading
+def get_each(url, cafile, steps):
+    """GETs each (path, then) of steps on a connection of its own, calling then() first."""
+    import http.client
     import urllib.parse
 
     parts = urllib.parse.urlsplit(url)
     context = ssl.create_default_context(cafile=cafile)
-    pr_set_name = 15
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def get(path):
-        import http.client
-
+    for path, then in steps:
+        then()
         connection = http.client.HTTPSConnection(parts.hostname, parts.port, context=context)
         connection.request("GET", path)
         sys.stdout.write(connection.getresponse().read().decode())
         connection.close()
 
-    get("/as-started")
-    libc.prctl(pr_set_name, b"tlstaprenamed", 0, 0, 0)
-    get("/renamed")
-    libc.prctl(pr_set_name, b"tlstapaway", 0, 0, 0)
-    get("/renamed-away")
-    with open("/proc/self/comm", "w") as comm:
-        comm.write("tlstaprenamed")
-    get("/written")
-    worker = threading.Thread(target=get, args=("/in-a-thread",))
+
+def moves(url, cafile):
+    import os
+
+    def move():
+        with open("/proc/self/mountinfo") as f:
+            mount = next(line.split()[4] for line in f if line.split(" - ")[1].startswith("cgroup2 "))
+        with open("/proc/%d/cgroup" % os.getppid()) as f:
+            path = next(line.strip()[3:] for line in f if line.startswith("0::"))
+        with open(mount + path.rstrip("/") + "/cgroup.procs", "w") as f:
+            f.write(str(os.getpid()))
+
+    get_each(url, cafile, [("/before-the-move", lambda: None), ("/after-the-move", move)])
+
+
+def renames(url, cafile):
+    import ctypes
+    import threading
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def named(name):
+        return lambda: libc.prctl(15, name, 0, 0, 0)  # PR_SET_NAME
+
+    def written():
+        with open("/proc/self/comm", "w") as comm:
+            comm.write("tlstaprenamed")
+
+    get_each(url, cafile, [
+        ("/as-started", lambda: None),
+        ("/renamed", named(b"tlstaprenamed")),
+        ("/renamed-away", named(b"tlstapaway")),
+        ("/written", written),
+    ])
+    worker = threading.Thread(target=get_each, args=(url, cafile, [("/in-a-thread", lambda: None)]))
     worker.start()
     worker.join()
 
@@ -220,5 +246,7 @@ if __name__ == "__main__":
         closes(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "renames":
         renames(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "moves":
+        moves(sys.argv[2], sys.argv[3])
     else:
         sys.exit("usage: see the docstring")
