@@ -107,26 +107,25 @@ import Testing
         #expect(reused.connection == nil)  // the new process's fd 5 is unknown until its own socket event
     }
 
-    @Test func midConnectionsAskForTheirRole() {
+    /// A connection first seen mid-stream: user space guesses its role (here:
+    /// the server's on port 8443) only where the kernel could not tell it.
+    /// Where it told, the guess would say the opposite.
+    @Test(arguments: [
+        (ConnectionRole.unknown, UInt16(8443), ConnectionRole.server), (.server, 50000, .server),
+        (.client, 8443, .client),
+    ])
+    func midConnectionsAskForTheirRoleOnlyIfTheKernelDidNotTell(
+        told: ConnectionRole, port: UInt16, reported: ConnectionRole
+    ) {
         var table = ConnectionTable(clock: clock) { event in event.local?.port == 8443 ? .server : .client }
-        _ = table.handle(socket(.mid, local: server, remote: local, role: .unknown))
+        let near = port == server.port ? server : local
+        _ = table.handle(socket(.mid, local: near, remote: near == server ? local : server, role: told))
         var event = data()
         guard case .opened(let connection, _)? = table.attach(&event) else {
             Issue.record("no open")
             return
         }
-        #expect(connection.origin == .mid && connection.role == .server)
-    }
-
-    @Test func aMidConnectionTheKernelPlacedKeepsItsRole() {
-        var table = ConnectionTable(clock: clock) { _ in .client }
-        _ = table.handle(socket(.mid, local: server, remote: local, role: .server))
-        var event = data()
-        guard case .opened(let connection, _)? = table.attach(&event) else {
-            Issue.record("no open")
-            return
-        }
-        #expect(connection.origin == .mid && connection.role == .server)
+        #expect(connection.origin == .mid && connection.role == reported)
     }
 
     @Test func addressesReadAsUsersWriteThem() {
